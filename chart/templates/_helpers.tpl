@@ -1,0 +1,170 @@
+{{/*
+Names, labels and the derived settings every template shares. Nothing here
+depends on the cluster, the clock or randomness: the same values always
+render the same manifests (the Rust renderer is compared against them).
+*/}}
+
+{{- define "kubevision.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* The release name alone when it already contains the chart name. */}}
+{{- define "kubevision.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "kubevision.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "kubevision.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "kubevision.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{ include "kubevision.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/component: offload
+app.kubernetes.io/part-of: kubevision
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}
+
+{{/*
+metadata name, namespace and labels of one object.
+Usage: include "kubevision.metadata" (list $ "object-name")
+*/}}
+{{- define "kubevision.metadata" -}}
+{{- $ctx := index . 0 -}}
+name: {{ index . 1 }}
+namespace: {{ $ctx.Release.Namespace }}
+labels:
+  {{- include "kubevision.labels" $ctx | nindent 2 }}
+{{- end }}
+
+{{/* StatefulSet pods get stable DNS names through this headless Service. */}}
+{{- define "kubevision.headlessName" -}}
+{{- include "kubevision.fullname" . }}-headless
+{{- end }}
+
+{{- define "kubevision.tlsSecretName" -}}
+{{- .Values.tls.existingSecret | default (printf "%s-tls" (include "kubevision.fullname" .)) }}
+{{- end }}
+
+{{- define "kubevision.tokenSecretName" -}}
+{{- .Values.auth.existingSecret | default (printf "%s-token" (include "kubevision.fullname" .)) }}
+{{- end }}
+
+{{- define "kubevision.ingressTlsSecretName" -}}
+{{- .Values.ingress.tlsSecretName | default (printf "%s-ingress-tls" (include "kubevision.fullname" .)) }}
+{{- end }}
+
+{{/* The Issuer the Certificate uses: the configured one or the chart's own. */}}
+{{- define "kubevision.issuerRef" -}}
+{{- with .Values.ingress.certManager.issuerRef }}
+{{- if .name -}}
+name: {{ .name }}
+kind: {{ .kind }}
+{{- else -}}
+name: {{ include "kubevision.fullname" $ }}
+kind: Issuer
+{{- end }}
+{{- end }}
+group: cert-manager.io
+{{- end }}
+
+{{/* The CUDA build when the pod gets a GPU, the plain (CPU) build otherwise. */}}
+{{- define "kubevision.image" -}}
+{{- $tag := .Values.image.tag | default .Chart.AppVersion -}}
+{{- if .Values.gpu.enabled }}{{ $tag = print $tag .Values.image.cudaTagSuffix }}{{ end -}}
+{{ .Values.image.repository }}:{{ $tag }}
+{{- end }}
+
+{{- define "kubevision.backend" -}}
+{{- .Values.backend | default (ternary "cuda" "cpu" .Values.gpu.enabled) }}
+{{- end }}
+
+{{/* Whether the chart itself writes the TLS / token Secret (else: none or an existing one). */}}
+{{- define "kubevision.createsTlsSecret" -}}
+{{- if and .Values.tls.enabled (not .Values.tls.existingSecret) }}true{{ end }}
+{{- end }}
+
+{{- define "kubevision.createsTokenSecret" -}}
+{{- if and .Values.auth.token (not .Values.auth.existingSecret) }}true{{ end }}
+{{- end }}
+
+{{/*
+One probe action for startup, liveness and readiness. kubelet's native gRPC
+probe (grpc.health.v1) speaks plain-text HTTP/2 only, so with TLS on the port
+the probes fall back to a TCP connect: it needs no client certificate (works
+with mTLS too) and no probe binary in the image, at the price of not seeing
+the health service's SERVING status.
+*/}}
+{{- define "kubevision.probeAction" -}}
+{{- if .Values.tls.enabled -}}
+tcpSocket:
+  port: {{ .Values.ports.grpc }}
+{{- else -}}
+grpc:
+  port: {{ .Values.ports.grpc }}
+{{- end }}
+{{- end }}
+
+{{/* Node placement: GPU node selector and tolerations, then the hybrid site affinity. */}}
+{{- define "kubevision.scheduling" -}}
+{{- $gpu := .Values.gpu -}}
+{{- $nodeSelector := deepCopy .Values.nodeSelector -}}
+{{- $tolerations := .Values.tolerations -}}
+{{- if $gpu.enabled }}
+{{- $nodeSelector = merge $nodeSelector $gpu.nodeSelector }}
+{{- $tolerations = concat $gpu.tolerations $tolerations }}
+{{- with $gpu.runtimeClassName }}
+runtimeClassName: {{ . }}
+{{- end }}
+{{- end }}
+{{- with $nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with $tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .Values.placement }}
+{{- if .site }}
+{{- if and $gpu.enabled (hasKey $gpu.nodeSelector .labelKey) }}
+{{- fail (printf "placement.site=%s cannot be combined with gpu.enabled while GPU nodes are selected by the same label %q: label the sites with another key and set placement.labelKey" .site .labelKey) }}
+{{- end }}
+{{- $term := dict "matchExpressions" (list (dict "key" .labelKey "operator" "In" "values" (list .site))) }}
+affinity:
+  nodeAffinity:
+    {{- if .required }}
+    requiredDuringSchedulingIgnoredDuringExecution:
+      nodeSelectorTerms:
+        {{- list $term | toYaml | nindent 8 }}
+    {{- else }}
+    preferredDuringSchedulingIgnoredDuringExecution:
+      - weight: 100
+        preference:
+          {{- toYaml $term | nindent 10 }}
+    {{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* Container resources, plus the GPU limit (requests default to limits for extended resources). */}}
+{{- define "kubevision.resources" -}}
+{{- $resources := deepCopy .Values.resources -}}
+{{- if .Values.gpu.enabled }}
+{{- $limits := $resources.limits | default dict }}
+{{- $_ := set $limits .Values.gpu.resourceName (toString .Values.gpu.count) }}
+{{- $_ = set $resources "limits" $limits }}
+{{- end }}
+{{- toYaml $resources }}
+{{- end }}

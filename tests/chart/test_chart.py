@@ -1,0 +1,484 @@
+"""Tests of the Helm chart in chart/, with the real helm binary.
+
+For every value set in tests/chart/values/: `helm lint --strict`, a golden
+comparison of `helm template` (UPDATE_GOLDEN=1 rewrites tests/chart/golden/),
+validation of every rendered object against the Kubernetes API schemas that
+kubernetes-validate bundles (offline), and assertions on what the manifests
+must do: GPU scheduling or none, gallery retention, security context, probes,
+network policy, TLS and token wiring. helm comes from .tools/bin (installed by
+scripts/setup-test-tools); without it the tests fail rather than skip.
+"""
+
+import base64
+import difflib
+import functools
+import os
+import subprocess
+from pathlib import Path
+
+import jsonschema
+import kubernetes_validate
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+CHART = REPO / "chart"
+HELM = REPO / ".tools" / "bin" / "helm"
+HERE = Path(__file__).resolve().parent
+VALUE_SETS = sorted(p.stem for p in (HERE / "values").glob("*.yaml"))
+RELEASE, NAMESPACE = "kv", "kubevision"
+FULLNAME = "kv-kubevision-offload"
+# The chart's minimum (Chart.yaml kubeVersion) and the kubectl it ships with.
+KUBE_VERSIONS = ("1.27.0", "1.33.0")
+GRPC_PORT, METRICS_PORT = 50051, 9090
+GPU_SETS = ("defaults", "gpu")
+CPU_SETS = ("cpu", "persistence")
+TLS_SETS = ("gpu", "ingress-tls", "persistence")
+
+# kubernetes-validate has no schemas for cert-manager's CRDs. These hand-written
+# schemas follow cert-manager.io/v1 closely enough to catch misspelt or missing
+# fields in what the chart renders (Issuer: exactly one issuer type;
+# Certificate: the spec fields cert-manager defines, with the required ones).
+def cert_manager_schema(kind: str, spec: dict) -> dict:
+    return {
+        "type": "object",
+        "required": ["apiVersion", "kind", "metadata", "spec"],
+        "additionalProperties": False,
+        "properties": {
+            "apiVersion": {"const": "cert-manager.io/v1"},
+            "kind": {"const": kind},
+            "metadata": {
+                "type": "object",
+                "required": ["name", "namespace"],
+                "properties": {"name": {"type": "string", "minLength": 1}},
+            },
+            "spec": {"type": "object", "additionalProperties": False, **spec},
+        },
+    }
+
+
+ISSUER_TYPES = ("acme", "ca", "selfSigned", "vault", "venafi")
+CERTIFICATE_OPTIONAL_FIELDS = (
+    "commonName", "duration", "renewBefore", "privateKey", "usages", "subject", "ipAddresses",
+    "uris", "emailAddresses", "isCA", "secretTemplate", "keystores", "revisionHistoryLimit",
+)
+CERT_MANAGER_SCHEMAS = {
+    "Issuer": cert_manager_schema("Issuer", {
+        "properties": {t: {"type": "object"} for t in ISSUER_TYPES},
+        "oneOf": [{"required": [t]} for t in ISSUER_TYPES],
+    }),
+    "Certificate": cert_manager_schema("Certificate", {
+        "required": ["secretName", "issuerRef", "dnsNames"],
+        "properties": {
+            "secretName": {"type": "string", "minLength": 1},
+            "dnsNames": {"type": "array", "minItems": 1, "items": {"type": "string"}},
+            "issuerRef": {
+                "type": "object",
+                "required": ["name"],
+                "additionalProperties": False,
+                "properties": {
+                    "name": {"type": "string", "minLength": 1},
+                    "kind": {"enum": ["Issuer", "ClusterIssuer"]},
+                    "group": {"const": "cert-manager.io"},
+                },
+            },
+            **{field: {} for field in CERTIFICATE_OPTIONAL_FIELDS},
+        },
+    }),
+}
+
+
+def helm(*args: str) -> subprocess.CompletedProcess:
+    if not HELM.is_file():
+        pytest.fail(f"{HELM} is missing: run scripts/setup-test-tools")
+    return subprocess.run([str(HELM), *args], capture_output=True, text=True, check=False)
+
+
+def template_args(value_set: str) -> list[str]:
+    return ["-f", str(HERE / "values" / f"{value_set}.yaml")]
+
+
+@functools.cache
+def render_text(*args: str) -> str:
+    proc = helm("template", RELEASE, str(CHART), "--namespace", NAMESPACE, *args)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def render(*args: str) -> list[dict]:
+    return [doc for doc in yaml.safe_load_all(render_text(*args)) if doc]
+
+
+def rendered(value_set: str) -> list[dict]:
+    return render(*template_args(value_set))
+
+
+def only(docs: list[dict], kind: str) -> dict:
+    matches = [d for d in docs if d["kind"] == kind]
+    assert len(matches) == 1, f"expected one {kind}, got {len(matches)}"
+    return matches[0]
+
+
+def of_kind(docs: list[dict], kind: str) -> list[dict]:
+    return [d for d in docs if d["kind"] == kind]
+
+
+def pod_spec(docs: list[dict]) -> dict:
+    return only(docs, "StatefulSet")["spec"]["template"]["spec"]
+
+
+def container(docs: list[dict]) -> dict:
+    (c,) = pod_spec(docs)["containers"]
+    return c
+
+
+def env(docs: list[dict]) -> dict[str, dict]:
+    return {e["name"]: e for e in container(docs)["env"]}
+
+
+# --- tooling-level checks ---------------------------------------------------
+
+
+@pytest.mark.parametrize("value_set", VALUE_SETS)
+def test_helm_lint_strict(value_set):
+    proc = helm("lint", "--strict", str(CHART), *template_args(value_set))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("value_set", VALUE_SETS)
+def test_rendering_matches_golden(value_set):
+    actual = render_text(*template_args(value_set))
+    golden = HERE / "golden" / f"{value_set}.yaml"
+    if os.environ.get("UPDATE_GOLDEN") == "1":
+        golden.write_text(actual)
+    expected = golden.read_text() if golden.exists() else ""
+    diff = "".join(difflib.unified_diff(
+        expected.splitlines(keepends=True), actual.splitlines(keepends=True),
+        str(golden), "helm template"))
+    assert not diff, f"rendering changed (UPDATE_GOLDEN=1 accepts it):\n{diff}"
+
+
+@pytest.mark.parametrize("kube_version", KUBE_VERSIONS)
+@pytest.mark.parametrize("value_set", VALUE_SETS)
+def test_objects_match_api_schemas(value_set, kube_version):
+    for doc in rendered(value_set):
+        if doc["apiVersion"].startswith("cert-manager.io/"):
+            jsonschema.validate(doc, CERT_MANAGER_SCHEMAS[doc["kind"]])
+        else:
+            # strict: unknown fields are errors, as with kubectl's field validation.
+            kubernetes_validate.validate(doc, kube_version, strict=True)
+
+
+def test_value_sets_cover_the_features():
+    kinds = {d["kind"] for s in VALUE_SETS for d in rendered(s)}
+    assert kinds == {
+        "StatefulSet", "Service", "Secret", "Ingress", "Issuer", "Certificate",
+        "NetworkPolicy", "PodDisruptionBudget", "HorizontalPodAutoscaler",
+    }
+
+
+@pytest.mark.parametrize("args, error", [
+    (["--set", "placement.site=premise"], "placement.site=premise cannot be combined with gpu.enabled"),
+    (["--set", "backend=rocm"], "/backend"),
+    (["--set", "tls.enabled=true"], "/tls"),
+    (["--set", "tls.enabled=true,tls.cert=c,tls.key=k,tls.mtls=true"], "/tls"),
+    (["--set", "tls.mtls=true,tls.existingSecret=s"], "/tls"),
+    (["--set", "auth.token=t,auth.existingSecret=s"], "/auth"),
+    (["--set", "persistence.sizee=2Gi"], "sizee"),
+    (["--set", "ingress.host=Not_A_Host"], "/ingress/host"),
+    ([*template_args("gpu"), "--set", "ingress.enabled=true"], "ingress.enabled cannot be combined with tls.mtls"),
+])
+def test_invalid_values_are_refused(args, error):
+    proc = helm("template", RELEASE, str(CHART), *args)
+    assert proc.returncode != 0, "rendered although the values are invalid"
+    assert error in proc.stderr
+
+
+def test_values_rancher_injects_are_accepted():
+    # Rancher passes global.cattle.* to every chart it installs.
+    assert render("--set", "global.cattle.systemDefaultRegistry=registry.plant.example")
+
+
+def test_rancher_questions_match_values():
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    questions = yaml.safe_load((CHART / "questions.yaml").read_text())["questions"]
+    asked = questions + [s for q in questions for s in q.get("subquestions", [])]
+    python_type = {"boolean": bool, "int": int}
+    for q in asked:
+        # The field types Rancher's app form knows (rancher/dashboard, Questions/index.vue).
+        assert q["type"] in ("string", "hostname", "multiline", "password", "boolean", "enum", "int",
+                             "float", "secret", "storageclass", "pvc", "configmap"), q["variable"]
+        value = values
+        for key in q["variable"].split("."):
+            assert key in value, f"questions.yaml asks for {q['variable']}, which values.yaml lacks"
+            value = value[key]
+        assert q["default"] == value, q["variable"]
+        assert isinstance(value, python_type.get(q["type"], str)), q["variable"]
+        assert value in q.get("options", [value]), q["variable"]
+
+
+# --- what the manifests do --------------------------------------------------
+
+
+@pytest.mark.parametrize("value_set", GPU_SETS)
+def test_gpu_variant_is_scheduled_onto_gpu_nodes(value_set):
+    docs = rendered(value_set)
+    spec = pod_spec(docs)
+    assert spec["nodeSelector"] == {"hardware": "gpu"}
+    assert {"key": "hardware", "operator": "Equal", "value": "gpu", "effect": "NoSchedule"} in spec["tolerations"]
+    assert "nvidia.com/gpu" in container(docs)["resources"]["limits"]
+    assert container(docs)["image"] == "ghcr.io/kubevision/kubevision-offload:0.1.0-cuda"
+    assert env(docs)["KUBEVISION_BACKEND"]["value"] == "cuda"
+    assert "affinity" not in spec
+
+
+def test_gpu_options():
+    docs = rendered("gpu")
+    spec = pod_spec(docs)
+    assert spec["runtimeClassName"] == "nvidia"
+    assert container(docs)["resources"]["limits"] == {"memory": "2Gi", "nvidia.com/gpu": "2"}
+    # Extra tolerations are added to the GPU one, not instead of it.
+    assert [t["key"] for t in spec["tolerations"]] == ["hardware", "node.kubernetes.io/unreachable"]
+    assert "runtimeClassName" not in pod_spec(rendered("defaults"))
+
+
+@pytest.mark.parametrize("value_set", CPU_SETS)
+def test_cpu_variant_has_no_gpu_scheduling(value_set):
+    docs = rendered(value_set)
+    spec = pod_spec(docs)
+    assert "nodeSelector" not in spec
+    assert "tolerations" not in spec
+    assert "runtimeClassName" not in spec
+    assert "nvidia.com/gpu" not in render_text(*template_args(value_set))
+    assert container(docs)["image"] == "ghcr.io/kubevision/kubevision-offload:0.1.0"
+    assert env(docs)["KUBEVISION_BACKEND"]["value"] == "cpu"
+
+
+def test_hybrid_placement():
+    term = {"matchExpressions": [{"key": "hardware", "operator": "In", "values": ["premise"]}]}
+    preferred = pod_spec(rendered("cpu"))["affinity"]["nodeAffinity"]
+    assert preferred == {"preferredDuringSchedulingIgnoredDuringExecution": [{"weight": 100, "preference": term}]}
+    required = pod_spec(rendered("persistence"))["affinity"]["nodeAffinity"]
+    term["matchExpressions"][0]["values"] = ["cloud"]
+    assert required == {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [term]}}
+
+
+def test_gpu_nodes_with_a_separate_site_label():
+    docs = render("--set", "placement.site=premise,placement.labelKey=kubevision.io/site")
+    spec = pod_spec(docs)
+    assert spec["nodeSelector"] == {"hardware": "gpu"}
+    (pref,) = spec["affinity"]["nodeAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
+    assert pref["preference"]["matchExpressions"][0]["key"] == "kubevision.io/site"
+
+
+def test_gallery_is_kept_on_uninstall_by_default():
+    sts = only(rendered("defaults"), "StatefulSet")["spec"]
+    assert sts["persistentVolumeClaimRetentionPolicy"] == {"whenDeleted": "Retain", "whenScaled": "Retain"}
+    (claim,) = sts["volumeClaimTemplates"]
+    assert claim["metadata"]["name"] == "data"
+    assert claim["spec"]["accessModes"] == ["ReadWriteOnce"]
+    assert claim["spec"]["resources"]["requests"]["storage"] == "1Gi"
+    assert "storageClassName" not in claim["spec"]
+    assert all(v["name"] != "data" for v in sts["template"]["spec"]["volumes"])
+    data_mount = {m["name"]: m["mountPath"] for m in container(rendered("defaults"))["volumeMounts"]}["data"]
+    assert env(rendered("defaults"))["KUBEVISION_DATA_DIR"]["value"] == data_mount
+
+
+def test_gallery_deleted_on_uninstall_when_not_kept():
+    sts = only(rendered("persistence"), "StatefulSet")["spec"]
+    assert sts["persistentVolumeClaimRetentionPolicy"]["whenDeleted"] == "Delete"
+    (claim,) = sts["volumeClaimTemplates"]
+    assert claim["spec"]["storageClassName"] == "longhorn"
+    assert claim["spec"]["resources"]["requests"]["storage"] == "5Gi"
+
+
+def test_gallery_in_emptydir_without_persistence():
+    sts = only(rendered("cpu"), "StatefulSet")["spec"]
+    assert "volumeClaimTemplates" not in sts
+    assert "persistentVolumeClaimRetentionPolicy" not in sts
+    assert {"name": "data", "emptyDir": {}} in sts["template"]["spec"]["volumes"]
+    assert sts["replicas"] == 2
+
+
+@pytest.mark.parametrize("value_set", VALUE_SETS)
+def test_pod_runs_locked_down(value_set):
+    docs = rendered(value_set)
+    spec = pod_spec(docs)
+    assert spec["automountServiceAccountToken"] is False
+    pod = spec["securityContext"]
+    assert pod["runAsNonRoot"] is True
+    assert pod["runAsUser"] == pod["runAsGroup"] == pod["fsGroup"] == 10001
+    assert pod["seccompProfile"] == {"type": "RuntimeDefault"}
+    ctx = container(docs)["securityContext"]
+    assert ctx["readOnlyRootFilesystem"] is True
+    assert ctx["allowPrivilegeEscalation"] is False
+    assert ctx["privileged"] is False
+    assert ctx["capabilities"] == {"drop": ["ALL"]}
+    # The only writable places are the gallery and /tmp.
+    writable = {m["mountPath"] for m in container(docs)["volumeMounts"] if not m.get("readOnly")}
+    assert writable == {"/var/lib/kubevision", "/tmp"}
+
+
+@pytest.mark.parametrize("value_set", VALUE_SETS)
+def test_probes(value_set):
+    docs = rendered(value_set)
+    c = container(docs)
+    assert {p["name"]: p["containerPort"] for p in c["ports"]} == {"grpc": GRPC_PORT, "metrics": METRICS_PORT}
+    # kubelet's gRPC probe is plain text only: TCP connects when the port speaks TLS.
+    action = {"tcpSocket": {"port": GRPC_PORT}} if value_set in TLS_SETS else {"grpc": {"port": GRPC_PORT}}
+    for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+        assert {k: v for k, v in c[probe].items() if k in ("grpc", "tcpSocket", "exec", "httpGet")} == action
+    assert env(docs)["KUBEVISION_LISTEN"]["value"] == f"0.0.0.0:{GRPC_PORT}"
+    assert env(docs)["KUBEVISION_METRICS_LISTEN"]["value"] == f"0.0.0.0:{METRICS_PORT}"
+
+
+@pytest.mark.parametrize("value_set", VALUE_SETS)
+def test_services_and_network_policy_select_the_pods(value_set):
+    docs = rendered(value_set)
+    sts = only(docs, "StatefulSet")
+    selector = sts["spec"]["selector"]["matchLabels"]
+    pod_labels = sts["spec"]["template"]["metadata"]["labels"]
+    assert selector.items() <= pod_labels.items()
+    services = {s["metadata"]["name"]: s["spec"] for s in of_kind(docs, "Service")}
+    assert services.keys() == {FULLNAME, f"{FULLNAME}-headless"}
+    assert services[FULLNAME]["type"] == "ClusterIP"
+    assert services[f"{FULLNAME}-headless"]["clusterIP"] == "None"
+    assert sts["spec"]["serviceName"] == f"{FULLNAME}-headless"
+    for spec in services.values():
+        assert spec["selector"] == selector
+        assert {p["name"]: (p["port"], p["targetPort"]) for p in spec["ports"]} == {
+            "grpc": (GRPC_PORT, "grpc"), "metrics": (METRICS_PORT, "metrics")}
+    policy = only(docs, "NetworkPolicy")["spec"]
+    assert policy["podSelector"]["matchLabels"] == selector
+    assert policy["policyTypes"] == ["Ingress"]
+    assert sorted(p["port"] for rule in policy["ingress"] for p in rule["ports"]) == [METRICS_PORT, GRPC_PORT]
+    assert only(docs, "PodDisruptionBudget")["spec"] == {"maxUnavailable": 1, "selector": {"matchLabels": selector}}
+    for doc in docs:
+        labels = doc["metadata"]["labels"]
+        assert labels["app.kubernetes.io/name"] == "kubevision-offload"
+        assert labels["app.kubernetes.io/instance"] == RELEASE
+        assert labels["app.kubernetes.io/managed-by"] == "Helm"
+        assert doc["metadata"]["namespace"] == NAMESPACE
+
+
+def network_rules(value_set: str) -> dict[int, list]:
+    """Port -> allowed peers (an empty list: any source)."""
+    rules = only(rendered(value_set), "NetworkPolicy")["spec"]["ingress"]
+    return {rule["ports"][0]["port"]: rule.get("from", []) for rule in rules}
+
+
+def test_network_policy_peers():
+    assert network_rules("defaults") == {GRPC_PORT: [], METRICS_PORT: []}
+    monitoring = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "cattle-monitoring-system"}}}
+    assert network_rules("gpu") == {GRPC_PORT: [], METRICS_PORT: [monitoring]}
+    # With an Ingress, gRPC is reachable from the ingress controller only.
+    controller = {
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}},
+        "podSelector": {"matchLabels": {"app.kubernetes.io/name": "ingress-nginx"}},
+    }
+    assert network_rules("ingress-tls") == {GRPC_PORT: [controller], METRICS_PORT: []}
+
+
+def test_ingress_with_cert_manager_certificate():
+    docs = rendered("ingress-tls")
+    ingress = only(docs, "Ingress")
+    host = "kubevision.line1.plant.example"
+    assert ingress["spec"]["ingressClassName"] == "nginx"
+    # The service speaks TLS here, so nginx must too towards the pods.
+    assert ingress["metadata"]["annotations"] == {
+        "nginx.ingress.kubernetes.io/backend-protocol": "GRPCS",
+        "nginx.ingress.kubernetes.io/auth-tls-secret": "kubevision/kiosk-ca",
+        "nginx.ingress.kubernetes.io/auth-tls-verify-client": "on",
+    }
+    (rule,) = ingress["spec"]["rules"]
+    assert rule["host"] == host
+    assert rule["http"]["paths"][0]["backend"]["service"] == {"name": FULLNAME, "port": {"name": "grpc"}}
+    (tls,) = ingress["spec"]["tls"]
+    cert = only(docs, "Certificate")["spec"]
+    issuer = only(docs, "Issuer")
+    assert tls == {"hosts": [host], "secretName": cert["secretName"]}
+    assert cert["dnsNames"] == [host]
+    assert cert["issuerRef"] == {"name": issuer["metadata"]["name"], "kind": "Issuer", "group": "cert-manager.io"}
+    assert issuer["spec"] == {"ca": {"secretName": "plant-ca"}}
+
+
+def test_ingress_with_an_existing_cluster_issuer():
+    docs = render("--set", "ingress.enabled=true,ingress.certManager.issuerRef.name=plant-ca,"
+                  "ingress.certManager.issuerRef.kind=ClusterIssuer")
+    assert not of_kind(docs, "Issuer")
+    assert only(docs, "Certificate")["spec"]["issuerRef"] == {
+        "name": "plant-ca", "kind": "ClusterIssuer", "group": "cert-manager.io"}
+    assert only(docs, "Ingress")["metadata"]["annotations"]["nginx.ingress.kubernetes.io/backend-protocol"] == "GRPC"
+
+
+def tls_wiring(docs: list[dict]) -> tuple[str, dict[str, str]]:
+    """The Secret mounted for TLS, and for each TLS variable set the Secret key its file comes from."""
+    spec = pod_spec(docs)
+    (volume,) = [v for v in spec["volumes"] if v["name"] == "tls"]
+    (mount,) = [m for m in container(docs)["volumeMounts"] if m["name"] == "tls"]
+    assert mount["readOnly"] is True
+    files = {}
+    for var, entry in env(docs).items():
+        if var.startswith("KUBEVISION_TLS_"):
+            directory, files[var] = entry["value"].rsplit("/", 1)
+            assert directory == mount["mountPath"]
+    return volume["secret"]["secretName"], files
+
+
+@pytest.mark.parametrize("value_set, mtls", [("gpu", True), ("ingress-tls", False)])
+def test_tls_secret_written_by_the_chart(value_set, mtls):
+    docs = rendered(value_set)
+    values = yaml.safe_load((HERE / "values" / f"{value_set}.yaml").read_text())["tls"]
+    name, files = tls_wiring(docs)
+    (secret,) = [s for s in of_kind(docs, "Secret") if s["metadata"]["name"] == name]
+    assert secret["type"] == "kubernetes.io/tls"
+    data = {k: base64.b64decode(v).decode() for k, v in secret["data"].items()}
+    expected = {"KUBEVISION_TLS_CERT": values["cert"], "KUBEVISION_TLS_KEY": values["key"]}
+    if mtls:
+        expected["KUBEVISION_TLS_CLIENT_CA"] = values["clientCA"]
+    assert {var: data[key] for var, key in files.items()} == expected
+
+
+def test_tls_from_an_existing_secret():
+    docs = rendered("persistence")
+    name, files = tls_wiring(docs)
+    assert name == "kubevision-offload-tls"
+    assert files == {"KUBEVISION_TLS_CERT": "tls.crt", "KUBEVISION_TLS_KEY": "tls.key",
+                     "KUBEVISION_TLS_CLIENT_CA": "ca.crt"}
+    assert not of_kind(docs, "Secret")
+    assert "checksum/secrets" not in only(docs, "StatefulSet")["spec"]["template"]["metadata"].get("annotations", {})
+
+
+def test_no_tls_and_no_token_by_default():
+    docs = rendered("defaults")
+    assert not [k for k in env(docs) if k.startswith("KUBEVISION_TLS") or k == "KUBEVISION_TOKEN"]
+    assert not of_kind(docs, "Secret")
+
+
+def test_token_from_values():
+    docs = rendered("gpu")
+    ref = env(docs)["KUBEVISION_TOKEN"]["valueFrom"]["secretKeyRef"]
+    (secret,) = [s for s in of_kind(docs, "Secret") if s["metadata"]["name"] == ref["name"]]
+    assert secret["type"] == "Opaque"
+    assert base64.b64decode(secret["data"][ref["key"]]).decode() == "test-token-not-a-secret"
+    # The pods restart when the token changes.
+    checksum = only(docs, "StatefulSet")["spec"]["template"]["metadata"]["annotations"]["checksum/secrets"]
+    other = render(*template_args("gpu"), "--set", "auth.token=another-token")
+    assert only(other, "StatefulSet")["spec"]["template"]["metadata"]["annotations"]["checksum/secrets"] != checksum
+    assert env(docs)["RUST_LOG"] == {"name": "RUST_LOG", "value": "info"}
+
+
+def test_token_from_an_existing_secret():
+    docs = rendered("ingress-tls")
+    assert env(docs)["KUBEVISION_TOKEN"]["valueFrom"]["secretKeyRef"] == {"name": "kiosk-token", "key": "bearer"}
+    assert all(s["metadata"]["name"] != "kiosk-token" for s in of_kind(docs, "Secret"))
+
+
+def test_autoscaler_owns_the_replica_count():
+    docs = rendered("persistence")
+    hpa = only(docs, "HorizontalPodAutoscaler")["spec"]
+    assert hpa["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "StatefulSet", "name": FULLNAME}
+    assert (hpa["minReplicas"], hpa["maxReplicas"]) == (2, 6)
+    # A replicas field would reset the autoscaler's choice on every helm upgrade.
+    assert "replicas" not in only(docs, "StatefulSet")["spec"]
+    assert not of_kind(rendered("defaults"), "HorizontalPodAutoscaler")

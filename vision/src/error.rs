@@ -1,0 +1,34 @@
+use std::path::PathBuf;
+
+/// Everything that can go wrong in the face pipeline. Each variant names the
+/// offending input so that a batch tool or the kiosk can say which file or
+/// which setting is at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot read {path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("{what} is not a readable image: {reason}")]
+    NotAnImage { what: String, reason: String },
+    #[error("{what} is empty (0 × 0 pixels)")]
+    EmptyImage { what: String },
+    #[error("image of {width} × {height} pixels is too small for LBPH with radius {radius} and a {grid_x} × {grid_y} grid (needs at least {min_width} × {min_height})")]
+    ImageTooSmall { width: u32, height: u32, radius: u32, grid_x: u32, grid_y: u32, min_width: u32, min_height: u32 },
+    #[error("invalid LBPH parameter: {0}")]
+    InvalidParams(String),
+    #[error("template was made with other LBPH parameters ({found}) than this gallery's ({expected})")]
+    ParamsMismatch { expected: String, found: String },
+    #[error("malformed template: {0}")]
+    BadTemplate(String),
+    #[error("the model has no templates: enroll at least one face first")]
+    EmptyModel,
+    #[error("{images} images but {labels} labels were given")]
+    LabelCountMismatch { images: usize, labels: usize },
+    #[error("OpenCV model file {path}: {reason}")]
+    ModelFile { path: PathBuf, reason: String },
+    #[error("cannot write {path}: {source}")]
+    Write { path: PathBuf, source: std::io::Error },
+    #[error("face cascade not found; looked in: {searched}")]
+    CascadeNotFound { searched: String },
+    #[error("OpenCV: {0}")]
+    OpenCv(#[from] opencv::Error),
+}

@@ -1,0 +1,83 @@
+//! Decoding photos and frames into 8-bit grey images.
+//!
+//! Colour is reduced with OpenCV's BT.601 fixed-point weights (the ones
+//! `cvtColor(BGR2GRAY)` uses), so a colour photo gives the same grey pixels
+//! it would give in the OpenCV prototype.
+
+use std::path::Path;
+
+use image::{DynamicImage, GrayImage, ImageReader};
+
+use crate::Error;
+
+/// Loads a photo in any common format (PNG, JPEG, PGM, GIF, BMP, WebP).
+pub fn load_gray(path: &Path) -> Result<GrayImage, Error> {
+    let what = path.display().to_string();
+    let bytes = std::fs::read(path).map_err(|source| Error::Io { path: path.to_owned(), source })?;
+    decode_named(&bytes, &what)
+}
+
+/// Decodes an encoded image held in memory (a frame sent over gRPC, say).
+pub fn decode_gray(bytes: &[u8]) -> Result<GrayImage, Error> {
+    decode_named(bytes, "the image data")
+}
+
+fn decode_named(bytes: &[u8], what: &str) -> Result<GrayImage, Error> {
+    if bytes.is_empty() {
+        return Err(Error::NotAnImage { what: what.to_owned(), reason: "the data is empty".into() });
+    }
+    let reader = ImageReader::new(std::io::Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| Error::NotAnImage { what: what.to_owned(), reason: e.to_string() })?;
+    if reader.format().is_none() {
+        return Err(Error::NotAnImage { what: what.to_owned(), reason: "unknown image format".into() });
+    }
+    let image = reader.decode().map_err(|e| Error::NotAnImage { what: what.to_owned(), reason: e.to_string() })?;
+    if image.width() == 0 || image.height() == 0 {
+        return Err(Error::EmptyImage { what: what.to_owned() });
+    }
+    Ok(to_gray(&image))
+}
+
+/// Converts any decoded image to 8-bit grey the way OpenCV does.
+pub fn to_gray(image: &DynamicImage) -> GrayImage {
+    match image {
+        DynamicImage::ImageLuma8(gray) => gray.clone(),
+        other => {
+            let rgb = other.to_rgb8();
+            let mut gray = GrayImage::new(rgb.width(), rgb.height());
+            for (dst, src) in gray.pixels_mut().zip(rgb.pixels()) {
+                dst.0[0] = bt601(src.0);
+            }
+            gray
+        }
+    }
+}
+
+/// OpenCV's `RGB2Gray<uchar>`: 14-bit fixed-point BT.601 weights with rounding.
+fn bt601([r, g, b]: [u8; 3]) -> u8 {
+    const R: u32 = 4899; // round(0.299 * 2^14)
+    const G: u32 = 9617; // round(0.587 * 2^14)
+    const B: u32 = 1868; // round(0.114 * 2^14)
+    ((r as u32 * R + g as u32 * G + b as u32 * B + (1 << 13)) >> 14) as u8
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn garbage_is_named_not_an_image() {
+        let err = decode_gray(b"definitely not a picture").unwrap_err();
+        assert!(matches!(err, Error::NotAnImage { .. }), "{err}");
+        assert!(matches!(decode_gray(&[]).unwrap_err(), Error::NotAnImage { .. }));
+    }
+
+    #[test]
+    fn grey_weights_match_opencv() {
+        assert_eq!(bt601([255, 255, 255]), 255);
+        assert_eq!(bt601([0, 0, 0]), 0);
+        // cv::cvtColor of pure red/green/blue gives 76, 150 and 29.
+        assert_eq!((bt601([255, 0, 0]), bt601([0, 255, 0]), bt601([0, 0, 255])), (76, 150, 29));
+    }
+}

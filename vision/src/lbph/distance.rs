@@ -1,0 +1,165 @@
+//! The chi-square distance of OpenCV's LBPH, and a lower bound for pruning.
+//!
+//! OpenCV compares histograms with `compareHist(HISTCMP_CHISQR_ALT)`:
+//! `2 Σ (a−b)² / (a+b)` over the normalised bins. When both templates come
+//! from images of the same size (always, for the kiosk's normalised crops)
+//! every bin is `count / n`, so the distance is `(2/n) Σ (ca−cb)² / (ca+cb)`
+//! over small integers: exact inputs, one rounding a term. Other pairs take
+//! OpenCV's own float path.
+//!
+//! The matcher must not evaluate every template in full. By Cauchy–Schwarz,
+//! a cell's chi-square is at least `L1² / Σ(a+b)`, and merging bins into
+//! groups (or saturating them) can only shrink L1; a cell's bins sum to 1,
+//! so `D ≥ Σ_cells SAD_c² / n²`, where `SAD_c` is the sum of absolute
+//! differences of a 16-group summary of the cell. The summary is 64 bytes a
+//! face's 16 KiB, and its SAD is one instruction per 16 bytes.
+
+use multiversion::multiversion;
+
+use super::template::{opencv_scale, Layout, TemplateRef};
+
+/// Groups a cell's summary keeps (fewer when the cell has fewer bins).
+pub const SUMMARY_GROUPS: usize = 16;
+
+/// Summary bytes a template.
+pub fn summary_len(layout: Layout) -> usize {
+    layout.cells() * SUMMARY_GROUPS.min(layout.bins())
+}
+
+/// The per-cell group sums of a template, saturated to a byte.
+pub fn summary(layout: Layout, t: TemplateRef<'_>) -> Vec<u8> {
+    let groups = SUMMARY_GROUPS.min(layout.bins());
+    let group_size = layout.bins() / groups;
+    t.exact_counts()
+        .chunks_exact(group_size)
+        .map(|g| g.iter().sum::<u32>().min(255) as u8)
+        .collect()
+}
+
+/// Lower bound of the distance between two templates of the same cell size,
+/// from their summaries.
+#[multiversion(targets("x86_64+avx512f+avx512bw", "x86_64+avx2", "aarch64+neon"))]
+pub fn lower_bound(a: &[u8], b: &[u8], groups: usize, cell_pixels: u32) -> f64 {
+    let mut total = 0u64;
+    for (ca, cb) in a.chunks_exact(groups).zip(b.chunks_exact(groups)) {
+        let sad: u32 = ca.iter().zip(cb).map(|(&x, &y)| (x as i32 - y as i32).unsigned_abs()).sum();
+        total += (sad * sad) as u64;
+    }
+    let n = cell_pixels as f64;
+    total as f64 / (n * n)
+}
+
+/// Chi-square distance between two templates of one layout, as OpenCV's
+/// LBPH computes it. Returns `f64::INFINITY` as soon as the partial sum
+/// exceeds `give_up_above` (every term is non-negative, so it can only grow).
+pub fn chi_square(layout: Layout, a: TemplateRef<'_>, b: TemplateRef<'_>, give_up_above: f64) -> f64 {
+    if a.cell_pixels == b.cell_pixels && a.overflow.is_empty() && b.overflow.is_empty() && a.cell_pixels > 0 {
+        chi_square_counts(a.counts, b.counts, layout.bins(), a.cell_pixels, give_up_above)
+    } else {
+        chi_square_opencv(a, b)
+    }
+}
+
+/// Same-size templates: integer counts, one byte a bin.
+#[multiversion(targets("x86_64+avx512f+avx512bw", "x86_64+avx2+fma", "aarch64+neon"))]
+fn chi_square_counts(a: &[u8], b: &[u8], bins: usize, cell_pixels: u32, give_up_above: f64) -> f64 {
+    const LANES: usize = 16;
+    let factor = 2.0 / cell_pixels as f64;
+    let limit = give_up_above / factor;
+    let mut total = 0.0f64;
+    for (ca, cb) in a.chunks_exact(bins).zip(b.chunks_exact(bins)) {
+        let mut acc = [0.0f32; LANES];
+        for (xa, xb) in ca.chunks_exact(LANES).zip(cb.chunks_exact(LANES)) {
+            for l in 0..LANES {
+                let (x, y) = (xa[l] as f32, xb[l] as f32);
+                let d = x - y;
+                // Both zero: 0/1 = 0, as OpenCV's "skip when a+b is 0".
+                acc[l] += d * d / (x + y).max(1.0);
+            }
+        }
+        // Fewer bins than lanes (neighbours < 4): no chunk above; do them singly.
+        let tail = ca.len() - ca.len() % LANES;
+        for (&x, &y) in ca[tail..].iter().zip(&cb[tail..]) {
+            let (x, y) = (x as f32, y as f32);
+            acc[0] += (x - y) * (x - y) / (x + y).max(1.0);
+        }
+        total += acc.iter().map(|&v| v as f64).sum::<f64>();
+        if total > limit {
+            return f64::INFINITY;
+        }
+    }
+    total * factor
+}
+
+/// OpenCV's `compareHist(h1, h2, HISTCMP_CHISQR_ALT)` on the float
+/// histograms, with its exact arithmetic: differences and sums in float,
+/// the quotient and the accumulation in double.
+fn chi_square_opencv(a: TemplateRef<'_>, b: TemplateRef<'_>) -> f64 {
+    let (sa, sb) = (opencv_scale(a.cell_pixels), opencv_scale(b.cell_pixels));
+    let (ca, cb) = (a.exact_counts(), b.exact_counts());
+    let mut result = 0.0f64;
+    for (&x, &y) in ca.iter().zip(&cb) {
+        let (h1, h2) = (x as f32 * sa, y as f32 * sb);
+        let diff = (h1 - h2) as f64;
+        let sum = (h1 + h2) as f64;
+        if sum.abs() > f64::EPSILON {
+            result += diff * diff / sum;
+        }
+    }
+    result * 2.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lbph::{LbphParams, Template};
+    use image::GrayImage;
+
+    fn face(seed: u32, w: u32, h: u32) -> Template {
+        let img = GrayImage::from_fn(w, h, |x, y| image::Luma([((x * 13 + seed) ^ (y * 7 + seed * x)) as u8]));
+        Template::extract(&LbphParams::default(), &img).unwrap()
+    }
+
+    #[test]
+    fn integer_path_agrees_with_opencv_arithmetic() {
+        let layout = Layout::of(&LbphParams::default());
+        for seed in 0..5 {
+            let (a, b) = (face(seed, 92, 112), face(seed + 10, 92, 112));
+            let fast = chi_square(layout, a.as_ref(), b.as_ref(), f64::INFINITY);
+            let reference = chi_square_opencv(a.as_ref(), b.as_ref());
+            assert!((fast - reference).abs() <= 1e-6 * reference, "{fast} vs {reference}");
+            assert_eq!(chi_square(layout, a.as_ref(), a.as_ref(), f64::INFINITY), 0.0);
+        }
+    }
+
+    #[test]
+    fn lower_bound_never_exceeds_distance() {
+        let layout = Layout::of(&LbphParams::default());
+        let groups = summary_len(layout) / layout.cells();
+        for seed in 0..20 {
+            let (a, b) = (face(seed, 92, 112), face(seed * 3 + 1, 92, 112));
+            let d = chi_square(layout, a.as_ref(), b.as_ref(), f64::INFINITY);
+            let lb = lower_bound(&summary(layout, a.as_ref()), &summary(layout, b.as_ref()), groups, a.cell_pixels());
+            assert!(lb <= d * (1.0 + 1e-9), "bound {lb} above distance {d}");
+            assert!(lb > 0.0);
+        }
+    }
+
+    #[test]
+    fn giving_up_only_above_the_limit() {
+        let layout = Layout::of(&LbphParams::default());
+        let (a, b) = (face(1, 92, 112), face(2, 92, 112));
+        let d = chi_square(layout, a.as_ref(), b.as_ref(), f64::INFINITY);
+        assert_eq!(chi_square(layout, a.as_ref(), b.as_ref(), d * 1.0001), d);
+        assert_eq!(chi_square(layout, a.as_ref(), b.as_ref(), d * 0.5), f64::INFINITY);
+    }
+
+    #[test]
+    fn mixed_sizes_use_opencv_path() {
+        let layout = Layout::of(&LbphParams::default());
+        let (a, b) = (face(1, 92, 112), face(1, 120, 140));
+        let d = chi_square(layout, a.as_ref(), b.as_ref(), f64::INFINITY);
+        assert_eq!(d, chi_square_opencv(a.as_ref(), b.as_ref()));
+        assert!(d > 0.0 && d < 4.0 * 64.0, "chi-square of two distributions is at most 4 a cell: {d}");
+    }
+}

@@ -1,0 +1,527 @@
+//! OpenCV's LBPH model files: the YAML that `FaceRecognizer::write()` writes.
+//!
+//! Only the subset of OpenCV's `FileStorage` YAML that such a file uses is
+//! understood (block and flow mappings and sequences, `!!opencv-matrix`
+//! tags, plain and double-quoted scalars); anything else is an error that
+//! names the line. The histograms' floats are turned back into exact pixel
+//! counts (see [`Template::from_opencv_histogram`]) and written out with
+//! enough digits to come back bit for bit.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::Path;
+
+use super::template::Layout;
+use super::{Gallery, Lbph, LbphParams, Template};
+use crate::Error;
+
+/// OpenCV's name for the model's top-level node.
+const ROOT: &str = "opencv_lbphfaces";
+
+pub(super) fn read(path: &Path) -> Result<Lbph, Error> {
+    let fail = |reason: String| Error::ModelFile { path: path.to_owned(), reason };
+    let text = std::fs::read_to_string(path).map_err(|source| Error::Io { path: path.to_owned(), source })?;
+    if text.trim_start().starts_with("<?xml") {
+        return Err(fail("XML model files are not supported: save the model as .yml".into()));
+    }
+    let root = yaml::parse(&text).map_err(fail)?;
+    let model = root.get(ROOT).ok_or_else(|| fail(format!("no `{ROOT}` node: not an LBPH model")))?;
+    model_from_node(model).map_err(fail)
+}
+
+fn model_from_node(model: &yaml::Node) -> Result<Lbph, String> {
+    let int = |key: &str| -> Result<u32, String> {
+        let v = model.get(key).ok_or(format!("missing `{key}`"))?.number().ok_or(format!("`{key}` is not a number"))?;
+        if v.fract() != 0.0 || !(0.0..=u32::MAX as f64).contains(&v) {
+            return Err(format!("`{key}` is {v}, not a whole number"));
+        }
+        Ok(v as u32)
+    };
+    let mut params = LbphParams {
+        radius: int("radius")?,
+        neighbors: int("neighbors")?,
+        grid_x: int("grid_x")?,
+        grid_y: int("grid_y")?,
+        ..LbphParams::default()
+    };
+    // As OpenCV: older files have no threshold, and 0 means "keep the default".
+    if let Some(t) = model.get("threshold").and_then(yaml::Node::number) {
+        if t != 0.0 {
+            params.threshold = t;
+        }
+    }
+    params.validate().map_err(|e| e.to_string())?;
+    let layout = Layout::of(&params);
+
+    let histograms = match model.get("histograms") {
+        None | Some(yaml::Node::Seq(_)) | Some(yaml::Node::Numbers(_)) => model.get("histograms"),
+        Some(_) => return Err("`histograms` is not a list".into()),
+    };
+    let histograms: Vec<&yaml::Node> = match histograms {
+        Some(yaml::Node::Seq(items)) => items.iter().collect(),
+        _ => Vec::new(), // `histograms: []`
+    };
+    let labels: Vec<i32> = match model.get("labels") {
+        Some(node @ yaml::Node::Map(_)) => matrix(node, "labels")?.iter().map(|&v| v as i32).collect(),
+        _ => Vec::new(),
+    };
+    if labels.len() != histograms.len() {
+        return Err(format!("{} histograms but {} labels", histograms.len(), labels.len()));
+    }
+    let mut gallery = Gallery::new(params);
+    for (i, (h, &label)) in histograms.iter().zip(&labels).enumerate() {
+        let values: Vec<f32> = matrix(h, "histogram")?.iter().map(|&v| v as f32).collect();
+        let template = Template::from_opencv_histogram(layout, &values).map_err(|e| format!("histogram {i} {e}"))?;
+        gallery.add(label, template).map_err(|e| e.to_string())?;
+    }
+    let mut label_info = BTreeMap::new();
+    if let Some(yaml::Node::Seq(items)) = model.get("labelsInfo") {
+        for item in items {
+            let label = item.get("label").and_then(yaml::Node::number).ok_or("a labelsInfo entry has no label")?;
+            let value = item.get("value").and_then(yaml::Node::text).unwrap_or_default();
+            label_info.insert(label as i32, value.to_owned());
+        }
+    }
+    Ok(Lbph::from_parts(params, gallery, label_info))
+}
+
+/// The data of an `!!opencv-matrix` node, checked against its rows × cols.
+fn matrix<'a>(node: &'a yaml::Node, what: &str) -> Result<&'a [f64], String> {
+    let rows = node.get("rows").and_then(yaml::Node::number).ok_or(format!("{what} matrix has no rows"))?;
+    let cols = node.get("cols").and_then(yaml::Node::number).ok_or(format!("{what} matrix has no cols"))?;
+    let data: &[f64] = match node.get("data") {
+        Some(yaml::Node::Numbers(v)) => v,
+        Some(yaml::Node::Seq(v)) if v.is_empty() => &[],
+        _ => return Err(format!("{what} matrix has no numeric data")),
+    };
+    if (rows * cols) as usize != data.len() {
+        return Err(format!("{what} matrix says {rows} × {cols} but holds {} values", data.len()));
+    }
+    Ok(data)
+}
+
+pub(super) fn write(model: &Lbph, path: &Path) -> Result<(), Error> {
+    let fail = |source: std::io::Error| Error::Write { path: path.to_owned(), source };
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let mut file = tempfile::NamedTempFile::new_in(dir).map_err(fail)?;
+    {
+        let mut out = std::io::BufWriter::new(file.as_file_mut());
+        write_yaml(model, &mut out).map_err(fail)?;
+        out.flush().map_err(fail)?;
+    }
+    file.as_file().sync_all().map_err(fail)?;
+    file.persist(path).map_err(|e| fail(e.error))?;
+    Ok(())
+}
+
+fn write_yaml(model: &Lbph, out: &mut impl Write) -> std::io::Result<()> {
+    let p = model.params();
+    writeln!(out, "%YAML:1.0\n---\n{ROOT}:")?;
+    writeln!(out, "   threshold: {}", float(p.threshold))?;
+    writeln!(out, "   radius: {}\n   neighbors: {}\n   grid_x: {}\n   grid_y: {}", p.radius, p.neighbors, p.grid_x, p.grid_y)?;
+    let gallery = model.gallery();
+    if gallery.is_empty() {
+        writeln!(out, "   histograms: []")?;
+    } else {
+        writeln!(out, "   histograms:")?;
+        let scale = super::template::opencv_scale;
+        for i in 0..gallery.len() {
+            let t = gallery.template(i);
+            let s = scale(t.cell_pixels);
+            let values: Vec<f64> = t.exact_counts().iter().map(|&c| (c as f32 * s) as f64).collect();
+            writeln!(out, "      - !!opencv-matrix\n         rows: 1\n         cols: {}\n         dt: f", values.len())?;
+            write_data(out, "         ", values.iter().map(|&v| float(v)))?;
+        }
+    }
+    writeln!(out, "   labels: !!opencv-matrix\n      rows: {}\n      cols: 1\n      dt: i", gallery.len())?;
+    write_data(out, "      ", gallery.labels().iter().map(|l| l.to_string()))?;
+    if model.label_infos().is_empty() {
+        writeln!(out, "   labelsInfo: []")?;
+    } else {
+        writeln!(out, "   labelsInfo:")?;
+        for (label, value) in model.label_infos() {
+            writeln!(out, "      - {{ label:{label}, value:{} }}", quote(value))?;
+        }
+    }
+    Ok(())
+}
+
+/// `data: [ … ]`, wrapped a few values a line as OpenCV does.
+fn write_data(out: &mut impl Write, indent: &str, values: impl Iterator<Item = String>) -> std::io::Result<()> {
+    write!(out, "{indent}data: [")?;
+    for (i, v) in values.enumerate() {
+        if i > 0 {
+            write!(out, ",")?;
+            if i % 8 == 0 {
+                write!(out, "\n{indent}   ")?;
+            }
+        }
+        write!(out, " {v}")?;
+    }
+    writeln!(out, " ]")
+}
+
+/// A float as OpenCV can read it back exactly: zero as OpenCV writes it, the
+/// rest as the shortest decimal that parses back to the same double.
+fn float(v: f64) -> String {
+    if v == 0.0 {
+        "0.".into()
+    } else {
+        format!("{v:e}")
+    }
+}
+
+fn quote(s: &str) -> String {
+    let mut q = String::with_capacity(s.len() + 2);
+    q.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => q.push_str("\\\""),
+            '\\' => q.push_str("\\\\"),
+            '\n' => q.push_str("\\n"),
+            c => q.push(c),
+        }
+    }
+    q.push('"');
+    q
+}
+
+/// The YAML subset of OpenCV's `FileStorage`.
+mod yaml {
+    pub enum Node {
+        Map(Vec<(String, Node)>),
+        Seq(Vec<Node>),
+        /// A flow sequence of numbers, kept compact (histograms are long).
+        Numbers(Vec<f64>),
+        Scalar(String),
+    }
+
+    impl Node {
+        pub fn get(&self, key: &str) -> Option<&Node> {
+            match self {
+                Node::Map(entries) => entries.iter().find(|(k, _)| k == key).map(|(_, v)| v),
+                _ => None,
+            }
+        }
+        pub fn number(&self) -> Option<f64> {
+            match self {
+                Node::Scalar(s) => parse_number(s),
+                _ => None,
+            }
+        }
+        pub fn text(&self) -> Option<&str> {
+            match self {
+                Node::Scalar(s) => Some(s),
+                _ => None,
+            }
+        }
+    }
+
+    fn parse_number(s: &str) -> Option<f64> {
+        match s {
+            ".Inf" | ".inf" => Some(f64::INFINITY),
+            "-.Inf" | "-.inf" => Some(f64::NEG_INFINITY),
+            ".Nan" | ".nan" => Some(f64::NAN),
+            _ => s.parse().ok(),
+        }
+    }
+
+    pub fn parse(text: &str) -> Result<Node, String> {
+        let mut p = Parser { s: text.as_bytes(), pos: 0 };
+        p.skip_header()?;
+        p.block(0)
+    }
+
+    struct Parser<'a> {
+        s: &'a [u8],
+        pos: usize,
+    }
+
+    impl Parser<'_> {
+        fn line(&self) -> usize {
+            self.s[..self.pos.min(self.s.len())].iter().filter(|&&c| c == b'\n').count() + 1
+        }
+
+        fn err<T>(&self, msg: &str) -> Result<T, String> {
+            Err(format!("line {}: {msg}", self.line()))
+        }
+
+        fn peek(&self) -> Option<u8> {
+            self.s.get(self.pos).copied()
+        }
+
+        fn skip_header(&mut self) -> Result<(), String> {
+            let text = std::str::from_utf8(self.s).map_err(|_| "not UTF-8 text".to_string())?;
+            if !(text.starts_with("%YAML:1.") || text.starts_with("%YAML 1.")) {
+                return self.err("not an OpenCV YAML file (no %YAML header)");
+            }
+            self.skip_line();
+            self.skip_blank_lines();
+            if self.s[self.pos..].starts_with(b"---") {
+                self.skip_line();
+            }
+            Ok(())
+        }
+
+        fn skip_line(&mut self) {
+            while let Some(c) = self.peek() {
+                self.pos += 1;
+                if c == b'\n' {
+                    break;
+                }
+            }
+        }
+
+        fn skip_spaces(&mut self) {
+            while matches!(self.peek(), Some(b' ' | b'\t' | b'\r')) {
+                self.pos += 1;
+            }
+        }
+
+        /// Skips empty and comment lines; leaves `pos` at a line's start.
+        fn skip_blank_lines(&mut self) {
+            loop {
+                let start = self.pos;
+                self.skip_spaces();
+                match self.peek() {
+                    Some(b'\n') => self.pos += 1,
+                    Some(b'#') => self.skip_line(),
+                    _ => {
+                        self.pos = start;
+                        return;
+                    }
+                }
+            }
+        }
+
+        /// Indentation of the next non-blank line, or None at the end.
+        fn next_indent(&mut self) -> Option<usize> {
+            self.skip_blank_lines();
+            let indent = self.s[self.pos..].iter().take_while(|&&c| c == b' ').count();
+            (self.pos + indent < self.s.len()).then_some(indent)
+        }
+
+        /// A block mapping or sequence whose lines are indented at least `min`.
+        fn block(&mut self, min: usize) -> Result<Node, String> {
+            let Some(indent) = self.next_indent().filter(|&i| i >= min) else {
+                return Ok(Node::Scalar(String::new()));
+            };
+            let is_seq = self.s[self.pos + indent] == b'-' && matches!(self.s.get(self.pos + indent + 1), Some(b' ' | b'\n' | b'\r') | None);
+            if is_seq {
+                let mut items = Vec::new();
+                while self.next_indent() == Some(indent) && self.s[self.pos + indent] == b'-' {
+                    self.pos += indent + 1;
+                    items.push(self.value(indent + 1)?);
+                }
+                Ok(Node::Seq(items))
+            } else {
+                let mut entries = Vec::new();
+                while self.next_indent() == Some(indent) {
+                    self.pos += indent;
+                    let key = self.key(b":")?;
+                    entries.push((key, self.value(indent + 1)?));
+                }
+                Ok(Node::Map(entries))
+            }
+        }
+
+        /// The value after a key or a `-`: on this line, or a nested block.
+        fn value(&mut self, nested_min: usize) -> Result<Node, String> {
+            self.skip_spaces();
+            if self.s[self.pos..].starts_with(b"!!") {
+                while !matches!(self.peek(), Some(b' ' | b'\n') | None) {
+                    self.pos += 1;
+                }
+                self.skip_spaces();
+            }
+            match self.peek() {
+                None | Some(b'\n') | Some(b'#') => {
+                    self.skip_line();
+                    self.block(nested_min)
+                }
+                Some(b'[' | b'{') => {
+                    let node = self.flow()?;
+                    self.skip_spaces();
+                    if !matches!(self.peek(), None | Some(b'\n' | b'#')) {
+                        return self.err("unexpected text after a closing bracket");
+                    }
+                    self.skip_line();
+                    Ok(node)
+                }
+                _ => {
+                    let node = Node::Scalar(self.scalar(b"\n")?);
+                    self.skip_line();
+                    Ok(node)
+                }
+            }
+        }
+
+        fn key(&mut self, end: &[u8]) -> Result<String, String> {
+            self.skip_spaces();
+            let key = if self.peek() == Some(b'"') {
+                self.quoted()?
+            } else {
+                let start = self.pos;
+                while !matches!(self.peek(), Some(b':' | b'\n') | None) {
+                    self.pos += 1;
+                }
+                String::from_utf8_lossy(&self.s[start..self.pos]).trim().to_owned()
+            };
+            self.skip_spaces();
+            if self.peek() != Some(b':') || key.is_empty() {
+                return self.err("expected `key:`");
+            }
+            self.pos += 1;
+            let _ = end;
+            Ok(key)
+        }
+
+        fn flow(&mut self) -> Result<Node, String> {
+            let open = self.peek().unwrap();
+            let close = if open == b'[' { b']' } else { b'}' };
+            self.pos += 1;
+            let mut numbers = Vec::new();
+            let mut items = Vec::new();
+            let mut entries = Vec::new();
+            loop {
+                self.skip_flow_space();
+                match self.peek() {
+                    None => return self.err("unclosed bracket"),
+                    Some(c) if c == close => {
+                        self.pos += 1;
+                        break;
+                    }
+                    _ => {}
+                }
+                if open == b'{' {
+                    let key = self.key(b",}")?;
+                    self.skip_flow_space();
+                    entries.push((key, self.flow_item(b",}")?));
+                } else {
+                    match self.flow_item(b",]")? {
+                        Node::Scalar(s) if items.is_empty() => match parse_number(&s) {
+                            Some(v) => numbers.push(v),
+                            None => items.push(Node::Scalar(s)),
+                        },
+                        node => items.push(node),
+                    }
+                }
+                self.skip_flow_space();
+                match self.peek() {
+                    Some(b',') => self.pos += 1,
+                    Some(c) if c == close => {}
+                    _ => return self.err("expected `,` or a closing bracket"),
+                }
+            }
+            Ok(match open {
+                b'{' => Node::Map(entries),
+                _ if items.is_empty() && !numbers.is_empty() => Node::Numbers(numbers),
+                _ if numbers.is_empty() => Node::Seq(items),
+                _ => return self.err("a list mixes numbers and other values"),
+            })
+        }
+
+        fn skip_flow_space(&mut self) {
+            while matches!(self.peek(), Some(b' ' | b'\t' | b'\r' | b'\n')) {
+                self.pos += 1;
+            }
+        }
+
+        fn flow_item(&mut self, ends: &[u8]) -> Result<Node, String> {
+            match self.peek() {
+                Some(b'[' | b'{') => self.flow(),
+                _ => Ok(Node::Scalar(self.scalar(ends)?)),
+            }
+        }
+
+        fn scalar(&mut self, ends: &[u8]) -> Result<String, String> {
+            if self.peek() == Some(b'"') {
+                return self.quoted();
+            }
+            let start = self.pos;
+            while let Some(c) = self.peek() {
+                if c == b'\n' || ends.contains(&c) {
+                    break;
+                }
+                self.pos += 1;
+            }
+            Ok(String::from_utf8_lossy(&self.s[start..self.pos]).trim().to_owned())
+        }
+
+        fn quoted(&mut self) -> Result<String, String> {
+            self.pos += 1;
+            let mut out = Vec::new();
+            loop {
+                match self.peek() {
+                    None | Some(b'\n') => return self.err("unterminated string"),
+                    Some(b'"') => {
+                        self.pos += 1;
+                        break;
+                    }
+                    Some(b'\\') => {
+                        self.pos += 1;
+                        out.push(match self.peek() {
+                            Some(b'n') => b'\n',
+                            Some(b't') => b'\t',
+                            Some(c) => c,
+                            None => return self.err("unterminated string"),
+                        });
+                        self.pos += 1;
+                    }
+                    Some(c) => {
+                        out.push(c);
+                        self.pos += 1;
+                    }
+                }
+            }
+            String::from_utf8(out).or_else(|_| self.err("string is not UTF-8"))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use image::GrayImage;
+
+    fn model() -> Lbph {
+        let mut m = Lbph::new(LbphParams::default()).unwrap();
+        let faces: Vec<GrayImage> =
+            (0..3).map(|s| GrayImage::from_fn(92, 112, |x, y| image::Luma([((x * 7 + s) ^ (y * 3 + x * s)) as u8]))).collect();
+        m.train(&faces, &[4, 4, 9]).unwrap();
+        m.set_label_info(4, "Müller, \"Hans\"");
+        m.set_label_info(9, "s9");
+        m
+    }
+
+    #[test]
+    fn write_then_read_is_identity() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("model.yml");
+        let m = model();
+        m.save(&path).unwrap();
+        let back = Lbph::load(&path).unwrap();
+        assert_eq!(back.params(), m.params());
+        assert_eq!(back.label_infos(), m.label_infos());
+        assert_eq!(back.gallery().labels(), m.gallery().labels());
+        for i in 0..3 {
+            assert_eq!(back.gallery().template(i).exact_counts(), m.gallery().template(i).exact_counts());
+        }
+    }
+
+    #[test]
+    fn broken_files_name_the_problem() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.yml");
+        for (text, expect) in [
+            ("hello", "no %YAML header"),
+            ("%YAML:1.0\n---\nother: 1\n", "not an LBPH model"),
+            ("%YAML:1.0\n---\nopencv_lbphfaces:\n   radius: 1\n", "missing `neighbors`"),
+            ("%YAML:1.0\nopencv_lbphfaces:\n   radius: 1\n   neighbors: 8\n   grid_x: 8\n   grid_y: 8\n   histograms: [\n", "unclosed"),
+        ] {
+            std::fs::write(&path, text).unwrap();
+            let err = Lbph::load(&path).unwrap_err().to_string();
+            assert!(err.contains(expect), "{err:?} should mention {expect:?}");
+        }
+    }
+}

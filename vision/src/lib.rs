@@ -1,0 +1,33 @@
+//! KubeVision's face pipeline, shared by the kiosk, the offload service and
+//! the `kubevision` command-line tool.
+//!
+//! A sign-in goes through these rooms, in order:
+//!
+//! - [`imageio`] decodes camera frames and photos into grey-scale images;
+//! - [`detect`] finds faces with OpenCV's Viola–Jones cascade and cuts out
+//!   a normalised crop ([`FACE_WIDTH`] × [`FACE_HEIGHT`]);
+//! - [`quality`] names the reason a frame is unusable, so the kiosk can say it;
+//! - [`pipeline`] ties detection and the quality gate together;
+//! - [`lbph`] is our LBPH recogniser: OpenCV's semantics and model files,
+//!   compact templates and a much faster matcher;
+//! - [`burst`] turns the answers for a burst of frames into one decision;
+//! - [`calibrate`] derives FAR/FRR curves and the accept threshold.
+
+pub mod burst;
+pub mod calibrate;
+pub mod detect;
+mod error;
+pub mod imageio;
+pub mod lbph;
+pub mod pipeline;
+pub mod quality;
+
+pub use error::Error;
+pub use image::GrayImage;
+
+/// Width of the normalised face crop handed to the recogniser. The kiosk's
+/// crops have the geometry of the ORL photos the prototype was tuned on, and
+/// keep every LBPH cell under 256 pixels, so templates stay one byte a bin.
+pub const FACE_WIDTH: u32 = 92;
+/// Height of the normalised face crop (see [`FACE_WIDTH`]).
+pub const FACE_HEIGHT: u32 = 112;

@@ -7,46 +7,70 @@
 //! over small integers: exact inputs, one rounding a term. Other pairs take
 //! OpenCV's own float path.
 //!
-//! The matcher must not evaluate every template in full. By Cauchy–Schwarz,
-//! a cell's chi-square is at least `L1² / Σ(a+b)`, and merging bins into
-//! groups (or saturating them) can only shrink L1; a cell's bins sum to 1,
-//! so `D ≥ Σ_cells SAD_c² / n²`, where `SAD_c` is the sum of absolute
-//! differences of a 16-group summary of the cell. The summary is 64 bytes a
-//! face's 16 KiB, and its SAD is one instruction per 16 bytes.
+//! The matcher must not evaluate every template in full. Merging bins can
+//! only lower a chi-square (Titu's lemma: `Σ u²/v ≥ (Σu)²/Σv` within each
+//! group), and so can saturating a count at 255, so the chi-square of two
+//! *summaries* (each cell's bins merged into groups) is a lower bound of the
+//! full distance. The groups are the "uniform" patterns (at most two 0/1
+//! transitions around the circle: edges, corners, spots), each its own group,
+//! and all the other patterns together: 59 groups for 8 neighbours, a
+//! quarter of the bins and three quarters of the distance on faces.
 
 use multiversion::multiversion;
 
 use super::template::{opencv_scale, Layout, TemplateRef};
 
-/// Groups a cell's summary keeps (fewer when the cell has fewer bins).
-pub const SUMMARY_GROUPS: usize = 16;
+/// Summary groups a cell, padded to whole 16-lane vectors.
+fn padded_groups(layout: Layout) -> usize {
+    let p = layout.neighbors as usize;
+    let groups = (p * (p - 1) + 3).min(layout.bins());
+    groups.div_ceil(16) * 16
+}
 
 /// Summary bytes a template.
 pub fn summary_len(layout: Layout) -> usize {
-    layout.cells() * SUMMARY_GROUPS.min(layout.bins())
+    layout.cells() * padded_groups(layout)
 }
 
-/// The per-cell group sums of a template, saturated to a byte.
-pub fn summary(layout: Layout, t: TemplateRef<'_>) -> Vec<u8> {
-    let groups = SUMMARY_GROUPS.min(layout.bins());
-    let group_size = layout.bins() / groups;
-    t.exact_counts()
-        .chunks_exact(group_size)
-        .map(|g| g.iter().sum::<u32>().min(255) as u8)
-        .collect()
-}
-
-/// Lower bound of the distance between two templates of the same cell size,
-/// from their summaries.
-#[multiversion(targets("x86_64+avx512f+avx512bw", "x86_64+avx2", "aarch64+neon"))]
-pub fn lower_bound(a: &[u8], b: &[u8], groups: usize, cell_pixels: u32) -> f64 {
-    let mut total = 0u64;
-    for (ca, cb) in a.chunks_exact(groups).zip(b.chunks_exact(groups)) {
-        let sad: u32 = ca.iter().zip(cb).map(|(&x, &y)| (x as i32 - y as i32).unsigned_abs()).sum();
-        total += (sad * sad) as u64;
+/// The group of each LBP code: uniform codes numbered in order, the rest last.
+fn groups(layout: Layout) -> Vec<usize> {
+    let p = layout.neighbors;
+    if (p * (p - 1) + 3) as usize >= layout.bins() {
+        return (0..layout.bins()).collect(); // few bins: no merging needed
     }
-    let n = cell_pixels as f64;
-    total as f64 / (n * n)
+    let mask = (1u32 << p) - 1;
+    let mut next = 0;
+    let mut map: Vec<usize> = (0..layout.bins() as u32)
+        .map(|c| {
+            let rotated = ((c >> 1) | ((c & 1) << (p - 1))) & mask;
+            if (c ^ rotated).count_ones() <= 2 {
+                next += 1;
+                next - 1
+            } else {
+                usize::MAX
+            }
+        })
+        .collect();
+    map.iter_mut().filter(|g| **g == usize::MAX).for_each(|g| *g = next);
+    map
+}
+
+/// A template's summary: per cell, its counts summed by group, saturated to a byte.
+pub fn summary(layout: Layout, t: TemplateRef<'_>) -> Vec<u8> {
+    let (map, width) = (groups(layout), padded_groups(layout));
+    let mut out = vec![0u32; summary_len(layout)];
+    for (cell, counts) in t.exact_counts().chunks_exact(layout.bins()).enumerate() {
+        for (code, &c) in counts.iter().enumerate() {
+            out[cell * width + map[code]] += c;
+        }
+    }
+    out.into_iter().map(|c| c.min(255) as u8).collect()
+}
+
+/// A lower bound of the distance between two templates of the same cell
+/// size, from their summaries.
+pub fn lower_bound(layout: Layout, a: &[u8], b: &[u8], cell_pixels: u32) -> f64 {
+    chi_square_counts(a, b, padded_groups(layout), cell_pixels, f64::INFINITY)
 }
 
 /// Chi-square distance between two templates of one layout, as OpenCV's
@@ -135,14 +159,21 @@ mod tests {
     #[test]
     fn lower_bound_never_exceeds_distance() {
         let layout = Layout::of(&LbphParams::default());
-        let groups = summary_len(layout) / layout.cells();
         for seed in 0..20 {
             let (a, b) = (face(seed, 92, 112), face(seed * 3 + 1, 92, 112));
             let d = chi_square(layout, a.as_ref(), b.as_ref(), f64::INFINITY);
-            let lb = lower_bound(&summary(layout, a.as_ref()), &summary(layout, b.as_ref()), groups, a.cell_pixels());
+            let lb = lower_bound(layout, &summary(layout, a.as_ref()), &summary(layout, b.as_ref()), a.cell_pixels());
             assert!(lb <= d * (1.0 + 1e-9), "bound {lb} above distance {d}");
             assert!(lb > 0.0);
         }
+    }
+
+    #[test]
+    fn uniform_patterns_are_58_of_256() {
+        let map = groups(Layout::of(&LbphParams::default()));
+        assert_eq!(map.iter().filter(|&&g| g < 58).count(), 58);
+        assert_eq!((map[0], map[255], map[0b0101_0101]), (0, 57, 58));
+        assert_eq!(padded_groups(Layout::of(&LbphParams::default())), 64);
     }
 
     #[test]

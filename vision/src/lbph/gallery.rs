@@ -1,6 +1,6 @@
 //! The enrolled templates and the nearest-neighbour search over them.
 //!
-//! Templates are stored side by side (one flat byte array), with a 1 KiB
+//! Templates are stored side by side (one flat byte array), with a 4 KiB
 //! summary each for the lower bound of [`super::distance`]. A search is exact
 //! branch and bound: bound every template from its summary (cheap, parallel),
 //! evaluate the few with the smallest bounds to get a distance to beat, then
@@ -71,6 +71,15 @@ impl Gallery {
         &self.labels
     }
 
+    /// Makes room for `additional` more templates without reallocating.
+    pub fn reserve(&mut self, additional: usize) {
+        self.counts.reserve_exact(additional * self.layout.len());
+        self.summaries.reserve_exact(additional * summary_len(self.layout));
+        self.labels.reserve_exact(additional);
+        self.cell_pixels.reserve_exact(additional);
+        self.overflow.reserve_exact(additional);
+    }
+
     /// Adds one template; it must have this gallery's layout.
     pub fn add(&mut self, label: i32, template: Template) -> Result<(), Error> {
         self.layout.check(&template.layout())?;
@@ -134,7 +143,6 @@ impl Gallery {
         }
         let probe_ref = probe.as_ref();
         let probe_summary = summary(self.layout, probe_ref);
-        let groups = summary_len(self.layout) / self.layout.cells();
         let slen = summary_len(self.layout);
 
         // 1. Bound every template (0 where the bound does not apply).
@@ -142,10 +150,10 @@ impl Gallery {
             .summaries
             .par_chunks(slen)
             .zip(self.cell_pixels.par_iter())
-            .with_min_len(512)
+            .with_min_len(64)
             .map(|(s, &n)| {
                 if n == probe_ref.cell_pixels && n > 0 {
-                    lower_bound(&probe_summary, s, groups, n)
+                    lower_bound(self.layout, &probe_summary, s, n)
                 } else {
                     0.0
                 }

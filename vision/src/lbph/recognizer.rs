@@ -64,6 +64,11 @@ impl Lbph {
         self.add_all(templates, labels)
     }
 
+    /// Makes room for `additional` more templates without reallocating.
+    pub fn reserve(&mut self, additional: usize) {
+        self.gallery.reserve(additional);
+    }
+
     /// Adds one template computed elsewhere (the kiosk, the offload service).
     pub fn add_template(&mut self, label: i32, template: Template) -> Result<(), Error> {
         self.gallery.add(label, template)

@@ -1,0 +1,131 @@
+//! `kubevision evaluate`: accuracy, the FAR/FRR curve and a threshold.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{bail, Context};
+use clap::Args;
+use vision::calibrate::{self, Scores};
+use vision::lbph::{Gallery, Lbph, LbphParams, Template};
+
+use crate::{dataset, faces, plot, InputArgs};
+
+#[derive(Args)]
+pub struct EvaluateArgs {
+    /// Probe against this model; DIR's folders must be named as its people.
+    #[arg(long, conflicts_with = "train_per_person")]
+    model: Option<PathBuf>,
+    /// No model: enroll the first N photos of each person in DIR and probe
+    /// with the rest (the ORL protocol is 5).
+    #[arg(long)]
+    train_per_person: Option<usize>,
+    #[command(flatten)]
+    input: InputArgs,
+    /// The false-accept rate the recommended threshold must not exceed.
+    #[arg(long, default_value_t = 0.001)]
+    far: f64,
+    /// Write the FAR/FRR curve as CSV here.
+    #[arg(long)]
+    roc: Option<PathBuf>,
+    /// Draw the FAR/FRR curve and the score distributions as PNG here.
+    #[arg(long)]
+    plot: Option<PathBuf>,
+    /// Labelled photos: one folder per person.
+    dir: PathBuf,
+}
+
+pub fn run(args: &EvaluateArgs) -> anyhow::Result<ExitCode> {
+    if !(0.0..1.0).contains(&args.far) {
+        bail!("--far must be a fraction between 0 and 1, not {}", args.far);
+    }
+    let (gallery, probes) = match (&args.model, args.train_per_person) {
+        (Some(path), _) => from_model(path, args)?,
+        (None, Some(n)) => from_split(n, args)?,
+        (None, None) => bail!("say how to get a gallery: --model FILE, or --train-per-person N"),
+    };
+    if probes.is_empty() {
+        bail!("no usable probe photos in {}", args.dir.display());
+    }
+    let scores = calibrate::score(&gallery, &probes)?;
+    let threshold = calibrate::threshold_for_far(&scores, args.far);
+    report(&scores, gallery.len(), args.far, threshold);
+    let points = calibrate::roc(&scores, 200);
+    if let Some(path) = &args.roc {
+        write_csv(path, &points)?;
+        println!("FAR/FRR curve written to {}", path.display());
+    }
+    if let Some(path) = &args.plot {
+        plot::roc_png(path, &scores, &points, threshold)?;
+        println!("plot written to {}", path.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn report(scores: &Scores, templates: usize, target: f64, threshold: Option<f64>) {
+    println!("probes: {}  gallery templates: {templates}", scores.probes);
+    println!("rank-1 identification: {:.1} % ({} of {})", 100.0 * scores.accuracy(), scores.correct, scores.probes);
+    println!("genuine scores: {}  impostor scores: {}", scores.genuine.len(), scores.impostor.len());
+    match threshold {
+        Some(t) => println!(
+            "recommended threshold for FAR ≤ {:.3} %: {t:.3} (FAR {:.3} %, FRR {:.1} %)",
+            100.0 * target,
+            100.0 * calibrate::far(scores, t),
+            100.0 * calibrate::frr(scores, t)
+        ),
+        None => println!("no impostor scores: enroll at least two people to calibrate"),
+    }
+}
+
+fn write_csv(path: &Path, points: &[calibrate::RocPoint]) -> anyhow::Result<()> {
+    let mut csv = String::from("threshold,far,frr\n");
+    for p in points {
+        csv.push_str(&format!("{},{},{}\n", p.threshold, p.far, p.frr));
+    }
+    std::fs::write(path, csv).with_context(|| format!("cannot write {}", path.display()))
+}
+
+type Labelled = Vec<(i32, Template)>;
+
+/// Templates of `photos` (person index → label), skipping unusable ones with a message.
+fn templates(photos: &[(i32, &Path)], input: InputArgs, params: &LbphParams) -> anyhow::Result<Labelled> {
+    let paths: Vec<&Path> = photos.iter().map(|(_, p)| *p).collect();
+    let mut out = Vec::new();
+    for ((label, path), result) in photos.iter().zip(faces::process_all(&paths, input, params)?) {
+        match result {
+            Ok(p) => out.push((*label, p.template)),
+            Err(reason) => eprintln!("skipped {}: {reason}", path.display()),
+        }
+    }
+    Ok(out)
+}
+
+fn from_model(path: &Path, args: &EvaluateArgs) -> anyhow::Result<(Gallery, Labelled)> {
+    let model = Lbph::load(path).with_context(|| format!("cannot load model {}", path.display()))?;
+    let people = dataset::people(&args.dir)?;
+    let mut photos = Vec::new();
+    for person in &people {
+        match model.label_infos().iter().find(|(_, name)| **name == person.name) {
+            Some((&label, _)) => photos.extend(person.photos.iter().map(|p| (label, p.as_path()))),
+            None => eprintln!("skipped folder {}: no such person in the model", person.name),
+        }
+    }
+    let probes = templates(&photos, args.input, model.params())?;
+    Ok((model.gallery().clone(), probes))
+}
+
+fn from_split(n: usize, args: &EvaluateArgs) -> anyhow::Result<(Gallery, Labelled)> {
+    let people = dataset::people(&args.dir)?;
+    let (mut train, mut probe) = (Vec::new(), Vec::new());
+    for (i, person) in people.iter().enumerate() {
+        let label = i as i32 + 1;
+        for (k, photo) in person.photos.iter().enumerate() {
+            if k < n { train.push((label, photo.as_path())) } else { probe.push((label, photo.as_path())) }
+        }
+    }
+    let params = LbphParams::default();
+    let mut gallery = Gallery::new(params);
+    for (label, t) in templates(&train, args.input, &params)? {
+        gallery.add(label, t)?;
+    }
+    Ok((gallery, templates(&probe, args.input, &params)?))
+}

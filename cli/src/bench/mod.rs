@@ -41,7 +41,6 @@ pub struct Row {
     measure: String,
     ours: f64,
     opencv: f64,
-    unit: &'static str,
     /// Whether a larger value is better (throughput) or worse (latency, memory).
     higher_is_better: bool,
 }
@@ -61,7 +60,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<ExitCode> {
 
     println!("\n| measure | kubevision | OpenCV | ratio |\n|---|---:|---:|---:|");
     for r in &rows {
-        println!("| {} | {} {} | {} {} | {:.1}× |", r.measure, fmt(r.ours), r.unit, fmt(r.opencv), r.unit, r.ratio());
+        println!("| {} | {} | {} | {:.1}× |", r.measure, fmt(r.ours), fmt(r.opencv), r.ratio());
     }
     println!("\nratio: how many times better kubevision is (faster, or smaller); medians over repeated runs.");
     Ok(ExitCode::SUCCESS)

@@ -49,7 +49,7 @@ fn training(orl: &Orl, rounds: usize) -> anyhow::Result<Row> {
         cv_t.push(start.elapsed());
     }
     let per_s = |ms: f64| images.len() as f64 / (ms / 1e3);
-    let row = Row { measure: "training throughput (images/s)".into(), ours: per_s(median_ms(ours_t)), opencv: per_s(median_ms(cv_t)), unit: "", higher_is_better: true };
+    let row = Row { measure: "training throughput (images/s)".into(), ours: per_s(median_ms(ours_t)), opencv: per_s(median_ms(cv_t)), higher_is_better: true };
     println!("training: ours {:.0} images/s, OpenCV {:.0} images/s", row.ours, row.opencv);
     Ok(row)
 }
@@ -88,11 +88,11 @@ fn predict(orl: &Orl, size: usize, probes: usize) -> anyhow::Result<Vec<Row>> {
     }
     let (ours_ms, cv_ms) = (median_ms(ours_t), median_ms(cv_t));
     println!("predict at {size} templates: ours {ours_ms:.3} ms, OpenCV {cv_ms:.3} ms; same answer for {agree} of {} probes", probes.max(1));
-    let mut rows = vec![Row { measure: format!("predict latency, {size} templates (ms)"), ours: ours_ms, opencv: cv_ms, unit: "", higher_is_better: false }];
+    let mut rows = vec![Row { measure: format!("predict latency, {size} templates (ms)"), ours: ours_ms, opencv: cv_ms, higher_is_better: false }];
     if let (Some(o), Some(c)) = (ours_bytes, cv_bytes) {
         if size >= 5000 {
             let kib = |b: u64| b as f64 / size as f64 / 1024.0;
-            rows.push(Row { measure: format!("memory per template, {size} templates (KiB, resident)"), ours: kib(o), opencv: kib(c), unit: "", higher_is_better: false });
+            rows.push(Row { measure: format!("memory per template, {size} templates (KiB, resident)"), ours: kib(o), opencv: kib(c), higher_is_better: false });
         }
     }
     Ok(rows)

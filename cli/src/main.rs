@@ -7,6 +7,7 @@
 
 mod bench;
 mod dataset;
+mod doctor;
 mod enroll;
 mod evaluate;
 mod faces;
@@ -56,6 +57,8 @@ enum Command {
     Evaluate(evaluate::EvaluateArgs),
     /// Benchmark our LBPH and detection against OpenCV's on the ORL faces.
     Bench(bench::BenchArgs),
+    /// Self-test of an installed kiosk: cascade, camera, store, offload, cluster.
+    Doctor(doctor::DoctorArgs),
 }
 
 /// How photos become the recogniser's input.
@@ -74,6 +77,7 @@ fn main() -> ExitCode {
         Command::Identify { model, input, threshold, json, images } => identify::run(&model, input, threshold, json, &images),
         Command::Evaluate(args) => evaluate::run(&args),
         Command::Bench(args) => bench::run(&args),
+        Command::Doctor(args) => doctor::run(&args),
     };
     match result {
         Ok(code) => code,

@@ -68,9 +68,9 @@ pub fn summary(layout: Layout, t: TemplateRef<'_>) -> Vec<u8> {
 }
 
 /// A lower bound of the distance between two templates of the same cell
-/// size, from their summaries.
-pub fn lower_bound(layout: Layout, a: &[u8], b: &[u8], cell_pixels: u32) -> f64 {
-    chi_square_counts(a, b, padded_groups(layout), cell_pixels, f64::INFINITY)
+/// size, from their summaries; `f64::INFINITY` once it exceeds `give_up_above`.
+pub fn lower_bound(layout: Layout, a: &[u8], b: &[u8], cell_pixels: u32, give_up_above: f64) -> f64 {
+    chi_square_counts(a, b, padded_groups(layout), cell_pixels, give_up_above)
 }
 
 /// Chi-square distance between two templates of one layout, as OpenCV's
@@ -162,7 +162,7 @@ mod tests {
         for seed in 0..20 {
             let (a, b) = (face(seed, 92, 112), face(seed * 3 + 1, 92, 112));
             let d = chi_square(layout, a.as_ref(), b.as_ref(), f64::INFINITY);
-            let lb = lower_bound(layout, &summary(layout, a.as_ref()), &summary(layout, b.as_ref()), a.cell_pixels());
+            let lb = lower_bound(layout, &summary(layout, a.as_ref()), &summary(layout, b.as_ref()), a.cell_pixels(), f64::INFINITY);
             assert!(lb <= d * (1.0 + 1e-9), "bound {lb} above distance {d}");
             assert!(lb > 0.0);
         }

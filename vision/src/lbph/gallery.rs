@@ -2,13 +2,15 @@
 //!
 //! Templates are stored side by side (one flat byte array), with a 4 KiB
 //! summary each for the lower bound of [`super::distance`]. A search is exact
-//! branch and bound: bound every template from its summary (cheap, parallel),
-//! evaluate the few with the smallest bounds to get a distance to beat, then
-//! evaluate in full only the templates whose bound does not exceed it, giving
-//! up on each as soon as its partial sum does. The answer is the one a full
-//! scan gives, ties going to the earlier template as in OpenCV.
+//! branch and bound on every core: the best answers so far give a distance to
+//! beat, shared by all threads; a template is bounded from its summary and
+//! scored in full only when the bound can still beat that distance, and both
+//! computations give up as soon as their partial sums pass it. The answer is
+//! the one a full scan gives, ties going to the earlier template as in OpenCV.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 
 use rayon::prelude::*;
 
@@ -20,9 +22,6 @@ use crate::Error;
 /// Bounds and distances are compared with this relative slack, so that float
 /// rounding in either can never prune a template that a full scan would pick.
 const SLACK: f64 = 1e-6;
-
-/// Templates scored in full up front to get a first distance to beat.
-const SEEDS: usize = 8;
 
 /// One candidate answer: a person and the distance of their nearest template.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -144,46 +143,27 @@ impl Gallery {
         let probe_ref = probe.as_ref();
         let probe_summary = summary(self.layout, probe_ref);
         let slen = summary_len(self.layout);
-
-        // 1. Bound every template (0 where the bound does not apply).
-        let bounds: Vec<f64> = self
-            .summaries
-            .par_chunks(slen)
-            .zip(self.cell_pixels.par_iter())
-            .with_min_len(64)
-            .map(|(s, &n)| {
-                if n == probe_ref.cell_pixels && n > 0 {
-                    lower_bound(self.layout, &probe_summary, s, n)
-                } else {
-                    0.0
+        let best = Mutex::new(Best::new(k, threshold));
+        // The distance to beat, readable without the lock (positive floats
+        // order like their bit patterns).
+        let limit = AtomicU64::new(threshold.to_bits());
+        (0..self.len()).into_par_iter().with_min_len(32).for_each(|i| {
+            let beat = f64::from_bits(limit.load(Ordering::Relaxed)) * (1.0 + SLACK);
+            let n = self.cell_pixels[i];
+            if n == probe_ref.cell_pixels && n > 0 {
+                let bound = lower_bound(self.layout, &probe_summary, &self.summaries[i * slen..(i + 1) * slen], n, beat);
+                if bound * (1.0 - SLACK) > beat {
+                    return;
                 }
-            })
-            .collect();
-
-        // 2. Score the most promising few in full: the first distance to beat.
-        let mut order: Vec<u32> = (0..self.len() as u32).collect();
-        let seeds = SEEDS.max(2 * k).min(order.len());
-        if seeds < order.len() {
-            order.select_nth_unstable_by(seeds - 1, |&a, &b| bounds[a as usize].total_cmp(&bounds[b as usize]));
-        }
-        let mut best = Best::new(k, threshold);
-        for &i in &order[..seeds] {
-            best.offer(i as usize, self.labels[i as usize], self.distance(probe_ref, i as usize, f64::INFINITY));
-        }
-
-        // 3. Score the rest whose bound can still beat it, giving up early.
-        let limit = best.limit() * (1.0 + SLACK);
-        let rest: Vec<(usize, f64)> = order[seeds..]
-            .par_iter()
-            .with_min_len(16)
-            .filter(|&&i| bounds[i as usize] * (1.0 - SLACK) <= limit)
-            .map(|&i| (i as usize, self.distance(probe_ref, i as usize, limit)))
-            .filter(|&(_, d)| d.is_finite())
-            .collect();
-        for (i, d) in rest {
-            best.offer(i, self.labels[i], d);
-        }
-        Ok(best.into_matches())
+            }
+            let d = self.distance(probe_ref, i, beat);
+            if d.is_finite() {
+                let mut best = best.lock().expect("no panics while held");
+                best.offer(i, self.labels[i], d);
+                limit.store(best.limit().to_bits(), Ordering::Relaxed);
+            }
+        });
+        Ok(best.into_inner().expect("no panics while held").into_matches())
     }
 
     /// [`Gallery::search`] for many probes at once, in parallel.

@@ -222,3 +222,72 @@ impl Best {
         all.into_iter().take(self.k).map(|(distance, _, label)| Match { label, distance }).collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use image::GrayImage;
+
+    /// Faces of `people` people, `per_person` noisy views each.
+    fn gallery(people: i32, per_person: u32) -> (Gallery, Vec<Template>) {
+        let params = LbphParams::default();
+        // A blocky texture of the person's own, plus a little noise a view.
+        let hash = |a: u32, b: u32, c: u32| (a.wrapping_mul(0x9E37_79B1) ^ b.wrapping_mul(0x85EB_CA77) ^ c.wrapping_mul(0xC2B2_AE3D)).rotate_left(13).wrapping_mul(0x27D4_EB2F) >> 24;
+        let face = |person: i32, view: u32| {
+            GrayImage::from_fn(92, 112, |x, y| image::Luma([(hash(person as u32 + 1, x / 4, y / 4) * 3 / 4 + hash(view + 1000, x, y) % 48) as u8]))
+        };
+        let mut g = Gallery::new(params);
+        for person in 0..people {
+            for view in 0..per_person {
+                g.add(person, Template::extract(&params, &face(person, view)).unwrap()).unwrap();
+            }
+        }
+        let probes = (0..people).map(|p| Template::extract(&params, &face(p, 99)).unwrap()).collect();
+        (g, probes)
+    }
+
+    /// What OpenCV's collector sees: per label the nearest template, nearest
+    /// first, ties to the earlier template, only below the threshold.
+    fn brute_force(g: &Gallery, probe: &Template, k: usize, threshold: f64) -> Vec<Match> {
+        let d = g.all_distances(probe).unwrap();
+        let mut best = Best::new(k, threshold);
+        for (i, &d) in d.iter().enumerate() {
+            best.offer(i, g.labels()[i], d);
+        }
+        best.into_matches()
+    }
+
+    #[test]
+    fn pruned_search_equals_full_scan() {
+        let (g, probes) = gallery(12, 6);
+        for probe in &probes {
+            for k in [1, 3, 12, 20] {
+                assert_eq!(g.search(probe, k, f64::MAX).unwrap(), brute_force(&g, probe, k, f64::MAX), "k = {k}");
+            }
+            let all = brute_force(&g, probe, 12, f64::MAX);
+            let threshold = all[4].distance; // strictly below: four labels qualify
+            assert_eq!(g.search(probe, 12, threshold).unwrap(), all[..4].to_vec());
+        }
+    }
+
+    #[test]
+    fn removing_a_person_removes_all_their_templates() {
+        let (mut g, probes) = gallery(5, 4);
+        assert_eq!(g.search(&probes[2], 1, f64::MAX).unwrap()[0].label, 2);
+        assert_eq!(g.remove_label(2), 4);
+        assert_eq!(g.len(), 16);
+        assert!(!g.labels().contains(&2));
+        assert!(g.search(&probes[2], 5, f64::MAX).unwrap().iter().all(|m| m.label != 2));
+        assert_eq!(g.search(&probes[3], 1, f64::MAX).unwrap(), brute_force(&g, &probes[3], 1, f64::MAX));
+        assert_eq!(g.remove_label(2), 0);
+    }
+
+    #[test]
+    fn a_template_of_other_parameters_is_refused() {
+        let (mut g, _) = gallery(1, 1);
+        let other = LbphParams { grid_x: 4, ..LbphParams::default() };
+        let t = Template::extract(&other, &GrayImage::from_pixel(92, 112, image::Luma([3]))).unwrap();
+        assert!(matches!(g.add(1, t.clone()), Err(Error::ParamsMismatch { .. })));
+        assert!(g.search(&t, 1, f64::MAX).is_err());
+    }
+}

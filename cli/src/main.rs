@@ -3,9 +3,12 @@
 //! - `enroll`: add people's photos to an OpenCV LBPH model file;
 //! - `identify`: say who is in each photo;
 //! - `evaluate`: accuracy, FAR/FRR curve and the threshold for a target FAR;
-//! - `bench`: ours against OpenCV, side by side, as a Markdown table.
+//! - `bench`: ours against OpenCV, side by side, as a Markdown table;
+//! - `cluster`: the offload service on the plant's cluster (status, deploy, upgrade, remove);
+//! - `doctor`: a headless self-test of a line PC.
 
 mod bench;
+mod cluster;
 mod dataset;
 mod doctor;
 mod enroll;
@@ -59,6 +62,8 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Self-test of an installed kiosk: cascade, camera, store, offload, cluster.
     Doctor(doctor::DoctorArgs),
+    /// The offload service on the plant's cluster: status, deploy, upgrade, remove.
+    Cluster(cluster::ClusterArgs),
 }
 
 /// How photos become the recogniser's input.
@@ -78,6 +83,7 @@ fn main() -> ExitCode {
         Command::Evaluate(args) => evaluate::run(&args),
         Command::Bench(args) => bench::run(&args),
         Command::Doctor(args) => doctor::run(&args),
+        Command::Cluster(args) => cluster::run(&args),
     };
     match result {
         Ok(code) => code,

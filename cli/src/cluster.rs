@@ -1,0 +1,168 @@
+//! `kubevision cluster`: the offload service on the plant's k3s cluster,
+//! through `kubevision-cluster` (kube-rs; kubeconfig or Rancher).
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::{Args, Subcommand};
+use kubevision_cluster::{self as cluster, Connection, DeployValues, Progress, Release};
+
+#[derive(Args)]
+pub struct ClusterArgs {
+    #[command(flatten)]
+    connection: ConnectionArgs,
+    /// The release (the chart's release name).
+    #[arg(long, default_value = "kubevision", global = true)]
+    release: String,
+    #[arg(long, default_value = "kubevision", global = true)]
+    namespace: String,
+    #[command(subcommand)]
+    action: Action,
+}
+
+/// A kubeconfig file, or Rancher's API for the downstream cluster.
+#[derive(Args)]
+struct ConnectionArgs {
+    #[arg(long, env = "KUBECONFIG", global = true, conflicts_with = "rancher_url")]
+    kubeconfig: Option<PathBuf>,
+    /// The kubeconfig context (default: its current context).
+    #[arg(long, global = true)]
+    context: Option<String>,
+    /// Rancher's server URL, e.g. https://rancher.plant.example
+    #[arg(long, env = "KUBEVISION_RANCHER_URL", global = true, requires = "rancher_cluster")]
+    rancher_url: Option<String>,
+    /// A Rancher API token (prefer the environment variable).
+    #[arg(long, env = "KUBEVISION_RANCHER_TOKEN", global = true, hide_env_values = true)]
+    rancher_token: Option<String>,
+    /// The downstream cluster's name or id in Rancher.
+    #[arg(long, env = "KUBEVISION_RANCHER_CLUSTER", global = true)]
+    rancher_cluster: Option<String>,
+    /// CA certificate of Rancher's server, when it is not publicly trusted.
+    #[arg(long, global = true)]
+    rancher_ca: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum Action {
+    /// Nodes with their `hardware` label, GPUs and readiness; the release's state.
+    Status,
+    /// Install the offload service and follow the rollout until it is ready.
+    Deploy(DeployArgs),
+    /// Apply changed values or a new version to an installed release.
+    Upgrade(DeployArgs),
+    /// Remove the release; its gallery volumes stay unless asked otherwise.
+    Remove {
+        /// Also delete the gallery volumes (every enrolment on the cluster).
+        #[arg(long)]
+        delete_gallery: bool,
+    },
+}
+
+#[derive(Args)]
+struct DeployArgs {
+    /// A values file for the chart (as for `helm install -f`).
+    #[arg(long)]
+    values: Option<PathBuf>,
+    /// How long to wait for the rollout.
+    #[arg(long, default_value = "300", value_name = "SECONDS")]
+    timeout: u64,
+}
+
+pub fn run(args: &ClusterArgs) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    runtime.block_on(run_async(args))
+}
+
+async fn run_async(args: &ClusterArgs) -> anyhow::Result<ExitCode> {
+    let conn = connect(&args.connection).await?;
+    let release = Release { name: args.release.clone(), namespace: args.namespace.clone() };
+    match &args.action {
+        Action::Status => status(&conn, &release).await,
+        Action::Deploy(d) => deploy(&conn, &release, d, false).await,
+        Action::Upgrade(d) => deploy(&conn, &release, d, true).await,
+        Action::Remove { delete_gallery } => {
+            let removed = cluster::remove(&conn, &release, *delete_gallery).await?;
+            for object in &removed {
+                println!("removed {object}");
+            }
+            if !delete_gallery {
+                println!("gallery volumes kept: a new deploy of release {} finds its enrolments again", release.name);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+async fn connect(c: &ConnectionArgs) -> anyhow::Result<Connection> {
+    Ok(match (&c.rancher_url, &c.kubeconfig) {
+        (Some(url), _) => {
+            let token = c.rancher_token.as_deref().context("--rancher-url needs an API token (KUBEVISION_RANCHER_TOKEN)")?;
+            let name = c.rancher_cluster.as_deref().context("--rancher-url needs --rancher-cluster")?;
+            Connection::via_rancher(url, token, name, c.rancher_ca.clone()).await?
+        }
+        (None, Some(path)) => Connection::from_kubeconfig(path, c.context.as_deref()).await?,
+        (None, None) => bail!("say how to reach the cluster: --kubeconfig FILE, or --rancher-url with a token and cluster"),
+    })
+}
+
+async fn status(conn: &Connection, release: &Release) -> anyhow::Result<ExitCode> {
+    let nodes = cluster::list_nodes(conn).await?;
+    println!("{:<24} {:<9} {:>4} {:<6} gpu taint", "node", "hardware", "GPUs", "ready");
+    for n in nodes {
+        println!(
+            "{:<24} {:<9} {:>4} {:<6} {}",
+            n.name,
+            n.hardware.as_deref().unwrap_or("-"),
+            n.gpus,
+            if n.ready { "yes" } else { "NO" },
+            if n.tainted_gpu { "yes" } else { "-" }
+        );
+    }
+    let s = cluster::status(conn, release).await?;
+    if s.objects.is_empty() {
+        println!("\nrelease {} is not deployed in namespace {}", release.name, release.namespace);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("\nrelease {}: {}/{} replicas ready{}", release.name, s.ready, s.desired, if s.rolled_out { ", rolled out" } else { "" });
+    if let Some(endpoint) = &s.endpoint {
+        println!("endpoint: {endpoint}");
+    }
+    for f in &s.failures {
+        println!("problem: {f}");
+    }
+    Ok(if s.failures.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+async fn deploy(conn: &Connection, release: &Release, args: &DeployArgs, upgrade: bool) -> anyhow::Result<ExitCode> {
+    let installed = !cluster::status(conn, release).await?.objects.is_empty();
+    if upgrade && !installed {
+        bail!("release {} is not deployed in namespace {}: use `kubevision cluster deploy`", release.name, release.namespace);
+    }
+    let yaml = match &args.values {
+        Some(path) => std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?,
+        None => String::new(),
+    };
+    let values = DeployValues::new(&release.name, &release.namespace, &yaml)?;
+    let deployment = cluster::deploy(conn, &values).await?;
+    eprintln!("applied {} objects as field manager {}", deployment.objects.len(), cluster::FIELD_MANAGER);
+    let done = cluster::rollout(conn, release, Duration::from_secs(args.timeout), progress_bar).await;
+    eprintln!();
+    done?;
+    match deployment.endpoint {
+        Some(endpoint) => println!("ready: point the kiosks' offload endpoint at {endpoint}"),
+        None => println!("ready"),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `[#####-----] 1/2 message` on one terminal line.
+fn progress_bar(p: &Progress) {
+    const WIDTH: usize = 20;
+    let filled = if p.desired > 0 { (p.ready.max(0) as usize * WIDTH) / p.desired as usize } else { 0 };
+    let bar = format!("{}{}", "#".repeat(filled.min(WIDTH)), "-".repeat(WIDTH - filled.min(WIDTH)));
+    eprint!("\r[{bar}] {}/{} {:<60}", p.ready, p.desired, p.message.chars().take(60).collect::<String>());
+    let _ = std::io::stderr().flush();
+}

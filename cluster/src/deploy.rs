@@ -1,0 +1,76 @@
+//! Install and upgrade alike: server-side apply of the rendered objects under
+//! our field manager, forcing ownership of fields another manager (Helm,
+//! kubectl) set before, so that the result is what the values say.
+
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::{Api, DynamicObject, Patch, PatchParams};
+
+use crate::connect::Connection;
+use crate::endpoint::Endpoint;
+use crate::error::{is_not_found, Error};
+use crate::kinds::{resource_of, ObjectRef};
+use crate::render::render;
+use crate::values::DeployValues;
+use crate::FIELD_MANAGER;
+
+/// What [`deploy()`] applied, and where the service will answer once
+/// [`crate::rollout()`] reports it ready.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Deployment {
+    pub objects: Vec<ObjectRef>,
+    pub endpoint: Option<Endpoint>,
+}
+
+/// Creates the namespace if needed, then applies every object in order.
+pub async fn deploy(conn: &Connection, values: &DeployValues) -> Result<Deployment, Error> {
+    let objects = render(values)?;
+    let namespace = &values.release.namespace;
+    ensure_namespace(conn, namespace).await?;
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    for obj in &objects {
+        let object = ObjectRef::of(obj);
+        let resource = resource_of(obj).ok_or_else(|| {
+            Error::EmbeddedChart(format!(
+                "the chart rendered an unknown kind {}",
+                object.kind
+            ))
+        })?;
+        let api: Api<DynamicObject> =
+            Api::namespaced_with(conn.client().clone(), namespace, &resource);
+        api.patch(&object.name, &params, &Patch::Apply(obj)).await.map_err(|e| {
+            if is_not_found(&e) && resource.group == "cert-manager.io" {
+                Error::MissingApi {
+                    kind: format!("{} ({})", resource.kind, resource.api_version),
+                    hint: "install cert-manager, or set ingress.certManager.enabled=false and create the \
+                           Ingress certificate Secret yourself"
+                        .into(),
+                }
+            } else {
+                Error::kube(format!("apply {object}"), e)
+            }
+        })?;
+    }
+    Ok(Deployment {
+        endpoint: Endpoint::from_objects(&objects),
+        objects: objects.iter().map(ObjectRef::of).collect(),
+    })
+}
+
+async fn ensure_namespace(conn: &Connection, name: &str) -> Result<(), Error> {
+    let api: Api<Namespace> = Api::all(conn.client().clone());
+    let action = || format!("create the namespace {name}");
+    if api
+        .get_opt(name)
+        .await
+        .map_err(|e| Error::kube(action(), e))?
+        .is_none()
+    {
+        let mut namespace = Namespace::default();
+        namespace.metadata.name = Some(name.to_owned());
+        let params = PatchParams::apply(FIELD_MANAGER);
+        api.patch(name, &params, &Patch::Apply(&namespace))
+            .await
+            .map_err(|e| Error::kube(action(), e))?;
+    }
+    Ok(())
+}

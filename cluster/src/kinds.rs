@@ -1,0 +1,111 @@
+//! The kinds of object the chart renders, for applying, listing and deleting
+//! them without a discovery round trip, and the label selectors of a release.
+
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::core::v1::{Secret, Service};
+use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, ListParams};
+use kube::Client;
+
+use crate::error::{is_not_found, Error};
+use crate::values::Release;
+
+/// One object of a release, as `kubectl` would name it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectRef {
+    pub kind: String,
+    pub name: String,
+}
+
+impl std::fmt::Display for ObjectRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.kind, self.name)
+    }
+}
+
+impl ObjectRef {
+    pub(crate) fn of(obj: &DynamicObject) -> Self {
+        ObjectRef {
+            kind: obj
+                .types
+                .as_ref()
+                .map(|t| t.kind.clone())
+                .unwrap_or_default(),
+            name: obj.metadata.name.clone().unwrap_or_default(),
+        }
+    }
+}
+
+/// Every kind the chart can render, in the order they are applied: what the
+/// pods use (Secrets, Services) before the StatefulSet, the autoscaler last.
+pub(crate) fn release_kinds() -> Vec<ApiResource> {
+    let cert_manager = |kind: &str, plural: &str| {
+        ApiResource::from_gvk_with_plural(
+            &GroupVersionKind::gvk("cert-manager.io", "v1", kind),
+            plural,
+        )
+    };
+    vec![
+        ApiResource::erase::<Secret>(&()),
+        ApiResource::erase::<Service>(&()),
+        ApiResource::erase::<NetworkPolicy>(&()),
+        ApiResource::erase::<PodDisruptionBudget>(&()),
+        cert_manager("Issuer", "issuers"),
+        cert_manager("Certificate", "certificates"),
+        ApiResource::erase::<Ingress>(&()),
+        ApiResource::erase::<StatefulSet>(&()),
+        ApiResource::erase::<HorizontalPodAutoscaler>(&()),
+    ]
+}
+
+/// The API resource for an object's apiVersion and kind, if the chart renders that kind.
+pub(crate) fn resource_of(obj: &DynamicObject) -> Option<ApiResource> {
+    let types = obj.types.as_ref()?;
+    release_kinds()
+        .into_iter()
+        .find(|r| r.api_version == types.api_version && r.kind == types.kind)
+}
+
+/// The release's own objects and pods: the chart labels all of them with
+/// the release and `part-of: kubevision`.
+pub(crate) fn release_selector(release: &Release) -> String {
+    format!(
+        "app.kubernetes.io/instance={},app.kubernetes.io/part-of=kubevision",
+        release.name
+    )
+}
+
+/// The gallery claims carry only the selector labels (chart/README.md's
+/// `kubectl delete pvc -l app.kubernetes.io/instance=<release>`).
+pub(crate) fn claim_selector(release: &Release) -> String {
+    format!("app.kubernetes.io/instance={}", release.name)
+}
+
+/// The release's objects of every kind, in apply order. A kind whose API
+/// the cluster lacks (cert-manager not installed) simply has none.
+pub(crate) async fn list_release_objects(
+    client: &Client,
+    release: &Release,
+) -> Result<Vec<DynamicObject>, Error> {
+    let lp = ListParams::default().labels(&release_selector(release));
+    let mut objects = Vec::new();
+    for resource in release_kinds() {
+        let api: Api<DynamicObject> =
+            Api::namespaced_with(client.clone(), &release.namespace, &resource);
+        match api.list(&lp).await {
+            Ok(list) => objects.extend(list.items.into_iter().map(|mut obj| {
+                // List items come without apiVersion/kind.
+                obj.types = Some(kube::api::TypeMeta {
+                    api_version: resource.api_version.clone(),
+                    kind: resource.kind.clone(),
+                });
+                obj
+            })),
+            Err(e) if is_not_found(&e) => {}
+            Err(e) => return Err(Error::kube(format!("list {}s", resource.kind), e)),
+        }
+    }
+    Ok(objects)
+}

@@ -1,0 +1,224 @@
+//! statefulset.yaml and the helpers it includes: the pods, their
+//! scheduling, resources and volumes.
+
+use serde_json::{json, Map, Value};
+use sha2::{Digest, Sha256};
+
+use super::{or_default, Names};
+use crate::values::ChartValues;
+
+const DATA_DIR: &str = "/var/lib/kubevision";
+const TLS_DIR: &str = "/etc/kubevision/tls";
+
+/// statefulset.yaml.
+pub(super) fn statefulset(names: &Names, v: &ChartValues, secrets: &[Value]) -> Value {
+    let mut spec = json!({
+        "serviceName": names.headless(),
+        "podManagementPolicy": "Parallel",
+        "selector": {"matchLabels": names.selector_labels()},
+        "template": {"metadata": {"labels": names.labels()}, "spec": pod_spec(names, v)},
+    });
+    if !v.autoscaling.enabled {
+        spec["replicas"] = json!(v.replica_count);
+    }
+    if v.persistence.enabled {
+        let when_deleted = if v.persistence.keep {
+            "Retain"
+        } else {
+            "Delete"
+        };
+        spec["persistentVolumeClaimRetentionPolicy"] =
+            json!({"whenDeleted": when_deleted, "whenScaled": "Retain"});
+        let mut claim = json!({
+            "accessModes": ["ReadWriteOnce"],
+            "resources": {"requests": {"storage": v.persistence.size}},
+        });
+        if !v.persistence.storage_class.is_empty() {
+            claim["storageClassName"] = json!(v.persistence.storage_class);
+        }
+        spec["volumeClaimTemplates"] = json!([{
+            "metadata": {"name": "data", "labels": names.selector_labels()},
+            "spec": claim,
+        }]);
+    }
+    let mut annotations: Map<String, Value> = Map::new();
+    if !secrets.is_empty() {
+        // Restarts the pods when the Secrets change (the token is read once at start).
+        annotations.insert("checksum/secrets".into(), json!(checksum(secrets)));
+    }
+    annotations.extend(
+        v.pod_annotations
+            .iter()
+            .map(|(k, val)| (k.clone(), json!(val))),
+    );
+    if !annotations.is_empty() {
+        spec["template"]["metadata"]["annotations"] = Value::Object(annotations);
+    }
+    names.object("apps/v1", "StatefulSet", &names.fullname, spec)
+}
+
+/// Helm hashes the text of secrets.yaml; any digest that changes with the
+/// Secrets restarts the pods just as well, so this one hashes their JSON.
+fn checksum(secrets: &[Value]) -> String {
+    let mut hasher = Sha256::new();
+    for secret in secrets {
+        hasher.update(secret.to_string());
+    }
+    hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn pod_spec(names: &Names, v: &ChartValues) -> Value {
+    let mut pod = json!({
+        "automountServiceAccountToken": false,
+        "securityContext": v.pod_security_context,
+        "containers": [container(names, v)],
+        "volumes": volumes(names, v),
+    });
+    if !v.image_pull_secrets.is_empty() {
+        pod["imagePullSecrets"] = json!(v.image_pull_secrets);
+    }
+    scheduling(&mut pod, v);
+    pod
+}
+
+/// _helpers.tpl "kubevision.scheduling": GPU node selector and tolerations, then the site affinity.
+fn scheduling(pod: &mut Value, v: &ChartValues) {
+    let mut node_selector = v.node_selector.clone();
+    let mut tolerations = v.tolerations.clone();
+    if v.gpu.enabled {
+        // Helm's `merge`: the user's nodeSelector wins over the GPU one.
+        for (k, val) in &v.gpu.node_selector {
+            node_selector
+                .entry(k.clone())
+                .or_insert_with(|| val.clone());
+        }
+        tolerations.splice(0..0, v.gpu.tolerations.iter().cloned());
+        if !v.gpu.runtime_class_name.is_empty() {
+            pod["runtimeClassName"] = json!(v.gpu.runtime_class_name);
+        }
+    }
+    if !node_selector.is_empty() {
+        pod["nodeSelector"] = json!(node_selector);
+    }
+    if !tolerations.is_empty() {
+        pod["tolerations"] = json!(tolerations);
+    }
+    let p = &v.placement;
+    if !p.site.is_empty() {
+        let term = json!({"matchExpressions": [{"key": p.label_key, "operator": "In", "values": [p.site]}]});
+        pod["affinity"] = if p.required {
+            json!({"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [term]}}})
+        } else {
+            json!({"nodeAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
+                {"weight": 100, "preference": term}
+            ]}})
+        };
+    }
+}
+
+fn container(names: &Names, v: &ChartValues) -> Value {
+    let chart_tag = || names.app_version.clone();
+    let mut tag = or_default(&v.image.tag, chart_tag);
+    if v.gpu.enabled {
+        tag.push_str(&v.image.cuda_tag_suffix);
+    }
+    let backend = or_default(&v.backend, || {
+        (if v.gpu.enabled { "cuda" } else { "cpu" }).to_owned()
+    });
+    let env_value = |name: &str, value: String| json!({"name": name, "value": value});
+    let mut env = vec![
+        env_value("KUBEVISION_LISTEN", format!("0.0.0.0:{}", v.ports.grpc)),
+        env_value(
+            "KUBEVISION_METRICS_LISTEN",
+            format!("0.0.0.0:{}", v.ports.metrics),
+        ),
+        env_value("KUBEVISION_DATA_DIR", DATA_DIR.to_owned()),
+        env_value("KUBEVISION_BACKEND", backend),
+    ];
+    if v.tls.enabled {
+        env.push(env_value(
+            "KUBEVISION_TLS_CERT",
+            format!("{TLS_DIR}/tls.crt"),
+        ));
+        env.push(env_value(
+            "KUBEVISION_TLS_KEY",
+            format!("{TLS_DIR}/tls.key"),
+        ));
+        if v.tls.mtls {
+            env.push(env_value(
+                "KUBEVISION_TLS_CLIENT_CA",
+                format!("{TLS_DIR}/ca.crt"),
+            ));
+        }
+    }
+    if !v.auth.token.is_empty() || !v.auth.existing_secret.is_empty() {
+        let key = if v.auth.existing_secret.is_empty() {
+            "token"
+        } else {
+            &v.auth.existing_secret_key
+        };
+        env.push(
+            json!({"name": "KUBEVISION_TOKEN", "valueFrom": {"secretKeyRef": {
+                "name": names.token_secret(v), "key": key,
+            }}}),
+        );
+    }
+    env.extend(v.extra_env.iter().map(|e| json!(e)));
+
+    // kubelet's gRPC probe speaks plain text only: with TLS, a TCP connect.
+    let probe = |period: u32, failures: u32| {
+        let action = if v.tls.enabled { "tcpSocket" } else { "grpc" };
+        json!({action: {"port": v.ports.grpc}, "periodSeconds": period, "failureThreshold": failures})
+    };
+    let mut mounts = vec![
+        json!({"name": "data", "mountPath": DATA_DIR}),
+        json!({"name": "tmp", "mountPath": "/tmp"}),
+    ];
+    if v.tls.enabled {
+        mounts.push(json!({"name": "tls", "mountPath": TLS_DIR, "readOnly": true}));
+    }
+    json!({
+        "name": "offload",
+        "image": format!("{}:{tag}", v.image.repository),
+        "imagePullPolicy": v.image.pull_policy,
+        "securityContext": v.security_context,
+        "env": env,
+        "ports": [
+            {"name": "grpc", "containerPort": v.ports.grpc, "protocol": "TCP"},
+            {"name": "metrics", "containerPort": v.ports.metrics, "protocol": "TCP"},
+        ],
+        "startupProbe": probe(5, 60),
+        "livenessProbe": probe(10, 3),
+        "readinessProbe": probe(5, 2),
+        "resources": resources(v),
+        "volumeMounts": mounts,
+    })
+}
+
+/// _helpers.tpl "kubevision.resources": the values' resources plus the GPU limit.
+fn resources(v: &ChartValues) -> Value {
+    let mut resources = json!(v.resources);
+    if v.gpu.enabled {
+        if resources.get("limits").is_none() {
+            resources["limits"] = json!({});
+        }
+        resources["limits"][&v.gpu.resource_name] = json!(v.gpu.count.to_string());
+    }
+    resources
+}
+
+fn volumes(names: &Names, v: &ChartValues) -> Value {
+    let mut volumes = Vec::new();
+    if !v.persistence.enabled {
+        volumes.push(json!({"name": "data", "emptyDir": {}}));
+    }
+    volumes.push(json!({"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}}));
+    if v.tls.enabled {
+        volumes.push(json!({"name": "tls", "secret": {"secretName": names.tls_secret(v)}}));
+    }
+    json!(volumes)
+}

@@ -1,0 +1,344 @@
+//! The chart's values, typed. A [`DeployValues`] is built like Helm builds its
+//! values: the user's values file merged over `chart/values.yaml` (embedded
+//! at build time, so the defaults cannot drift from the chart), then checked
+//! against the rules of `chart/values.schema.json` and the chart's `fail`s.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{
+    EnvVar, LocalObjectReference, PodSecurityContext, ResourceRequirements, SecurityContext,
+    Toleration,
+};
+use k8s_openapi::api::networking::v1::NetworkPolicyPeer;
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::error::Error;
+
+const CHART_VALUES: &str = include_str!("../../chart/values.yaml");
+const CHART_YAML: &str = include_str!("../../chart/Chart.yaml");
+
+/// Where a release lives: `helm install <name> -n <namespace>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Release {
+    pub name: String,
+    pub namespace: String,
+}
+
+/// Everything [`crate::render()`] needs: the release and the chart's values.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeployValues {
+    pub release: Release,
+    pub chart: ChartValues,
+}
+
+impl DeployValues {
+    /// `values_yaml` is a Helm values file (`""` or `{}` for the chart's defaults).
+    pub fn new(release: &str, namespace: &str, values_yaml: &str) -> Result<Self, Error> {
+        let mut merged = parse_yaml(CHART_VALUES).map_err(Error::EmbeddedChart)?;
+        let user = parse_yaml(values_yaml).map_err(Error::Values)?;
+        merge(&mut merged, user);
+        let chart: ChartValues =
+            serde_json::from_value(merged).map_err(|e| Error::Values(e.to_string()))?;
+        let values = DeployValues {
+            release: Release {
+                name: release.to_owned(),
+                namespace: namespace.to_owned(),
+            },
+            chart,
+        };
+        values.validate()?;
+        Ok(values)
+    }
+
+    /// The cross-field rules of values.schema.json and the chart's `fail`s,
+    /// with the chart's wording.
+    pub fn validate(&self) -> Result<(), Error> {
+        let v = &self.chart;
+        let refuse = |msg: &str| Err(Error::Values(msg.to_owned()));
+        if self.release.name.is_empty() || self.release.namespace.is_empty() {
+            return refuse("the release name and the namespace must not be empty");
+        }
+        if v.tls.enabled
+            && v.tls.existing_secret.is_empty()
+            && (v.tls.cert.is_empty() || v.tls.key.is_empty())
+        {
+            return refuse("tls.enabled without tls.existingSecret needs tls.cert and tls.key");
+        }
+        if v.tls.mtls && !v.tls.enabled {
+            return refuse("tls.mtls is a TLS option: set tls.enabled too");
+        }
+        if v.tls.mtls && v.tls.existing_secret.is_empty() && v.tls.client_ca.is_empty() {
+            return refuse("tls.mtls needs tls.clientCA (or ca.crt in tls.existingSecret)");
+        }
+        if !v.auth.token.is_empty() && !v.auth.existing_secret.is_empty() {
+            return refuse("auth.token and auth.existingSecret are alternatives: set one of them");
+        }
+        if v.ingress.enabled && v.tls.mtls {
+            return refuse(
+                "ingress.enabled cannot be combined with tls.mtls: ingress-nginx cannot present a client \
+                 certificate to a gRPC backend",
+            );
+        }
+        let p = &v.placement;
+        if !p.site.is_empty() && v.gpu.enabled && v.gpu.node_selector.contains_key(&p.label_key) {
+            return Err(Error::Values(format!(
+                "placement.site={} cannot be combined with gpu.enabled while GPU nodes are selected by the \
+                 same label \"{}\": label the sites with another key and set placement.labelKey",
+                p.site, p.label_key
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// `name`, `version` and `appVersion` of chart/Chart.yaml.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct ChartMeta {
+    pub name: String,
+    pub version: String,
+    pub app_version: String,
+}
+
+pub(crate) fn chart_meta() -> Result<ChartMeta, Error> {
+    serde_norway::from_str(CHART_YAML).map_err(|e| Error::EmbeddedChart(e.to_string()))
+}
+
+fn parse_yaml(text: &str) -> Result<Value, String> {
+    match serde_norway::from_str::<Option<Value>>(text) {
+        Ok(value) => Ok(value.unwrap_or(Value::Null)),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Helm's coalescing: maps merge key by key, anything else replaces, and a
+/// null removes the default.
+fn merge(base: &mut Value, user: Value) {
+    match (base, user) {
+        (_, Value::Null) => {}
+        (Value::Object(base), Value::Object(user)) => {
+            for (key, value) in user {
+                match (base.get_mut(&key), value) {
+                    (_, Value::Null) => {
+                        base.remove(&key);
+                    }
+                    (Some(existing @ Value::Object(_)), value @ Value::Object(_)) => {
+                        merge(existing, value)
+                    }
+                    (_, value) => {
+                        base.insert(key, value);
+                    }
+                }
+            }
+        }
+        (base, user) => *base = user,
+    }
+}
+
+// The mirror of chart/values.yaml; the comments there explain each setting.
+// `deny_unknown_fields` refuses what the chart's schema refuses.
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ChartValues {
+    pub name_override: String,
+    pub fullname_override: String,
+    pub image: Image,
+    pub image_pull_secrets: Vec<LocalObjectReference>,
+    pub replica_count: i32,
+    pub backend: String,
+    pub gpu: Gpu,
+    pub placement: Placement,
+    pub node_selector: BTreeMap<String, String>,
+    pub tolerations: Vec<Toleration>,
+    pub ports: Ports,
+    pub resources: ResourceRequirements,
+    pub persistence: Persistence,
+    pub tls: Tls,
+    pub auth: Auth,
+    pub extra_env: Vec<EnvVar>,
+    pub pod_annotations: BTreeMap<String, String>,
+    pub pod_security_context: PodSecurityContext,
+    pub security_context: SecurityContext,
+    pub ingress: Ingress,
+    pub network_policy: NetworkPolicy,
+    pub pod_disruption_budget: PodDisruptionBudget,
+    pub autoscaling: Autoscaling,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Image {
+    pub repository: String,
+    pub tag: String,
+    pub cuda_tag_suffix: String,
+    pub pull_policy: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Gpu {
+    pub enabled: bool,
+    pub resource_name: String,
+    pub count: u32,
+    pub node_selector: BTreeMap<String, String>,
+    pub tolerations: Vec<Toleration>,
+    pub runtime_class_name: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Placement {
+    pub site: String,
+    pub required: bool,
+    pub label_key: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Ports {
+    pub grpc: i32,
+    pub metrics: i32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Persistence {
+    pub enabled: bool,
+    pub keep: bool,
+    pub storage_class: String,
+    pub size: Quantity,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Tls {
+    pub enabled: bool,
+    pub existing_secret: String,
+    pub cert: String,
+    pub key: String,
+    pub mtls: bool,
+    #[serde(rename = "clientCA")]
+    pub client_ca: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Auth {
+    pub token: String,
+    pub existing_secret: String,
+    pub existing_secret_key: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Ingress {
+    pub enabled: bool,
+    pub class_name: String,
+    pub host: String,
+    pub annotations: BTreeMap<String, String>,
+    pub tls_secret_name: String,
+    pub cert_manager: CertManager,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CertManager {
+    pub enabled: bool,
+    pub issuer_ref: IssuerRef,
+    /// A cert-manager Issuer spec, passed through as it is.
+    pub issuer_spec: Map<String, Value>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IssuerRef {
+    pub name: String,
+    pub kind: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NetworkPolicy {
+    pub enabled: bool,
+    pub grpc_from: Vec<NetworkPolicyPeer>,
+    pub metrics_from: Vec<NetworkPolicyPeer>,
+    pub ingress_controller: NetworkPolicyPeer,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PodDisruptionBudget {
+    pub enabled: bool,
+    pub max_unavailable: IntOrString,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Autoscaling {
+    pub enabled: bool,
+    pub min_replicas: i32,
+    pub max_replicas: i32,
+    #[serde(rename = "targetCPUUtilizationPercentage")]
+    pub target_cpu_utilization_percentage: i32,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_the_charts() {
+        let v = DeployValues::new("kv", "kubevision", "").unwrap();
+        assert!(v.chart.gpu.enabled);
+        assert_eq!(
+            v.chart
+                .gpu
+                .node_selector
+                .get("hardware")
+                .map(String::as_str),
+            Some("gpu")
+        );
+        assert_eq!(v.chart.persistence.size, Quantity("1Gi".into()));
+        assert_eq!(DeployValues::new("kv", "kubevision", "{}").unwrap(), v);
+    }
+
+    #[test]
+    fn maps_merge_and_lists_replace() {
+        let v = DeployValues::new(
+            "kv",
+            "ns",
+            "gpu: {nodeSelector: {zone: a}, tolerations: []}",
+        )
+        .unwrap();
+        let keys: Vec<_> = v.chart.gpu.node_selector.keys().cloned().collect();
+        assert_eq!(keys, ["hardware", "zone"]);
+        assert!(v.chart.gpu.tolerations.is_empty());
+        assert_eq!(v.chart.gpu.resource_name, "nvidia.com/gpu");
+    }
+
+    #[test]
+    fn refuses_what_the_chart_refuses() {
+        for (yaml, words) in [
+            ("gpu: {enable: true}", "unknown field `enable`"),
+            ("replicaCount: many", "invalid type"),
+            ("tls: {enabled: true}", "needs tls.cert and tls.key"),
+            (
+                "tls: {mtls: true, enabled: true, existingSecret: s}\ningress: {enabled: true}",
+                "ingress-nginx",
+            ),
+            ("auth: {token: t, existingSecret: s}", "alternatives"),
+            (
+                "placement: {site: premise}",
+                "cannot be combined with gpu.enabled",
+            ),
+            ("[unclosed", "invalid values"),
+        ] {
+            let err = DeployValues::new("kv", "ns", yaml).unwrap_err().to_string();
+            assert!(err.contains(words), "{yaml}: {err}");
+        }
+    }
+}

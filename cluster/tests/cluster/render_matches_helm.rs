@@ -1,0 +1,177 @@
+//! `render()` against the real `helm template` of chart/ for every value set
+//! in tests/chart/values/, object by object.
+//!
+//! Ignored, because they cannot match by design:
+//! - the label `app.kubernetes.io/managed-by` (objects and pod template):
+//!   Helm writes "Helm" (.Release.Service), we write our field manager,
+//!   "kubevision"; each side is checked to hold its own value;
+//! - the value of the pod annotation `checksum/secrets`: Helm hashes the
+//!   text of templates/secrets.yaml, we hash the rendered Secrets; both only
+//!   serve to restart the pods when the Secrets change, so the test checks
+//!   that both are present (or both absent) and, separately, that ours
+//!   changes with the token.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::fixtures::{values, NAMESPACE, RELEASE};
+
+const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
+const CHECKSUM: &str = "checksum/secrets";
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// .tools/bin/helm (scripts/setup-test-tools), else helm on PATH; no skipping.
+fn helm() -> PathBuf {
+    let local = repo().join(".tools/bin/helm");
+    if local.exists() {
+        local
+    } else {
+        PathBuf::from("helm")
+    }
+}
+
+fn value_sets() -> Vec<String> {
+    let mut sets: Vec<String> = std::fs::read_dir(repo().join("tests/chart/values"))
+        .unwrap()
+        .map(|e| {
+            e.unwrap()
+                .path()
+                .file_stem()
+                .unwrap()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    sets.sort();
+    sets
+}
+
+fn helm_template(set: &str) -> Vec<Value> {
+    let values_path = repo().join(format!("tests/chart/values/{set}.yaml"));
+    let output = Command::new(helm())
+        .args(["template", RELEASE])
+        .arg(repo().join("chart"))
+        .args(["--namespace", NAMESPACE, "-f"])
+        .arg(&values_path)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run helm ({e}): run scripts/setup-test-tools first"));
+    assert!(
+        output.status.success(),
+        "helm template {set}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let text = String::from_utf8(output.stdout).unwrap();
+    serde_norway::Deserializer::from_str(&text)
+        .map(|doc| Value::deserialize(doc).unwrap())
+        .filter(|doc| !doc.is_null())
+        .collect()
+}
+
+fn ours(set: &str) -> Vec<Value> {
+    kubevision_cluster::render(&values(set))
+        .unwrap()
+        .iter()
+        .map(|o| serde_json::to_value(o).unwrap())
+        .collect()
+}
+
+/// Removes the ignored fields after checking each side's own value.
+fn strip_ignored(mut doc: Value, managed_by: &str) -> (Value, bool) {
+    let labels = ["/metadata/labels", "/spec/template/metadata/labels"];
+    for pointer in labels {
+        if let Some(labels) = doc.pointer_mut(pointer).and_then(Value::as_object_mut) {
+            assert_eq!(
+                labels.remove(MANAGED_BY),
+                Some(Value::from(managed_by)),
+                "{pointer}"
+            );
+        }
+    }
+    let mut has_checksum = false;
+    if let Some(annotations) = doc
+        .pointer_mut("/spec/template/metadata/annotations")
+        .and_then(Value::as_object_mut)
+    {
+        has_checksum = annotations
+            .remove(CHECKSUM)
+            .is_some_and(|c| c.as_str().is_some_and(|c| c.len() == 64));
+        if annotations.is_empty() {
+            doc["spec"]["template"]["metadata"]
+                .as_object_mut()
+                .unwrap()
+                .remove("annotations");
+        }
+    }
+    (doc, has_checksum)
+}
+
+fn by_kind_and_name(docs: Vec<Value>, managed_by: &str) -> Vec<(String, Value, bool)> {
+    let mut out: Vec<(String, Value, bool)> = docs
+        .into_iter()
+        .map(|doc| {
+            let key = format!(
+                "{}/{}",
+                doc["kind"].as_str().unwrap(),
+                doc["metadata"]["name"].as_str().unwrap()
+            );
+            let (doc, checksum) = strip_ignored(doc, managed_by);
+            (key, doc, checksum)
+        })
+        .collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+#[test]
+fn every_value_set_renders_what_helm_renders() {
+    let sets = value_sets();
+    assert!(sets.len() >= 5, "value sets: {sets:?}");
+    for set in &sets {
+        let helm = by_kind_and_name(helm_template(set), "Helm");
+        let ours = by_kind_and_name(ours(set), "kubevision");
+        let keys =
+            |docs: &[(String, Value, bool)]| docs.iter().map(|d| d.0.clone()).collect::<Vec<_>>();
+        assert_eq!(keys(&ours), keys(&helm), "{set}: objects");
+        for ((key, mine, my_checksum), (_, theirs, their_checksum)) in ours.iter().zip(&helm) {
+            assert_eq!(
+                mine,
+                theirs,
+                "{set}: {key} differs\nours: {}\nhelm: {}",
+                serde_json::to_string_pretty(mine).unwrap(),
+                serde_json::to_string_pretty(theirs).unwrap()
+            );
+            assert_eq!(
+                my_checksum, their_checksum,
+                "{set}: {key} checksum/secrets presence"
+            );
+        }
+    }
+}
+
+#[test]
+fn the_secrets_checksum_follows_the_token() {
+    let checksum = |token: &str| {
+        let yaml = format!(
+            "{}\nauth: {{token: {token}}}",
+            crate::fixtures::values_file("cpu")
+        );
+        let values = kubevision_cluster::DeployValues::new(RELEASE, NAMESPACE, &yaml).unwrap();
+        let objects = kubevision_cluster::render(&values).unwrap();
+        let set = objects
+            .iter()
+            .find(|o| o.types.as_ref().unwrap().kind == "StatefulSet")
+            .unwrap();
+        set.data["spec"]["template"]["metadata"]["annotations"][CHECKSUM].clone()
+    };
+    assert!(checksum("one").is_string());
+    assert_ne!(checksum("one"), checksum("two"));
+}

@@ -1,0 +1,177 @@
+//! The service's configuration: flags, each also an environment variable
+//! (the names the Helm chart sets).
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use clap::Parser;
+
+use crate::backend::BackendChoice;
+
+#[derive(Debug, Clone, Parser)]
+#[command(name = "kubevision-offload", version, about = "KubeVision offload service: face identification against the plant-wide gallery over gRPC")]
+pub struct Config {
+    /// Address the gRPC server listens on.
+    #[arg(long, env = "KUBEVISION_LISTEN", default_value = "0.0.0.0:50051")]
+    pub listen: SocketAddr,
+
+    /// Address of the plain-HTTP endpoint with /metrics, /healthz and /readyz.
+    #[arg(long, env = "KUBEVISION_METRICS_LISTEN", default_value = "0.0.0.0:9090")]
+    pub metrics_listen: SocketAddr,
+
+    /// Directory holding the gallery database (a persistent volume).
+    #[arg(long, env = "KUBEVISION_DATA_DIR", default_value = "/var/lib/kubevision")]
+    pub data_dir: PathBuf,
+
+    /// Matching backend.
+    #[arg(long, env = "KUBEVISION_BACKEND", value_enum, default_value = "auto")]
+    pub backend: BackendChoice,
+
+    /// PEM certificate chain of the server; with --tls-key, the server speaks TLS only.
+    #[arg(long, env = "KUBEVISION_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key of the server.
+    #[arg(long, env = "KUBEVISION_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// PEM CA bundle; when set, clients must present a certificate it signed (mTLS).
+    #[arg(long, env = "KUBEVISION_TLS_CLIENT_CA", requires = "tls_cert")]
+    pub tls_client_ca: Option<PathBuf>,
+
+    /// Bearer token clients must send as "authorization: Bearer <token>"
+    /// (health and reflection stay open for probes and tools).
+    #[arg(long, env = "KUBEVISION_TOKEN", hide_env_values = true)]
+    pub token: Option<Secret>,
+
+    /// Requests worked on at once (decoding, detection, templates); default: CPU cores.
+    #[arg(long, env = "KUBEVISION_MAX_CONCURRENCY")]
+    pub max_concurrency: Option<usize>,
+
+    /// Requests allowed to wait for a worker; beyond it, RESOURCE_EXHAUSTED at once.
+    #[arg(long, env = "KUBEVISION_MAX_QUEUE", default_value_t = 256)]
+    pub max_queue: usize,
+
+    /// Largest request message accepted, in bytes.
+    #[arg(long, env = "KUBEVISION_MAX_MESSAGE_BYTES", default_value_t = 16 << 20)]
+    pub max_message_bytes: usize,
+
+    /// Largest decoded camera image accepted, in pixels (guards against decompression bombs).
+    #[arg(long, env = "KUBEVISION_MAX_IMAGE_PIXELS", default_value_t = 16_000_000)]
+    pub max_image_pixels: u64,
+
+    /// Templates one operator may have.
+    #[arg(long, env = "KUBEVISION_MAX_TEMPLATES_PER_OPERATOR", default_value_t = 64)]
+    pub max_templates_per_operator: usize,
+
+    /// Accept threshold (LBPH chi-square distance) when a request names none.
+    #[arg(long, env = "KUBEVISION_THRESHOLD", default_value_t = vision::lbph::DEFAULT_THRESHOLD)]
+    pub threshold: f64,
+
+    /// Usable frames a burst needs for a decision when a request names no number.
+    #[arg(long, env = "KUBEVISION_BURST_MIN_FRAMES", default_value_t = vision::burst::BurstRule::default().min_frames)]
+    pub burst_min_frames: usize,
+
+    /// Share of a burst's usable frames that must agree on one operator.
+    #[arg(long, env = "KUBEVISION_BURST_MIN_AGREEMENT", default_value_t = vision::burst::BurstRule::default().min_agreement)]
+    pub burst_min_agreement: f64,
+
+    /// How long the batcher waits for more probes to join a batch, in microseconds.
+    #[arg(long, env = "KUBEVISION_BATCH_WINDOW_US", default_value_t = 500)]
+    pub batch_window_us: u64,
+
+    /// Most probes in one batch.
+    #[arg(long, env = "KUBEVISION_MAX_BATCH", default_value_t = 64)]
+    pub max_batch: usize,
+
+    /// Longest any request may run, whatever deadline the client set, in seconds.
+    #[arg(long, env = "KUBEVISION_REQUEST_TIMEOUT_SECS", default_value_t = 30)]
+    pub request_timeout_secs: u64,
+
+    /// After SIGTERM, how long in-flight requests get to finish, in seconds.
+    #[arg(long, env = "KUBEVISION_SHUTDOWN_GRACE_SECS", default_value_t = 20)]
+    pub shutdown_grace_secs: u64,
+}
+
+impl Config {
+    pub fn max_concurrency(&self) -> usize {
+        self.max_concurrency.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())).max(1)
+    }
+
+    pub fn batch_window(&self) -> Duration {
+        Duration::from_micros(self.batch_window_us)
+    }
+
+    /// Settings clap cannot check on its own.
+    pub fn validate(&self) -> Result<(), String> {
+        if !(self.threshold.is_finite() && self.threshold > 0.0) {
+            return Err(format!("--threshold must be a positive number, not {}", self.threshold));
+        }
+        if !(self.burst_min_agreement > 0.0 && self.burst_min_agreement <= 1.0) {
+            return Err(format!("--burst-min-agreement must be in (0, 1], not {}", self.burst_min_agreement));
+        }
+        for (name, value) in [
+            ("--max-message-bytes", self.max_message_bytes),
+            ("--max-batch", self.max_batch),
+            ("--burst-min-frames", self.burst_min_frames),
+            ("--max-templates-per-operator", self.max_templates_per_operator),
+        ] {
+            if value == 0 {
+                return Err(format!("{name} must be at least 1"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A secret that never appears in logs: its Debug form is redacted.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for Secret {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s.is_empty() {
+            return Err("the token must not be empty".into());
+        }
+        Ok(Self(s.to_owned()))
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_never_reaches_the_log_line() {
+        let config = Config::try_parse_from(["kubevision-offload", "--token", "s3cret-value", "--data-dir", "/x"]).unwrap();
+        let logged = format!("{config:?}");
+        assert!(!logged.contains("s3cret-value"), "{logged}");
+        assert!(logged.contains("<redacted>"));
+    }
+
+    #[test]
+    fn defaults_follow_the_chart_conventions() {
+        let config = Config::try_parse_from(["kubevision-offload"]).unwrap();
+        assert_eq!(config.listen.to_string(), "0.0.0.0:50051");
+        assert_eq!(config.metrics_listen.to_string(), "0.0.0.0:9090");
+        assert_eq!(config.data_dir, PathBuf::from("/var/lib/kubevision"));
+        assert_eq!(config.backend, BackendChoice::Auto);
+        config.validate().expect("the defaults (vision's calibrated threshold included) are valid");
+    }
+}

@@ -1,0 +1,69 @@
+//! Every way an RPC can fail, and the gRPC status code each one maps to.
+
+use tonic::{Code, Status};
+
+use crate::admission::AdmissionError;
+use crate::batcher::BatchError;
+use crate::backend::BackendError;
+use crate::frames::FrameError;
+use crate::gallery::GalleryError;
+use crate::store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error("missing or wrong bearer token: send the metadata \"authorization: Bearer <token>\"")]
+    Unauthenticated,
+    #[error("{0}")]
+    InvalidArgument(String),
+    #[error("operator {0:?} is not enrolled")]
+    UnknownOperator(String),
+    #[error("frame {index}: no usable face for enrollment: {reason}")]
+    NoUsableFace { index: usize, reason: String },
+    #[error("the client's gallery copy is at version {since}, ahead of this gallery's {current}: resync from version 0")]
+    ClientAhead { since: u64, current: u64 },
+    #[error("cannot make a template of the face: {0}")]
+    Template(vision::Error),
+    #[error(transparent)]
+    Frame(#[from] FrameError),
+    #[error(transparent)]
+    Admission(#[from] AdmissionError),
+    #[error(transparent)]
+    Batch(#[from] BatchError),
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+    #[error(transparent)]
+    Gallery(#[from] GalleryError),
+}
+
+impl ServiceError {
+    pub fn code(&self) -> Code {
+        use ServiceError as E;
+        match self {
+            E::Unauthenticated => Code::Unauthenticated,
+            E::InvalidArgument(_) | E::NoUsableFace { .. } => Code::InvalidArgument,
+            E::UnknownOperator(_) => Code::NotFound,
+            E::ClientAhead { .. } => Code::FailedPrecondition,
+            E::Frame(FrameError::NoDetector { .. }) => Code::FailedPrecondition,
+            E::Frame(FrameError::Detection { .. }) => Code::Internal,
+            E::Frame(_) => Code::InvalidArgument,
+            E::Admission(AdmissionError::Full(_)) => Code::ResourceExhausted,
+            E::Admission(AdmissionError::Closed) | E::Batch(BatchError::Stopped) => Code::Unavailable,
+            E::Gallery(GalleryError::Store(StoreError::AlreadyEnrolled(_))) => Code::AlreadyExists,
+            E::Gallery(GalleryError::Store(StoreError::UnknownOperator(_))) => Code::NotFound,
+            E::Gallery(GalleryError::Store(StoreError::TooManyTemplates { .. })) => Code::FailedPrecondition,
+            E::Template(_) | E::Admission(AdmissionError::WorkerFailed(_)) | E::Batch(_) | E::Backend(_) | E::Gallery(_) => {
+                Code::Internal
+            }
+        }
+    }
+}
+
+impl From<ServiceError> for Status {
+    fn from(e: ServiceError) -> Self {
+        let code = e.code();
+        if code == Code::Internal {
+            tracing::error!(error = %e, "request failed");
+        }
+        Status::new(code, e.to_string())
+    }
+}

@@ -1,0 +1,164 @@
+//! Turning the frames of a request into normalised face crops.
+//!
+//! Problems with the request itself (an undecodable or wrongly sized image)
+//! are [`FrameError`]s and fail the RPC; a camera image in which no usable
+//! face is found is an ordinary outcome ([`Unusable`]) reported per frame.
+
+use std::sync::Mutex;
+
+use kubevision_proto::v1::{frame::Content, Frame, RawFaceCrop};
+use vision::detect::FaceDetector;
+use vision::pipeline::{FacePipeline, FrameError as PipelineError};
+use vision::quality::QualityGate;
+use vision::{GrayImage, FACE_HEIGHT, FACE_WIDTH};
+
+#[derive(Debug, thiserror::Error)]
+pub enum FrameError {
+    #[error("frame {index}: no image was given (set camera_image, face_crop_image or raw_face_crop)")]
+    Missing { index: usize },
+    #[error("frame {index}: {source}")]
+    Undecodable { index: usize, source: vision::Error },
+    #[error("frame {index}: the image is {width} × {height} pixels, more than the {max} pixels this server accepts")]
+    TooLarge { index: usize, width: u32, height: u32, max: u64 },
+    #[error("frame {index}: a face crop must be {FACE_WIDTH} × {FACE_HEIGHT} pixels, not {width} × {height}")]
+    WrongCropSize { index: usize, width: u32, height: u32 },
+    #[error("frame {index}: a raw face crop of {width} × {height} needs {expected} pixel bytes, not {actual}")]
+    WrongPixelCount { index: usize, width: u32, height: u32, expected: u64, actual: usize },
+    #[error("frame {index}: this server has no face detector ({reason}); send face crops instead")]
+    NoDetector { index: usize, reason: String },
+    #[error("frame {index}: face detection failed: {source}")]
+    Detection { index: usize, source: vision::Error },
+}
+
+/// Why a camera image gave no face to match, in words for the operator.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum Unusable {
+    #[error("no face was found")]
+    NoFace,
+    #[error("{0}")]
+    PoorQuality(String),
+}
+
+/// Decodes frames and finds faces. OpenCV's detector is not thread-safe, so
+/// each worker borrows a pipeline from a small pool (grown on demand, at most
+/// one per concurrent worker).
+pub struct FaceReader {
+    detector: Result<Mutex<Vec<FacePipeline>>, String>,
+    max_image_pixels: u64,
+}
+
+impl FaceReader {
+    /// A reader with a face detector if the cascade can be found.
+    pub fn new(max_image_pixels: u64) -> Self {
+        let detector = FaceDetector::from_default_locations()
+            .map(|d| Mutex::new(vec![FacePipeline::new(d, QualityGate::default())]))
+            .map_err(|e| e.to_string());
+        Self { detector, max_image_pixels }
+    }
+
+    /// Why camera images cannot be taken, if they cannot.
+    pub fn detector_problem(&self) -> Option<&str> {
+        self.detector.as_ref().err().map(String::as_str)
+    }
+
+    /// The normalised face crop of frame `index`, or why it has none.
+    pub fn face(&self, index: usize, frame: &Frame) -> Result<Result<GrayImage, Unusable>, FrameError> {
+        match &frame.content {
+            None => Err(FrameError::Missing { index }),
+            Some(Content::RawFaceCrop(raw)) => raw_crop(index, raw).map(Ok),
+            Some(Content::FaceCropImage(bytes)) => {
+                let crop = self.decode(index, bytes)?;
+                check_crop_size(index, crop.width(), crop.height())?;
+                Ok(Ok(crop))
+            }
+            Some(Content::CameraImage(bytes)) => {
+                let pool = self
+                    .detector
+                    .as_ref()
+                    .map_err(|reason| FrameError::NoDetector { index, reason: reason.clone() })?;
+                let image = self.decode(index, bytes)?;
+                let mut pipeline = match pool.lock().unwrap_or_else(|p| p.into_inner()).pop() {
+                    Some(p) => p,
+                    None => FaceDetector::from_default_locations()
+                        .map(|d| FacePipeline::new(d, QualityGate::default()))
+                        .map_err(|source| FrameError::Detection { index, source })?,
+                };
+                let outcome = pipeline.process(&image);
+                pool.lock().unwrap_or_else(|p| p.into_inner()).push(pipeline);
+                match outcome {
+                    Ok(face) => Ok(Ok(face.crop)),
+                    Err(PipelineError::Quality(vision::quality::QualityIssue::NoFace)) => Ok(Err(Unusable::NoFace)),
+                    Err(PipelineError::Quality(issue)) => Ok(Err(Unusable::PoorQuality(issue.to_string()))),
+                    Err(PipelineError::Vision(source)) => Err(FrameError::Detection { index, source }),
+                }
+            }
+        }
+    }
+
+    /// Decodes after checking the header's size, so that a small file that
+    /// claims a gigantic image never gets its pixels allocated.
+    fn decode(&self, index: usize, bytes: &[u8]) -> Result<GrayImage, FrameError> {
+        if let Ok((width, height)) = image::ImageReader::new(std::io::Cursor::new(bytes))
+            .with_guessed_format()
+            .map_err(|_| ())
+            .and_then(|r| r.into_dimensions().map_err(|_| ()))
+        {
+            if u64::from(width) * u64::from(height) > self.max_image_pixels {
+                return Err(FrameError::TooLarge { index, width, height, max: self.max_image_pixels });
+            }
+        }
+        vision::imageio::decode_gray(bytes).map_err(|source| FrameError::Undecodable { index, source })
+    }
+}
+
+fn check_crop_size(index: usize, width: u32, height: u32) -> Result<(), FrameError> {
+    if (width, height) != (FACE_WIDTH, FACE_HEIGHT) {
+        return Err(FrameError::WrongCropSize { index, width, height });
+    }
+    Ok(())
+}
+
+fn raw_crop(index: usize, raw: &RawFaceCrop) -> Result<GrayImage, FrameError> {
+    check_crop_size(index, raw.width, raw.height)?;
+    let expected = u64::from(raw.width) * u64::from(raw.height);
+    let wrong = || FrameError::WrongPixelCount {
+        index,
+        width: raw.width,
+        height: raw.height,
+        expected,
+        actual: raw.pixels.len(),
+    };
+    if raw.pixels.len() as u64 != expected {
+        return Err(wrong());
+    }
+    GrayImage::from_raw(raw.width, raw.height, raw.pixels.to_vec()).ok_or_else(wrong)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw(width: u32, height: u32, len: usize) -> Frame {
+        Frame { content: Some(Content::RawFaceCrop(RawFaceCrop { width, height, pixels: vec![128; len].into() })) }
+    }
+
+    #[test]
+    fn raw_crops_must_have_the_normalised_geometry() {
+        let reader = FaceReader::new(1000);
+        let n = (FACE_WIDTH * FACE_HEIGHT) as usize;
+        assert!(matches!(reader.face(0, &raw(FACE_WIDTH, FACE_HEIGHT, n)), Ok(Ok(_))));
+        assert!(matches!(reader.face(1, &raw(FACE_WIDTH, FACE_HEIGHT, n - 1)), Err(FrameError::WrongPixelCount { .. })));
+        assert!(matches!(reader.face(2, &raw(u32::MAX, u32::MAX, 0)), Err(FrameError::WrongCropSize { .. })));
+        assert!(matches!(reader.face(3, &Frame { content: None }), Err(FrameError::Missing { index: 3 })));
+    }
+
+    #[test]
+    fn a_small_file_claiming_a_huge_image_is_refused_before_decoding() {
+        // A valid PGM header for 100000 × 100000 pixels, with no pixel data.
+        let bomb = b"P5\n100000 100000\n255\n".to_vec();
+        let reader = FaceReader::new(16_000_000);
+        let frame = Frame { content: Some(Content::FaceCropImage(bomb.into())) };
+        let err = reader.face(0, &frame).unwrap_err();
+        assert!(matches!(err, FrameError::TooLarge { width: 100000, .. }), "{err}");
+    }
+}

@@ -1,0 +1,23 @@
+//! The KubeVision offload service: identification, verification and the
+//! plant-wide gallery over versioned gRPC (`kubevision.v1`).
+//!
+//! A request flows: [`service`] (token check, admission, metrics) →
+//! [`frames`] (decode, detect, crop) → [`batcher`] → [`backend`] (matching),
+//! with [`gallery`] keeping the [`store`] (SQLite) and the backend in step.
+
+pub mod admission;
+pub mod backend;
+pub mod batcher;
+pub mod config;
+pub mod error;
+pub mod frames;
+pub mod gallery;
+pub mod metrics;
+pub mod server;
+pub mod service;
+pub mod shutdown;
+pub mod store;
+pub mod tls;
+
+pub use config::Config;
+pub use server::{Server, ServerError};

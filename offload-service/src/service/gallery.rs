@@ -1,0 +1,166 @@
+//! GalleryService: enrollment, updates, removal, status and sync.
+
+use std::sync::Arc;
+
+use kubevision_proto::v1::gallery_service_server::GalleryService;
+use kubevision_proto::v1::update_operator_request::Mode;
+use kubevision_proto::v1::{
+    sync_event, EnrollRequest, GalleryChange, GalleryStatus, GetGalleryStatusRequest, OperatorRemoval, OperatorUpsert,
+    RemoveOperatorRequest, SyncComplete, SyncEvent, SyncGalleryRequest, SyncHeader, UpdateOperatorRequest,
+};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+use vision::lbph::Template;
+
+use super::{check_frames, check_operator_id, Core};
+use crate::admission::Ticket;
+use crate::error::ServiceError;
+use crate::gallery::{GalleryError, OperatorGallery};
+use crate::store::{Change, Committed, UpdateMode};
+
+/// Sync events buffered ahead of a slow client.
+const SYNC_BUFFER: usize = 4;
+
+pub struct GalleryApi(pub Arc<Core>);
+
+type SyncStream = ReceiverStream<Result<SyncEvent, Status>>;
+
+#[tonic::async_trait]
+impl GalleryService for GalleryApi {
+    async fn enroll(&self, request: Request<EnrollRequest>) -> Result<Response<GalleryChange>, Status> {
+        self.0
+            .handle("Enroll", request, |core, ticket, req: EnrollRequest| async move {
+                check_operator_id(&req.operator_id)?;
+                let templates = enrollment_templates(&core, &ticket, req.frames).await?;
+                commit(&ticket, core, req.operator_id, move |gallery, id| gallery.enroll(id, templates)).await
+            })
+            .await
+    }
+
+    async fn update_operator(&self, request: Request<UpdateOperatorRequest>) -> Result<Response<GalleryChange>, Status> {
+        self.0
+            .handle("UpdateOperator", request, |core, ticket, req: UpdateOperatorRequest| async move {
+                check_operator_id(&req.operator_id)?;
+                let mode = match req.mode() {
+                    Mode::Unspecified | Mode::Append => UpdateMode::Append,
+                    Mode::Replace => UpdateMode::Replace,
+                };
+                if core.gallery.label_of(&req.operator_id).is_none() {
+                    return Err(ServiceError::UnknownOperator(req.operator_id));
+                }
+                let templates = enrollment_templates(&core, &ticket, req.frames).await?;
+                commit(&ticket, core, req.operator_id, move |gallery, id| gallery.update(id, templates, mode)).await
+            })
+            .await
+    }
+
+    async fn remove_operator(&self, request: Request<RemoveOperatorRequest>) -> Result<Response<GalleryChange>, Status> {
+        self.0
+            .handle("RemoveOperator", request, |core, ticket, req: RemoveOperatorRequest| async move {
+                check_operator_id(&req.operator_id)?;
+                commit(&ticket, core, req.operator_id, |gallery, id| gallery.remove(id)).await
+            })
+            .await
+    }
+
+    async fn get_gallery_status(&self, request: Request<GetGalleryStatusRequest>) -> Result<Response<GalleryStatus>, Status> {
+        self.0
+            .handle("GetGalleryStatus", request, |core, ticket, _| async move {
+                let status = ticket.run({
+                    let core = core.clone();
+                    move || core.gallery.status()
+                });
+                let status = status.await??;
+                Ok(GalleryStatus {
+                    gallery_id: status.gallery_id,
+                    version: status.version,
+                    operator_count: status.operators as u32,
+                    template_count: status.templates as u32,
+                    backend: core.gallery.backend().name().into(),
+                    template_format: Some(core.template_format()),
+                    default_threshold: core.threshold,
+                    accepts_camera_images: core.faces.detector_problem().is_none(),
+                })
+            })
+            .await
+    }
+
+    type SyncGalleryStream = SyncStream;
+
+    async fn sync_gallery(&self, request: Request<SyncGalleryRequest>) -> Result<Response<SyncStream>, Status> {
+        self.0.handle("SyncGallery", request, sync).await
+    }
+}
+
+/// Streams the changes from a blocking thread that reads one SQLite
+/// snapshot; the small channel applies back-pressure, so a large gallery is
+/// never held in memory at once. The admission ticket travels with the
+/// stream, so concurrent syncs count against the queue bound.
+async fn sync(core: Arc<Core>, ticket: Ticket, req: SyncGalleryRequest) -> Result<SyncStream, ServiceError> {
+    let current = core.gallery.version();
+    if req.since_version > current {
+        return Err(ServiceError::ClientAhead { since: req.since_version, current });
+    }
+    let (tx, rx) = mpsc::channel(SYNC_BUFFER);
+    let header = SyncHeader {
+        gallery_id: core.gallery.gallery_id().to_owned(),
+        since_version: req.since_version,
+        template_format: Some(core.template_format()),
+    };
+    tokio::task::spawn_blocking(move || {
+        let _ticket = ticket;
+        let send = |event| tx.blocking_send(Ok(SyncEvent { event: Some(event) })).is_ok();
+        if !send(sync_event::Event::Header(header)) {
+            return;
+        }
+        let result = core.gallery.store().changes_since(req.since_version, |c| {
+            send(match c {
+                Change::Upsert { operator_id, version, templates } => {
+                    sync_event::Event::Upsert(OperatorUpsert {
+                        operator_id,
+                        version,
+                        templates: templates.into_iter().map(Into::into).collect(),
+                    })
+                }
+                Change::Removal { operator_id, version } => {
+                    sync_event::Event::Removal(OperatorRemoval { operator_id, version })
+                }
+            })
+        });
+        match result {
+            Ok(snapshot) => {
+                send(sync_event::Event::Complete(SyncComplete { version: snapshot.version }));
+            }
+            Err(e) => {
+                let _ = tx.blocking_send(Err(ServiceError::from(GalleryError::from(e)).into()));
+            }
+        }
+    });
+    Ok(ReceiverStream::new(rx))
+}
+
+/// One template per frame; every frame must show a usable face.
+async fn enrollment_templates(core: &Arc<Core>, ticket: &Ticket, frames: Vec<kubevision_proto::v1::Frame>) -> Result<Vec<Template>, ServiceError> {
+    check_frames(&frames)?;
+    let core = core.clone();
+    let probes = ticket.run(move || core.probes(&frames)).await??;
+    probes
+        .into_iter()
+        .enumerate()
+        .map(|(index, probe)| {
+            probe.map_err(|unusable| ServiceError::NoUsableFace { index, reason: unusable.to_string() })
+        })
+        .collect()
+}
+
+/// Applies a change to the gallery on a worker and reports it.
+async fn commit(
+    ticket: &Ticket,
+    core: Arc<Core>,
+    operator_id: String,
+    change: impl FnOnce(&OperatorGallery, &str) -> Result<Committed, GalleryError> + Send + 'static,
+) -> Result<GalleryChange, ServiceError> {
+    let (operator_id, c) = ticket.run(move || change(&core.gallery, &operator_id).map(|c| (operator_id, c))).await??;
+    Ok(GalleryChange { operator_id, gallery_version: c.version, template_count: c.template_count as u32 })
+}

@@ -1,0 +1,535 @@
+//! The kiosk application: routes worker replies into the sign-in state
+//! machine and the current screen, and draws the frame. Everything slow
+//! (camera, recognition, store) runs on the workers; this thread only
+//! polls their channels.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use eframe::egui::{self, Color32, ColorImage, RichText, TextureHandle, TextureOptions};
+
+use crate::auth::{AuthMachine, AuthState, Effect, FaceEvidence};
+use crate::camera::{Camera, CameraStatus, DeviceSource, FolderSource, FrameSource};
+use crate::i18n::{Language, T};
+use crate::recognition::{self, Command, Event, Mode, Preview, Worker};
+use crate::screens::{self, Nav, Screen};
+use crate::service::{Reply, Request, Service};
+use crate::settings::Settings;
+use crate::store::{now_millis, Millis, Operator, Role, Store, StoreError};
+use crate::theme;
+
+/// How the kiosk was started.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub data_dir: PathBuf,
+    /// A folder of images to play as the camera; `None`: the settings' camera.
+    pub camera: Option<PathBuf>,
+    pub camera_fps: f64,
+}
+
+/// What every screen may use.
+pub struct Kiosk {
+    pub settings: Settings,
+    pub auth: AuthMachine,
+    pub operators: Vec<Operator>,
+    pub service: Service,
+    pub data_dir: PathBuf,
+    /// The last store or recogniser failure, shown in the status bar.
+    pub error: Option<String>,
+    /// A face the recogniser named, waiting for the store to say whose it is.
+    pending_face: Option<FaceEvidence>,
+    /// When a burst last found nobody, for the idle screen's hint.
+    pub not_recognised_at: Option<Millis>,
+    /// Which backend answered last, for the badge.
+    last_backend: Option<&'static str>,
+    recognition: Option<Worker>,
+    mode: Option<Mode>,
+    camera: Option<Camera>,
+    /// `--camera`: overrides the settings' camera.
+    camera_folder: Option<PathBuf>,
+    camera_fps: f64,
+    /// The enrolled templates, kept to load a restarted recogniser.
+    gallery: Vec<(i32, Vec<u8>)>,
+    preview: Option<(Preview, TextureHandle)>,
+    /// Set by an administrator's "exit kiosk".
+    pub exit_allowed: bool,
+    /// For workers a screen starts that must wake the UI.
+    pub egui_ctx: egui::Context,
+}
+
+impl Kiosk {
+    pub fn lang(&self) -> Language {
+        self.settings.language
+    }
+
+    pub fn t(&self, text: T) -> &'static str {
+        text.text(self.settings.language)
+    }
+
+    /// The signed-in operator's personnel number, for the audit log.
+    pub fn actor(&self) -> Option<String> {
+        self.auth.session().map(|s| s.operator.personnel_no.clone())
+    }
+
+    pub fn is_admin(&self) -> bool {
+        self.auth
+            .session()
+            .is_some_and(|s| s.operator.role == Role::Administrator)
+    }
+
+    pub fn apply(&self, effects: Vec<Effect>) {
+        if !effects.is_empty() {
+            self.service.send(Request::Apply(effects));
+        }
+    }
+
+    /// Tells the recogniser what to do; repeated calls with the same mode are free.
+    pub fn set_mode(&mut self, mode: Mode) {
+        if self.mode.as_ref() != Some(&mode) {
+            if let Some(w) = &self.recognition {
+                w.send(Command::SetMode(mode.clone()));
+            }
+            self.mode = Some(mode);
+        }
+    }
+
+    /// Forgets the last mode, so the next `set_mode` restarts it (a new verification).
+    pub fn reset_mode(&mut self) {
+        self.mode = None;
+    }
+
+    pub fn camera_status(&self) -> CameraStatus {
+        self.camera.as_ref().map_or(
+            CameraStatus::Lost {
+                reason: "no camera".into(),
+            },
+            Camera::status,
+        )
+    }
+
+    /// The camera image with the face box, scaled into `max` (aspect kept).
+    pub fn show_preview(&self, ui: &mut egui::Ui, max: egui::Vec2) {
+        let Some((preview, texture)) = &self.preview else {
+            let (rect, _) = ui.allocate_exact_size(max, egui::Sense::hover());
+            ui.painter().rect_filled(rect, 8.0, theme::PANEL);
+            let status = match self.camera_status() {
+                CameraStatus::Lost { .. } => self.t(T::CameraLost),
+                _ => self.t(T::CameraStarting),
+            };
+            ui.painter().text(
+                rect.center(),
+                egui::Align2::CENTER_CENTER,
+                status,
+                egui::FontId::proportional(26.0),
+                theme::TEXT,
+            );
+            return;
+        };
+        let (w, h) = preview.frame.image.dimensions();
+        let scale = (max.x / w as f32).min(max.y / h as f32);
+        let size = egui::vec2(w as f32, h as f32) * scale;
+        let response = ui.add(egui::Image::new((texture.id(), size)));
+        if let Some(face) = preview.face {
+            let min = response.rect.min + egui::vec2(face.x as f32, face.y as f32) * scale;
+            let rect = egui::Rect::from_min_size(
+                min,
+                egui::vec2(face.width as f32, face.height as f32) * scale,
+            );
+            ui.painter().rect_stroke(
+                rect,
+                4.0,
+                egui::Stroke::new(4.0, theme::GOOD),
+                egui::StrokeKind::Outside,
+            );
+        }
+    }
+
+    /// The current quality hint, translated.
+    pub fn hint(&self) -> Option<&'static str> {
+        let (preview, _) = self.preview.as_ref()?;
+        preview
+            .issue
+            .as_ref()
+            .map(|i| crate::i18n::hint(i, self.lang()))
+    }
+}
+
+pub struct KioskApp {
+    kiosk: Kiosk,
+    screen: Screen,
+    /// Fullscreen kiosk mode: the window covers the monitor and only an
+    /// administrator may close it.
+    locked_down: bool,
+    sized_to_monitor: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Camera(#[from] crate::camera::CameraError),
+}
+
+/// The folder given on the command line, else the settings' camera: an
+/// index opens a USB camera, anything else is a folder of images.
+fn open_camera(folder: Option<&Path>, settings: &Settings, fps: f64) -> Result<Camera, StartError> {
+    let folder = match (folder, settings.camera.trim().parse::<u32>()) {
+        (Some(dir), _) => FolderSource::new(dir, fps)?,
+        (None, Ok(index)) => {
+            let resolution = settings.resolution;
+            return Ok(Camera::start(move || {
+                Box::new(DeviceSource::new(index, resolution)) as Box<dyn FrameSource>
+            }));
+        }
+        (None, Err(_)) => FolderSource::new(Path::new(settings.camera.trim()), fps)?,
+    };
+    Ok(Camera::start(move || {
+        Box::new(folder) as Box<dyn FrameSource>
+    }))
+}
+
+fn start_recognition(camera: &Camera, settings: &Settings, ctx: &egui::Context) -> Worker {
+    let params = vision::lbph::LbphParams::default();
+    let ctx = ctx.clone();
+    Worker::start(
+        camera.frames(),
+        || {
+            Ok(vision::pipeline::FacePipeline::new(
+                vision::detect::FaceDetector::from_default_locations()?,
+                vision::quality::QualityGate::default(),
+            ))
+        },
+        Box::new(recognition::LocalBackend::new(params)),
+        params,
+        burst_rule(settings),
+        move || ctx.request_repaint(),
+    )
+}
+
+fn burst_rule(settings: &Settings) -> vision::burst::BurstRule {
+    vision::burst::BurstRule {
+        threshold: settings.threshold,
+        ..Default::default()
+    }
+}
+
+impl KioskApp {
+    pub fn new(ctx: &egui::Context, config: Config, locked_down: bool) -> Result<Self, StartError> {
+        theme::apply(ctx);
+        let store = Store::open_in_dir(&config.data_dir)?;
+        let settings = Settings::load(&store).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let camera = open_camera(config.camera.as_deref(), &settings, config.camera_fps)?;
+        let recognition = Some(start_recognition(&camera, &settings, ctx));
+        let service = {
+            let ctx = ctx.clone();
+            Service::start(store, move || ctx.request_repaint())
+        };
+        service.send(Request::Load);
+        let kiosk = Kiosk {
+            auth: AuthMachine::new(settings.policy.clone()),
+            settings,
+            operators: Vec::new(),
+            service,
+            data_dir: config.data_dir.clone(),
+            error: None,
+            pending_face: None,
+            not_recognised_at: None,
+            last_backend: None,
+            recognition,
+            mode: None,
+            camera: Some(camera),
+            camera_folder: config.camera,
+            camera_fps: config.camera_fps,
+            gallery: Vec::new(),
+            preview: None,
+            exit_allowed: false,
+            egui_ctx: ctx.clone(),
+        };
+        Ok(KioskApp {
+            kiosk,
+            screen: Screen::Loading,
+            locked_down,
+            sized_to_monitor: false,
+        })
+    }
+
+    pub fn screen(&self) -> &Screen {
+        &self.screen
+    }
+
+    pub fn kiosk(&self) -> &Kiosk {
+        &self.kiosk
+    }
+
+    fn navigate(&mut self, nav: Nav) {
+        self.kiosk.reset_mode();
+        self.screen = screens::open(nav, &self.kiosk);
+    }
+
+    fn on_reply(&mut self, reply: Reply, now: Millis, ctx: &egui::Context) {
+        let k = &mut self.kiosk;
+        match &reply {
+            Reply::Loaded {
+                operators,
+                gallery,
+                settings,
+            } => {
+                k.operators = operators.clone();
+                self.apply_settings(settings.clone());
+                self.set_gallery(gallery.clone());
+                let has_admin = self
+                    .kiosk
+                    .operators
+                    .iter()
+                    .any(|o| o.role == Role::Administrator);
+                self.navigate(if has_admin { Nav::SignIn } else { Nav::Setup });
+                return;
+            }
+            Reply::PinChecked(check) => {
+                let effects = k.auth.pin_checked(*check, now);
+                k.apply(effects);
+            }
+            Reply::PasswordChecked(outcome) => {
+                let effects = k.auth.password_checked(outcome.clone(), now);
+                k.apply(effects);
+            }
+            Reply::WhoIs {
+                operator,
+                locked_until,
+            } => {
+                if let (Some(op), Some(face)) = (operator.clone(), k.pending_face.take()) {
+                    let effects = k.auth.face_identified(op, face, *locked_until, now);
+                    k.apply(effects);
+                }
+            }
+            Reply::Changed {
+                operators, gallery, ..
+            } => {
+                k.operators = operators.clone();
+                self.set_gallery(gallery.clone());
+            }
+            Reply::SettingsSaved(settings) => {
+                let camera_changed = (&settings.camera, settings.resolution)
+                    != (&k.settings.camera, k.settings.resolution);
+                self.apply_settings(settings.clone());
+                if camera_changed && self.kiosk.camera_folder.is_none() {
+                    self.restart_camera(ctx);
+                }
+            }
+            Reply::Failed(e) => self.kiosk.error = Some(e.clone()),
+            Reply::Audit { .. } | Reply::Exported(_) => {}
+        }
+        if let Some(nav) = self.screen.on_reply(&mut self.kiosk, &reply) {
+            self.navigate(nav);
+        }
+    }
+
+    fn apply_settings(&mut self, settings: Settings) {
+        self.kiosk.auth.set_policy(settings.policy.clone());
+        if let Some(w) = &self.kiosk.recognition {
+            w.send(Command::SetRule(burst_rule(&settings)));
+        }
+        self.kiosk.settings = settings;
+    }
+
+    fn set_gallery(&mut self, gallery: Vec<(i32, Vec<u8>)>) {
+        if let Some(w) = &self.kiosk.recognition {
+            w.send(Command::SetGallery(gallery.clone()));
+        }
+        self.kiosk.gallery = gallery;
+    }
+
+    /// A new camera choice takes effect at once: the old capture thread
+    /// stops, the new one and a fresh recogniser start.
+    fn restart_camera(&mut self, ctx: &egui::Context) {
+        let k = &mut self.kiosk;
+        k.recognition = None;
+        k.camera = None; // closes the mailbox: the old recogniser ends
+        k.preview = None;
+        k.mode = None;
+        match open_camera(k.camera_folder.as_deref(), &k.settings, k.camera_fps) {
+            Ok(camera) => {
+                let worker = start_recognition(&camera, &k.settings, ctx);
+                worker.send(Command::SetGallery(k.gallery.clone()));
+                k.recognition = Some(worker);
+                k.camera = Some(camera);
+            }
+            Err(e) => k.error = Some(e.to_string()),
+        }
+    }
+
+    fn on_event(&mut self, event: Event, now: Millis) {
+        let k = &mut self.kiosk;
+        if let Event::Identified { face, .. } | Event::Verified { face, .. } = &event {
+            k.last_backend = Some(face.backend);
+        }
+        if let Event::NotRecognised { backend } = &event {
+            k.last_backend = Some(backend);
+        }
+        match &event {
+            Event::Identified { label, face }
+                if matches!(self.screen, Screen::SignIn(_))
+                    && *k.auth.state() == AuthState::Idle =>
+            {
+                k.pending_face = Some(face.clone());
+                k.service.send(Request::WhoIs { label: *label });
+            }
+            Event::NotRecognised { .. } => k.not_recognised_at = Some(now),
+            Event::Verified { matched, face } => {
+                let effects = k.auth.face_verified(*matched, face.clone(), now);
+                k.apply(effects);
+                k.reset_mode();
+            }
+            Event::Failed(e) => k.error = Some(e.clone()),
+            _ => {}
+        }
+        if let Some(nav) = self.screen.on_event(&mut self.kiosk, &event) {
+            self.navigate(nav);
+        }
+    }
+
+    /// Polls the workers and runs the timers; no drawing.
+    pub fn poll(&mut self, ctx: &egui::Context) {
+        let now = now_millis();
+        let replies: Vec<Reply> = self.kiosk.service.replies().collect();
+        for reply in replies {
+            self.on_reply(reply, now, ctx);
+        }
+        let (events, preview) = match &self.kiosk.recognition {
+            Some(w) => (w.events().collect::<Vec<_>>(), w.preview()),
+            None => (Vec::new(), None),
+        };
+        for event in events {
+            self.on_event(event, now);
+        }
+        if let Some(p) = preview {
+            let (w, h) = p.frame.image.dimensions();
+            let image = ColorImage::from_gray([w as usize, h as usize], p.frame.image.as_raw());
+            match &mut self.kiosk.preview {
+                Some((old, texture)) => {
+                    texture.set(image, TextureOptions::LINEAR);
+                    *old = p;
+                }
+                None => {
+                    self.kiosk.preview =
+                        Some((p, ctx.load_texture("camera", image, TextureOptions::LINEAR)))
+                }
+            }
+        }
+        if ctx.input(|i| {
+            i.events.iter().any(|e| {
+                matches!(
+                    e,
+                    egui::Event::PointerButton { pressed: true, .. } | egui::Event::Key { .. }
+                )
+            })
+        }) {
+            self.kiosk.auth.activity(now);
+        }
+        let was_signed_in = self.kiosk.auth.session().is_some();
+        let effects = self.kiosk.auth.tick(now);
+        self.kiosk.apply(effects);
+        // Whatever screen was open, a session that ended leaves it.
+        if was_signed_in
+            && self.kiosk.auth.session().is_none()
+            && !matches!(self.screen, Screen::SignIn(_))
+        {
+            self.navigate(Nav::SignIn);
+        }
+        ctx.request_repaint_after(Duration::from_millis(250));
+    }
+
+    fn status_bar(&mut self, ui: &mut egui::Ui) {
+        let k = &mut self.kiosk;
+        ui.horizontal(|ui| {
+            ui.heading(k.t(T::AppTitle));
+            ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
+                let other = k.lang().toggled();
+                let label = match other {
+                    Language::De => "Deutsch",
+                    Language::En => "English",
+                };
+                if crate::widgets::big_button(ui, label).clicked() {
+                    // A language switch on the idle screen is per kiosk, not per person: persist it.
+                    let mut s = k.settings.clone();
+                    s.language = other;
+                    k.settings.language = other;
+                    k.service.send(Request::SaveSettings {
+                        settings: s,
+                        actor: k.actor(),
+                    });
+                }
+                let (text, colour) = match k.camera_status() {
+                    CameraStatus::Running { .. } => (k.t(T::Camera).to_owned(), theme::GOOD),
+                    CameraStatus::Starting => (k.t(T::CameraStarting).to_owned(), theme::ACCENT),
+                    CameraStatus::Lost { .. } => (k.t(T::CameraLost).to_owned(), theme::BAD),
+                };
+                ui.label(RichText::new(text).color(colour));
+                ui.label(
+                    RichText::new(format!("{}: {}", k.t(T::Backend), backend_badge(k)))
+                        .color(Color32::LIGHT_BLUE),
+                );
+                if let Some(s) = k.auth.session() {
+                    ui.label(
+                        RichText::new(format!(
+                            "{} ({})",
+                            s.operator.name,
+                            crate::i18n::role(s.operator.role, k.lang())
+                        ))
+                        .strong(),
+                    );
+                }
+            });
+        });
+        if let Some(e) = k.error.clone() {
+            ui.horizontal(|ui| {
+                ui.label(RichText::new(e).color(theme::BAD));
+                if ui.button(k.t(T::Ok)).clicked() {
+                    k.error = None;
+                }
+            });
+        }
+    }
+}
+
+impl KioskApp {
+    fn lock_down(&mut self, ctx: &egui::Context) {
+        if ctx.input(|i| i.viewport().close_requested()) && !self.kiosk.exit_allowed {
+            ctx.send_viewport_cmd(egui::ViewportCommand::CancelClose);
+        }
+        if self.kiosk.exit_allowed {
+            ctx.send_viewport_cmd(egui::ViewportCommand::Close);
+        }
+        // Without a window manager "fullscreen" may be ignored: size the window to the monitor.
+        if !self.sized_to_monitor {
+            if let Some(size) = ctx.input(|i| i.viewport().monitor_size) {
+                ctx.send_viewport_cmd(egui::ViewportCommand::OuterPosition(egui::pos2(0.0, 0.0)));
+                ctx.send_viewport_cmd(egui::ViewportCommand::InnerSize(size));
+                self.sized_to_monitor = true;
+            }
+        }
+    }
+}
+
+/// The backend that answered the last face decision.
+fn backend_badge(k: &Kiosk) -> &'static str {
+    k.last_backend.unwrap_or("-")
+}
+
+impl eframe::App for KioskApp {
+    fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
+        let ctx = ui.ctx().clone();
+        if self.locked_down {
+            self.lock_down(&ctx);
+        }
+        self.poll(&ctx);
+        egui::Panel::top("status").show(ui, |ui| self.status_bar(ui));
+        let nav = egui::CentralPanel::default()
+            .show(ui, |ui| self.screen.show(ui, &mut self.kiosk))
+            .inner;
+        if let Some(nav) = nav {
+            self.navigate(nav);
+        }
+    }
+}

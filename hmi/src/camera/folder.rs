@@ -1,0 +1,217 @@
+//! A folder of images played as a camera, for demos, training rooms and
+//! tests. Images are shown in natural name order ("2.pgm" before "10.pgm"),
+//! looping, at a fixed rate. Aligned face crops (exactly FACE_WIDTH ×
+//! FACE_HEIGHT, like the ORL photos) are placed, enlarged, in the middle
+//! of a larger frame, so that detection sees them as a camera would.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use image::imageops::{self, FilterType};
+use vision::{GrayImage, FACE_HEIGHT, FACE_WIDTH};
+
+use super::{CameraError, FrameSource};
+
+const EXTENSIONS: [&str; 7] = ["pgm", "png", "jpg", "jpeg", "bmp", "webp", "gif"];
+/// Frame size an aligned crop is padded into, and its enlargement.
+const PADDED: (u32, u32) = (480, 360);
+const CROP_SCALE: u32 = 2;
+
+pub struct FolderSource {
+    dir: PathBuf,
+    files: Vec<PathBuf>,
+    next: usize,
+    interval: Duration,
+    due: Instant,
+    /// Stop after one pass instead of looping.
+    once: bool,
+}
+
+/// "s10" sorts after "s9": compare digit runs by value.
+fn natural_key(path: &Path) -> Vec<(String, u64)> {
+    let name = path.to_string_lossy();
+    let mut key = Vec::new();
+    let mut text = String::new();
+    let mut chars = name.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c.is_ascii_digit() {
+            let mut n = c.to_digit(10).map_or(0, u64::from);
+            while let Some(d) = chars.peek().and_then(|d| d.to_digit(10)) {
+                n = n.saturating_mul(10).saturating_add(u64::from(d));
+                chars.next();
+            }
+            key.push((std::mem::take(&mut text), n));
+        } else {
+            text.push(c);
+        }
+    }
+    key.push((text, 0));
+    key
+}
+
+fn collect(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), CameraError> {
+    let io = |source| CameraError::Io {
+        path: dir.to_owned(),
+        source,
+    };
+    for entry in std::fs::read_dir(dir).map_err(io)? {
+        let path = entry.map_err(io)?.path();
+        if path.is_dir() {
+            collect(&path, out)?;
+        } else if path
+            .extension()
+            .and_then(|e| e.to_str())
+            .is_some_and(|e| EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
+        {
+            out.push(path);
+        }
+    }
+    Ok(())
+}
+
+/// Enlarges an aligned crop and centres it on a mid-grey frame.
+pub fn pad_aligned(crop: &GrayImage) -> GrayImage {
+    let big = imageops::resize(
+        crop,
+        FACE_WIDTH * CROP_SCALE,
+        FACE_HEIGHT * CROP_SCALE,
+        FilterType::Triangle,
+    );
+    let mean = (crop.pixels().map(|p| u64::from(p.0[0])).sum::<u64>()
+        / u64::from(FACE_WIDTH * FACE_HEIGHT)) as u8;
+    let mut frame = GrayImage::from_pixel(PADDED.0, PADDED.1, image::Luma([mean]));
+    let x = i64::from((PADDED.0 - big.width()) / 2);
+    let y = i64::from((PADDED.1 - big.height()) / 2);
+    imageops::overlay(&mut frame, &big, x, y);
+    frame
+}
+
+impl FolderSource {
+    pub fn new(dir: &Path, fps: f64) -> Result<Self, CameraError> {
+        let mut files = Vec::new();
+        collect(dir, &mut files)?;
+        if files.is_empty() {
+            return Err(CameraError::NoImages(dir.to_owned()));
+        }
+        files.sort_by_cached_key(|p| natural_key(p));
+        Ok(FolderSource {
+            dir: dir.to_owned(),
+            files,
+            next: 0,
+            interval: Duration::from_secs_f64(1.0 / fps.clamp(0.1, 120.0)),
+            due: Instant::now(),
+            once: false,
+        })
+    }
+
+    /// Plays the images once; afterwards `next_frame` reports the end as an error.
+    pub fn once(mut self) -> Self {
+        self.once = true;
+        self
+    }
+
+    pub fn files(&self) -> &[PathBuf] {
+        &self.files
+    }
+}
+
+impl FrameSource for FolderSource {
+    fn name(&self) -> String {
+        format!("folder {}", self.dir.display())
+    }
+
+    fn open(&mut self) -> Result<(), CameraError> {
+        if self.once && self.next >= self.files.len() {
+            return Err(CameraError::Device("end of the folder".into()));
+        }
+        Ok(())
+    }
+
+    fn next_frame(&mut self) -> Result<GrayImage, CameraError> {
+        if self.next >= self.files.len() {
+            if self.once {
+                return Err(CameraError::Device("end of the folder".into()));
+            }
+            self.next = 0;
+        }
+        let wait = self.due.saturating_duration_since(Instant::now());
+        std::thread::sleep(wait);
+        self.due = Instant::now().max(self.due) + self.interval;
+        let path = &self.files[self.next];
+        self.next += 1;
+        let image = vision::imageio::load_gray(path)?;
+        Ok(if image.dimensions() == (FACE_WIDTH, FACE_HEIGHT) {
+            pad_aligned(&image)
+        } else {
+            image
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn natural_order() {
+        let mut v: Vec<PathBuf> = ["s10/1.pgm", "s9/10.pgm", "s9/2.pgm", "s1/1.pgm"]
+            .iter()
+            .map(PathBuf::from)
+            .collect();
+        v.sort_by_cached_key(|p| natural_key(p));
+        let names: Vec<_> = v.iter().map(|p| p.to_string_lossy().into_owned()).collect();
+        assert_eq!(names, ["s1/1.pgm", "s9/2.pgm", "s9/10.pgm", "s10/1.pgm"]);
+    }
+
+    #[test]
+    fn plays_real_images_and_pads_aligned_crops() {
+        let dir = tempfile::tempdir().unwrap();
+        let crop = GrayImage::from_fn(FACE_WIDTH, FACE_HEIGHT, |x, _| {
+            image::Luma([if x < FACE_WIDTH / 2 { 0 } else { 250 }])
+        });
+        crop.save(dir.path().join("2.png")).unwrap();
+        GrayImage::from_pixel(64, 48, image::Luma([9]))
+            .save(dir.path().join("10.png"))
+            .unwrap();
+        std::fs::write(dir.path().join("notes.txt"), "not an image").unwrap();
+
+        let mut src = FolderSource::new(dir.path(), 100.0).unwrap().once();
+        assert_eq!(src.files().len(), 2);
+        src.open().unwrap();
+        let padded = src.next_frame().unwrap();
+        assert_eq!(padded.dimensions(), PADDED);
+        let (left, right) = (
+            (PADDED.0 - FACE_WIDTH * CROP_SCALE) / 2,
+            (PADDED.0 + FACE_WIDTH * CROP_SCALE) / 2,
+        );
+        let mid = PADDED.1 / 2;
+        let at = |x, y| padded.get_pixel(x, y).0[0];
+        assert_eq!(
+            (at(5, 5), at(left + 10, mid), at(right - 10, mid)),
+            (125, 0, 250),
+            "mean-grey border, enlarged crop centred"
+        );
+        assert_eq!(
+            src.next_frame().unwrap().dimensions(),
+            (64, 48),
+            "other images pass unchanged"
+        );
+        assert!(
+            src.next_frame().is_err() && src.open().is_err(),
+            "a single pass ends"
+        );
+    }
+
+    #[test]
+    fn an_empty_or_missing_folder_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(matches!(
+            FolderSource::new(dir.path(), 10.0),
+            Err(CameraError::NoImages(_))
+        ));
+        assert!(matches!(
+            FolderSource::new(&dir.path().join("missing"), 10.0),
+            Err(CameraError::Io { .. })
+        ));
+    }
+}

@@ -1,0 +1,265 @@
+//! German and English texts. Every text is an enum variant with both
+//! translations in one match arm, so a missing translation does not compile.
+
+use serde::{Deserialize, Serialize};
+use vision::quality::QualityIssue;
+
+use crate::auth::Notice;
+use crate::store::Role;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Language {
+    En,
+    De,
+}
+
+impl Language {
+    pub fn toggled(self) -> Language {
+        match self {
+            Language::En => Language::De,
+            Language::De => Language::En,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum T {
+    AppTitle,
+    SetupTitle,
+    SetupIntro,
+    Name,
+    PersonnelNo,
+    Password,
+    PasswordRepeat,
+    Pin,
+    PinRepeat,
+    Role,
+    Create,
+    Cancel,
+    Back,
+    Ok,
+    Delete,
+    Save,
+    SignInTitle,
+    LookAtCamera,
+    UsePersonnelNo,
+    EnterPin,
+    LookAtCameraToConfirm,
+    SignOut,
+    Welcome,
+    Administration,
+    Operators,
+    AuditLog,
+    Settings,
+    Enroll,
+    ReEnroll,
+    NewOperator,
+    EnrollTitle,
+    EnrollStart,
+    Captured,
+    Skipped,
+    Verifying,
+    EnrollDone,
+    EnrollVerifyFailed,
+    Enrolled,
+    NotEnrolled,
+    ConfirmDelete,
+    Filter,
+    ExportCsv,
+    Exported,
+    ChainIntact,
+    ChainBroken,
+    Language,
+    Camera,
+    Backend,
+    OffloadEndpoint,
+    TlsFiles,
+    Threshold,
+    AutoSignOutMinutes,
+    CameraLost,
+    CameraStarting,
+    SecretsMismatch,
+    PinRule,
+    PasswordRule,
+    Working,
+    NotRecognised,
+    Shift,
+    Space,
+    ExitKiosk,
+    Backspace,
+}
+
+impl T {
+    pub fn text(self, lang: Language) -> &'static str {
+        use Language::{De, En};
+        let (en, de) = match self {
+            T::AppTitle => ("KubeVision sign-in", "KubeVision Anmeldung"),
+            T::SetupTitle => ("First start: create the administrator", "Erster Start: Administrator anlegen"),
+            T::SetupIntro => (
+                "Nobody can use this kiosk yet. Create the first administrator; their face is enrolled next.",
+                "Noch kann niemand dieses Terminal benutzen. Legen Sie den ersten Administrator an; danach wird sein Gesicht erfasst.",
+            ),
+            T::Name => ("Name", "Name"),
+            T::PersonnelNo => ("Personnel number", "Personalnummer"),
+            T::Password => ("Password", "Passwort"),
+            T::PasswordRepeat => ("Repeat password", "Passwort wiederholen"),
+            T::Pin => ("PIN", "PIN"),
+            T::PinRepeat => ("Repeat PIN", "PIN wiederholen"),
+            T::Role => ("Role", "Rolle"),
+            T::Create => ("Create", "Anlegen"),
+            T::Cancel => ("Cancel", "Abbrechen"),
+            T::Back => ("Back", "Zurück"),
+            T::Ok => ("OK", "OK"),
+            T::Delete => ("Delete", "Löschen"),
+            T::Save => ("Save", "Speichern"),
+            T::SignInTitle => ("Sign in", "Anmelden"),
+            T::LookAtCamera => ("Look into the camera to sign in", "Zum Anmelden in die Kamera schauen"),
+            T::UsePersonnelNo => ("Sign in with personnel number", "Mit Personalnummer anmelden"),
+            T::EnterPin => ("Enter your PIN", "PIN eingeben"),
+            T::LookAtCameraToConfirm => ("Look into the camera to confirm", "Zur Bestätigung in die Kamera schauen"),
+            T::SignOut => ("Sign out", "Abmelden"),
+            T::Welcome => ("Signed in", "Angemeldet"),
+            T::Administration => ("Administration", "Verwaltung"),
+            T::Operators => ("Operators", "Bediener"),
+            T::AuditLog => ("Audit log", "Protokoll"),
+            T::Settings => ("Settings", "Einstellungen"),
+            T::Enroll => ("Enroll face", "Gesicht erfassen"),
+            T::ReEnroll => ("Re-enroll", "Neu erfassen"),
+            T::NewOperator => ("New operator", "Neuer Bediener"),
+            T::EnrollTitle => ("Face enrollment", "Gesichtserfassung"),
+            T::EnrollStart => ("Start capture", "Erfassung starten"),
+            T::Captured => ("Captured", "Erfasst"),
+            T::Skipped => ("Frame skipped", "Bild verworfen"),
+            T::Verifying => ("Checking the new enrollment…", "Neue Erfassung wird geprüft…"),
+            T::EnrollDone => ("Enrollment saved and verified", "Erfassung gespeichert und geprüft"),
+            T::EnrollVerifyFailed => ("Saved, but the check did not recognise the face: re-enroll in better light", "Gespeichert, aber die Prüfung erkannte das Gesicht nicht: bei besserem Licht neu erfassen"),
+            T::Enrolled => ("enrolled", "erfasst"),
+            T::NotEnrolled => ("no face", "kein Gesicht"),
+            T::ConfirmDelete => ("Delete this operator and all their face data?", "Diesen Bediener und alle Gesichtsdaten löschen?"),
+            T::Filter => ("Filter", "Filter"),
+            T::ExportCsv => ("Export CSV", "CSV exportieren"),
+            T::Exported => ("Exported to", "Exportiert nach"),
+            T::ChainIntact => ("Log intact", "Protokoll unverändert"),
+            T::ChainBroken => ("LOG TAMPERED at entry", "PROTOKOLL MANIPULIERT bei Eintrag"),
+            T::Language => ("Language", "Sprache"),
+            T::Camera => ("Camera", "Kamera"),
+            T::Backend => ("Recognition", "Erkennung"),
+            T::OffloadEndpoint => ("Offload endpoint", "Offload-Adresse"),
+            T::TlsFiles => ("TLS files (CA, certificate, key)", "TLS-Dateien (CA, Zertifikat, Schlüssel)"),
+            T::Threshold => ("Accept threshold", "Annahmeschwelle"),
+            T::AutoSignOutMinutes => ("Automatic sign-out (minutes)", "Automatische Abmeldung (Minuten)"),
+            T::CameraLost => ("Camera lost: reconnecting", "Kamera getrennt: verbinde neu"),
+            T::CameraStarting => ("Starting camera…", "Kamera startet…"),
+            T::SecretsMismatch => ("The repetition does not match", "Die Wiederholung stimmt nicht überein"),
+            T::PinRule => ("PIN: 4 to 8 digits", "PIN: 4 bis 8 Ziffern"),
+            T::PasswordRule => ("Password: at least 8 characters", "Passwort: mindestens 8 Zeichen"),
+            T::Working => ("Please wait…", "Bitte warten…"),
+            T::NotRecognised => ("Face not recognised", "Gesicht nicht erkannt"),
+            T::Shift => ("Shift", "Umschalt"),
+            T::Space => ("Space", "Leerzeichen"),
+            T::ExitKiosk => ("Exit kiosk", "Terminal beenden"),
+            T::Backspace => ("Del", "Entf"),
+        };
+        match lang {
+            En => en,
+            De => de,
+        }
+    }
+}
+
+pub fn role(role: Role, lang: Language) -> &'static str {
+    match (role, lang) {
+        (Role::Operator, Language::En) => "Operator",
+        (Role::Operator, Language::De) => "Bediener",
+        (Role::Maintenance, Language::En) => "Maintenance",
+        (Role::Maintenance, Language::De) => "Instandhaltung",
+        (Role::Administrator, Language::En) => "Administrator",
+        (Role::Administrator, Language::De) => "Administrator",
+    }
+}
+
+/// The kiosk's own hint for a quality issue: short, and what to do.
+pub fn hint(issue: &QualityIssue, lang: Language) -> &'static str {
+    let (en, de) = match issue {
+        QualityIssue::NoFace => ("Look into the camera", "Bitte in die Kamera schauen"),
+        QualityIssue::SeveralFaces { .. } => (
+            "Only one person in view, please",
+            "Bitte nur eine Person im Bild",
+        ),
+        QualityIssue::TooSmall { .. } => ("Come closer", "Näher herankommen"),
+        QualityIssue::OffCentre => ("Move to the middle", "In die Mitte gehen"),
+        QualityIssue::TooDark { .. } => (
+            "Too dark: more light on the face",
+            "Zu dunkel: mehr Licht aufs Gesicht",
+        ),
+        QualityIssue::TooBright { .. } => (
+            "Too bright: avoid light from behind",
+            "Zu hell: Gegenlicht vermeiden",
+        ),
+        QualityIssue::Blurred { .. } => ("Hold still", "Bitte stillhalten"),
+    };
+    match lang {
+        Language::En => en,
+        Language::De => de,
+    }
+}
+
+/// A sign-in notice; `until` times are shown as remaining seconds.
+pub fn notice(n: Notice, lang: Language, now: crate::store::Millis) -> String {
+    let de = lang == Language::De;
+    match n {
+        Notice::WrongCredentials => if de {
+            "Anmeldedaten falsch"
+        } else {
+            "Wrong credentials"
+        }
+        .into(),
+        Notice::Locked { until } => {
+            let s = ((until - now).max(0) + 999) / 1000;
+            if de {
+                format!("Gesperrt: noch {s} s warten")
+            } else {
+                format!("Locked: wait {s} s")
+            }
+        }
+        Notice::FaceFirstNotAllowed => if de {
+            "Ihre Rolle meldet sich mit Personalnummer an"
+        } else {
+            "Your role signs in with the personnel number"
+        }
+        .into(),
+        Notice::PasswordFirstNotAllowed => if de {
+            "Ihre Rolle meldet sich per Gesicht an"
+        } else {
+            "Your role signs in with the face first"
+        }
+        .into(),
+        Notice::NoFaceEnrolled => if de {
+            "Kein Gesicht erfasst: bitte Administrator fragen"
+        } else {
+            "No face enrolled: ask an administrator"
+        }
+        .into(),
+        Notice::FaceMismatch => if de {
+            "Gesicht passt nicht"
+        } else {
+            "Face does not match"
+        }
+        .into(),
+        Notice::NotLive => if de {
+            "Kein lebendes Gesicht erkannt"
+        } else {
+            "No live face detected"
+        }
+        .into(),
+        Notice::TimedOut => if de { "Zeit abgelaufen" } else { "Timed out" }.into(),
+        Notice::SignedOut => if de { "Abgemeldet" } else { "Signed out" }.into(),
+        Notice::AutoSignedOut => if de {
+            "Wegen Inaktivität abgemeldet"
+        } else {
+            "Signed out after inactivity"
+        }
+        .into(),
+    }
+}

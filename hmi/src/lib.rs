@@ -1,0 +1,13 @@
+//! KubeVision's sign-in kiosk: store, sign-in logic, workers and the eframe UI.
+
+pub mod app;
+pub mod auth;
+pub mod camera;
+pub mod i18n;
+pub mod recognition;
+pub mod screens;
+pub mod service;
+pub mod settings;
+pub mod store;
+pub mod theme;
+pub mod widgets;

@@ -1,0 +1,147 @@
+//! The audit-log viewer: filter by action and actor, chain check, CSV export.
+
+use eframe::egui::{self, RichText, Ui};
+
+use super::{header, Nav};
+use crate::app::Kiosk;
+use crate::i18n::T;
+use crate::service::{Reply, Request};
+use crate::store::{AuditAction, AuditFilter, AuditRecord, ChainStatus};
+use crate::theme;
+use crate::widgets::{big_button, Field, FieldKind, Form};
+
+const PAGE: u32 = 500;
+
+pub struct AuditView {
+    filter: AuditFilter,
+    actor: Form,
+    records: Vec<AuditRecord>,
+    chain: Option<ChainStatus>,
+    exported: Option<String>,
+    keyboard_open: bool,
+}
+
+impl AuditView {
+    pub fn new(kiosk: &Kiosk) -> Self {
+        let filter = AuditFilter {
+            limit: Some(PAGE),
+            ..Default::default()
+        };
+        kiosk.service.send(Request::Audit(filter.clone()));
+        AuditView {
+            filter,
+            actor: Form::new(vec![Field::new(T::PersonnelNo, FieldKind::Text)]),
+            records: Vec::new(),
+            chain: None,
+            exported: None,
+            keyboard_open: false,
+        }
+    }
+
+    pub fn on_reply(&mut self, reply: &Reply) -> Option<Nav> {
+        match reply {
+            Reply::Audit { records, chain } => {
+                self.records = records.clone();
+                self.chain = Some(chain.clone());
+            }
+            Reply::Exported(path) => self.exported = Some(path.display().to_string()),
+            _ => {}
+        }
+        None
+    }
+
+    fn refresh(&mut self, kiosk: &Kiosk) {
+        let actor = self.actor.value(T::PersonnelNo).trim();
+        self.filter.actor_contains = (!actor.is_empty()).then(|| actor.to_owned());
+        kiosk.service.send(Request::Audit(self.filter.clone()));
+    }
+
+    pub fn show(&mut self, ui: &mut Ui, kiosk: &mut Kiosk) -> Option<Nav> {
+        let nav = header(ui, kiosk, T::AuditLog);
+        match &self.chain {
+            Some(ChainStatus::Intact { rows }) => {
+                ui.label(
+                    RichText::new(format!("OK: {} ({rows})", kiosk.t(T::ChainIntact)))
+                        .color(theme::GOOD),
+                );
+            }
+            Some(ChainStatus::Broken { seq, reason }) => {
+                ui.label(
+                    RichText::new(format!("!! {} {seq} ({reason:?})", kiosk.t(T::ChainBroken)))
+                        .color(theme::BAD)
+                        .strong(),
+                );
+            }
+            None => {
+                ui.spinner();
+            }
+        }
+        let mut changed = false;
+        ui.horizontal_wrapped(|ui| {
+            ui.label(kiosk.t(T::Filter));
+            changed |= ui
+                .selectable_value(&mut self.filter.action, None, "*")
+                .clicked();
+            for action in AuditAction::ALL {
+                changed |= ui
+                    .selectable_value(&mut self.filter.action, Some(action), action.as_str())
+                    .clicked();
+            }
+        });
+        ui.horizontal(|ui| {
+            self.actor.show_fields(ui, kiosk.lang());
+            if big_button(ui, "abc").clicked() {
+                self.keyboard_open = !self.keyboard_open;
+            }
+            if big_button(ui, kiosk.t(T::ExportCsv)).clicked() {
+                let name = format!("audit-{}.csv", crate::store::now_millis());
+                kiosk.service.send(Request::ExportAudit {
+                    filter: AuditFilter {
+                        limit: None,
+                        ..self.filter.clone()
+                    },
+                    path: kiosk.data_dir.join(name),
+                    actor: kiosk.actor(),
+                });
+            }
+        });
+        if let Some(path) = &self.exported {
+            ui.label(format!("{} {path}", kiosk.t(T::Exported)));
+        }
+        if self.keyboard_open
+            && self.actor.show_input(ui, kiosk.lang()) != crate::widgets::KeyAction::None
+        {
+            changed = true;
+        }
+        if changed {
+            self.refresh(kiosk);
+        }
+        egui::ScrollArea::vertical().show(ui, |ui| {
+            egui::Grid::new("audit")
+                .num_columns(6)
+                .striped(true)
+                .spacing([16.0, 8.0])
+                .show(ui, |ui| {
+                    for r in &self.records {
+                        let at = std::time::UNIX_EPOCH
+                            + std::time::Duration::from_millis(r.at.max(0) as u64);
+                        ui.label(
+                            RichText::new(humantime::format_rfc3339_seconds(at).to_string())
+                                .monospace(),
+                        );
+                        ui.label(r.actor.as_deref().unwrap_or("-"));
+                        ui.label(&r.action);
+                        ui.label(format!(
+                            "{} {}",
+                            r.method.as_deref().unwrap_or(""),
+                            r.backend.as_deref().unwrap_or("")
+                        ));
+                        ui.label(r.distance.map(|d| format!("{d:.1}")).unwrap_or_default());
+                        ui.label(&r.detail);
+                        ui.end_row();
+                    }
+                });
+        });
+        nav
+    }
+}

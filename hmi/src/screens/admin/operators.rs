@@ -1,0 +1,84 @@
+//! The operator list: re-enroll, delete (with all face data), add.
+
+use eframe::egui::{self, RichText, Ui};
+
+use super::{header, Nav};
+use crate::app::Kiosk;
+use crate::i18n::{self, T};
+use crate::service::{Reply, Request};
+use crate::store::OperatorId;
+use crate::theme;
+use crate::widgets::{big_button, primary_button};
+
+#[derive(Default)]
+pub struct Operators {
+    /// The operator whose deletion awaits confirmation.
+    confirm_delete: Option<OperatorId>,
+}
+
+impl Operators {
+    pub fn on_reply(&mut self, reply: &Reply) -> Option<Nav> {
+        if matches!(reply, Reply::Changed { .. } | Reply::Failed(_)) {
+            self.confirm_delete = None;
+        }
+        None
+    }
+
+    pub fn show(&mut self, ui: &mut Ui, kiosk: &mut Kiosk) -> Option<Nav> {
+        let mut nav = header(ui, kiosk, T::Operators);
+        let lang = kiosk.lang();
+        if primary_button(ui, kiosk.t(T::NewOperator)).clicked() {
+            nav = Some(Nav::Enroll(None));
+        }
+        egui::ScrollArea::vertical().show(ui, |ui| {
+            egui::Grid::new("operators")
+                .num_columns(5)
+                .spacing([24.0, 12.0])
+                .striped(true)
+                .show(ui, |ui| {
+                    for op in &kiosk.operators {
+                        ui.label(RichText::new(&op.name).strong());
+                        ui.label(&op.personnel_no);
+                        ui.label(i18n::role(op.role, lang));
+                        let enrolled = if op.enrolled_at.is_some() {
+                            T::Enrolled
+                        } else {
+                            T::NotEnrolled
+                        };
+                        ui.label(kiosk.t(enrolled));
+                        ui.horizontal(|ui| {
+                            if big_button(ui, kiosk.t(T::ReEnroll)).clicked() {
+                                nav = Some(Nav::Enroll(Some(op.clone())));
+                            }
+                            if self.confirm_delete == Some(op.id) {
+                                ui.label(
+                                    RichText::new(kiosk.t(T::ConfirmDelete)).color(theme::BAD),
+                                );
+                                if ui
+                                    .add(
+                                        egui::Button::new(
+                                            RichText::new(kiosk.t(T::Delete)).color(theme::BAD),
+                                        )
+                                        .min_size(egui::vec2(120.0, 64.0)),
+                                    )
+                                    .clicked()
+                                {
+                                    kiosk.service.send(Request::DeleteOperator {
+                                        operator: op.id,
+                                        actor: kiosk.actor(),
+                                    });
+                                }
+                                if big_button(ui, kiosk.t(T::Cancel)).clicked() {
+                                    self.confirm_delete = None;
+                                }
+                            } else if big_button(ui, kiosk.t(T::Delete)).clicked() {
+                                self.confirm_delete = Some(op.id);
+                            }
+                        });
+                        ui.end_row();
+                    }
+                });
+        });
+        nav
+    }
+}

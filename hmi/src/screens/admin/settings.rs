@@ -1,0 +1,206 @@
+//! Settings: language, camera, backend and offload endpoint, threshold,
+//! automatic sign-out and which sign-in orders each role may use.
+
+use crossbeam_channel::Receiver;
+use eframe::egui::{self, RichText, Ui};
+
+use super::{header, Nav};
+use crate::app::Kiosk;
+use crate::auth::Method;
+use crate::i18n::{self, Language, T};
+use crate::service::{Reply, Request};
+use crate::settings::{BackendChoice, Settings};
+use crate::store::Role;
+use crate::theme;
+use crate::widgets::{big_button, primary_button, Field, FieldKind, Form};
+
+/// Capture sizes offered for USB cameras.
+const RESOLUTIONS: [(u32, u32); 3] = [(640, 480), (1280, 720), (1920, 1080)];
+
+pub struct SettingsView {
+    draft: Settings,
+    /// The enumerated USB cameras, listed off the UI thread.
+    devices: Receiver<Result<Vec<(u32, String)>, String>>,
+    device_list: Option<Result<Vec<(u32, String)>, String>>,
+    /// Camera, endpoint and TLS paths, typed on the on-screen keyboard.
+    texts: Form,
+    saved: bool,
+}
+
+/// A "−  value  +" stepper with 64 px buttons.
+fn stepper(
+    ui: &mut Ui,
+    label: &str,
+    value: &mut f64,
+    step: f64,
+    range: std::ops::RangeInclusive<f64>,
+) {
+    ui.horizontal(|ui| {
+        ui.label(label);
+        let key = |ui: &mut Ui, text| {
+            ui.add(
+                egui::Button::new(RichText::new(text).size(30.0)).min_size(egui::vec2(64.0, 64.0)),
+            )
+        };
+        if key(ui, "-").clicked() {
+            *value = (*value - step).max(*range.start());
+        }
+        ui.label(RichText::new(format!("{value:.1}")).size(30.0).strong());
+        if key(ui, "+").clicked() {
+            *value = (*value + step).min(*range.end());
+        }
+    });
+}
+
+impl SettingsView {
+    pub fn new(kiosk: &Kiosk) -> Self {
+        let s = kiosk.settings.clone();
+        let mut texts = Form::new(vec![
+            Field::new(T::Camera, FieldKind::Text),
+            Field::new(T::OffloadEndpoint, FieldKind::Text),
+            Field::new(T::TlsFiles, FieldKind::Text),
+        ]);
+        texts.fields[0].value = s.camera.clone();
+        texts.fields[1].value = s.offload_endpoint.clone();
+        texts.fields[2].value = [s.tls_ca.as_str(), &s.tls_cert, &s.tls_key].join(",");
+        texts.fields.iter_mut().for_each(|f| f.max_len = 256);
+        let (tx, devices) = crossbeam_channel::bounded(1);
+        let ctx = kiosk.egui_ctx.clone();
+        std::thread::spawn(move || {
+            let _ = tx.send(crate::camera::list_devices().map_err(|e| e.to_string()));
+            ctx.request_repaint();
+        });
+        SettingsView {
+            draft: s,
+            devices,
+            device_list: None,
+            texts,
+            saved: false,
+        }
+    }
+
+    /// Whether the camera enumeration has answered (for tests and snapshots).
+    pub fn devices_listed(&self) -> bool {
+        self.device_list.is_some()
+    }
+
+    pub fn on_reply(&mut self, reply: &Reply) -> Option<Nav> {
+        if let Reply::SettingsSaved(s) = reply {
+            self.draft = s.clone();
+            self.saved = true;
+        }
+        None
+    }
+
+    pub fn show(&mut self, ui: &mut Ui, kiosk: &mut Kiosk) -> Option<Nav> {
+        let nav = header(ui, kiosk, T::Settings);
+        let lang = kiosk.lang();
+        ui.horizontal(|ui| {
+            let valid = self.draft.policy.is_valid();
+            if !valid {
+                ui.label(RichText::new("! face + PIN / password + face").color(theme::BAD));
+            }
+            if self.saved {
+                ui.label(RichText::new("OK").color(theme::GOOD));
+            }
+            if ui
+                .add_enabled_ui(valid, |ui| primary_button(ui, kiosk.t(T::Save)))
+                .inner
+                .clicked()
+            {
+                let mut s = self.draft.clone();
+                s.camera = self.texts.fields[0].value.trim().to_owned();
+                s.offload_endpoint = self.texts.fields[1].value.trim().to_owned();
+                let tls: Vec<String> = self.texts.fields[2]
+                    .value
+                    .split(',')
+                    .map(|p| p.trim().to_owned())
+                    .collect();
+                [s.tls_ca, s.tls_cert, s.tls_key] =
+                    [0, 1, 2].map(|i| tls.get(i).cloned().unwrap_or_default());
+                self.saved = false;
+                kiosk.service.send(Request::SaveSettings {
+                    settings: s,
+                    actor: kiosk.actor(),
+                });
+            }
+            if big_button(ui, kiosk.t(T::ExitKiosk)).clicked() {
+                kiosk.exit_allowed = true;
+            }
+        });
+        let d = &mut self.draft;
+        egui::ScrollArea::vertical().show(ui, |ui| {
+            ui.horizontal(|ui| {
+                ui.label(kiosk.t(T::Language));
+                ui.selectable_value(&mut d.language, Language::En, "English");
+                ui.selectable_value(&mut d.language, Language::De, "Deutsch");
+            });
+            if let Ok(list) = self.devices.try_recv() {
+                self.device_list = Some(list);
+            }
+            ui.horizontal_wrapped(|ui| {
+                ui.label(kiosk.t(T::Camera));
+                match &self.device_list {
+                    None => {
+                        ui.spinner();
+                    }
+                    Some(Err(e)) => {
+                        ui.label(RichText::new(e).color(theme::BAD));
+                    }
+                    Some(Ok(list)) => {
+                        for (index, name) in list {
+                            let chosen = self.texts.fields[0].value == index.to_string();
+                            if ui
+                                .selectable_label(chosen, format!("{index}: {name}"))
+                                .clicked()
+                            {
+                                self.texts.fields[0].value = index.to_string();
+                            }
+                        }
+                    }
+                }
+                for (w, h) in RESOLUTIONS {
+                    ui.selectable_value(&mut d.resolution, (w, h), format!("{w}x{h}"));
+                }
+            });
+            ui.horizontal(|ui| {
+                ui.label(kiosk.t(T::Backend));
+                for (choice, text) in [
+                    (BackendChoice::Local, "Local"),
+                    (BackendChoice::Offload, "Offload"),
+                    (BackendChoice::Auto, "Auto"),
+                ] {
+                    ui.selectable_value(&mut d.backend, choice, text);
+                }
+            });
+            stepper(
+                ui,
+                kiosk.t(T::Threshold),
+                &mut d.threshold,
+                1.0,
+                0.0..=500.0,
+            );
+            let mut minutes = d.policy.auto_sign_out_ms as f64 / 60_000.0;
+            stepper(
+                ui,
+                kiosk.t(T::AutoSignOutMinutes),
+                &mut minutes,
+                1.0,
+                1.0..=120.0,
+            );
+            d.policy.auto_sign_out_ms = (minutes * 60_000.0) as i64;
+            egui::Grid::new("policy").num_columns(3).show(ui, |ui| {
+                for role in Role::ALL {
+                    let p = d.policy.for_role_mut(role);
+                    ui.label(i18n::role(role, lang));
+                    ui.toggle_value(&mut p.face_then_pin, Method::FaceThenPin.as_str());
+                    ui.toggle_value(&mut p.password_then_face, Method::PasswordThenFace.as_str());
+                    ui.end_row();
+                }
+            });
+            self.texts.show_fields(ui, lang);
+            self.texts.show_input(ui, lang);
+        });
+        nav
+    }
+}

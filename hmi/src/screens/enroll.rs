@@ -1,0 +1,343 @@
+//! The enrollment wizard: details (new operators only), capture with
+//! guidance and progress, save in one transaction, and an immediate
+//! verification against the new templates.
+
+use eframe::egui::{self, ProgressBar, RichText, Ui};
+use vision::quality::QualityIssue;
+
+use super::Nav;
+use crate::app::Kiosk;
+use crate::i18n::{self, T};
+use crate::recognition::{Event, Mode};
+use crate::service::{label_of, OperatorDraft, Reply, Request};
+use crate::store::{validate_secret, Operator, Role, SecretKind};
+use crate::theme;
+use crate::widgets::{big_button, primary_button, Field, FieldKind, Form, KeyAction};
+
+#[derive(Debug, Clone, PartialEq)]
+enum Step {
+    Details,
+    Capture {
+        captured: usize,
+        skipped: Option<QualityIssue>,
+    },
+    Saving,
+    Verifying(Operator),
+    Done {
+        operator: Operator,
+        verified: bool,
+    },
+}
+
+pub struct Enroll {
+    /// Re-enrolling an existing operator; `None`: a new one.
+    target: Option<Operator>,
+    /// First start: the role is fixed to administrator and nobody is signed in.
+    setup: bool,
+    form: Form,
+    role: Role,
+    step: Step,
+    error: Option<String>,
+}
+
+impl Enroll {
+    pub fn new(target: Option<Operator>, setup: bool) -> Self {
+        let form = Form::new(vec![
+            Field::new(T::Name, FieldKind::Text),
+            Field::new(T::PersonnelNo, FieldKind::Text),
+            Field::new(T::Pin, FieldKind::Pin),
+            Field::new(T::PinRepeat, FieldKind::Pin),
+            Field::new(T::Password, FieldKind::Secret),
+            Field::new(T::PasswordRepeat, FieldKind::Secret),
+        ]);
+        let step = if target.is_some() {
+            Step::Capture {
+                captured: 0,
+                skipped: None,
+            }
+        } else {
+            Step::Details
+        };
+        Enroll {
+            target,
+            setup,
+            form,
+            role: if setup {
+                Role::Administrator
+            } else {
+                Role::Operator
+            },
+            step,
+            error: None,
+        }
+    }
+
+    /// The details as a draft, or the first problem found (checked here so
+    /// that nobody stands through a capture only to hear the PIN was too short).
+    fn draft(&self, kiosk: &Kiosk) -> Result<OperatorDraft, String> {
+        let lang = kiosk.lang();
+        let f = &self.form;
+        let (name, no) = (f.value(T::Name).trim(), f.value(T::PersonnelNo).trim());
+        if name.is_empty() || no.is_empty() {
+            return Err(format!(
+                "{} / {}",
+                T::Name.text(lang),
+                T::PersonnelNo.text(lang)
+            ));
+        }
+        if kiosk.operators.iter().any(|o| o.personnel_no == no) {
+            return Err(format!("{}: {no}", T::PersonnelNo.text(lang)));
+        }
+        let secret = |value: &str, repeat: &str, kind, rule: T| -> Result<Option<String>, String> {
+            if value.is_empty() && repeat.is_empty() {
+                return Ok(None);
+            }
+            validate_secret(kind, value).map_err(|_| rule.text(lang).to_owned())?;
+            if value != repeat {
+                return Err(T::SecretsMismatch.text(lang).to_owned());
+            }
+            Ok(Some(value.to_owned()))
+        };
+        let pin = secret(
+            f.value(T::Pin),
+            f.value(T::PinRepeat),
+            SecretKind::Pin,
+            T::PinRule,
+        )?;
+        let password = secret(
+            f.value(T::Password),
+            f.value(T::PasswordRepeat),
+            SecretKind::Password,
+            T::PasswordRule,
+        )?;
+        // Each sign-in order the role may use needs its secret.
+        let policy = kiosk.settings.policy.for_role(self.role);
+        if policy.face_then_pin && pin.is_none() {
+            return Err(T::PinRule.text(lang).to_owned());
+        }
+        if policy.password_then_face && password.is_none() {
+            return Err(T::PasswordRule.text(lang).to_owned());
+        }
+        Ok(OperatorDraft {
+            name: name.to_owned(),
+            personnel_no: no.to_owned(),
+            role: self.role,
+            pin,
+            password,
+        })
+    }
+
+    pub fn show(&mut self, ui: &mut Ui, kiosk: &mut Kiosk) -> Option<Nav> {
+        let lang = kiosk.lang();
+        if !self.setup {
+            ui.heading(kiosk.t(T::EnrollTitle));
+        }
+        if let Some(e) = &self.error {
+            ui.label(RichText::new(e).color(theme::BAD).size(26.0));
+        }
+        let done_nav = if self.setup {
+            Nav::SignIn
+        } else {
+            Nav::Operators
+        };
+        match self.step.clone() {
+            Step::Details => {
+                kiosk.set_mode(Mode::Watch);
+                let mut nav = None;
+                ui.horizontal_top(|ui| {
+                    ui.vertical(|ui| {
+                        self.form.show_fields(ui, lang);
+                        if !self.setup {
+                            ui.horizontal(|ui| {
+                                ui.label(kiosk.t(T::Role));
+                                for role in Role::ALL {
+                                    ui.selectable_value(
+                                        &mut self.role,
+                                        role,
+                                        RichText::new(i18n::role(role, lang)).size(24.0),
+                                    );
+                                }
+                            });
+                        }
+                        ui.horizontal(|ui| {
+                            if primary_button(ui, kiosk.t(T::EnrollStart)).clicked() {
+                                self.start_capture(kiosk);
+                            }
+                            if !self.setup && big_button(ui, kiosk.t(T::Cancel)).clicked() {
+                                nav = Some(Nav::Operators);
+                            }
+                        });
+                    });
+                    ui.vertical(|ui| {
+                        if self.form.show_input(ui, lang) == KeyAction::Enter {
+                            self.start_capture(kiosk);
+                        }
+                    });
+                });
+                nav
+            }
+            Step::Capture { captured, skipped } => {
+                let target = kiosk.settings.enroll_frames;
+                kiosk.set_mode(Mode::Enroll { target });
+                let mut cancelled = false;
+                ui.horizontal_top(|ui| {
+                    kiosk.show_preview(ui, egui::vec2(560.0, 420.0));
+                    ui.vertical(|ui| {
+                        if let Some(op) = &self.target {
+                            ui.label(RichText::new(&op.name).size(30.0).strong());
+                        }
+                        ui.label(format!("{}: {captured} / {target}", kiosk.t(T::Captured)));
+                        ui.add(
+                            ProgressBar::new(captured as f32 / target.max(1) as f32)
+                                .desired_height(40.0)
+                                .show_percentage(),
+                        );
+                        if let Some(issue) = &skipped {
+                            ui.label(
+                                RichText::new(format!(
+                                    "{}: {}",
+                                    kiosk.t(T::Skipped),
+                                    i18n::hint(issue, lang)
+                                ))
+                                .color(theme::ACCENT),
+                            );
+                        }
+                        cancelled = big_button(ui, kiosk.t(T::Cancel)).clicked();
+                    });
+                });
+                if !cancelled {
+                    return None;
+                }
+                kiosk.set_mode(Mode::Watch);
+                match self.target {
+                    Some(_) => Some(Nav::Operators),
+                    None => {
+                        self.step = Step::Details;
+                        None
+                    }
+                }
+            }
+            Step::Saving => {
+                ui.label(kiosk.t(T::Working));
+                ui.spinner();
+                None
+            }
+            Step::Verifying(op) => {
+                kiosk.set_mode(Mode::Verify {
+                    label: label_of(op.id),
+                });
+                ui.horizontal(|ui| {
+                    kiosk.show_preview(ui, egui::vec2(560.0, 420.0));
+                    ui.label(kiosk.t(T::Verifying));
+                });
+                None
+            }
+            Step::Done { operator, verified } => {
+                kiosk.set_mode(Mode::Watch);
+                let (text, colour) = if verified {
+                    (T::EnrollDone, theme::GOOD)
+                } else {
+                    (T::EnrollVerifyFailed, theme::BAD)
+                };
+                ui.label(
+                    RichText::new(format!("{}: {}", operator.name, kiosk.t(text)))
+                        .color(colour)
+                        .size(30.0),
+                );
+                primary_button(ui, kiosk.t(T::Ok))
+                    .clicked()
+                    .then_some(done_nav)
+            }
+        }
+    }
+
+    fn start_capture(&mut self, kiosk: &Kiosk) {
+        match self.draft(kiosk) {
+            Ok(_) => {
+                self.error = None;
+                self.step = Step::Capture {
+                    captured: 0,
+                    skipped: None,
+                };
+            }
+            Err(e) => self.error = Some(e),
+        }
+    }
+
+    pub fn on_event(&mut self, kiosk: &mut Kiosk, event: &Event) -> Option<Nav> {
+        match (&self.step, event) {
+            (
+                Step::Capture { .. },
+                Event::EnrollProgress {
+                    captured, skipped, ..
+                },
+            ) => {
+                self.step = Step::Capture {
+                    captured: *captured,
+                    skipped: skipped.clone(),
+                };
+            }
+            (Step::Capture { .. }, Event::EnrollCaptured { templates }) => {
+                let actor = kiosk.actor();
+                let templates = templates.clone();
+                let request = match &self.target {
+                    Some(op) => Request::Enroll {
+                        operator: op.id,
+                        templates,
+                        actor,
+                    },
+                    None => match self.draft(kiosk) {
+                        Ok(draft) => Request::CreateEnrolled {
+                            draft,
+                            templates,
+                            actor,
+                        },
+                        Err(e) => {
+                            self.error = Some(e);
+                            self.step = Step::Details;
+                            return None;
+                        }
+                    },
+                };
+                kiosk.service.send(request);
+                self.step = Step::Saving;
+            }
+            (Step::Verifying(op), Event::Verified { matched, .. }) => {
+                self.step = Step::Done {
+                    operator: op.clone(),
+                    verified: *matched,
+                };
+            }
+            _ => {}
+        }
+        None
+    }
+
+    pub fn on_reply(&mut self, kiosk: &mut Kiosk, reply: &Reply) -> Option<Nav> {
+        match (&self.step, reply) {
+            (
+                Step::Saving,
+                Reply::Changed {
+                    enrolled: Some(op), ..
+                },
+            ) => {
+                // The gallery update was queued before this: verify against it.
+                kiosk.reset_mode();
+                self.step = Step::Verifying(op.clone());
+            }
+            (Step::Saving, Reply::Failed(e)) => {
+                self.error = Some(e.clone());
+                self.step = if self.target.is_some() {
+                    Step::Capture {
+                        captured: 0,
+                        skipped: None,
+                    }
+                } else {
+                    Step::Details
+                };
+            }
+            _ => {}
+        }
+        None
+    }
+}

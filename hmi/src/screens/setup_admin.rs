@@ -1,0 +1,40 @@
+//! First start: the store has no administrator. The enrollment wizard,
+//! fixed to the administrator role, creates the first one with their face.
+
+use eframe::egui::{RichText, Ui};
+
+use super::enroll::Enroll;
+use super::Nav;
+use crate::app::Kiosk;
+use crate::i18n::T;
+use crate::recognition::Event;
+use crate::service::Reply;
+
+pub struct SetupAdmin {
+    wizard: Enroll,
+}
+
+impl Default for SetupAdmin {
+    fn default() -> Self {
+        SetupAdmin {
+            wizard: Enroll::new(None, true),
+        }
+    }
+}
+
+impl SetupAdmin {
+    pub fn show(&mut self, ui: &mut Ui, kiosk: &mut Kiosk) -> Option<Nav> {
+        ui.heading(kiosk.t(T::SetupTitle));
+        ui.label(RichText::new(kiosk.t(T::SetupIntro)).size(22.0));
+        ui.separator();
+        self.wizard.show(ui, kiosk)
+    }
+
+    pub fn on_reply(&mut self, kiosk: &mut Kiosk, reply: &Reply) -> Option<Nav> {
+        self.wizard.on_reply(kiosk, reply)
+    }
+
+    pub fn on_event(&mut self, kiosk: &mut Kiosk, event: &Event) -> Option<Nav> {
+        self.wizard.on_event(kiosk, event)
+    }
+}

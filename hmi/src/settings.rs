@@ -1,0 +1,183 @@
+//! Kiosk settings, kept in the store one key per field (JSON values), so
+//! that the audit log names which setting changed.
+
+use serde::{Deserialize, Serialize};
+
+use crate::auth::AuthPolicy;
+use crate::i18n::Language;
+use crate::store::{Millis, Store, StoreError};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendChoice {
+    Local,
+    Offload,
+    /// Offload under a short deadline, local when it does not answer.
+    Auto,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Settings {
+    pub language: Language,
+    /// A camera index ("0") or a folder of images; `--camera` overrides it.
+    pub camera: String,
+    /// Requested capture size for USB cameras.
+    pub resolution: (u32, u32),
+    pub backend: BackendChoice,
+    pub offload_endpoint: String,
+    pub tls_ca: String,
+    pub tls_cert: String,
+    pub tls_key: String,
+    /// Chi-square accept threshold from calibration.
+    pub threshold: f64,
+    /// Frames an enrollment collects.
+    pub enroll_frames: usize,
+    pub policy: AuthPolicy,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            language: Language::En,
+            camera: "0".into(),
+            resolution: (640, 480),
+            backend: BackendChoice::Local,
+            offload_endpoint: String::new(),
+            tls_ca: String::new(),
+            tls_cert: String::new(),
+            tls_key: String::new(),
+            threshold: vision::lbph::DEFAULT_THRESHOLD,
+            enroll_frames: 50,
+            policy: AuthPolicy::default(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("setting {key}: {source}")]
+    Json {
+        key: String,
+        source: serde_json::Error,
+    },
+}
+
+fn fields(s: &Settings) -> Result<serde_json::Map<String, serde_json::Value>, SettingsError> {
+    match serde_json::to_value(s) {
+        Ok(serde_json::Value::Object(m)) => Ok(m),
+        Ok(other) => Err(SettingsError::Json {
+            key: "*".into(),
+            source: serde::de::Error::custom(format!("not an object: {other}")),
+        }),
+        Err(source) => Err(SettingsError::Json {
+            key: "*".into(),
+            source,
+        }),
+    }
+}
+
+impl Settings {
+    /// Stored values over the defaults; a stored value that no longer
+    /// parses (an older version's, a hand edit) keeps its default.
+    pub fn load(store: &Store) -> Result<Settings, SettingsError> {
+        let defaults = fields(&Settings::default())?;
+        let mut map = defaults.clone();
+        for key in defaults.keys() {
+            let Some(text) = store.setting(key)? else {
+                continue;
+            };
+            let mut candidate = map.clone();
+            let usable = serde_json::from_str(&text).ok().and_then(|v| {
+                candidate.insert(key.clone(), v);
+                serde_json::from_value::<Settings>(serde_json::Value::Object(candidate.clone()))
+                    .ok()
+            });
+            match usable {
+                Some(_) => map = candidate,
+                None => tracing::warn!("ignoring stored setting {key}: {text}"),
+            }
+        }
+        serde_json::from_value(serde_json::Value::Object(map)).map_err(|source| {
+            SettingsError::Json {
+                key: "*".into(),
+                source,
+            }
+        })
+    }
+
+    /// Writes the fields that differ from what is stored, each audited.
+    pub fn save(
+        &self,
+        store: &mut Store,
+        actor: Option<&str>,
+        now: Millis,
+    ) -> Result<(), SettingsError> {
+        for (key, value) in fields(self)? {
+            let text = value.to_string();
+            if store.setting(&key)?.as_deref() != Some(text.as_str()) {
+                store.put_setting(&key, &text, actor, now)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{AuditAction, AuditFilter};
+
+    #[test]
+    fn roundtrip_and_only_changes_are_logged() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open_in_dir(dir.path()).unwrap();
+        assert_eq!(Settings::load(&store).unwrap(), Settings::default());
+        let mut s = Settings::default();
+        s.save(&mut store, Some("A-1"), 1).unwrap();
+        let logged = |store: &Store| {
+            store
+                .audit(&AuditFilter {
+                    action: Some(AuditAction::SettingsChanged),
+                    ..Default::default()
+                })
+                .unwrap()
+        };
+        let first = logged(&store).len();
+        s.language = Language::De;
+        s.policy.auto_sign_out_ms = 60_000;
+        s.save(&mut store, Some("A-1"), 2).unwrap();
+        let details: Vec<String> = logged(&store)
+            .iter()
+            .take(2)
+            .map(|r| r.detail.clone())
+            .collect();
+        assert_eq!(logged(&store).len(), first + 2);
+        assert!(
+            details.contains(&"language".to_string()) && details.contains(&"policy".to_string())
+        );
+        assert_eq!(Settings::load(&store).unwrap(), s);
+    }
+
+    #[test]
+    fn an_unreadable_stored_value_falls_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open_in_dir(dir.path()).unwrap();
+        store
+            .put_setting("language", "\"klingon\"", None, 1)
+            .unwrap();
+        store.put_setting("threshold", "not json", None, 1).unwrap();
+        store.put_setting("enroll_frames", "20", None, 1).unwrap();
+        let loaded = Settings::load(&store).unwrap();
+        assert_eq!(
+            loaded,
+            Settings {
+                enroll_frames: 20,
+                ..Settings::default()
+            },
+            "good fields survive bad ones"
+        );
+    }
+}

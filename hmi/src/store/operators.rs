@@ -1,0 +1,442 @@
+//! Operators, their secrets and their face templates.
+
+use rusqlite::{params, OptionalExtension, Row, Transaction};
+
+use super::audit::{self, AuditAction, AuditEvent};
+use super::lockout::{self, Subject};
+use super::secret::{self, SecretKind};
+use super::{Millis, Store, StoreError};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct OperatorId(pub i64);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Role {
+    Operator,
+    Maintenance,
+    Administrator,
+}
+
+impl Role {
+    pub const ALL: [Role; 3] = [Role::Operator, Role::Maintenance, Role::Administrator];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Operator => "operator",
+            Role::Maintenance => "maintenance",
+            Role::Administrator => "administrator",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Role> {
+        Self::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Operator {
+    pub id: OperatorId,
+    pub name: String,
+    pub personnel_no: String,
+    pub role: Role,
+    pub created_at: Millis,
+    /// When the current face templates were stored; `None`: no face yet.
+    pub enrolled_at: Option<Millis>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewOperator<'a> {
+    pub name: &'a str,
+    pub personnel_no: &'a str,
+    pub role: Role,
+    pub pin: Option<&'a str>,
+    pub password: Option<&'a str>,
+}
+
+/// Outcome of checking a PIN or password.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecretCheck {
+    Accepted,
+    /// Wrong; `locked_until` is set when this failure started a lock.
+    Rejected {
+        locked_until: Option<Millis>,
+    },
+    /// Not even checked: the operator must wait.
+    Locked {
+        until: Millis,
+    },
+}
+
+const COLUMNS: &str = "id, name, personnel_no, role, created_at, enrolled_at";
+
+fn operator_from_row(r: &Row<'_>) -> rusqlite::Result<Operator> {
+    let role: String = r.get(3)?;
+    Ok(Operator {
+        id: OperatorId(r.get(0)?),
+        name: r.get(1)?,
+        personnel_no: r.get(2)?,
+        role: Role::parse(&role).ok_or_else(|| {
+            rusqlite::Error::FromSqlConversionFailure(
+                3,
+                rusqlite::types::Type::Text,
+                format!("unknown role {role}").into(),
+            )
+        })?,
+        created_at: r.get(4)?,
+        enrolled_at: r.get(5)?,
+    })
+}
+
+fn get_operator(tx: &Transaction<'_>, id: OperatorId) -> Result<Operator, StoreError> {
+    tx.query_row(
+        &format!("SELECT {COLUMNS} FROM operators WHERE id = ?1"),
+        [id.0],
+        operator_from_row,
+    )
+    .optional()?
+    .ok_or(StoreError::UnknownOperator(id.0))
+}
+
+fn put_secret(
+    tx: &Transaction<'_>,
+    id: OperatorId,
+    kind: SecretKind,
+    phc: &str,
+) -> Result<(), StoreError> {
+    tx.execute(
+        "INSERT INTO credentials (operator_id, kind, phc) VALUES (?1, ?2, ?3)
+         ON CONFLICT(operator_id, kind) DO UPDATE SET phc = excluded.phc",
+        params![id.0, kind.as_str(), phc],
+    )?;
+    Ok(())
+}
+
+fn administrators(tx: &Transaction<'_>) -> Result<i64, StoreError> {
+    Ok(tx.query_row(
+        "SELECT count(*) FROM operators WHERE role = 'administrator'",
+        [],
+        |r| r.get(0),
+    )?)
+}
+
+/// Validates and hashes before any transaction: Argon2 is deliberately slow.
+fn hash_secrets(new: &NewOperator<'_>) -> Result<Vec<(SecretKind, String)>, StoreError> {
+    if new.name.trim().is_empty() || new.personnel_no.trim().is_empty() {
+        return Err(StoreError::InvalidInput(
+            "name and personnel number are required",
+        ));
+    }
+    let secrets: Vec<(SecretKind, &str)> = [
+        (SecretKind::Pin, new.pin),
+        (SecretKind::Password, new.password),
+    ]
+    .into_iter()
+    .filter_map(|(k, s)| s.map(|s| (k, s)))
+    .collect();
+    if secrets.is_empty() {
+        return Err(StoreError::NoSecret);
+    }
+    secrets
+        .into_iter()
+        .map(|(kind, s)| {
+            secret::validate(kind, s)?;
+            Ok((kind, secret::hash(s)?))
+        })
+        .collect()
+}
+
+fn insert_operator(
+    tx: &Transaction<'_>,
+    new: &NewOperator<'_>,
+    hashed: &[(SecretKind, String)],
+    actor: Option<&str>,
+    now: Millis,
+) -> Result<OperatorId, StoreError> {
+    let personnel_no = new.personnel_no.trim();
+    let inserted = tx.execute(
+        "INSERT INTO operators (name, personnel_no, role, created_at) VALUES (?1, ?2, ?3, ?4)",
+        params![new.name.trim(), personnel_no, new.role.as_str(), now],
+    );
+    match inserted {
+        Err(rusqlite::Error::SqliteFailure(e, _))
+            if e.code == rusqlite::ErrorCode::ConstraintViolation =>
+        {
+            return Err(StoreError::DuplicatePersonnelNumber(
+                personnel_no.to_owned(),
+            ));
+        }
+        other => other?,
+    };
+    let id = OperatorId(tx.last_insert_rowid());
+    for (kind, phc) in hashed {
+        put_secret(tx, id, *kind, phc)?;
+    }
+    let event = AuditEvent::new(AuditAction::OperatorCreated)
+        .actor_opt(actor)
+        .detail(format!("{personnel_no} ({})", new.role.as_str()));
+    audit::append(tx, &event, now)?;
+    Ok(id)
+}
+
+/// Replaces the operator's templates and logs the enrollment.
+fn replace_templates(
+    tx: &Transaction<'_>,
+    id: OperatorId,
+    templates: &[Vec<u8>],
+    actor: Option<&str>,
+    now: Millis,
+) -> Result<(), StoreError> {
+    if templates.is_empty() {
+        return Err(StoreError::InvalidInput("an enrollment needs templates"));
+    }
+    let op = get_operator(tx, id)?;
+    tx.execute("DELETE FROM templates WHERE operator_id = ?1", [id.0])?;
+    let mut insert = tx.prepare("INSERT INTO templates (operator_id, data) VALUES (?1, ?2)")?;
+    for t in templates {
+        insert.execute(params![id.0, t])?;
+    }
+    tx.execute(
+        "UPDATE operators SET enrolled_at = ?1 WHERE id = ?2",
+        params![now, id.0],
+    )?;
+    let event = AuditEvent::new(AuditAction::Enrolled)
+        .actor_opt(actor)
+        .detail(format!(
+            "{}: {} templates",
+            op.personnel_no,
+            templates.len()
+        ));
+    audit::append(tx, &event, now)?;
+    Ok(())
+}
+
+impl Store {
+    pub fn operator_count(&self) -> Result<i64, StoreError> {
+        Ok(self
+            .conn
+            .query_row("SELECT count(*) FROM operators", [], |r| r.get(0))?)
+    }
+
+    pub fn operators(&self) -> Result<Vec<Operator>, StoreError> {
+        let mut stmt = self.conn.prepare(&format!(
+            "SELECT {COLUMNS} FROM operators ORDER BY name, personnel_no"
+        ))?;
+        let rows = stmt.query_map([], operator_from_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    pub fn operator(&self, id: OperatorId) -> Result<Option<Operator>, StoreError> {
+        Ok(self
+            .conn
+            .query_row(
+                &format!("SELECT {COLUMNS} FROM operators WHERE id = ?1"),
+                [id.0],
+                operator_from_row,
+            )
+            .optional()?)
+    }
+
+    pub fn operator_by_personnel_no(
+        &self,
+        personnel_no: &str,
+    ) -> Result<Option<Operator>, StoreError> {
+        Ok(self
+            .conn
+            .query_row(
+                &format!("SELECT {COLUMNS} FROM operators WHERE personnel_no = ?1"),
+                [personnel_no.trim()],
+                operator_from_row,
+            )
+            .optional()?)
+    }
+
+    /// Which secrets an operator has set.
+    pub fn secret_kinds(&self, id: OperatorId) -> Result<Vec<SecretKind>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT kind FROM credentials WHERE operator_id = ?1 ORDER BY kind")?;
+        let kinds = stmt.query_map([id.0], |r| r.get::<_, String>(0))?;
+        let mut out = Vec::new();
+        for k in kinds {
+            out.push(match k?.as_str() {
+                "pin" => SecretKind::Pin,
+                "password" => SecretKind::Password,
+                other => return Err(StoreError::Corrupt(format!("credential kind {other}"))),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Creates an operator with their secrets and logs it, all or nothing.
+    pub fn create_operator(
+        &mut self,
+        new: &NewOperator<'_>,
+        actor: Option<&str>,
+        now: Millis,
+    ) -> Result<Operator, StoreError> {
+        self.create(new, None, actor, now)
+    }
+
+    /// Creates an operator and stores their face in one transaction, so a
+    /// wizard that is abandoned or crashes leaves no half-made operator.
+    pub fn create_enrolled_operator(
+        &mut self,
+        new: &NewOperator<'_>,
+        templates: &[Vec<u8>],
+        actor: Option<&str>,
+        now: Millis,
+    ) -> Result<Operator, StoreError> {
+        self.create(new, Some(templates), actor, now)
+    }
+
+    fn create(
+        &mut self,
+        new: &NewOperator<'_>,
+        templates: Option<&[Vec<u8>]>,
+        actor: Option<&str>,
+        now: Millis,
+    ) -> Result<Operator, StoreError> {
+        let hashed = hash_secrets(new)?;
+        let tx = self.conn.transaction()?;
+        let id = insert_operator(&tx, new, &hashed, actor, now)?;
+        if let Some(templates) = templates {
+            replace_templates(&tx, id, templates, actor, now)?;
+        }
+        let operator = get_operator(&tx, id)?;
+        tx.commit()?;
+        Ok(operator)
+    }
+
+    pub fn set_secret(
+        &mut self,
+        id: OperatorId,
+        kind: SecretKind,
+        s: &str,
+        actor: Option<&str>,
+        now: Millis,
+    ) -> Result<(), StoreError> {
+        secret::validate(kind, s)?;
+        let phc = secret::hash(s)?;
+        let tx = self.conn.transaction()?;
+        let op = get_operator(&tx, id)?;
+        put_secret(&tx, id, kind, &phc)?;
+        let event = AuditEvent::new(AuditAction::SecretChanged)
+            .actor_opt(actor)
+            .detail(format!("{} of {}", kind.as_str(), op.personnel_no));
+        audit::append(&tx, &event, now)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Checks a PIN or password under the lockout rules. The failure or
+    /// success is counted but not logged: the caller logs the sign-in step.
+    pub fn check_secret(
+        &mut self,
+        id: OperatorId,
+        kind: SecretKind,
+        s: &str,
+        now: Millis,
+    ) -> Result<SecretCheck, StoreError> {
+        let subject = Subject::Operator(id);
+        if let Some(until) = lockout::locked_until(&self.conn, subject, now)? {
+            return Ok(SecretCheck::Locked { until });
+        }
+        let phc: Option<String> = self
+            .conn
+            .query_row(
+                "SELECT phc FROM credentials WHERE operator_id = ?1 AND kind = ?2",
+                params![id.0, kind.as_str()],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let tx = self.conn.transaction()?;
+        let result = if phc.is_some_and(|phc| secret::verify(s, &phc)) {
+            lockout::clear(&tx, subject)?;
+            SecretCheck::Accepted
+        } else {
+            SecretCheck::Rejected {
+                locked_until: lockout::record_failure(&tx, &self.lockout, subject, now)?,
+            }
+        };
+        tx.commit()?;
+        Ok(result)
+    }
+
+    /// Replaces the operator's templates with `templates`, all or nothing:
+    /// an interrupted enrollment leaves the previous one intact.
+    pub fn enroll(
+        &mut self,
+        id: OperatorId,
+        templates: &[Vec<u8>],
+        actor: Option<&str>,
+        now: Millis,
+    ) -> Result<(), StoreError> {
+        let tx = self.conn.transaction()?;
+        replace_templates(&tx, id, templates, actor, now)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// All templates, for building the recogniser's gallery.
+    pub fn templates(&self) -> Result<Vec<(OperatorId, Vec<u8>)>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT operator_id, data FROM templates ORDER BY operator_id, id")?;
+        let rows = stmt.query_map([], |r| Ok((OperatorId(r.get(0)?), r.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    pub fn change_role(
+        &mut self,
+        id: OperatorId,
+        role: Role,
+        actor: Option<&str>,
+        now: Millis,
+    ) -> Result<(), StoreError> {
+        let tx = self.conn.transaction()?;
+        let op = get_operator(&tx, id)?;
+        if op.role == Role::Administrator
+            && role != Role::Administrator
+            && administrators(&tx)? <= 1
+        {
+            return Err(StoreError::LastAdministrator);
+        }
+        tx.execute(
+            "UPDATE operators SET role = ?1 WHERE id = ?2",
+            params![role.as_str(), id.0],
+        )?;
+        let event = AuditEvent::new(AuditAction::SettingsChanged)
+            .actor_opt(actor)
+            .detail(format!("role of {}: {}", op.personnel_no, role.as_str()));
+        audit::append(&tx, &event, now)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Deletes the operator and erases all their biometric data: the
+    /// template rows are overwritten (secure_delete) and the WAL is emptied.
+    pub fn delete_operator(
+        &mut self,
+        id: OperatorId,
+        actor: Option<&str>,
+        now: Millis,
+    ) -> Result<(), StoreError> {
+        let tx = self.conn.transaction()?;
+        let op = get_operator(&tx, id)?;
+        if op.role == Role::Administrator && administrators(&tx)? <= 1 {
+            return Err(StoreError::LastAdministrator);
+        }
+        // Credentials and templates go by ON DELETE CASCADE.
+        tx.execute("DELETE FROM operators WHERE id = ?1", [id.0])?;
+        lockout::clear(&tx, Subject::Operator(id))?;
+        audit::append(
+            &tx,
+            &AuditEvent::new(AuditAction::OperatorDeleted)
+                .actor_opt(actor)
+                .detail(&op.personnel_no),
+            now,
+        )?;
+        tx.commit()?;
+        self.checkpoint_truncate()
+    }
+}

@@ -1,0 +1,73 @@
+//! Versioned schema. Migrations are append-only: a released migration is
+//! never edited, a change is a new `M::up` at the end of the list.
+
+use rusqlite_migration::{Migrations, M};
+
+pub(super) fn migrations() -> Migrations<'static> {
+    Migrations::new(vec![M::up(V1).foreign_key_check()])
+}
+
+const V1: &str = r#"
+CREATE TABLE operators (
+    id           INTEGER PRIMARY KEY,
+    name         TEXT    NOT NULL CHECK (length(trim(name)) > 0),
+    personnel_no TEXT    NOT NULL UNIQUE CHECK (length(trim(personnel_no)) > 0),
+    role         TEXT    NOT NULL CHECK (role IN ('operator', 'maintenance', 'administrator')),
+    created_at   INTEGER NOT NULL,
+    enrolled_at  INTEGER
+);
+
+-- PHC strings (Argon2id); never the secret itself.
+CREATE TABLE credentials (
+    operator_id INTEGER NOT NULL REFERENCES operators(id) ON DELETE CASCADE,
+    kind        TEXT    NOT NULL CHECK (kind IN ('pin', 'password')),
+    phc         TEXT    NOT NULL,
+    PRIMARY KEY (operator_id, kind)
+) WITHOUT ROWID;
+
+-- LBPH histograms as produced by vision::lbph::Template::to_bytes; no images.
+CREATE TABLE templates (
+    id          INTEGER PRIMARY KEY,
+    operator_id INTEGER NOT NULL REFERENCES operators(id) ON DELETE CASCADE,
+    data        BLOB    NOT NULL CHECK (length(data) > 0)
+);
+CREATE INDEX templates_by_operator ON templates(operator_id);
+
+CREATE TABLE lockouts (
+    subject      TEXT    PRIMARY KEY,
+    failures     INTEGER NOT NULL,
+    locked_until INTEGER NOT NULL
+) WITHOUT ROWID;
+
+CREATE TABLE audit_log (
+    seq       INTEGER PRIMARY KEY,
+    at        INTEGER NOT NULL,
+    actor     TEXT,
+    action    TEXT    NOT NULL,
+    method    TEXT,
+    backend   TEXT,
+    distance  REAL,
+    detail    TEXT    NOT NULL,
+    prev_hash BLOB    NOT NULL,
+    hash      BLOB    NOT NULL
+);
+-- The chain detects edits made behind the application's back; these
+-- triggers stop the application itself (and casual SQL) from making them.
+CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log
+BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END;
+CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log
+BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END;
+
+CREATE TABLE settings (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+) WITHOUT ROWID;
+"#;
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn migrations_are_valid() {
+        super::migrations().validate().unwrap();
+    }
+}

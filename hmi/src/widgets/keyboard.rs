@@ -1,0 +1,90 @@
+//! The on-screen keyboard: QWERTY (English) or QWERTZ (German), digits,
+//! shift, space, backspace and enter; keys 56 px for gloved fingers.
+
+use eframe::egui::{Ui, Vec2};
+
+use super::{hardware_input, key, KeyAction};
+use crate::i18n::{Language, T};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyboardLayout {
+    Qwerty,
+    Qwertz,
+}
+
+impl KeyboardLayout {
+    pub fn for_language(lang: Language) -> Self {
+        match lang {
+            Language::En => KeyboardLayout::Qwerty,
+            Language::De => KeyboardLayout::Qwertz,
+        }
+    }
+
+    fn rows(self) -> [&'static str; 4] {
+        match self {
+            KeyboardLayout::Qwerty => ["1234567890-", "qwertyuiop", "asdfghjkl", "zxcvbnm.@"],
+            KeyboardLayout::Qwertz => ["1234567890-", "qwertzuiopü", "asdfghjklöä", "yxcvbnm.@"],
+        }
+    }
+}
+
+/// 11 keys of 56 px with 4 px gaps leave room for the fields at 1024 px.
+const KEY: Vec2 = Vec2::new(56.0, 56.0);
+
+#[derive(Debug, Default)]
+pub struct Keyboard {
+    shift: bool,
+}
+
+impl Keyboard {
+    pub fn show(
+        &mut self,
+        ui: &mut Ui,
+        target: &mut String,
+        max_len: usize,
+        lang: Language,
+    ) -> KeyAction {
+        let mut action = hardware_input(ui, target, max_len, |c| !c.is_control());
+        let push = |target: &mut String, c: char| {
+            if target.chars().count() < max_len {
+                target.push(c);
+            }
+        };
+        ui.vertical(|ui| {
+            ui.spacing_mut().item_spacing = Vec2::splat(4.0);
+            for row in KeyboardLayout::for_language(lang).rows() {
+                ui.horizontal(|ui| {
+                    for c in row.chars() {
+                        let c = if self.shift {
+                            c.to_uppercase().next().unwrap_or(c)
+                        } else {
+                            c
+                        };
+                        if key(ui, &c.to_string(), KEY).clicked() {
+                            push(target, c);
+                            self.shift = false;
+                            action = KeyAction::Edited;
+                        }
+                    }
+                });
+            }
+            ui.horizontal(|ui| {
+                if key(ui, T::Shift.text(lang), Vec2::new(KEY.x * 2.0, KEY.y)).clicked() {
+                    self.shift = !self.shift;
+                }
+                if key(ui, T::Space.text(lang), Vec2::new(KEY.x * 4.0, KEY.y)).clicked() {
+                    push(target, ' ');
+                    action = KeyAction::Edited;
+                }
+                if key(ui, T::Backspace.text(lang), Vec2::new(KEY.x * 1.5, KEY.y)).clicked() {
+                    target.pop();
+                    action = KeyAction::Edited;
+                }
+                if key(ui, T::Ok.text(lang), Vec2::new(KEY.x * 2.0, KEY.y)).clicked() {
+                    action = KeyAction::Enter;
+                }
+            });
+        });
+        action
+    }
+}

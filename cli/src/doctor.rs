@@ -74,7 +74,7 @@ struct Config {
 #[serde(default, deny_unknown_fields)]
 struct OffloadConfig {
     endpoint: Option<String>,
-    /// PEM CA certificate for an https endpoint with a private CA.
+    /// PEM certificate of the CA that signed the service's (required for https).
     ca: Option<PathBuf>,
 }
 
@@ -106,11 +106,12 @@ impl Check {
         Check { check, status, detail: detail.into() }
     }
 
-    /// PASS with `Ok`'s detail, FAIL with the error and its causes.
+    /// PASS with `Ok`'s detail, FAIL with the error and its causes on one line
+    /// (OpenCV's messages span several).
     fn from_result(check: &'static str, result: anyhow::Result<String>) -> Self {
         match result {
             Ok(detail) => Check::new(check, Status::Pass, detail),
-            Err(e) => Check::new(check, Status::Fail, format!("{e:#}")),
+            Err(e) => Check::new(check, Status::Fail, format!("{e:#}").split_whitespace().collect::<Vec<_>>().join(" ")),
         }
     }
 
@@ -172,7 +173,8 @@ fn load_config(path: &Path) -> (Check, Config) {
 
 fn cascade() -> anyhow::Result<String> {
     let path = vision::detect::find_cascade()?;
-    vision::detect::FaceDetector::new(&path, Default::default())?;
+    vision::detect::FaceDetector::new(&path, Default::default())
+        .with_context(|| format!("{} does not load as a cascade", path.display()))?;
     Ok(path.display().to_string())
 }
 
@@ -195,7 +197,9 @@ fn cameras(required: bool) -> Check {
     let missing = if required { Status::Fail } else { Status::Warn };
     let nodes = match video_nodes(Path::new("/sys/class/video4linux")) {
         Ok(nodes) => nodes,
-        Err(e) => return Check::new("camera", missing, format!("no video devices (/sys/class/video4linux: {e})")),
+        // No video4linux driver is loaded: no camera was ever plugged in.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Check::new("camera", missing, format!("cannot list video devices: /sys/class/video4linux: {e}")),
     };
     let describe = |n: &VideoNode| format!("{} ({})", n.device.display(), n.name);
     let usable: Vec<String> = nodes.iter().filter(|n| matches!(n.capture, Ok(true))).map(describe).collect();
@@ -334,9 +338,10 @@ async fn offload_status(endpoint: &str, ca: Option<&Path>) -> anyhow::Result<Str
     let mut config = ClientConfig::new(endpoint);
     if let Some(ca) = ca {
         let pem = std::fs::read(ca).with_context(|| format!("reading the CA certificate {}", ca.display()))?;
-        config.tls = Some(TlsSettings { ca_pem: Some(pem), ..Default::default() });
-    } else if endpoint.starts_with("https:") {
-        config.tls = Some(TlsSettings::default());
+        config.tls = Some(TlsSettings { ca_pem: pem, client_identity_pem: None, domain: None });
+    } else {
+        // The client trusts no built-in roots, only the plant's CA.
+        ensure!(!endpoint.starts_with("https:"), "{endpoint}: https needs offload.ca, the CA that signed the service's certificate");
     }
     let status = OffloadClient::new(config)?.gallery_status().await.with_context(|| endpoint.to_owned())?;
     Ok(format!(

@@ -189,8 +189,15 @@ fn open_camera(folder: Option<&Path>, settings: &Settings, fps: f64) -> Result<C
     }))
 }
 
-fn start_recognition(camera: &Camera, settings: &Settings, ctx: &egui::Context) -> Worker {
+/// The recogniser with the backend the settings choose. A backend that
+/// cannot be built (unreadable TLS files, say) falls back to local matching:
+/// sign-in must keep working, and the badge shows which backend answers.
+fn start_recognition(camera: &Camera, settings: &Settings, data_dir: &Path, ctx: &egui::Context) -> Worker {
     let params = vision::lbph::LbphParams::default();
+    let backend = recognition::create_backend(settings, &data_dir.join(crate::store::DB_FILE), params).unwrap_or_else(|e| {
+        tracing::warn!("recognition backend {:?} unavailable, matching locally: {e}", settings.backend);
+        Box::new(recognition::LocalBackend::new(params))
+    });
     let ctx = ctx.clone();
     Worker::start(
         camera.frames(),
@@ -200,7 +207,7 @@ fn start_recognition(camera: &Camera, settings: &Settings, ctx: &egui::Context) 
                 vision::quality::QualityGate::default(),
             ))
         },
-        Box::new(recognition::LocalBackend::new(params)),
+        backend,
         params,
         burst_rule(settings),
         move || ctx.request_repaint(),
@@ -220,7 +227,7 @@ impl KioskApp {
         let store = Store::open_in_dir(&config.data_dir)?;
         let settings = Settings::load(&store).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let camera = open_camera(config.camera.as_deref(), &settings, config.camera_fps)?;
-        let recognition = Some(start_recognition(&camera, &settings, ctx));
+        let recognition = Some(start_recognition(&camera, &settings, &config.data_dir, ctx));
         let service = {
             let ctx = ctx.clone();
             Service::start(store, move || ctx.request_repaint())
@@ -350,7 +357,7 @@ impl KioskApp {
         k.mode = None;
         match open_camera(k.camera_folder.as_deref(), &k.settings, k.camera_fps) {
             Ok(camera) => {
-                let worker = start_recognition(&camera, &k.settings, ctx);
+                let worker = start_recognition(&camera, &k.settings, &k.data_dir, ctx);
                 worker.send(Command::SetGallery(k.gallery.clone()));
                 k.recognition = Some(worker);
                 k.camera = Some(camera);

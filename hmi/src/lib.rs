@@ -3,6 +3,7 @@
 pub mod app;
 pub mod auth;
 pub mod camera;
+pub mod cluster_worker;
 pub mod i18n;
 pub mod recognition;
 pub mod screens;

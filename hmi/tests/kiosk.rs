@@ -68,11 +68,7 @@ fn first_start_enrolls_the_administrator_who_then_signs_in_with_password_then_fa
 fn face_then_pin_signs_an_operator_in() {
     let root = tempfile::tempdir().unwrap();
     let (data, _, worker) = seeded(&root);
-    let mut h = start(&data, &camera(&root, "live", &photos(WORKER, 6..=10)));
-    wait(&mut h, "the PIN pad", awaiting_pin);
-    keys(&mut h, "1357");
-    tap(&mut h, "OK");
-    wait(&mut h, "the sign-in", signed_in);
+    let h = sign_in_worker(&root, &data);
     let s = h.state().kiosk().auth.session().unwrap();
     assert_eq!((s.operator.id, s.method.as_str()), (worker.id, "face+pin"));
     assert!(
@@ -136,10 +132,7 @@ fn a_replayed_still_photo_of_an_enrolled_person_is_refused() {
 fn the_administrator_checks_and_exports_the_audit_log() {
     let root = tempfile::tempdir().unwrap();
     let (data, ..) = seeded(&root);
-    let mut h = start(&data, &camera(&root, "admin", &photos(ADMIN, 6..=10)));
-    wait(&mut h, "the idle screen", idle);
-    enter_password(&mut h, "a1", "secret-pass");
-    wait(&mut h, "the sign-in", signed_in);
+    let mut h = sign_in_admin(&root, &data);
     tap(&mut h, "Audit log");
     wait_for_text(&mut h, "Log intact");
     tap(&mut h, "Export CSV");
@@ -170,10 +163,7 @@ fn the_administrator_checks_and_exports_the_audit_log() {
 fn deleting_an_operator_in_the_ui_erases_their_face_data() {
     let root = tempfile::tempdir().unwrap();
     let (data, admin, worker) = seeded(&root);
-    let mut h = start(&data, &camera(&root, "admin", &photos(ADMIN, 6..=10)));
-    wait(&mut h, "the idle screen", idle);
-    enter_password(&mut h, "a1", "secret-pass");
-    wait(&mut h, "the sign-in", signed_in);
+    let mut h = sign_in_admin(&root, &data);
     tap(&mut h, "Operators");
     // Rows are sorted by name: "Person 35" (the administrator), then "Person 7".
     for _ in 0..2 {
@@ -207,10 +197,7 @@ fn deleting_an_operator_in_the_ui_erases_their_face_data() {
 fn re_enrolling_replaces_the_templates_and_verifies_at_once() {
     let root = tempfile::tempdir().unwrap();
     let (data, admin, _) = seeded(&root);
-    let mut h = start(&data, &camera(&root, "admin", &photos(ADMIN, 6..=10)));
-    wait(&mut h, "the idle screen", idle);
-    enter_password(&mut h, "a1", "secret-pass");
-    wait(&mut h, "the sign-in", signed_in);
+    let mut h = sign_in_admin(&root, &data);
     tap(&mut h, "Operators");
     h.get_all_by_label("Re-enroll")
         .next()
@@ -248,10 +235,7 @@ fn inactivity_signs_out_and_returns_to_the_idle_screen() {
         .put_setting("policy", &serde_json::to_string(&policy).unwrap(), None, 0)
         .unwrap();
     drop(store);
-    let mut h = start(&data, &camera(&root, "admin", &photos(ADMIN, 6..=10)));
-    wait(&mut h, "the idle screen", idle);
-    enter_password(&mut h, "a1", "secret-pass");
-    wait(&mut h, "the sign-in", signed_in);
+    let mut h = sign_in_admin(&root, &data);
     tap(&mut h, "Operators");
     // Nobody touches the screen: the session ends and the operator list closes.
     wait(&mut h, "the automatic sign-out", |a| {

@@ -67,6 +67,7 @@ fn every_screen() {
     for (button, screen, name) in [
         ("Operators", "operators", "07_admin_operators"),
         ("Settings", "settings", "08_admin_settings"),
+        ("Cluster", "cluster", "10_admin_cluster"),
         ("New operator", "enroll", "09_enroll_new_operator"),
     ] {
         tap(&mut h, button);

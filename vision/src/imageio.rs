@@ -4,11 +4,47 @@
 //! `cvtColor(BGR2GRAY)` uses), so a colour photo gives the same grey pixels
 //! it would give in the OpenCV prototype.
 
+use std::cmp::Ordering;
 use std::path::Path;
 
 use image::{DynamicImage, GrayImage, ImageReader};
 
 use crate::Error;
+
+/// File endings of the formats [`load_gray`] reads, lower case.
+pub const PHOTO_ENDINGS: &[&str] = &["png", "jpg", "jpeg", "pgm", "ppm", "pbm", "pnm", "gif", "bmp", "webp"];
+
+/// Whether `path` names a photo by its ending (any case).
+pub fn is_photo(path: &Path) -> bool {
+    path.extension().and_then(|e| e.to_str()).is_some_and(|e| PHOTO_ENDINGS.contains(&e.to_ascii_lowercase().as_str()))
+}
+
+/// Orders file names as people read them: digit runs compare as numbers,
+/// so `s2/9.pgm` comes before `s10/10.pgm` (ORL's and cameras' numbering).
+pub fn natural_cmp(a: &Path, b: &Path) -> Ordering {
+    fn key(s: &str) -> Vec<(String, u64)> {
+        let mut parts = Vec::new();
+        let mut text = String::new();
+        let mut chars = s.chars().peekable();
+        while let Some(c) = chars.next() {
+            match c.to_digit(10) {
+                Some(first) => {
+                    let mut n = first as u64;
+                    while let Some(d) = chars.peek().and_then(|c| c.to_digit(10)) {
+                        n = n.saturating_mul(10).saturating_add(d as u64);
+                        chars.next();
+                    }
+                    parts.push((std::mem::take(&mut text), n));
+                }
+                None => text.push(c),
+            }
+        }
+        parts.push((text, 0));
+        parts
+    }
+    let (a, b) = (a.to_string_lossy(), b.to_string_lossy());
+    key(&a).cmp(&key(&b)).then_with(|| a.cmp(&b))
+}
 
 /// Loads a photo in any common format (PNG, JPEG, PGM, GIF, BMP, WebP).
 pub fn load_gray(path: &Path) -> Result<GrayImage, Error> {
@@ -71,6 +107,14 @@ mod tests {
         let err = decode_gray(b"definitely not a picture").unwrap_err();
         assert!(matches!(err, Error::NotAnImage { .. }), "{err}");
         assert!(matches!(decode_gray(&[]).unwrap_err(), Error::NotAnImage { .. }));
+    }
+
+    #[test]
+    fn numbers_sort_as_numbers() {
+        let mut v: Vec<&Path> = ["s10", "s2", "s1", "10.pgm", "9.pgm"].iter().map(Path::new).collect();
+        v.sort_by(|a, b| natural_cmp(a, b));
+        assert_eq!(v, ["9.pgm", "10.pgm", "s1", "s2", "s10"].map(Path::new));
+        assert!(is_photo(Path::new("a/B.JPG")) && !is_photo(Path::new("notes.txt")));
     }
 
     #[test]

@@ -102,7 +102,14 @@ pub fn plant_nodes() -> Vec<Value> {
 /// The StatefulSet as the fake stores it after `deploy`, with the status its
 /// controller would write.
 pub fn statefulset_with(fake: &FakeApi, ready: i32) -> Value {
-    let mut set = fake.get(STS_PATH).expect("deploy stored the StatefulSet");
+    with_status(
+        fake.get(STS_PATH).expect("deploy stored the StatefulSet"),
+        ready,
+    )
+}
+
+/// A stored StatefulSet with `ready` replicas ready, as its controller reports.
+pub fn with_status(mut set: Value, ready: i32) -> Value {
     let replicas = set["spec"]["replicas"].as_i64().unwrap_or(1);
     set["status"] = json!({
         "observedGeneration": set["metadata"]["generation"], "replicas": replicas,

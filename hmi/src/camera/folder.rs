@@ -12,7 +12,6 @@ use vision::{GrayImage, FACE_HEIGHT, FACE_WIDTH};
 
 use super::{CameraError, FrameSource};
 
-const EXTENSIONS: [&str; 7] = ["pgm", "png", "jpg", "jpeg", "bmp", "webp", "gif"];
 /// Frame size an aligned crop is padded into, and its enlargement.
 const PADDED: (u32, u32) = (480, 360);
 const CROP_SCALE: u32 = 2;
@@ -27,28 +26,6 @@ pub struct FolderSource {
     once: bool,
 }
 
-/// "s10" sorts after "s9": compare digit runs by value.
-fn natural_key(path: &Path) -> Vec<(String, u64)> {
-    let name = path.to_string_lossy();
-    let mut key = Vec::new();
-    let mut text = String::new();
-    let mut chars = name.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c.is_ascii_digit() {
-            let mut n = c.to_digit(10).map_or(0, u64::from);
-            while let Some(d) = chars.peek().and_then(|d| d.to_digit(10)) {
-                n = n.saturating_mul(10).saturating_add(u64::from(d));
-                chars.next();
-            }
-            key.push((std::mem::take(&mut text), n));
-        } else {
-            text.push(c);
-        }
-    }
-    key.push((text, 0));
-    key
-}
-
 fn collect(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), CameraError> {
     let io = |source| CameraError::Io {
         path: dir.to_owned(),
@@ -58,11 +35,7 @@ fn collect(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), CameraError> {
         let path = entry.map_err(io)?.path();
         if path.is_dir() {
             collect(&path, out)?;
-        } else if path
-            .extension()
-            .and_then(|e| e.to_str())
-            .is_some_and(|e| EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
-        {
+        } else if vision::imageio::is_photo(&path) {
             out.push(path);
         }
     }
@@ -93,7 +66,7 @@ impl FolderSource {
         if files.is_empty() {
             return Err(CameraError::NoImages(dir.to_owned()));
         }
-        files.sort_by_cached_key(|p| natural_key(p));
+        files.sort_by(|a, b| vision::imageio::natural_cmp(a, b));
         Ok(FolderSource {
             dir: dir.to_owned(),
             files,
@@ -158,7 +131,7 @@ mod tests {
             .iter()
             .map(PathBuf::from)
             .collect();
-        v.sort_by_cached_key(|p| natural_key(p));
+        v.sort_by(|a, b| vision::imageio::natural_cmp(a, b));
         let names: Vec<_> = v.iter().map(|p| p.to_string_lossy().into_owned()).collect();
         assert_eq!(names, ["s1/1.pgm", "s9/2.pgm", "s9/10.pgm", "s10/1.pgm"]);
     }

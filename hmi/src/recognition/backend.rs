@@ -1,7 +1,12 @@
 //! Where a face crop is matched. The worker talks to a `Backend`; the
-//! Local one runs `vision` in process, an Offload one (the gRPC client)
-//! and an Auto one (offload under a deadline, local fallback) plug in here.
+//! Local one runs `vision` in process, the Offload one asks the offload
+//! service (`offload.rs`) and the Auto one (`auto.rs`) prefers offload under
+//! a deadline and falls back to local.
 
+use std::path::PathBuf;
+use std::time::Duration;
+
+use kubevision_offload_client::ClientError;
 use vision::lbph::{Gallery, LbphParams, Match, Template};
 use vision::GrayImage;
 
@@ -11,6 +16,34 @@ pub enum BackendError {
     Vision(#[from] vision::Error),
     #[error("stored template of label {label} is unreadable: {source}")]
     BadTemplate { label: i32, source: vision::Error },
+    #[error(transparent)]
+    Offload(#[from] ClientError),
+    #[error("the offload service did not answer within {0:?}")]
+    Deadline(Duration),
+    #[error("cannot start the offload runtime: {0}")]
+    Runtime(std::io::Error),
+    #[error("reading {path}: {source}")]
+    TlsFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("kiosk store: {0}")]
+    Store(#[from] rusqlite::Error),
+    #[error("a face crop is {width}x{height}, not the normalised 92x112")]
+    CropSize { width: u32, height: u32 },
+    #[error("the offload service sent an unusable answer: {0}")]
+    BadAnswer(String),
+}
+
+impl BackendError {
+    /// The service, not the request, failed: local recognition can answer.
+    pub fn should_fall_back(&self) -> bool {
+        match self {
+            BackendError::Offload(e) => e.should_fall_back(),
+            BackendError::Deadline(_) => true,
+            _ => false,
+        }
+    }
 }
 
 pub trait Backend: Send {
@@ -43,9 +76,11 @@ pub fn extract(params: &LbphParams, crop: &GrayImage) -> Result<Vec<u8>, Backend
     Ok(Template::extract(params, crop)?.to_bytes())
 }
 
+pub const LOCAL: &str = "local";
+
 impl Backend for LocalBackend {
     fn name(&self) -> &'static str {
-        "local"
+        LOCAL
     }
 
     fn set_gallery(&mut self, entries: &[(i32, Vec<u8>)]) -> Result<(), BackendError> {

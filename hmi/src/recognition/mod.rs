@@ -3,14 +3,21 @@
 //! mode, identifies, verifies or collects enrollment templates. Nothing
 //! here runs on the UI thread; results come back over a channel.
 
+mod auto;
 mod backend;
 pub mod liveness;
+mod offload;
+mod sync;
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use backend::{extract, Backend, BackendError, LocalBackend};
+pub use auto::{AutoBackend, AutoConfig};
+pub use backend::{extract, Backend, BackendError, LocalBackend, LOCAL};
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
+pub use offload::{client_config, OffloadBackend, OFFLOAD};
+pub use sync::{Change, SyncPolicy};
 use vision::burst::{decide, BurstDecision, BurstRule};
 use vision::detect::FaceBox;
 use vision::lbph::{LbphParams, Match};
@@ -20,6 +27,7 @@ use vision::GrayImage;
 
 use crate::auth::FaceEvidence;
 use crate::camera::{Frame, Mailbox};
+use crate::settings::{BackendChoice, Settings};
 
 /// What the worker does with faces.
 #[derive(Debug, Clone, PartialEq)]
@@ -73,6 +81,27 @@ pub enum Event {
     },
     /// The pipeline or backend failed; the worker keeps running.
     Failed(String),
+}
+
+/// The backend the settings choose; `db` is the kiosk's store file
+/// (personnel numbers, the offline queue, the local copy of the gallery).
+pub fn create_backend(
+    settings: &Settings,
+    db: &Path,
+    params: LbphParams,
+) -> Result<Box<dyn Backend>, BackendError> {
+    Ok(match settings.backend {
+        BackendChoice::Local => Box::new(LocalBackend::new(params)),
+        BackendChoice::Offload => {
+            Box::new(OffloadBackend::connect(client_config(settings)?, db, None)?)
+        }
+        BackendChoice::Auto => Box::new(AutoBackend::start(
+            client_config(settings)?,
+            db,
+            params,
+            AutoConfig::default(),
+        )?),
+    })
 }
 
 /// Frames per sign-in decision.

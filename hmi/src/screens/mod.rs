@@ -24,6 +24,7 @@ pub enum Nav {
     Operators,
     Audit,
     Settings,
+    Cluster,
 }
 
 pub enum Screen {
@@ -34,6 +35,7 @@ pub enum Screen {
     Operators(admin::operators::Operators),
     Audit(admin::audit::AuditView),
     Settings(admin::settings::SettingsView),
+    Cluster(admin::cluster::ClusterView),
 }
 
 /// Opens `nav`; administration needs a signed-in administrator, anything
@@ -46,6 +48,7 @@ pub fn open(nav: Nav, kiosk: &Kiosk) -> Screen {
         Nav::Operators if admin => Screen::Operators(admin::operators::Operators::default()),
         Nav::Audit if admin => Screen::Audit(admin::audit::AuditView::new(kiosk)),
         Nav::Settings if admin => Screen::Settings(admin::settings::SettingsView::new(kiosk)),
+        Nav::Cluster if admin => Screen::Cluster(admin::cluster::ClusterView::new(kiosk)),
         _ => Screen::SignIn(sign_in::SignIn::default()),
     }
 }
@@ -63,6 +66,7 @@ impl Screen {
             Screen::Operators(s) => s.show(ui, kiosk),
             Screen::Audit(s) => s.show(ui, kiosk),
             Screen::Settings(s) => s.show(ui, kiosk),
+            Screen::Cluster(s) => s.show(ui, kiosk),
         }
     }
 
@@ -74,7 +78,7 @@ impl Screen {
             Screen::Operators(s) => s.on_reply(reply),
             Screen::Audit(s) => s.on_reply(reply),
             Screen::Settings(s) => s.on_reply(reply),
-            Screen::Loading => None,
+            Screen::Cluster(_) | Screen::Loading => None,
         }
     }
 
@@ -96,6 +100,7 @@ impl Screen {
             Screen::Operators(_) => "operators",
             Screen::Audit(_) => "audit",
             Screen::Settings(_) => "settings",
+            Screen::Cluster(_) => "cluster",
         }
     }
 }

@@ -162,6 +162,7 @@ impl SignIn {
                             (T::NewOperator, Nav::Enroll(None)),
                             (T::AuditLog, Nav::Audit),
                             (T::Settings, Nav::Settings),
+                            (T::Cluster, Nav::Cluster),
                         ] {
                             if big_button(ui, kiosk.t(text)).clicked() {
                                 nav = Some(target);

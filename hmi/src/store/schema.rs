@@ -4,7 +4,7 @@
 use rusqlite_migration::{Migrations, M};
 
 pub(super) fn migrations() -> Migrations<'static> {
-    Migrations::new(vec![M::up(V1).foreign_key_check()])
+    Migrations::new(vec![M::up(V1).foreign_key_check(), M::up(V2)])
 }
 
 const V1: &str = r#"
@@ -62,6 +62,29 @@ CREATE TABLE settings (
     key   TEXT PRIMARY KEY,
     value TEXT NOT NULL
 ) WITHOUT ROWID;
+"#;
+
+/// Offload sync: changes waiting for the service, and how far the local copy
+/// of the plant-wide gallery has come.
+const V2: &str = r#"
+-- Enrollments and removals made while the offload service was unreachable.
+-- The service enrolls from face crops, so an enrollment holds its crops
+-- (concatenated raw 92x112 pixels) until pushed; the row is deleted then.
+CREATE TABLE pending_sync (
+    id           INTEGER PRIMARY KEY,
+    kind         TEXT    NOT NULL CHECK (kind IN ('enroll', 'remove')),
+    personnel_no TEXT    NOT NULL CHECK (length(trim(personnel_no)) > 0),
+    crops        BLOB,
+    queued_at    INTEGER NOT NULL,
+    CHECK ((kind = 'enroll') = (crops IS NOT NULL))
+);
+
+-- One row: which service gallery the local copy follows, at which version.
+CREATE TABLE gallery_sync (
+    id         INTEGER PRIMARY KEY CHECK (id = 1),
+    gallery_id TEXT    NOT NULL,
+    version    INTEGER NOT NULL
+);
 "#;
 
 #[cfg(test)]

@@ -198,3 +198,22 @@ pub fn signed_in(app: &KioskApp) -> bool {
 pub fn awaiting_pin(app: &KioskApp) -> bool {
     matches!(app.kiosk().auth.state(), AuthState::AwaitingPin { .. })
 }
+
+/// A kiosk with the administrator (ADMIN, "a1") signed in by password + face.
+pub fn sign_in_admin(root: &TempDir, data: &Path) -> Harness<'static, KioskApp> {
+    let mut h = start(data, &camera(root, "admin", &photos(ADMIN, 6..=10)));
+    wait(&mut h, "the idle screen", idle);
+    enter_password(&mut h, "a1", "secret-pass");
+    wait(&mut h, "the sign-in", signed_in);
+    h
+}
+
+/// A kiosk with the operator (WORKER, "w7") signed in by face + PIN.
+pub fn sign_in_worker(root: &TempDir, data: &Path) -> Harness<'static, KioskApp> {
+    let mut h = start(data, &camera(root, "live", &photos(WORKER, 6..=10)));
+    wait(&mut h, "the PIN pad", awaiting_pin);
+    keys(&mut h, "1357");
+    tap(&mut h, "OK");
+    wait(&mut h, "the sign-in", signed_in);
+    h
+}

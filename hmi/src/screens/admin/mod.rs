@@ -1,6 +1,7 @@
-//! Administration: operators, the audit log and the settings.
+//! Administration: operators, the audit log, the settings and the cluster.
 
 pub mod audit;
+pub mod cluster;
 pub mod operators;
 pub mod settings;
 

@@ -1,0 +1,103 @@
+//! The cluster panel end to end: the real kiosk, driven as an administrator,
+//! against cluster/tests' in-test Kubernetes API server (included from
+//! there, so both crates test against the same fake).
+
+mod support;
+
+#[path = "../../cluster/tests/cluster/fake_api.rs"]
+#[allow(dead_code)] // the cluster crate's tests use the rest
+mod fake_api;
+#[path = "../../cluster/tests/cluster/fixtures.rs"]
+#[allow(dead_code)]
+mod fixtures;
+
+use eframe::egui;
+use fake_api::FakeApi;
+use kubevision_hmi::cluster_worker::{NAMESPACE, RELEASE};
+use kubevision_hmi::screens::{self, Nav, Screen};
+use kubevision_hmi::settings::Settings;
+use kubevision_hmi::store::Store;
+use support::*;
+
+fn cluster_idle(app: &kubevision_hmi::app::KioskApp) -> bool {
+    matches!(app.screen(), Screen::Cluster(c) if !c.busy())
+}
+
+#[test]
+fn an_administrator_deploys_and_uses_the_endpoint() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let fake = runtime.block_on(FakeApi::start());
+    for node in fixtures::plant_nodes() {
+        fake.put(node);
+    }
+    let root = tempfile::tempdir().unwrap();
+    let kubeconfig = fake.kubeconfig(root.path());
+    let (data, _, _) = seeded(&root);
+
+    let mut h = sign_in_admin(&root, &data);
+    tap(&mut h, "Cluster");
+    assert_eq!(h.state().screen().name(), "cluster");
+
+    // The kubeconfig field is the active one; the path is typed the way a
+    // hardware keyboard would (the on-screen keyboard takes that too).
+    h.event(egui::Event::Text(kubeconfig.display().to_string()));
+    h.step();
+    tap(&mut h, "Connect");
+    wait(&mut h, "the connection", cluster_idle);
+    for node in ["gpu-1", "line-server-1", "cloud-1"] {
+        assert!(h.query_by_label(node).is_some(), "{node} listed");
+    }
+    assert!(
+        h.query_by_label("not ready").is_some(),
+        "cloud-1 is not ready"
+    );
+    assert!(h.query_by_label("Not deployed").is_some());
+
+    tap(&mut h, "Deploy / upgrade");
+    let set_path =
+        format!("/apis/apps/v1/namespaces/{NAMESPACE}/statefulsets/{RELEASE}-kubevision-offload");
+    wait(&mut h, "the StatefulSet applied", |_| {
+        fake.get(&set_path).is_some()
+    });
+    // The StatefulSet controller's part: the replica becomes ready. Stored
+    // now and on the rollout's next pod watch, whichever it looks at first.
+    let ready = fixtures::with_status(fake.get(&set_path).unwrap(), 1);
+    fake.put(ready.clone());
+    fake.on_next_watch(vec![ready]);
+    wait_for_text(&mut h, "all 1 replicas ready");
+    wait(&mut h, "the rollout", cluster_idle);
+    let applied = fake
+        .requests()
+        .into_iter()
+        .find(|r| r.path == set_path && r.method == "PATCH")
+        .unwrap();
+    assert_eq!(
+        applied.content_type.as_deref(),
+        Some("application/apply-patch+yaml")
+    );
+    assert_eq!(applied.query["fieldManager"], "kubevision");
+
+    let endpoint = format!("http://{RELEASE}-kubevision-offload.{NAMESPACE}.svc:50051");
+    wait_for_text(&mut h, &endpoint);
+    tap(&mut h, "Use as offload endpoint");
+    wait(&mut h, "the saved endpoint", |a| {
+        a.kiosk().settings.offload_endpoint == endpoint
+    });
+    wait_for_text(&mut h, "Saved as the offload endpoint");
+    drop(h);
+    let stored = Settings::load(&Store::open_in_dir(&data).unwrap()).unwrap();
+    assert_eq!(stored.offload_endpoint, endpoint);
+}
+
+#[test]
+fn an_operator_cannot_reach_the_panel() {
+    let root = tempfile::tempdir().unwrap();
+    let (data, _, _) = seeded(&root);
+    let h = sign_in_worker(&root, &data);
+    assert!(
+        h.query_by_label("Cluster").is_none(),
+        "no button for operators"
+    );
+    let opened = screens::open(Nav::Cluster, h.state().kiosk());
+    assert_eq!(opened.name(), "sign_in", "the app refuses to open it");
+}

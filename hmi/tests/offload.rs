@@ -1,0 +1,405 @@
+//! The Offload and Auto backends against the real offload service (the
+//! `kubevision-offload` binary on loopback, with its own SQLite gallery),
+//! with ORL faces cut by the kiosk's own pipeline: offload answers while
+//! the service is up, local answers when it stops (even mid-burst),
+//! enrollments made offline reach the service once it is back, and people
+//! enrolled at another line reach this kiosk's local gallery.
+
+mod support;
+
+use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use kubevision_hmi::camera::{FolderSource, FrameSource};
+use kubevision_hmi::recognition::{
+    AutoBackend, AutoConfig, Backend, Change, OffloadBackend, SyncPolicy, LOCAL, OFFLOAD,
+};
+use kubevision_hmi::service::label_of;
+use kubevision_hmi::store::{Operator, Store, DB_FILE};
+use kubevision_offload_client::{ClientConfig, OffloadClient};
+use support::*;
+use tempfile::TempDir;
+use vision::burst::{decide, BurstDecision, BurstRule};
+use vision::detect::FaceDetector;
+use vision::lbph::{LbphParams, Match};
+use vision::pipeline::FacePipeline;
+use vision::quality::QualityGate;
+use vision::GrayImage;
+
+/// The service binary, built by `cargo build --workspace --bins` (hmi does
+/// not depend on it, so cargo does not build it for this test).
+fn service_binary() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    let path = target.join("debug/kubevision-offload");
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo build -p kubevision-offload --bins` first",
+        path.display()
+    );
+    path
+}
+
+/// One offload service process; it keeps its port and gallery across restarts.
+struct Service {
+    port: u16,
+    data: PathBuf,
+    process: Option<Child>,
+}
+
+impl Service {
+    fn start(root: &TempDir) -> Service {
+        let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut service = Service {
+            port,
+            data: root.path().join("service"),
+            process: None,
+        };
+        service.resume();
+        service
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn resume(&mut self) {
+        let mut child = Command::new(service_binary())
+            .args(["--listen", &format!("127.0.0.1:{}", self.port)])
+            .args(["--metrics-listen", "127.0.0.1:0"])
+            .arg("--data-dir")
+            .arg(&self.data)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let started = Instant::now();
+        while TcpStream::connect((Ipv4Addr::LOCALHOST, self.port)).is_err() {
+            assert!(
+                child.try_wait().unwrap().is_none(),
+                "the offload service exited at start"
+            );
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "the offload service did not start"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.process = Some(child);
+    }
+
+    /// As a crash or a pulled cable: no goodbye.
+    fn kill(&mut self) {
+        if let Some(mut child) = self.process.take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+    }
+
+    /// Operators in the service's gallery, as any client sees them.
+    fn operators(&self) -> Vec<String> {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let _inside = runtime.enter();
+        let client = OffloadClient::new(ClientConfig::new(self.url())).unwrap();
+        let sync = runtime.block_on(client.sync_gallery(0)).unwrap();
+        sync.changes
+            .into_iter()
+            .filter_map(|c| match c {
+                kubevision_offload_client::proto::sync_event::Event::Upsert(u) => {
+                    Some(u.operator_id)
+                }
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Normalised face crops the way the kiosk's worker cuts them.
+fn crops(person: u32, range: std::ops::RangeInclusive<u32>) -> Vec<GrayImage> {
+    let mut pipeline = FacePipeline::new(
+        FaceDetector::from_default_locations().unwrap(),
+        QualityGate::default(),
+    );
+    let root = tempfile::tempdir().unwrap();
+    let mut src = FolderSource::new(&camera(&root, "crops", &photos(person, range)), 1000.0)
+        .unwrap()
+        .once();
+    src.open().unwrap();
+    let crops: Vec<GrayImage> = std::iter::from_fn(|| src.next_frame().ok())
+        .filter_map(|f| pipeline.process(&f).ok())
+        .map(|face| face.crop)
+        .collect();
+    assert!(!crops.is_empty(), "no face of s{person} found");
+    crops
+}
+
+fn rule() -> BurstRule {
+    BurstRule {
+        threshold: THRESHOLD.parse().unwrap(),
+        ..Default::default()
+    }
+}
+
+/// Sign-in and sync timings short enough for a test.
+fn auto(data: &Path, service: &Service) -> AutoBackend {
+    let config = AutoConfig {
+        // Generous for a debug server on a shared two-core machine.
+        deadline: Duration::from_secs(1),
+        sync: SyncPolicy {
+            every: Duration::from_millis(200),
+            max_backoff: Duration::from_millis(500),
+        },
+    };
+    AutoBackend::start(
+        ClientConfig::new(service.url()),
+        &data.join(DB_FILE),
+        LbphParams::default(),
+        config,
+    )
+    .unwrap()
+}
+
+/// A service, and a kiosk with its administrator (ORL s35) enrolled both
+/// locally and on the service.
+struct Line {
+    root: TempDir,
+    service: Service,
+    data: PathBuf,
+    admin: Operator,
+    backend: AutoBackend,
+}
+
+fn line() -> Line {
+    let root = tempfile::tempdir().unwrap();
+    let service = Service::start(&root);
+    let data = data_dir(&root);
+    let admin = seed_admin(&data);
+    let mut backend = auto(&data, &service);
+    enroll(&mut backend, &admin, ADMIN);
+    Line {
+        root,
+        service,
+        data,
+        admin,
+        backend,
+    }
+}
+
+/// Enrolls a seeded operator with the service through the kiosk's backend.
+fn enroll(backend: &mut AutoBackend, op: &Operator, person: u32) {
+    backend
+        .submit(&Change::Enroll {
+            personnel_no: op.personnel_no.clone(),
+            crops: crops(person, 1..=5),
+        })
+        .unwrap();
+    backend.sync_now().unwrap();
+}
+
+fn pending(data: &Path) -> i64 {
+    rusqlite::Connection::open(data.join(DB_FILE))
+        .unwrap()
+        .query_row("SELECT count(*) FROM pending_sync", [], |r| r.get(0))
+        .unwrap()
+}
+
+fn wait_until(what: &str, done: impl Fn() -> bool) {
+    let started = Instant::now();
+    while !done() {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// One frame at a time, as the worker does; returns the burst's decision
+/// and which backend answered each frame.
+fn burst(
+    backend: &mut dyn Backend,
+    frames: &[GrayImage],
+    mut between: impl FnMut(usize),
+) -> (BurstDecision, Vec<&'static str>) {
+    let mut matches: Vec<Option<Match>> = Vec::new();
+    let mut answered = Vec::new();
+    for (i, crop) in frames.iter().enumerate() {
+        between(i);
+        matches.push(backend.identify(crop).unwrap());
+        answered.push(backend.name());
+    }
+    (decide(&rule(), &matches), answered)
+}
+
+/// A burst of `person`'s photos 6–10 picks `label`, every frame answered by `by`.
+fn assert_signs_in(backend: &mut dyn Backend, person: u32, label: i32, by: &str) {
+    let (decision, answered) = burst(backend, &crops(person, 6..=10), |_| {});
+    assert_eq!(accepted(&decision), Some(label), "s{person}: {decision:?}");
+    assert!(answered.iter().all(|a| *a == by), "{answered:?}");
+}
+
+fn accepted(decision: &BurstDecision) -> Option<i32> {
+    match decision {
+        BurstDecision::Accepted { label, .. } => Some(*label),
+        _ => None,
+    }
+}
+
+#[test]
+fn offload_identifies_and_verifies_and_says_so() {
+    let mut l = line();
+    let worker = seed_worker(&l.data);
+    enroll(&mut l.backend, &worker, WORKER);
+
+    assert_signs_in(&mut l.backend, ADMIN, label_of(l.admin.id), OFFLOAD);
+    assert_signs_in(&mut l.backend, WORKER, label_of(worker.id), OFFLOAD);
+
+    // 1:1 with the claimed operator's own face is closer than with another's.
+    let own = l
+        .backend
+        .verify(&crops(ADMIN, 6..=6)[0], label_of(l.admin.id))
+        .unwrap();
+    let other = l
+        .backend
+        .verify(&crops(WORKER, 6..=6)[0], label_of(l.admin.id))
+        .unwrap();
+    assert_eq!(l.backend.name(), OFFLOAD);
+    assert!(
+        own.unwrap() < other.unwrap(),
+        "own {own:?}, other {other:?}"
+    );
+
+    // The pure Offload backend gives the same answer.
+    let mut offload = OffloadBackend::connect(
+        ClientConfig::new(l.service.url()),
+        &l.data.join(DB_FILE),
+        None,
+    )
+    .unwrap();
+    assert_signs_in(&mut offload, WORKER, label_of(worker.id), OFFLOAD);
+}
+
+#[test]
+fn a_burst_completes_locally_when_the_service_stops_in_the_middle() {
+    let mut l = line();
+    let worker = seed_worker(&l.data);
+    enroll(&mut l.backend, &worker, WORKER);
+
+    let mut slowest = Duration::ZERO;
+    let mut last = Instant::now();
+    let (decision, answered) = burst(&mut l.backend, &crops(ADMIN, 6..=10), |i| {
+        if i == 2 {
+            l.service.kill();
+        }
+        slowest = slowest.max(last.elapsed());
+        last = Instant::now();
+    });
+    assert_eq!(
+        accepted(&decision),
+        Some(label_of(l.admin.id)),
+        "{decision:?}"
+    );
+    assert_eq!(&answered[..2], &[OFFLOAD, OFFLOAD]);
+    assert!(answered[2..].iter().all(|a| *a == LOCAL), "{answered:?}");
+    // Each frame waits at most the deadline (plus a frame's own work).
+    assert!(slowest < Duration::from_secs(3), "a frame took {slowest:?}");
+
+    // The next burst is local from the start; verification too.
+    assert_signs_in(&mut l.backend, WORKER, label_of(worker.id), LOCAL);
+    assert!(l
+        .backend
+        .verify(&crops(WORKER, 6..=6)[0], label_of(worker.id))
+        .unwrap()
+        .is_some());
+    assert_eq!(l.backend.name(), LOCAL);
+}
+
+#[test]
+fn an_enrollment_made_offline_reaches_the_service_when_it_is_back() {
+    let mut l = line();
+    let worker = seed_worker(&l.data);
+    l.service.kill();
+
+    l.backend
+        .submit(&Change::Enroll {
+            personnel_no: worker.personnel_no.clone(),
+            crops: crops(WORKER, 1..=5),
+        })
+        .unwrap();
+    assert!(l.backend.sync_now().unwrap_err().should_fall_back());
+    assert_eq!(pending(&l.data), 1, "queued in the kiosk's store");
+
+    l.service.resume();
+    // The background sync, backing off meanwhile, pushes it by itself.
+    wait_until("the queued enrollment to be pushed", || {
+        pending(&l.data) == 0
+    });
+    let mut on_service = l.service.operators();
+    on_service.sort();
+    assert_eq!(
+        on_service,
+        [l.admin.personnel_no.clone(), worker.personnel_no.clone()]
+    );
+
+    assert_signs_in(&mut l.backend, WORKER, label_of(worker.id), OFFLOAD);
+}
+
+#[test]
+fn someone_enrolled_at_another_line_signs_in_here_with_the_cluster_down() {
+    // This kiosk knows only its administrator.
+    let mut l = line();
+
+    // Line 2 enrolls a maintenance technician (ORL s7) on the service.
+    let line2 = l.root.path().join("line2");
+    Store::open_in_dir(&line2).unwrap();
+    let line2 = OffloadBackend::connect(
+        ClientConfig::new(l.service.url()),
+        &line2.join(DB_FILE),
+        None,
+    )
+    .unwrap();
+    line2
+        .push(&Change::Enroll {
+            personnel_no: "M-7".into(),
+            crops: crops(WORKER, 1..=5),
+        })
+        .unwrap();
+
+    let technician = || {
+        Store::open_in_dir(&l.data)
+            .unwrap()
+            .operator_by_personnel_no("M-7")
+            .unwrap()
+    };
+    wait_until("the background sync to bring M-7", || {
+        technician().is_some()
+    });
+    let label = label_of(technician().unwrap().id);
+    l.service.kill();
+
+    assert_signs_in(&mut l.backend, WORKER, label, LOCAL);
+
+    // A removal on the service removes them here too.
+    l.service.resume();
+    line2
+        .push(&Change::Remove {
+            personnel_no: "M-7".into(),
+        })
+        .unwrap();
+    wait_until("the background sync to remove M-7", || {
+        technician().is_none()
+    });
+}

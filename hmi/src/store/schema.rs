@@ -3,6 +3,9 @@
 
 use rusqlite_migration::{Migrations, M};
 
+/// The schema version a fully migrated store reports (`PRAGMA user_version`).
+pub const VERSION: i64 = 2;
+
 pub(super) fn migrations() -> Migrations<'static> {
     Migrations::new(vec![M::up(V1).foreign_key_check(), M::up(V2)])
 }

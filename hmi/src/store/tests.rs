@@ -67,7 +67,7 @@ fn opens_with_wal_foreign_keys_and_keeps_data_across_reopen() {
         .conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 1);
+    assert_eq!(version, super::schema::VERSION);
 }
 
 #[test]

@@ -12,8 +12,9 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 profile=${1:-debug}
-bin=$repo/target/$profile
-out=$repo/target/deb
+target=${CARGO_TARGET_DIR:-$repo/target}
+bin=$target/$profile
+out=$target/deb
 
 die() { echo "build-deb: $*" >&2; exit 1; }
 

@@ -14,7 +14,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 PROTO_ROOT = REPO / "proto"
-BINARY = REPO / "target" / "debug" / "kubevision-offload"
+BINARY = Path(os.environ.get("CARGO_TARGET_DIR", REPO / "target")) / "debug" / "kubevision-offload"
 ORL = REPO.parent / "shared" / "datasets" / "orl"
 
 

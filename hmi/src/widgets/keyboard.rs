@@ -1,5 +1,7 @@
 //! The on-screen keyboard: QWERTY (English) or QWERTZ (German), digits,
-//! shift, space, backspace and enter; keys 56 px for gloved fingers.
+//! shift, space, backspace and enter; keys 56 px for gloved fingers. Shift
+//! also reaches the symbols that passwords, paths and URLs need, laid out
+//! as on the national keyboards.
 
 use eframe::egui::{Ui, Vec2};
 
@@ -20,10 +22,13 @@ impl KeyboardLayout {
         }
     }
 
-    fn rows(self) -> [&'static str; 4] {
-        match self {
-            KeyboardLayout::Qwerty => ["1234567890-", "qwertyuiop", "asdfghjkl", "zxcvbnm.@"],
-            KeyboardLayout::Qwertz => ["1234567890-", "qwertzuiopü", "asdfghjklöä", "yxcvbnm.@"],
+    /// The four rows of keys; each shifted row has a key for every unshifted one.
+    fn rows(self, shift: bool) -> [&'static str; 4] {
+        match (self, shift) {
+            (KeyboardLayout::Qwerty, false) => ["1234567890-", "qwertyuiop", "asdfghjkl", "zxcvbnm.@"],
+            (KeyboardLayout::Qwerty, true) => ["!@#$%^&*()_", "QWERTYUIOP", "ASDFGHJKL", "ZXCVBNM:/"],
+            (KeyboardLayout::Qwertz, false) => ["1234567890-", "qwertzuiopü", "asdfghjklöä", "yxcvbnm.@"],
+            (KeyboardLayout::Qwertz, true) => ["!\"§$%&/()=_", "QWERTZUIOPÜ", "ASDFGHJKLÖÄ", "YXCVBNM:/"],
         }
     }
 }
@@ -52,14 +57,9 @@ impl Keyboard {
         };
         ui.vertical(|ui| {
             ui.spacing_mut().item_spacing = Vec2::splat(4.0);
-            for row in KeyboardLayout::for_language(lang).rows() {
+            for row in KeyboardLayout::for_language(lang).rows(self.shift) {
                 ui.horizontal(|ui| {
                     for c in row.chars() {
-                        let c = if self.shift {
-                            c.to_uppercase().next().unwrap_or(c)
-                        } else {
-                            c
-                        };
                         if key(ui, &c.to_string(), KEY).clicked() {
                             push(target, c);
                             self.shift = false;
@@ -86,5 +86,24 @@ impl Keyboard {
             });
         });
         action
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shift_reaches_symbols_on_every_layout() {
+        for layout in [KeyboardLayout::Qwerty, KeyboardLayout::Qwertz] {
+            let (plain, shifted) = (layout.rows(false), layout.rows(true));
+            for (p, s) in plain.iter().zip(shifted) {
+                assert_eq!(p.chars().count(), s.chars().count(), "{layout:?}: {p} / {s}");
+            }
+            let all: String = plain.concat() + &shifted.concat();
+            for needed in ['/', ':', '.', '-', '_', '@', '!', '$'] {
+                assert!(all.contains(needed), "{layout:?} lacks {needed}");
+            }
+        }
     }
 }

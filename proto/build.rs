@@ -6,8 +6,11 @@
 
 use std::path::PathBuf;
 
-const PROTOS: &[&str] =
-    &["kubevision/v1/frames.proto", "kubevision/v1/recognition.proto", "kubevision/v1/gallery.proto"];
+const PROTOS: &[&str] = &[
+    "kubevision/v1/frames.proto",
+    "kubevision/v1/recognition.proto",
+    "kubevision/v1/gallery.proto",
+];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);

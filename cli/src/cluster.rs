@@ -26,16 +26,31 @@ pub struct ClusterArgs {
 /// A kubeconfig file, or Rancher's API for the downstream cluster.
 #[derive(Args)]
 struct ConnectionArgs {
-    #[arg(long, env = "KUBECONFIG", global = true, conflicts_with = "rancher_url")]
+    #[arg(
+        long,
+        env = "KUBECONFIG",
+        global = true,
+        conflicts_with = "rancher_url"
+    )]
     kubeconfig: Option<PathBuf>,
     /// The kubeconfig context (default: its current context).
     #[arg(long, global = true)]
     context: Option<String>,
     /// Rancher's server URL, e.g. https://rancher.plant.example
-    #[arg(long, env = "KUBEVISION_RANCHER_URL", global = true, requires = "rancher_cluster")]
+    #[arg(
+        long,
+        env = "KUBEVISION_RANCHER_URL",
+        global = true,
+        requires = "rancher_cluster"
+    )]
     rancher_url: Option<String>,
     /// A Rancher API token (prefer the environment variable).
-    #[arg(long, env = "KUBEVISION_RANCHER_TOKEN", global = true, hide_env_values = true)]
+    #[arg(
+        long,
+        env = "KUBEVISION_RANCHER_TOKEN",
+        global = true,
+        hide_env_values = true
+    )]
     rancher_token: Option<String>,
     /// The downstream cluster's name or id in Rancher.
     #[arg(long, env = "KUBEVISION_RANCHER_CLUSTER", global = true)]
@@ -72,13 +87,18 @@ struct DeployArgs {
 }
 
 pub fn run(args: &ClusterArgs) -> anyhow::Result<ExitCode> {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(run_async(args))
 }
 
 async fn run_async(args: &ClusterArgs) -> anyhow::Result<ExitCode> {
     let conn = connect(&args.connection).await?;
-    let release = Release { name: args.release.clone(), namespace: args.namespace.clone() };
+    let release = Release {
+        name: args.release.clone(),
+        namespace: args.namespace.clone(),
+    };
     match &args.action {
         Action::Status => status(&conn, &release).await,
         Action::Deploy(d) => deploy(&conn, &release, d, false).await,
@@ -89,7 +109,10 @@ async fn run_async(args: &ClusterArgs) -> anyhow::Result<ExitCode> {
                 println!("removed {object}");
             }
             if !delete_gallery {
-                println!("gallery volumes kept: a new deploy of release {} finds its enrolments again", release.name);
+                println!(
+                    "gallery volumes kept: a new deploy of release {} finds its enrolments again",
+                    release.name
+                );
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -110,7 +133,10 @@ async fn connect(c: &ConnectionArgs) -> anyhow::Result<Connection> {
 
 async fn status(conn: &Connection, release: &Release) -> anyhow::Result<ExitCode> {
     let nodes = cluster::list_nodes(conn).await?;
-    println!("{:<24} {:<9} {:>4} {:<6} gpu taint", "node", "hardware", "GPUs", "ready");
+    println!(
+        "{:<24} {:<9} {:>4} {:<6} gpu taint",
+        "node", "hardware", "GPUs", "ready"
+    );
     for n in nodes {
         println!(
             "{:<24} {:<9} {:>4} {:<6} {}",
@@ -123,32 +149,65 @@ async fn status(conn: &Connection, release: &Release) -> anyhow::Result<ExitCode
     }
     let s = cluster::status(conn, release).await?;
     if s.objects.is_empty() {
-        println!("\nrelease {} is not deployed in namespace {}", release.name, release.namespace);
+        println!(
+            "\nrelease {} is not deployed in namespace {}",
+            release.name, release.namespace
+        );
         return Ok(ExitCode::SUCCESS);
     }
-    println!("\nrelease {}: {}/{} replicas ready{}", release.name, s.ready, s.desired, if s.rolled_out { ", rolled out" } else { "" });
+    println!(
+        "\nrelease {}: {}/{} replicas ready{}",
+        release.name,
+        s.ready,
+        s.desired,
+        if s.rolled_out { ", rolled out" } else { "" }
+    );
     if let Some(endpoint) = &s.endpoint {
         println!("endpoint: {endpoint}");
     }
     for f in &s.failures {
         println!("problem: {f}");
     }
-    Ok(if s.failures.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if s.failures.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
-async fn deploy(conn: &Connection, release: &Release, args: &DeployArgs, upgrade: bool) -> anyhow::Result<ExitCode> {
+async fn deploy(
+    conn: &Connection,
+    release: &Release,
+    args: &DeployArgs,
+    upgrade: bool,
+) -> anyhow::Result<ExitCode> {
     let installed = !cluster::status(conn, release).await?.objects.is_empty();
     if upgrade && !installed {
-        bail!("release {} is not deployed in namespace {}: use `kubevision cluster deploy`", release.name, release.namespace);
+        bail!(
+            "release {} is not deployed in namespace {}: use `kubevision cluster deploy`",
+            release.name,
+            release.namespace
+        );
     }
     let yaml = match &args.values {
-        Some(path) => std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?,
+        Some(path) => std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?,
         None => String::new(),
     };
     let values = DeployValues::new(&release.name, &release.namespace, &yaml)?;
     let deployment = cluster::deploy(conn, &values).await?;
-    eprintln!("applied {} objects as field manager {}", deployment.objects.len(), cluster::FIELD_MANAGER);
-    let done = cluster::rollout(conn, release, Duration::from_secs(args.timeout), progress_bar).await;
+    eprintln!(
+        "applied {} objects as field manager {}",
+        deployment.objects.len(),
+        cluster::FIELD_MANAGER
+    );
+    let done = cluster::rollout(
+        conn,
+        release,
+        Duration::from_secs(args.timeout),
+        progress_bar,
+    )
+    .await;
     eprintln!();
     done?;
     match deployment.endpoint {
@@ -161,8 +220,21 @@ async fn deploy(conn: &Connection, release: &Release, args: &DeployArgs, upgrade
 /// `[#####-----] 1/2 message` on one terminal line.
 fn progress_bar(p: &Progress) {
     const WIDTH: usize = 20;
-    let filled = if p.desired > 0 { (p.ready.max(0) as usize * WIDTH) / p.desired as usize } else { 0 };
-    let bar = format!("{}{}", "#".repeat(filled.min(WIDTH)), "-".repeat(WIDTH - filled.min(WIDTH)));
-    eprint!("\r[{bar}] {}/{} {:<60}", p.ready, p.desired, p.message.chars().take(60).collect::<String>());
+    let filled = if p.desired > 0 {
+        (p.ready.max(0) as usize * WIDTH) / p.desired as usize
+    } else {
+        0
+    };
+    let bar = format!(
+        "{}{}",
+        "#".repeat(filled.min(WIDTH)),
+        "-".repeat(WIDTH - filled.min(WIDTH))
+    );
+    eprint!(
+        "\r[{bar}] {}/{} {:<60}",
+        p.ready,
+        p.desired,
+        p.message.chars().take(60).collect::<String>()
+    );
     let _ = std::io::stderr().flush();
 }

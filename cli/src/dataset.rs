@@ -19,12 +19,21 @@ pub fn people(dir: &Path) -> anyhow::Result<Vec<Person>> {
         if !folder.is_dir() {
             continue;
         }
-        let name = folder.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let photos = sorted_entries(&folder)?.into_iter().filter(|p| p.is_file() && is_photo(p)).collect();
+        let name = folder
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let photos = sorted_entries(&folder)?
+            .into_iter()
+            .filter(|p| p.is_file() && is_photo(p))
+            .collect();
         people.push(Person { name, photos });
     }
     if people.is_empty() {
-        bail!("{} has no sub-folders: put each person's photos in a folder named after them", dir.display());
+        bail!(
+            "{} has no sub-folders: put each person's photos in a folder named after them",
+            dir.display()
+        );
     }
     Ok(people)
 }

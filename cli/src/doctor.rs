@@ -33,7 +33,11 @@ pub const DEFAULT_CONFIG: &str = if cfg!(windows) {
 };
 
 /// The kiosk's data directory as the installers set it up.
-const DEFAULT_DATA_DIR: &str = if cfg!(windows) { r"C:\ProgramData\KubeVision\data" } else { "/var/lib/kubevision" };
+const DEFAULT_DATA_DIR: &str = if cfg!(windows) {
+    r"C:\ProgramData\KubeVision\data"
+} else {
+    "/var/lib/kubevision"
+};
 
 /// Longest wait for the cluster's API server (kube-rs's own timeouts are minutes).
 const CLUSTER_TIMEOUT: Duration = Duration::from_secs(10);
@@ -103,7 +107,11 @@ struct Check {
 
 impl Check {
     fn new(check: &'static str, status: Status, detail: impl Into<String>) -> Self {
-        Check { check, status, detail: detail.into() }
+        Check {
+            check,
+            status,
+            detail: detail.into(),
+        }
     }
 
     /// PASS with `Ok`'s detail, FAIL with the error and its causes on one line
@@ -111,7 +119,14 @@ impl Check {
     fn from_result(check: &'static str, result: anyhow::Result<String>) -> Self {
         match result {
             Ok(detail) => Check::new(check, Status::Pass, detail),
-            Err(e) => Check::new(check, Status::Fail, format!("{e:#}").split_whitespace().collect::<Vec<_>>().join(" ")),
+            Err(e) => Check::new(
+                check,
+                Status::Fail,
+                format!("{e:#}")
+                    .split_whitespace()
+                    .collect::<Vec<_>>()
+                    .join(" "),
+            ),
         }
     }
 
@@ -128,8 +143,15 @@ impl Check {
 
 pub fn run(args: &DoctorArgs) -> anyhow::Result<ExitCode> {
     let (config_check, config) = load_config(&args.config);
-    let data_dir = args.data_dir.clone().or(config.data_dir).unwrap_or_else(|| DEFAULT_DATA_DIR.into());
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the async runtime")?;
+    let data_dir = args
+        .data_dir
+        .clone()
+        .or(config.data_dir)
+        .unwrap_or_else(|| DEFAULT_DATA_DIR.into());
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
     let offload = args.offload.clone().or(config.offload.endpoint);
     let kubeconfig = args.kubeconfig.clone().or(config.cluster.kubeconfig);
     let checks = [
@@ -138,12 +160,26 @@ pub fn run(args: &DoctorArgs) -> anyhow::Result<ExitCode> {
         cameras(args.require_camera || config.require_camera),
         store(&data_dir),
         match offload {
-            Some(endpoint) => Check::from_result("offload", runtime.block_on(offload_status(&endpoint, config.offload.ca.as_deref()))),
-            None => Check::new("offload", Status::Skip, "not configured (--offload or offload.endpoint)"),
+            Some(endpoint) => Check::from_result(
+                "offload",
+                runtime.block_on(offload_status(&endpoint, config.offload.ca.as_deref())),
+            ),
+            None => Check::new(
+                "offload",
+                Status::Skip,
+                "not configured (--offload or offload.endpoint)",
+            ),
         },
         match kubeconfig {
-            Some(path) => Check::from_result("cluster", runtime.block_on(cluster_nodes(&path, config.cluster.context.as_deref()))),
-            None => Check::new("cluster", Status::Skip, "not configured (--kubeconfig or cluster.kubeconfig)"),
+            Some(path) => Check::from_result(
+                "cluster",
+                runtime.block_on(cluster_nodes(&path, config.cluster.context.as_deref())),
+            ),
+            None => Check::new(
+                "cluster",
+                Status::Skip,
+                "not configured (--kubeconfig or cluster.kubeconfig)",
+            ),
         },
     ];
     for check in &checks {
@@ -154,20 +190,46 @@ pub fn run(args: &DoctorArgs) -> anyhow::Result<ExitCode> {
         }
     }
     let failed = checks.iter().any(|c| c.status == Status::Fail);
-    Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 fn load_config(path: &Path) -> (Check, Config) {
     let text = match std::fs::read_to_string(path) {
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return (Check::new("config", Status::Skip, format!("{} not found: defaults", path.display())), Config::default())
+            return (
+                Check::new(
+                    "config",
+                    Status::Skip,
+                    format!("{} not found: defaults", path.display()),
+                ),
+                Config::default(),
+            )
         }
-        Err(e) => return (Check::new("config", Status::Fail, format!("{}: {e}", path.display())), Config::default()),
+        Err(e) => {
+            return (
+                Check::new("config", Status::Fail, format!("{}: {e}", path.display())),
+                Config::default(),
+            )
+        }
     };
     match toml::from_str(&text) {
-        Ok(config) => (Check::new("config", Status::Pass, path.display().to_string()), config),
-        Err(e) => (Check::new("config", Status::Fail, format!("{}: {}", path.display(), e.message())), Config::default()),
+        Ok(config) => (
+            Check::new("config", Status::Pass, path.display().to_string()),
+            config,
+        ),
+        Err(e) => (
+            Check::new(
+                "config",
+                Status::Fail,
+                format!("{}: {}", path.display(), e.message()),
+            ),
+            Config::default(),
+        ),
     }
 }
 
@@ -189,7 +251,11 @@ struct VideoNode {
 
 #[cfg(not(target_os = "linux"))]
 fn cameras(_required: bool) -> Check {
-    Check::new("camera", Status::Skip, "not checked on this operating system")
+    Check::new(
+        "camera",
+        Status::Skip,
+        "not checked on this operating system",
+    )
 }
 
 #[cfg(target_os = "linux")]
@@ -199,16 +265,31 @@ fn cameras(required: bool) -> Check {
         Ok(nodes) => nodes,
         // No video4linux driver is loaded: no camera was ever plugged in.
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-        Err(e) => return Check::new("camera", missing, format!("cannot list video devices: /sys/class/video4linux: {e}")),
+        Err(e) => {
+            return Check::new(
+                "camera",
+                missing,
+                format!("cannot list video devices: /sys/class/video4linux: {e}"),
+            )
+        }
     };
     let describe = |n: &VideoNode| format!("{} ({})", n.device.display(), n.name);
-    let usable: Vec<String> = nodes.iter().filter(|n| matches!(n.capture, Ok(true))).map(describe).collect();
+    let usable: Vec<String> = nodes
+        .iter()
+        .filter(|n| matches!(n.capture, Ok(true)))
+        .map(describe)
+        .collect();
     if !usable.is_empty() {
         return Check::new("camera", Status::Pass, usable.join(", "));
     }
     let unopenable: Vec<String> = nodes
         .iter()
-        .filter_map(|n| n.capture.as_ref().err().map(|e| format!("cannot open {}: {e}", describe(n))))
+        .filter_map(|n| {
+            n.capture
+                .as_ref()
+                .err()
+                .map(|e| format!("cannot open {}: {e}", describe(n)))
+        })
         .collect();
     if unopenable.is_empty() {
         Check::new("camera", missing, "no video capture device")
@@ -226,10 +307,15 @@ fn video_nodes(sysfs: &Path) -> std::io::Result<Vec<VideoNode>> {
         if !node.starts_with("video") {
             continue;
         }
-        let name = std::fs::read_to_string(entry.path().join("name")).map_or_else(|_| "unnamed".into(), |n| n.trim().to_owned());
+        let name = std::fs::read_to_string(entry.path().join("name"))
+            .map_or_else(|_| "unnamed".into(), |n| n.trim().to_owned());
         let device = Path::new("/dev").join(&node);
         let capture = v4l2::is_capture_device(&device);
-        nodes.push(VideoNode { device, name, capture });
+        nodes.push(VideoNode {
+            device,
+            name,
+            capture,
+        });
     }
     nodes.sort_by(|a, b| a.device.cmp(&b.device));
     Ok(nodes)
@@ -254,7 +340,9 @@ mod v4l2 {
     }
 
     /// `_IOR('V', 0, struct v4l2_capability)`.
-    const VIDIOC_QUERYCAP: libc::c_ulong = (2 << 30) | ((size_of::<Capability>() as libc::c_ulong) << 16) | ((b'V' as libc::c_ulong) << 8);
+    const VIDIOC_QUERYCAP: libc::c_ulong = (2 << 30)
+        | ((size_of::<Capability>() as libc::c_ulong) << 16)
+        | ((b'V' as libc::c_ulong) << 8);
     const CAP_VIDEO_CAPTURE: u32 = 0x1;
     const CAP_VIDEO_CAPTURE_MPLANE: u32 = 0x1000;
     const CAP_DEVICE_CAPS: u32 = 0x8000_0000;
@@ -263,7 +351,11 @@ mod v4l2 {
     /// whether this node captures video. Does not start streaming, so it is
     /// harmless while the kiosk uses the camera.
     pub fn is_capture_device(device: &Path) -> std::io::Result<bool> {
-        let file = std::fs::OpenOptions::new().read(true).write(true).custom_flags(libc::O_NONBLOCK).open(device)?;
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(device)?;
         let mut cap = std::mem::MaybeUninit::<Capability>::zeroed();
         // SAFETY: QUERYCAP fills exactly one v4l2_capability, which `cap` holds.
         if unsafe { libc::ioctl(file.as_raw_fd(), VIDIOC_QUERYCAP, cap.as_mut_ptr()) } < 0 {
@@ -271,7 +363,11 @@ mod v4l2 {
         }
         // SAFETY: zero-initialised plain integers, filled by the driver.
         let cap = unsafe { cap.assume_init() };
-        let caps = if cap.capabilities & CAP_DEVICE_CAPS != 0 { cap.device_caps } else { cap.capabilities };
+        let caps = if cap.capabilities & CAP_DEVICE_CAPS != 0 {
+            cap.device_caps
+        } else {
+            cap.capabilities
+        };
         Ok(caps & (CAP_VIDEO_CAPTURE | CAP_VIDEO_CAPTURE_MPLANE) != 0)
     }
 }
@@ -279,19 +375,38 @@ mod v4l2 {
 fn store(data_dir: &Path) -> Check {
     let file = data_dir.join(DB_FILE);
     if !data_dir.is_dir() {
-        return Check::new("store", Status::Fail, format!("the data directory {} does not exist", data_dir.display()));
+        return Check::new(
+            "store",
+            Status::Fail,
+            format!("the data directory {} does not exist", data_dir.display()),
+        );
     }
     if !file.exists() {
-        return Check::new("store", Status::Warn, format!("{} not created yet: the kiosk creates it at its first start", file.display()));
+        return Check::new(
+            "store",
+            Status::Warn,
+            format!(
+                "{} not created yet: the kiosk creates it at its first start",
+                file.display()
+            ),
+        );
     }
-    Check::from_result("store", inspect_store(&file).with_context(|| file.display().to_string()))
+    Check::from_result(
+        "store",
+        inspect_store(&file).with_context(|| file.display().to_string()),
+    )
 }
 
 /// Read-only: the doctor never migrates or repairs a store.
 fn inspect_store(file: &Path) -> anyhow::Result<String> {
     let expected = Schema::current().context("creating a reference store")?;
-    let conn = Connection::open_with_flags(file, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
-    let integrity: String = conn.query_row("PRAGMA quick_check", [], |r| r.get(0)).context("integrity check")?;
+    let conn = Connection::open_with_flags(
+        file,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    let integrity: String = conn
+        .query_row("PRAGMA quick_check", [], |r| r.get(0))
+        .context("integrity check")?;
     ensure!(integrity == "ok", "integrity check failed: {integrity}");
     let found = Schema::read(&conn)?;
     ensure!(
@@ -306,9 +421,22 @@ fn inspect_store(file: &Path) -> anyhow::Result<String> {
         found.version,
         expected.version
     );
-    let missing: Vec<&str> = expected.objects.difference(&found.objects).map(String::as_str).collect();
-    ensure!(missing.is_empty(), "schema version {} but missing: {}", found.version, missing.join(", "));
-    Ok(format!("{} (schema version {})", file.display(), found.version))
+    let missing: Vec<&str> = expected
+        .objects
+        .difference(&found.objects)
+        .map(String::as_str)
+        .collect();
+    ensure!(
+        missing.is_empty(),
+        "schema version {} but missing: {}",
+        found.version,
+        missing.join(", ")
+    );
+    Ok(format!(
+        "{} (schema version {})",
+        file.display(),
+        found.version
+    ))
 }
 
 /// What a migrated store holds: rusqlite_migration's version and the schema's objects.
@@ -321,8 +449,12 @@ struct Schema {
 impl Schema {
     fn read(conn: &Connection) -> rusqlite::Result<Schema> {
         let version = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-        let mut query = conn.prepare("SELECT type || ' ' || name FROM sqlite_schema WHERE name NOT LIKE 'sqlite_%'")?;
-        let objects = query.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
+        let mut query = conn.prepare(
+            "SELECT type || ' ' || name FROM sqlite_schema WHERE name NOT LIKE 'sqlite_%'",
+        )?;
+        let objects = query
+            .query_map([], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
         Ok(Schema { version, objects })
     }
 
@@ -337,13 +469,24 @@ impl Schema {
 async fn offload_status(endpoint: &str, ca: Option<&Path>) -> anyhow::Result<String> {
     let mut config = ClientConfig::new(endpoint);
     if let Some(ca) = ca {
-        let pem = std::fs::read(ca).with_context(|| format!("reading the CA certificate {}", ca.display()))?;
-        config.tls = Some(TlsSettings { ca_pem: pem, client_identity_pem: None, domain: None });
+        let pem = std::fs::read(ca)
+            .with_context(|| format!("reading the CA certificate {}", ca.display()))?;
+        config.tls = Some(TlsSettings {
+            ca_pem: pem,
+            client_identity_pem: None,
+            domain: None,
+        });
     } else {
         // The client trusts no built-in roots, only the plant's CA.
-        ensure!(!endpoint.starts_with("https:"), "{endpoint}: https needs offload.ca, the CA that signed the service's certificate");
+        ensure!(
+            !endpoint.starts_with("https:"),
+            "{endpoint}: https needs offload.ca, the CA that signed the service's certificate"
+        );
     }
-    let status = OffloadClient::new(config)?.gallery_status().await.with_context(|| endpoint.to_owned())?;
+    let status = OffloadClient::new(config)?
+        .gallery_status()
+        .await
+        .with_context(|| endpoint.to_owned())?;
     Ok(format!(
         "{endpoint}: gallery version {}, {} operators, {} backend",
         status.version, status.operator_count, status.backend
@@ -358,5 +501,9 @@ async fn cluster_nodes(kubeconfig: &Path, context: Option<&str>) -> anyhow::Resu
     .await
     .with_context(|| format!("no answer within {CLUSTER_TIMEOUT:?}"))??;
     let ready = nodes.iter().filter(|n| n.ready).count();
-    Ok(format!("{}: {} nodes, {ready} ready", kubeconfig.display(), nodes.len()))
+    Ok(format!(
+        "{}: {} nodes, {ready} ready",
+        kubeconfig.display(),
+        nodes.len()
+    ))
 }

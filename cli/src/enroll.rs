@@ -15,7 +15,10 @@ pub fn run(model_path: &Path, input: InputArgs, dir: &Path) -> anyhow::Result<Ex
         Lbph::new(LbphParams::default())?
     };
     let people = dataset::people(dir)?;
-    let paths: Vec<&Path> = people.iter().flat_map(|p| p.photos.iter().map(|p| p.as_path())).collect();
+    let paths: Vec<&Path> = people
+        .iter()
+        .flat_map(|p| p.photos.iter().map(|p| p.as_path()))
+        .collect();
     let results = faces::process_all(&paths, input, model.params())?;
 
     let mut results = results.into_iter();
@@ -61,6 +64,13 @@ fn label_for(model: &mut Lbph, name: &str) -> i32 {
     if let Some((&label, _)) = model.label_infos().iter().find(|(_, n)| *n == name) {
         return label;
     }
-    let used = model.gallery().labels().iter().chain(model.label_infos().keys()).copied().max().unwrap_or(0);
+    let used = model
+        .gallery()
+        .labels()
+        .iter()
+        .chain(model.label_infos().keys())
+        .copied()
+        .max()
+        .unwrap_or(0);
     used + 1
 }

@@ -63,8 +63,17 @@ pub fn run(args: &EvaluateArgs) -> anyhow::Result<ExitCode> {
 
 fn report(scores: &Scores, templates: usize, target: f64, threshold: Option<f64>) {
     println!("probes: {}  gallery templates: {templates}", scores.probes);
-    println!("rank-1 identification: {:.1} % ({} of {})", 100.0 * scores.accuracy(), scores.correct, scores.probes);
-    println!("genuine scores: {}  impostor scores: {}", scores.genuine.len(), scores.impostor.len());
+    println!(
+        "rank-1 identification: {:.1} % ({} of {})",
+        100.0 * scores.accuracy(),
+        scores.correct,
+        scores.probes
+    );
+    println!(
+        "genuine scores: {}  impostor scores: {}",
+        scores.genuine.len(),
+        scores.impostor.len()
+    );
     match threshold {
         Some(t) => println!(
             "recommended threshold for FAR ≤ {:.3} %: {t:.3} (FAR {:.3} %, FRR {:.1} %)",
@@ -87,10 +96,17 @@ fn write_csv(path: &Path, points: &[calibrate::RocPoint]) -> anyhow::Result<()> 
 type Labelled = Vec<(i32, Template)>;
 
 /// Templates of `photos` (person index → label), skipping unusable ones with a message.
-fn templates(photos: &[(i32, &Path)], input: InputArgs, params: &LbphParams) -> anyhow::Result<Labelled> {
+fn templates(
+    photos: &[(i32, &Path)],
+    input: InputArgs,
+    params: &LbphParams,
+) -> anyhow::Result<Labelled> {
     let paths: Vec<&Path> = photos.iter().map(|(_, p)| *p).collect();
     let mut out = Vec::new();
-    for ((label, path), result) in photos.iter().zip(faces::process_all(&paths, input, params)?) {
+    for ((label, path), result) in photos
+        .iter()
+        .zip(faces::process_all(&paths, input, params)?)
+    {
         match result {
             Ok(p) => out.push((*label, p.template)),
             Err(reason) => eprintln!("skipped {}: {reason}", path.display()),
@@ -100,13 +116,21 @@ fn templates(photos: &[(i32, &Path)], input: InputArgs, params: &LbphParams) -> 
 }
 
 fn from_model(path: &Path, args: &EvaluateArgs) -> anyhow::Result<(Gallery, Labelled)> {
-    let model = Lbph::load(path).with_context(|| format!("cannot load model {}", path.display()))?;
+    let model =
+        Lbph::load(path).with_context(|| format!("cannot load model {}", path.display()))?;
     let people = dataset::people(&args.dir)?;
     let mut photos = Vec::new();
     for person in &people {
-        match model.label_infos().iter().find(|(_, name)| **name == person.name) {
+        match model
+            .label_infos()
+            .iter()
+            .find(|(_, name)| **name == person.name)
+        {
             Some((&label, _)) => photos.extend(person.photos.iter().map(|p| (label, p.as_path()))),
-            None => eprintln!("skipped folder {}: no such person in the model", person.name),
+            None => eprintln!(
+                "skipped folder {}: no such person in the model",
+                person.name
+            ),
         }
     }
     let probes = templates(&photos, args.input, model.params())?;
@@ -119,7 +143,11 @@ fn from_split(n: usize, args: &EvaluateArgs) -> anyhow::Result<(Gallery, Labelle
     for (i, person) in people.iter().enumerate() {
         let label = i as i32 + 1;
         for (k, photo) in person.photos.iter().enumerate() {
-            if k < n { train.push((label, photo.as_path())) } else { probe.push((label, photo.as_path())) }
+            if k < n {
+                train.push((label, photo.as_path()))
+            } else {
+                probe.push((label, photo.as_path()))
+            }
         }
     }
     let params = LbphParams::default();

@@ -17,23 +17,42 @@ pub struct Processed {
 
 /// Processes photos in parallel, each thread with its own detector (OpenCV's
 /// cascade is not thread-safe). Results come back in input order.
-pub fn process_all(paths: &[&Path], input: InputArgs, params: &LbphParams) -> anyhow::Result<Vec<Result<Processed, String>>> {
+pub fn process_all(
+    paths: &[&Path],
+    input: InputArgs,
+    params: &LbphParams,
+) -> anyhow::Result<Vec<Result<Processed, String>>> {
     if !input.aligned {
         FaceDetector::from_default_locations()?; // fail once, clearly, before the batch
     }
     Ok(paths
         .par_iter()
         .map_init(
-            || (!input.aligned).then(|| FaceDetector::from_default_locations().expect("checked above")),
+            || {
+                (!input.aligned)
+                    .then(|| FaceDetector::from_default_locations().expect("checked above"))
+            },
             |detector, path| process(path, detector.as_mut(), params),
         )
         .collect())
 }
 
-fn process(path: &Path, detector: Option<&mut FaceDetector>, params: &LbphParams) -> Result<Processed, String> {
+fn process(
+    path: &Path,
+    detector: Option<&mut FaceDetector>,
+    params: &LbphParams,
+) -> Result<Processed, String> {
     let photo = imageio::load_gray(path).map_err(|e| e.to_string())?;
     let (face, input) = match detector {
-        None => (FaceBox { x: 0, y: 0, width: photo.width(), height: photo.height() }, photo),
+        None => (
+            FaceBox {
+                x: 0,
+                y: 0,
+                width: photo.width(),
+                height: photo.height(),
+            },
+            photo,
+        ),
         Some(detector) => detected(detector, &photo)?,
     };
     let template = Template::extract(params, &input).map_err(|e| e.to_string())?;
@@ -42,8 +61,13 @@ fn process(path: &Path, detector: Option<&mut FaceDetector>, params: &LbphParams
 
 /// The largest face, normalised. A batch of photos is not a live camera, so
 /// only "is there a face" applies here, not the kiosk's framing rules.
-fn detected(detector: &mut FaceDetector, photo: &GrayImage) -> Result<(FaceBox, GrayImage), String> {
+fn detected(
+    detector: &mut FaceDetector,
+    photo: &GrayImage,
+) -> Result<(FaceBox, GrayImage), String> {
     let faces = detector.detect(photo).map_err(|e| e.to_string())?;
-    let face = *faces.first().ok_or_else(|| vision::quality::QualityIssue::NoFace.to_string())?;
+    let face = *faces
+        .first()
+        .ok_or_else(|| vision::quality::QualityIssue::NoFace.to_string())?;
     Ok((face, normalize(photo, &face).map_err(|e| e.to_string())?))
 }

@@ -9,12 +9,22 @@ use vision::lbph::{Lbph, DEFAULT_THRESHOLD};
 
 use crate::{faces, InputArgs};
 
-pub fn run(model_path: &Path, input: InputArgs, threshold: Option<f64>, as_json: bool, images: &[PathBuf]) -> anyhow::Result<ExitCode> {
-    let model = Lbph::load(model_path).with_context(|| format!("cannot load model {}", model_path.display()))?;
+pub fn run(
+    model_path: &Path,
+    input: InputArgs,
+    threshold: Option<f64>,
+    as_json: bool,
+    images: &[PathBuf],
+) -> anyhow::Result<ExitCode> {
+    let model = Lbph::load(model_path)
+        .with_context(|| format!("cannot load model {}", model_path.display()))?;
     let threshold = threshold.unwrap_or_else(|| effective_threshold(&model));
     let paths: Vec<&Path> = images.iter().map(|p| p.as_path()).collect();
     let mut processed = 0;
-    for (path, result) in images.iter().zip(faces::process_all(&paths, input, model.params())?) {
+    for (path, result) in images
+        .iter()
+        .zip(faces::process_all(&paths, input, model.params())?)
+    {
         let line = match result {
             Ok(p) => {
                 processed += 1;
@@ -39,7 +49,11 @@ pub fn run(model_path: &Path, input: InputArgs, threshold: Option<f64>, as_json:
         };
         println!("{line}");
     }
-    Ok(if processed == 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+    Ok(if processed == 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 /// The model's own threshold when it has one (OpenCV's default is "none").

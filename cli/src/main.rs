@@ -23,7 +23,11 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "kubevision", version, about = "KubeVision face sign-in: tools for plant IT")]
+#[command(
+    name = "kubevision",
+    version,
+    about = "KubeVision face sign-in: tools for plant IT"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -79,7 +83,13 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Enroll { model, input, dir } => enroll::run(&model, input, &dir),
-        Command::Identify { model, input, threshold, json, images } => identify::run(&model, input, threshold, json, &images),
+        Command::Identify {
+            model,
+            input,
+            threshold,
+            json,
+            images,
+        } => identify::run(&model, input, threshold, json, &images),
         Command::Evaluate(args) => evaluate::run(&args),
         Command::Bench(args) => bench::run(&args),
         Command::Doctor(args) => doctor::run(&args),

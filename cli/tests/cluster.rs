@@ -5,7 +5,11 @@
 use std::process::Command;
 
 fn kubevision(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_kubevision")).args(args).env_remove("KUBECONFIG").output().unwrap()
+    Command::new(env!("CARGO_BIN_EXE_kubevision"))
+        .args(args)
+        .env_remove("KUBECONFIG")
+        .output()
+        .unwrap()
 }
 
 #[test]
@@ -19,7 +23,11 @@ fn no_connection_is_explained() {
 fn unreachable_api_server_is_named_and_nothing_is_printed() {
     let dir = tempfile::tempdir().unwrap();
     // A port nothing listens on: bind, note it, close.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let kubeconfig = dir.path().join("kubeconfig");
     std::fs::write(
         &kubeconfig,
@@ -29,13 +37,23 @@ fn unreachable_api_server_is_named_and_nothing_is_printed() {
         ),
     )
     .unwrap();
-    let out = kubevision(&["cluster", "--kubeconfig", kubeconfig.to_str().unwrap(), "status"]);
+    let out = kubevision(&[
+        "cluster",
+        "--kubeconfig",
+        kubeconfig.to_str().unwrap(),
+        "status",
+    ]);
     assert!(!out.status.success());
     assert!(out.stdout.is_empty(), "no half table");
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot reach the Kubernetes API server"));
 
     let missing = dir.path().join("nope");
-    let out = kubevision(&["cluster", "--kubeconfig", missing.to_str().unwrap(), "deploy"]);
+    let out = kubevision(&[
+        "cluster",
+        "--kubeconfig",
+        missing.to_str().unwrap(),
+        "deploy",
+    ]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("nope"));
 }

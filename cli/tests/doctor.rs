@@ -26,7 +26,10 @@ fn doctor(data_dir: &Path, cascades: &Path, extra: &[&str]) -> Output {
 
 /// The line of check `name`, e.g. "PASS store    …".
 fn line<'a>(stdout: &'a str, name: &str) -> &'a str {
-    stdout.lines().find(|l| l.split_whitespace().nth(1) == Some(name)).unwrap_or_else(|| panic!("no {name} line in:\n{stdout}"))
+    stdout
+        .lines()
+        .find(|l| l.split_whitespace().nth(1) == Some(name))
+        .unwrap_or_else(|| panic!("no {name} line in:\n{stdout}"))
 }
 
 fn stdout(out: &Output) -> String {
@@ -44,11 +47,22 @@ fn passes_on_a_store_the_kiosk_created() {
     let data = kiosk_data_dir();
     let out = doctor(data.path(), &assets_cascades(), &[]);
     let text = stdout(&out);
-    assert_eq!(out.status.code(), Some(0), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(line(&text, "cascade").starts_with("PASS"), "{text}");
-    assert!(line(&text, "cascade").ends_with("haarcascade_frontalface_default.xml"), "{text}");
+    assert!(
+        line(&text, "cascade").ends_with("haarcascade_frontalface_default.xml"),
+        "{text}"
+    );
     let store = line(&text, "store");
-    assert!(store.starts_with("PASS") && store.contains(DB_FILE) && store.contains("(schema version "), "{text}");
+    assert!(
+        store.starts_with("PASS") && store.contains(DB_FILE) && store.contains("(schema version "),
+        "{text}"
+    );
     assert!(line(&text, "config").starts_with("SKIP"), "{text}");
     assert!(line(&text, "offload").starts_with("SKIP"), "{text}");
     assert!(line(&text, "cluster").starts_with("SKIP"), "{text}");
@@ -60,9 +74,18 @@ fn passes_on_a_store_the_kiosk_created() {
 fn json_gives_one_object_per_check() {
     let data = kiosk_data_dir();
     let out = doctor(data.path(), &assets_cascades(), &["--json"]);
-    let checks: Vec<serde_json::Value> = stdout(&out).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    let names: Vec<&str> = checks.iter().map(|c| c["check"].as_str().unwrap()).collect();
-    assert_eq!(names, ["config", "cascade", "camera", "store", "offload", "cluster"]);
+    let checks: Vec<serde_json::Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let names: Vec<&str> = checks
+        .iter()
+        .map(|c| c["check"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["config", "cascade", "camera", "store", "offload", "cluster"]
+    );
     assert_eq!(checks[3]["status"], "pass");
 }
 
@@ -70,12 +93,19 @@ fn json_gives_one_object_per_check() {
 fn a_cascade_opencv_cannot_load_fails() {
     let data = kiosk_data_dir();
     let cascades = tempfile::tempdir().unwrap();
-    std::fs::write(cascades.path().join("haarcascade_frontalface_default.xml"), "<opencv_storage>truncated").unwrap();
+    std::fs::write(
+        cascades.path().join("haarcascade_frontalface_default.xml"),
+        "<opencv_storage>truncated",
+    )
+    .unwrap();
     let out = doctor(data.path(), cascades.path(), &[]);
     let text = stdout(&out);
     assert_eq!(out.status.code(), Some(1), "{text}");
     let cascade = line(&text, "cascade");
-    assert!(cascade.starts_with("FAIL") && cascade.contains(&cascades.path().display().to_string()), "{text}");
+    assert!(
+        cascade.starts_with("FAIL") && cascade.contains(&cascades.path().display().to_string()),
+        "{text}"
+    );
     assert!(line(&text, "store").starts_with("PASS"), "{text}");
 }
 
@@ -90,18 +120,27 @@ fn a_corrupted_store_fails() {
     let text = stdout(&out);
     assert_eq!(out.status.code(), Some(1), "{text}");
     let store = line(&text, "store");
-    assert!(store.starts_with("FAIL") && store.contains("not a database"), "{text}");
+    assert!(
+        store.starts_with("FAIL") && store.contains("not a database"),
+        "{text}"
+    );
 }
 
 #[test]
 fn an_unmigrated_store_fails() {
     let data = tempfile::tempdir().unwrap();
-    rusqlite::Connection::open(data.path().join(DB_FILE)).unwrap().execute_batch("CREATE TABLE t (x)").unwrap();
+    rusqlite::Connection::open(data.path().join(DB_FILE))
+        .unwrap()
+        .execute_batch("CREATE TABLE t (x)")
+        .unwrap();
     let out = doctor(data.path(), &assets_cascades(), &[]);
     let text = stdout(&out);
     assert_eq!(out.status.code(), Some(1), "{text}");
     assert!(line(&text, "store").starts_with("FAIL store    "), "{text}");
-    assert!(line(&text, "store").contains("schema version 0, this KubeVision migrates to "), "{text}");
+    assert!(
+        line(&text, "store").contains("schema version 0, this KubeVision migrates to "),
+        "{text}"
+    );
 }
 
 #[test]
@@ -128,10 +167,22 @@ fn unreachable_offload_and_cluster_fail() {
          contexts: [{name: plant, context: {cluster: plant, user: admin}}]\n",
     )
     .unwrap();
-    let out = doctor(data.path(), &assets_cascades(), &["--offload", "http://127.0.0.1:9", "--kubeconfig", kubeconfig.to_str().unwrap()]);
+    let out = doctor(
+        data.path(),
+        &assets_cascades(),
+        &[
+            "--offload",
+            "http://127.0.0.1:9",
+            "--kubeconfig",
+            kubeconfig.to_str().unwrap(),
+        ],
+    );
     let text = stdout(&out);
     assert_eq!(out.status.code(), Some(1), "{text}");
-    assert!(line(&text, "offload").starts_with("FAIL offload  http://127.0.0.1:9"), "{text}");
+    assert!(
+        line(&text, "offload").starts_with("FAIL offload  http://127.0.0.1:9"),
+        "{text}"
+    );
     assert!(line(&text, "cluster").starts_with("FAIL"), "{text}");
     assert!(line(&text, "store").starts_with("PASS"), "{text}");
 }
@@ -148,16 +199,28 @@ fn configuration_file_is_read_and_checked() {
             .output()
             .unwrap()
     };
-    let out = run(&format!("data_dir = {:?}\nrequire_camera = false\n[offload]\n[cluster]\n", data.path()));
+    let out = run(&format!(
+        "data_dir = {:?}\nrequire_camera = false\n[offload]\n[cluster]\n",
+        data.path()
+    ));
     let text = stdout(&out);
     assert_eq!(out.status.code(), Some(0), "{text}");
     assert!(line(&text, "config").starts_with("PASS"), "{text}");
-    assert!(line(&text, "store").contains(&data.path().display().to_string()), "{text}");
+    assert!(
+        line(&text, "store").contains(&data.path().display().to_string()),
+        "{text}"
+    );
 
-    let out = run(&format!("data_dir = {:?}\n[offload]\nendpont = \"http://x\"\n", data.path()));
+    let out = run(&format!(
+        "data_dir = {:?}\n[offload]\nendpont = \"http://x\"\n",
+        data.path()
+    ));
     let text = stdout(&out);
     assert_eq!(out.status.code(), Some(1), "{text}");
-    assert!(line(&text, "config").starts_with("FAIL") && line(&text, "config").contains("endpont"), "{text}");
+    assert!(
+        line(&text, "config").starts_with("FAIL") && line(&text, "config").contains("endpont"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -178,8 +241,16 @@ fn require_camera_turns_a_missing_camera_into_a_failure() {
 #[test]
 fn https_offload_without_the_plant_ca_fails() {
     let data = kiosk_data_dir();
-    let out = doctor(data.path(), &assets_cascades(), &["--offload", "https://offload.plant.example:50051"]);
+    let out = doctor(
+        data.path(),
+        &assets_cascades(),
+        &["--offload", "https://offload.plant.example:50051"],
+    );
     let text = stdout(&out);
     assert_eq!(out.status.code(), Some(1), "{text}");
-    assert!(line(&text, "offload").starts_with("FAIL") && line(&text, "offload").contains("needs offload.ca"), "{text}");
+    assert!(
+        line(&text, "offload").starts_with("FAIL")
+            && line(&text, "offload").contains("needs offload.ca"),
+        "{text}"
+    );
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use eframe::egui::{self, Color32, ColorImage, RichText, TextureHandle, TextureOptions};
 
 use crate::auth::{AuthMachine, AuthState, Effect, FaceEvidence};
-use crate::camera::{Camera, CameraStatus, DeviceSource, FolderSource, FrameSource};
+use crate::camera::{file_source, Camera, CameraStatus, DeviceSource, FrameSource};
 use crate::i18n::{Language, T};
 use crate::recognition::{self, Command, Event, Mode, Preview, Worker};
 use crate::screens::{self, Nav, Screen};
@@ -18,11 +18,14 @@ use crate::settings::Settings;
 use crate::store::{now_millis, Millis, Operator, Role, Store, StoreError};
 use crate::theme;
 
+/// Set first thing in `main`; the "sign-in screen ready" log line measures cold start from it.
+pub static PROCESS_START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+
 /// How the kiosk was started.
 #[derive(Debug, Clone)]
 pub struct Config {
     pub data_dir: PathBuf,
-    /// A folder of images to play as the camera; `None`: the settings' camera.
+    /// A folder of images or a video file to play as the camera; `None`: the settings' camera.
     pub camera: Option<PathBuf>,
     pub camera_fps: f64,
 }
@@ -171,33 +174,41 @@ pub enum StartError {
     Camera(#[from] crate::camera::CameraError),
 }
 
-/// The folder given on the command line, else the settings' camera: an
-/// index opens a USB camera, anything else is a folder of images.
+/// The path given on the command line, else the settings' camera: an index
+/// opens a USB camera, anything else is a folder of images or a video file.
 fn open_camera(folder: Option<&Path>, settings: &Settings, fps: f64) -> Result<Camera, StartError> {
-    let folder = match (folder, settings.camera.trim().parse::<u32>()) {
-        (Some(dir), _) => FolderSource::new(dir, fps)?,
+    let source = match (folder, settings.camera.trim().parse::<u32>()) {
+        (Some(path), _) => file_source(path, fps)?,
         (None, Ok(index)) => {
             let resolution = settings.resolution;
             return Ok(Camera::start(move || {
                 Box::new(DeviceSource::new(index, resolution)) as Box<dyn FrameSource>
             }));
         }
-        (None, Err(_)) => FolderSource::new(Path::new(settings.camera.trim()), fps)?,
+        (None, Err(_)) => file_source(Path::new(settings.camera.trim()), fps)?,
     };
-    Ok(Camera::start(move || {
-        Box::new(folder) as Box<dyn FrameSource>
-    }))
+    Ok(Camera::start(move || source as Box<dyn FrameSource>))
 }
 
 /// The recogniser with the backend the settings choose. A backend that
 /// cannot be built (unreadable TLS files, say) falls back to local matching:
 /// sign-in must keep working, and the badge shows which backend answers.
-fn start_recognition(camera: &Camera, settings: &Settings, data_dir: &Path, ctx: &egui::Context) -> Worker {
+fn start_recognition(
+    camera: &Camera,
+    settings: &Settings,
+    data_dir: &Path,
+    ctx: &egui::Context,
+) -> Worker {
     let params = vision::lbph::LbphParams::default();
-    let backend = recognition::create_backend(settings, &data_dir.join(crate::store::DB_FILE), params).unwrap_or_else(|e| {
-        tracing::warn!("recognition backend {:?} unavailable, matching locally: {e}", settings.backend);
-        Box::new(recognition::LocalBackend::new(params))
-    });
+    let backend =
+        recognition::create_backend(settings, &data_dir.join(crate::store::DB_FILE), params)
+            .unwrap_or_else(|e| {
+                tracing::warn!(
+                    "recognition backend {:?} unavailable, matching locally: {e}",
+                    settings.backend
+                );
+                Box::new(recognition::LocalBackend::new(params))
+            });
     let ctx = ctx.clone();
     Worker::start(
         camera.frames(),
@@ -450,7 +461,6 @@ impl KioskApp {
     fn status_bar(&mut self, ui: &mut egui::Ui) {
         let k = &mut self.kiosk;
         ui.horizontal(|ui| {
-            ui.heading(k.t(T::AppTitle));
             ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
                 let other = k.lang().toggled();
                 let label = match other {
@@ -487,6 +497,10 @@ impl KioskApp {
                         .strong(),
                     );
                 }
+                // Last, so that on a narrow screen the title gives way (ending in "…").
+                ui.with_layout(egui::Layout::left_to_right(egui::Align::Center), |ui| {
+                    ui.add(egui::Label::new(RichText::new(k.t(T::AppTitle)).heading()).truncate());
+                });
             });
         });
         if let Some(e) = k.error.clone() {
@@ -535,6 +549,11 @@ impl eframe::App for KioskApp {
         let nav = egui::CentralPanel::default()
             .show(ui, |ui| self.screen.show(ui, &mut self.kiosk))
             .inner;
+        if matches!(self.screen, Screen::SignIn(_)) {
+            static READY: std::sync::Once = std::sync::Once::new();
+            let elapsed_ms = PROCESS_START.get().map(|t| t.elapsed().as_millis() as u64);
+            READY.call_once(|| tracing::info!(elapsed_ms, "sign-in screen ready"));
+        }
         if let Some(nav) = nav {
             self.navigate(nav);
         }

@@ -17,10 +17,11 @@ struct Args {
     /// Where the store lives (default: the platform's data directory).
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
-    /// A folder of images to play as the camera (demos, training, tests).
-    #[arg(long, value_name = "DIR")]
+    /// A folder of images or a video file to play as the camera (demos,
+    /// training, tests); a video plays at its own frame rate and loops.
+    #[arg(long, value_name = "PATH")]
     camera: Option<PathBuf>,
-    /// Frames per second for a folder camera.
+    /// Frames per second for a folder camera, or a video whose file has no frame rate.
     #[arg(long, default_value_t = 10.0)]
     camera_fps: f64,
     /// Check the audit log's hash chain, print the result and exit (1: tampered).
@@ -36,6 +37,7 @@ fn default_data_dir() -> PathBuf {
 }
 
 fn main() -> ExitCode {
+    kubevision_hmi::app::PROCESS_START.get_or_init(std::time::Instant::now);
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .init();

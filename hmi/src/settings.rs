@@ -20,7 +20,7 @@ pub enum BackendChoice {
 #[serde(default)]
 pub struct Settings {
     pub language: Language,
-    /// A camera index ("0") or a folder of images; `--camera` overrides it.
+    /// A camera index ("0"), a folder of images or a video file; `--camera` overrides it.
     pub camera: String,
     /// Requested capture size for USB cameras.
     pub resolution: (u32, u32),

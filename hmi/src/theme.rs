@@ -39,11 +39,31 @@ pub fn apply(ctx: &egui::Context) {
         style.spacing.interact_size = Vec2::splat(MIN_TARGET);
         style.spacing.button_padding = Vec2::new(18.0, 12.0);
         style.spacing.item_spacing = Vec2::new(12.0, 12.0);
-        style.spacing.scroll.bar_width = 24.0; // a scroll bar a gloved finger can hit
+        // A solid scroll bar a gloved finger can hit, shown whenever the
+        // content scrolls: a touch screen never hovers to reveal it.
+        style.spacing.scroll = egui::style::ScrollStyle {
+            bar_width: 24.0,
+            dormant_background_opacity: 1.0,
+            active_background_opacity: 1.0,
+            interact_background_opacity: 1.0,
+            dormant_handle_opacity: 1.0,
+            active_handle_opacity: 1.0,
+            interact_handle_opacity: 1.0,
+            ..egui::style::ScrollStyle::solid()
+        };
         let v = &mut style.visuals;
         v.panel_fill = BACKGROUND;
         v.window_fill = PANEL;
-        v.override_text_color = Some(TEXT);
+        // White text everywhere except on a selected (safety-yellow) choice,
+        // which takes the selection's black: white on yellow is unreadable.
+        for w in [
+            &mut v.widgets.noninteractive,
+            &mut v.widgets.inactive,
+            &mut v.widgets.active,
+            &mut v.widgets.open,
+        ] {
+            w.fg_stroke.color = TEXT;
+        }
         v.widgets.inactive.weak_bg_fill = PANEL;
         v.widgets.inactive.bg_stroke = Stroke::new(2.0, Color32::from_gray(0x70));
         v.widgets.hovered = v.widgets.inactive; // nothing may depend on hover

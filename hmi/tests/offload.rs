@@ -3,7 +3,8 @@
 //! with ORL faces cut by the kiosk's own pipeline: offload answers while
 //! the service is up, local answers when it stops (even mid-burst),
 //! enrollments made offline reach the service once it is back, and people
-//! enrolled at another line reach this kiosk's local gallery.
+//! enrolled at another line reach this kiosk with their name, role and PIN,
+//! and sign in here with the cluster down.
 
 mod support;
 
@@ -12,12 +13,17 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use egui_kittest::Harness;
+use kubevision_hmi::app::KioskApp;
+use kubevision_hmi::auth::AuthState;
 use kubevision_hmi::camera::{FolderSource, FrameSource};
 use kubevision_hmi::recognition::{
-    AutoBackend, AutoConfig, Backend, Change, OffloadBackend, SyncPolicy, LOCAL, OFFLOAD,
+    AutoBackend, AutoConfig, Backend, OffloadBackend, SyncPolicy, LOCAL, OFFLOAD,
 };
 use kubevision_hmi::service::label_of;
-use kubevision_hmi::store::{Operator, Store, DB_FILE};
+use kubevision_hmi::store::{
+    now_millis, AuditAction, NewOperator, Operator, Role, SecretCheck, SecretKind, Store, DB_FILE,
+};
 use kubevision_offload_client::{ClientConfig, OffloadClient};
 use support::*;
 use tempfile::TempDir;
@@ -153,15 +159,17 @@ fn rule() -> BurstRule {
     }
 }
 
-/// Sign-in and sync timings short enough for a test.
+/// Sync timings short enough for a test.
+const SYNC: SyncPolicy = SyncPolicy {
+    every: Duration::from_millis(200),
+    max_backoff: Duration::from_millis(500),
+};
+
 fn auto(data: &Path, service: &Service) -> AutoBackend {
     let config = AutoConfig {
         // Generous for a debug server on a shared two-core machine.
         deadline: Duration::from_secs(1),
-        sync: SyncPolicy {
-            every: Duration::from_millis(200),
-            max_backoff: Duration::from_millis(500),
-        },
+        sync: SYNC,
     };
     AutoBackend::start(
         ClientConfig::new(service.url()),
@@ -186,9 +194,10 @@ fn line() -> Line {
     let root = tempfile::tempdir().unwrap();
     let service = Service::start(&root);
     let data = data_dir(&root);
+    // The store queues the enrollment for the plant gallery; the sync pushes it.
     let admin = seed_admin(&data);
     let mut backend = auto(&data, &service);
-    enroll(&mut backend, &admin, ADMIN);
+    backend.sync_now().unwrap();
     Line {
         root,
         service,
@@ -196,17 +205,6 @@ fn line() -> Line {
         admin,
         backend,
     }
-}
-
-/// Enrolls a seeded operator with the service through the kiosk's backend.
-fn enroll(backend: &mut AutoBackend, op: &Operator, person: u32) {
-    backend
-        .submit(&Change::Enroll {
-            personnel_no: op.personnel_no.clone(),
-            crops: crops(person, 1..=5),
-        })
-        .unwrap();
-    backend.sync_now().unwrap();
 }
 
 fn pending(data: &Path) -> i64 {
@@ -262,7 +260,7 @@ fn accepted(decision: &BurstDecision) -> Option<i32> {
 fn offload_identifies_and_verifies_and_says_so() {
     let mut l = line();
     let worker = seed_worker(&l.data);
-    enroll(&mut l.backend, &worker, WORKER);
+    l.backend.sync_now().unwrap();
 
     assert_signs_in(&mut l.backend, ADMIN, label_of(l.admin.id), OFFLOAD);
     assert_signs_in(&mut l.backend, WORKER, label_of(worker.id), OFFLOAD);
@@ -287,6 +285,7 @@ fn offload_identifies_and_verifies_and_says_so() {
         ClientConfig::new(l.service.url()),
         &l.data.join(DB_FILE),
         None,
+        SYNC,
     )
     .unwrap();
     assert_signs_in(&mut offload, WORKER, label_of(worker.id), OFFLOAD);
@@ -296,7 +295,7 @@ fn offload_identifies_and_verifies_and_says_so() {
 fn a_burst_completes_locally_when_the_service_stops_in_the_middle() {
     let mut l = line();
     let worker = seed_worker(&l.data);
-    enroll(&mut l.backend, &worker, WORKER);
+    l.backend.sync_now().unwrap();
 
     let mut slowest = Duration::ZERO;
     let mut last = Instant::now();
@@ -330,15 +329,9 @@ fn a_burst_completes_locally_when_the_service_stops_in_the_middle() {
 #[test]
 fn an_enrollment_made_offline_reaches_the_service_when_it_is_back() {
     let mut l = line();
-    let worker = seed_worker(&l.data);
     l.service.kill();
 
-    l.backend
-        .submit(&Change::Enroll {
-            personnel_no: worker.personnel_no.clone(),
-            crops: crops(WORKER, 1..=5),
-        })
-        .unwrap();
+    let worker = seed_worker(&l.data);
     assert!(l.backend.sync_now().unwrap_err().should_fall_back());
     assert_eq!(pending(&l.data), 1, "queued in the kiosk's store");
 
@@ -362,44 +355,147 @@ fn someone_enrolled_at_another_line_signs_in_here_with_the_cluster_down() {
     // This kiosk knows only its administrator.
     let mut l = line();
 
-    // Line 2 enrolls a maintenance technician (ORL s7) on the service.
+    // Line 2 enrolls a maintenance technician (ORL s7) with a PIN, and an
+    // administrator of its own (ORL s12); its sync pushes both.
     let line2 = l.root.path().join("line2");
-    Store::open_in_dir(&line2).unwrap();
-    let line2 = OffloadBackend::connect(
+    let mut store2 = Store::open_in_dir(&line2).unwrap();
+    let technician = NewOperator {
+        name: "Max Brenner",
+        personnel_no: "M-7",
+        role: Role::Maintenance,
+        pin: Some("8642"),
+        password: None,
+    };
+    store2
+        .create_enrolled_operator(&technician, &templates(WORKER), None, now_millis())
+        .unwrap();
+    let admin2 = NewOperator {
+        name: "Line 2 admin",
+        personnel_no: "A-12",
+        role: Role::Administrator,
+        ..technician.clone()
+    };
+    store2
+        .create_enrolled_operator(&admin2, &templates(12), None, now_millis())
+        .unwrap();
+    let mut backend2 = OffloadBackend::connect(
         ClientConfig::new(l.service.url()),
         &line2.join(DB_FILE),
         None,
+        SYNC,
     )
     .unwrap();
-    line2
-        .push(&Change::Enroll {
-            personnel_no: "M-7".into(),
-            crops: crops(WORKER, 1..=5),
-        })
-        .unwrap();
+    backend2.sync_now().unwrap();
 
-    let technician = || {
+    let here = |no: &str| {
         Store::open_in_dir(&l.data)
             .unwrap()
-            .operator_by_personnel_no("M-7")
+            .operator_by_personnel_no(no)
             .unwrap()
     };
-    wait_until("the background sync to bring M-7", || {
-        technician().is_some()
+    wait_until("the background sync to bring M-7 and A-12", || {
+        here("M-7").is_some() && here("A-12").is_some()
     });
-    let label = label_of(technician().unwrap().id);
+    let m7 = here("M-7").unwrap();
+    assert_eq!(
+        (m7.name.as_str(), m7.role),
+        ("Max Brenner", Role::Maintenance)
+    );
+    assert_eq!(
+        here("A-12").unwrap().role,
+        Role::Maintenance,
+        "administration is never granted by a sync"
+    );
+    let synced = audit(&l.data, AuditAction::Enrolled);
+    assert!(
+        synced
+            .iter()
+            .any(|r| r.detail.starts_with("M-7") && r.backend.as_deref() == Some("plant gallery")),
+        "the sync is in the audit log: {synced:?}"
+    );
     l.service.kill();
 
-    assert_signs_in(&mut l.backend, WORKER, label, LOCAL);
+    // Face and PIN, with the cluster down.
+    assert_signs_in(&mut l.backend, WORKER, label_of(m7.id), LOCAL);
+    let mut store = Store::open_in_dir(&l.data).unwrap();
+    assert_eq!(
+        store
+            .check_secret(m7.id, SecretKind::Pin, "8642", now_millis())
+            .unwrap(),
+        SecretCheck::Accepted,
+        "the PIN set at line 2 works here"
+    );
 
-    // A removal on the service removes them here too.
+    // Deleting the technician at line 2 removes them here too.
     l.service.resume();
-    line2
-        .push(&Change::Remove {
-            personnel_no: "M-7".into(),
-        })
-        .unwrap();
+    let gone = store2.operator_by_personnel_no("M-7").unwrap().unwrap();
+    store2.delete_operator(gone.id, None, now_millis()).unwrap();
+    backend2.sync_now().unwrap();
     wait_until("the background sync to remove M-7", || {
-        technician().is_none()
+        here("M-7").is_none()
     });
+}
+
+/// The whole kiosk (egui_kittest) set to Auto: a sign-in is decided by the
+/// service; the service then dies while the kiosk is identifying the next
+/// person in front of it, and that sign-in completes locally. The audit
+/// log records which backend decided each.
+#[test]
+fn the_kiosk_signs_in_through_the_cluster_and_locally_once_it_is_gone() {
+    let root = tempfile::tempdir().unwrap();
+    let mut service = Service::start(&root);
+    let (data, _, worker) = seeded(&root);
+    let mut store = Store::open_in_dir(&data).unwrap();
+    store.put_setting("backend", "\"auto\"", None, 0).unwrap();
+    let endpoint = format!("\"{}\"", service.url());
+    store
+        .put_setting("offload_endpoint", &endpoint, None, 0)
+        .unwrap();
+    drop(store);
+
+    let mut h = start(&data, &camera(&root, "live", &photos(WORKER, 6..=10)));
+    // The kiosk's own sync pushes the seeded operators at start.
+    wait(&mut h, "the PIN pad", awaiting_pin);
+    let backend_of_face = |h: &Harness<'_, KioskApp>| match h.state().kiosk().auth.state() {
+        AuthState::AwaitingPin { face, .. } => face.backend,
+        other => panic!("{other:?}"),
+    };
+    // Until the push lands, the service knows nobody and local answers;
+    // sign in and out until the service has decided one.
+    let mut decided_by_offload = false;
+    for _ in 0..5 {
+        decided_by_offload = backend_of_face(&h) == OFFLOAD;
+        keys(&mut h, "1357");
+        tap(&mut h, "OK");
+        wait(&mut h, "the sign-in", signed_in);
+        tap(&mut h, "Sign out");
+        if decided_by_offload {
+            break;
+        }
+        wait(&mut h, "the PIN pad", awaiting_pin);
+    }
+    assert!(decided_by_offload, "the service never decided a sign-in");
+
+    service.kill();
+    wait(&mut h, "the PIN pad", awaiting_pin);
+    assert_eq!(backend_of_face(&h), LOCAL);
+    keys(&mut h, "1357");
+    tap(&mut h, "OK");
+    wait(&mut h, "the sign-in", signed_in);
+    assert_eq!(
+        h.state().kiosk().auth.session().unwrap().operator.id,
+        worker.id
+    );
+    drop(h);
+
+    // Newest first.
+    let backends: Vec<Option<String>> = audit(&data, AuditAction::SignIn)
+        .into_iter()
+        .map(|r| r.backend)
+        .collect();
+    assert_eq!(backends[0].as_deref(), Some(LOCAL));
+    assert!(
+        backends.iter().any(|b| b.as_deref() == Some(OFFLOAD)),
+        "{backends:?}"
+    );
 }

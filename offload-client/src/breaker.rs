@@ -16,17 +16,26 @@ pub struct BreakerPolicy {
 
 impl Default for BreakerPolicy {
     fn default() -> Self {
-        Self { failure_threshold: 5, open_for: Duration::from_secs(10) }
+        Self {
+            failure_threshold: 5,
+            open_for: Duration::from_secs(10),
+        }
     }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum State {
-    Closed { failures: u32 },
-    Open { until: Instant },
+    Closed {
+        failures: u32,
+    },
+    Open {
+        until: Instant,
+    },
     /// One probe is out; if it never reports (its future was dropped),
     /// another is let through at `next_probe`.
-    HalfOpen { next_probe: Instant },
+    HalfOpen {
+        next_probe: Instant,
+    },
 }
 
 #[derive(Debug)]
@@ -37,7 +46,10 @@ pub struct CircuitBreaker {
 
 impl CircuitBreaker {
     pub fn new(policy: BreakerPolicy) -> Self {
-        Self { policy, state: Mutex::new(State::Closed { failures: 0 }) }
+        Self {
+            policy,
+            state: Mutex::new(State::Closed { failures: 0 }),
+        }
     }
 
     /// Whether calls are going through now.
@@ -55,7 +67,9 @@ impl CircuitBreaker {
                 Err(ClientError::CircuitOpen(until - now))
             }
             State::Open { .. } | State::HalfOpen { .. } => {
-                *state = State::HalfOpen { next_probe: now + self.policy.open_for };
+                *state = State::HalfOpen {
+                    next_probe: now + self.policy.open_for,
+                };
                 Ok(())
             }
         }
@@ -67,11 +81,15 @@ impl CircuitBreaker {
         *state = match (*state, success) {
             (_, true) => State::Closed { failures: 0 },
             (State::Closed { failures }, false) if failures + 1 < self.policy.failure_threshold => {
-                State::Closed { failures: failures + 1 }
+                State::Closed {
+                    failures: failures + 1,
+                }
             }
             (_, false) => {
                 tracing::warn!(open_for = ?self.policy.open_for, "offload service failing: circuit opened");
-                State::Open { until: Instant::now() + self.policy.open_for }
+                State::Open {
+                    until: Instant::now() + self.policy.open_for,
+                }
             }
         };
     }
@@ -87,7 +105,10 @@ mod tests {
 
     #[test]
     fn opens_after_failures_and_closes_after_a_good_probe() {
-        let breaker = CircuitBreaker::new(BreakerPolicy { failure_threshold: 2, open_for: Duration::from_millis(50) });
+        let breaker = CircuitBreaker::new(BreakerPolicy {
+            failure_threshold: 2,
+            open_for: Duration::from_millis(50),
+        });
         breaker.admit().unwrap();
         breaker.record(false);
         assert!(breaker.is_closed(), "one failure is not a run");
@@ -95,7 +116,10 @@ mod tests {
         assert!(matches!(breaker.admit(), Err(ClientError::CircuitOpen(_))));
         std::thread::sleep(Duration::from_millis(60));
         breaker.admit().expect("a probe after the open period");
-        assert!(matches!(breaker.admit(), Err(ClientError::CircuitOpen(_))), "only one probe at a time");
+        assert!(
+            matches!(breaker.admit(), Err(ClientError::CircuitOpen(_))),
+            "only one probe at a time"
+        );
         breaker.record(true);
         assert!(breaker.is_closed());
         breaker.admit().unwrap();
@@ -103,7 +127,10 @@ mod tests {
 
     #[test]
     fn a_failed_probe_reopens() {
-        let breaker = CircuitBreaker::new(BreakerPolicy { failure_threshold: 1, open_for: Duration::from_millis(30) });
+        let breaker = CircuitBreaker::new(BreakerPolicy {
+            failure_threshold: 1,
+            open_for: Duration::from_millis(30),
+        });
         breaker.record(false);
         std::thread::sleep(Duration::from_millis(40));
         breaker.admit().unwrap();

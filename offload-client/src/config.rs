@@ -51,7 +51,11 @@ pub struct RetryPolicy {
 
 impl Default for RetryPolicy {
     fn default() -> Self {
-        Self { max_attempts: 3, initial_backoff: Duration::from_millis(50), max_backoff: Duration::from_secs(1) }
+        Self {
+            max_attempts: 3,
+            initial_backoff: Duration::from_millis(50),
+            max_backoff: Duration::from_secs(1),
+        }
     }
 }
 
@@ -60,7 +64,10 @@ impl RetryPolicy {
     /// to initial × 2^(attempt-1), capped, so that many kiosks retrying after
     /// one hiccup do not arrive together.
     pub fn backoff(&self, attempt: u32) -> Duration {
-        let ceiling = self.initial_backoff.saturating_mul(1 << attempt.saturating_sub(1).min(16)).min(self.max_backoff);
+        let ceiling = self
+            .initial_backoff
+            .saturating_mul(1 << attempt.saturating_sub(1).min(16))
+            .min(self.max_backoff);
         ceiling.mul_f64(jitter())
     }
 }
@@ -70,7 +77,11 @@ impl RetryPolicy {
 fn jitter() -> f64 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u64(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64));
+    h.write_u64(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64),
+    );
     0.5 + (h.finish() >> 11) as f64 / (1u64 << 54) as f64
 }
 
@@ -92,11 +103,21 @@ mod tests {
 
     #[test]
     fn backoff_grows_and_is_capped() {
-        let p = RetryPolicy { max_attempts: 10, initial_backoff: Duration::from_millis(100), max_backoff: Duration::from_millis(300) };
+        let p = RetryPolicy {
+            max_attempts: 10,
+            initial_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_millis(300),
+        };
         let first = p.backoff(1);
-        assert!(first >= Duration::from_millis(50) && first < Duration::from_millis(100), "{first:?}");
+        assert!(
+            first >= Duration::from_millis(50) && first < Duration::from_millis(100),
+            "{first:?}"
+        );
         let second = p.backoff(2);
-        assert!(second >= Duration::from_millis(100) && second < Duration::from_millis(200), "{second:?}");
+        assert!(
+            second >= Duration::from_millis(100) && second < Duration::from_millis(200),
+            "{second:?}"
+        );
         for attempt in 3..40 {
             assert!(p.backoff(attempt) < Duration::from_millis(300));
         }

@@ -6,7 +6,9 @@ use tonic::Code;
 pub enum ClientError {
     #[error("client configuration: {0}")]
     Config(String),
-    #[error("the offload service is failing; not calling it for another {0:?} (recognise locally)")]
+    #[error(
+        "the offload service is failing; not calling it for another {0:?} (recognise locally)"
+    )]
     CircuitOpen(Duration),
     #[error("offload service: {}: {}", .0.code(), .0.message())]
     Rpc(tonic::Status),

@@ -29,8 +29,9 @@ pub use kubevision_proto::v1 as proto;
 use proto::gallery_service_client::GalleryServiceClient;
 use proto::recognition_service_client::RecognitionServiceClient;
 use proto::{
-    sync_event, EnrollRequest, GalleryChange, GalleryStatus, GetGalleryStatusRequest, IdentifyRequest, IdentifyResponse,
-    RemoveOperatorRequest, SyncGalleryRequest, SyncHeader, UpdateOperatorRequest, VerifyRequest, VerifyResponse,
+    sync_event, EnrollRequest, GalleryChange, GalleryStatus, GetGalleryStatusRequest,
+    IdentifyRequest, IdentifyResponse, RemoveOperatorRequest, SyncGalleryRequest, SyncHeader,
+    UpdateOperatorRequest, VerifyRequest, VerifyResponse,
 };
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
@@ -72,17 +73,17 @@ impl OffloadClient {
         let endpoint = endpoint(&config)?;
         let channel = endpoint.connect_lazy();
         let max = config.max_message_bytes;
-        let authorization = match &config.token {
-            Some(token) => Some(
-                format!("Bearer {token}")
-                    .parse()
-                    .map_err(|_| ClientError::Config("the token must be printable ASCII".into()))?,
-            ),
-            None => None,
-        };
+        let authorization =
+            match &config.token {
+                Some(token) => Some(format!("Bearer {token}").parse().map_err(|_| {
+                    ClientError::Config("the token must be printable ASCII".into())
+                })?),
+                None => None,
+            };
         Ok(Self {
             stubs: Stubs {
-                recognition: RecognitionServiceClient::new(channel.clone()).max_decoding_message_size(max),
+                recognition: RecognitionServiceClient::new(channel.clone())
+                    .max_decoding_message_size(max),
                 gallery: GalleryServiceClient::new(channel).max_decoding_message_size(max),
             },
             breaker: Arc::new(CircuitBreaker::new(config.breaker)),
@@ -97,46 +98,97 @@ impl OffloadClient {
     }
 
     /// Who is this? (idempotent: retried)
-    pub async fn identify(&self, request: IdentifyRequest) -> Result<IdentifyResponse, ClientError> {
-        self.call(true, self.config.request_timeout, request, |mut c, r| async move { c.recognition.identify(r).await }).await
+    pub async fn identify(
+        &self,
+        request: IdentifyRequest,
+    ) -> Result<IdentifyResponse, ClientError> {
+        self.call(
+            true,
+            self.config.request_timeout,
+            request,
+            |mut c, r| async move { c.recognition.identify(r).await },
+        )
+        .await
     }
 
     /// Is this the claimed operator? (idempotent: retried)
     pub async fn verify(&self, request: VerifyRequest) -> Result<VerifyResponse, ClientError> {
-        self.call(true, self.config.request_timeout, request, |mut c, r| async move { c.recognition.verify(r).await }).await
+        self.call(
+            true,
+            self.config.request_timeout,
+            request,
+            |mut c, r| async move { c.recognition.verify(r).await },
+        )
+        .await
     }
 
     /// Enrolls a new operator (not retried).
     pub async fn enroll(&self, request: EnrollRequest) -> Result<GalleryChange, ClientError> {
-        self.call(false, self.config.request_timeout, request, |mut c, r| async move { c.gallery.enroll(r).await }).await
+        self.call(
+            false,
+            self.config.request_timeout,
+            request,
+            |mut c, r| async move { c.gallery.enroll(r).await },
+        )
+        .await
     }
 
     /// Appends or replaces an operator's templates (not retried).
-    pub async fn update_operator(&self, request: UpdateOperatorRequest) -> Result<GalleryChange, ClientError> {
-        self.call(false, self.config.request_timeout, request, |mut c, r| async move { c.gallery.update_operator(r).await })
-            .await
+    pub async fn update_operator(
+        &self,
+        request: UpdateOperatorRequest,
+    ) -> Result<GalleryChange, ClientError> {
+        self.call(
+            false,
+            self.config.request_timeout,
+            request,
+            |mut c, r| async move { c.gallery.update_operator(r).await },
+        )
+        .await
     }
 
     /// Removes an operator (not retried).
-    pub async fn remove_operator(&self, operator_id: impl Into<String>) -> Result<GalleryChange, ClientError> {
-        let request = RemoveOperatorRequest { operator_id: operator_id.into() };
-        self.call(false, self.config.request_timeout, request, |mut c, r| async move { c.gallery.remove_operator(r).await })
-            .await
+    pub async fn remove_operator(
+        &self,
+        operator_id: impl Into<String>,
+    ) -> Result<GalleryChange, ClientError> {
+        let request = RemoveOperatorRequest {
+            operator_id: operator_id.into(),
+        };
+        self.call(
+            false,
+            self.config.request_timeout,
+            request,
+            |mut c, r| async move { c.gallery.remove_operator(r).await },
+        )
+        .await
     }
 
     /// The gallery's size, version and format (idempotent: retried).
     pub async fn gallery_status(&self) -> Result<GalleryStatus, ClientError> {
         let request = GetGalleryStatusRequest {};
-        self.call(true, self.config.request_timeout, request, |mut c, r| async move { c.gallery.get_gallery_status(r).await })
-            .await
+        self.call(
+            true,
+            self.config.request_timeout,
+            request,
+            |mut c, r| async move { c.gallery.get_gallery_status(r).await },
+        )
+        .await
     }
 
     /// Every change since `since_version`, read to the end (idempotent: the
     /// whole stream is retried). Runs under `sync_timeout`, not `request_timeout`.
     pub async fn sync_gallery(&self, since_version: u64) -> Result<GallerySync, ClientError> {
-        self.call(true, self.config.sync_timeout, SyncGalleryRequest { since_version }, |mut c, r| async move {
-            collect_sync(c.gallery.sync_gallery(r).await?.into_inner()).await.map(Response::new)
-        })
+        self.call(
+            true,
+            self.config.sync_timeout,
+            SyncGalleryRequest { since_version },
+            |mut c, r| async move {
+                collect_sync(c.gallery.sync_gallery(r).await?.into_inner())
+                    .await
+                    .map(Response::new)
+            },
+        )
         .await
     }
 
@@ -153,7 +205,11 @@ impl OffloadClient {
         Fut: Future<Output = Result<Response<Resp>, Status>>,
     {
         let policy = self.config.retry;
-        let attempts = if idempotent { policy.max_attempts.max(1) } else { 1 };
+        let attempts = if idempotent {
+            policy.max_attempts.max(1)
+        } else {
+            1
+        };
         for attempt in 1..=attempts {
             self.breaker.admit()?;
             let mut request = Request::new(message.clone());
@@ -177,7 +233,8 @@ impl OffloadClient {
                     return Ok(response.into_inner());
                 }
                 Err(status) => {
-                    self.breaker.record(!error::is_server_trouble(status.code()));
+                    self.breaker
+                        .record(!error::is_server_trouble(status.code()));
                     if attempt == attempts || !is_retryable(status.code()) {
                         return Err(ClientError::Rpc(status));
                     }
@@ -196,21 +253,30 @@ fn is_retryable(code: Code) -> bool {
     matches!(code, Code::Unavailable | Code::ResourceExhausted)
 }
 
-async fn collect_sync(mut stream: tonic::Streaming<proto::SyncEvent>) -> Result<GallerySync, Status> {
+async fn collect_sync(
+    mut stream: tonic::Streaming<proto::SyncEvent>,
+) -> Result<GallerySync, Status> {
     let mut header = None;
     let mut changes = Vec::new();
     while let Some(event) = stream.message().await? {
         match event.event {
             Some(sync_event::Event::Header(h)) => header = Some(h),
             Some(sync_event::Event::Complete(c)) => {
-                let header = header.ok_or_else(|| Status::internal("the sync stream had no header"))?;
-                return Ok(GallerySync { header, changes, version: c.version });
+                let header =
+                    header.ok_or_else(|| Status::internal("the sync stream had no header"))?;
+                return Ok(GallerySync {
+                    header,
+                    changes,
+                    version: c.version,
+                });
             }
             Some(change) => changes.push(change),
             None => {} // an event kind newer than this client: skip it
         }
     }
-    Err(Status::unavailable("the sync stream ended before its completion marker"))
+    Err(Status::unavailable(
+        "the sync stream ended before its completion marker",
+    ))
 }
 
 fn endpoint(config: &ClientConfig) -> Result<Endpoint, ClientError> {
@@ -221,14 +287,17 @@ fn endpoint(config: &ClientConfig) -> Result<Endpoint, ClientError> {
         .http2_keep_alive_interval(Duration::from_secs(30))
         .keep_alive_while_idle(true);
     if let Some(tls) = &config.tls {
-        let mut tls_config = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(&tls.ca_pem));
+        let mut tls_config =
+            ClientTlsConfig::new().ca_certificate(Certificate::from_pem(&tls.ca_pem));
         if let Some((cert, key)) = &tls.client_identity_pem {
             tls_config = tls_config.identity(Identity::from_pem(cert, key));
         }
         if let Some(domain) = &tls.domain {
             tls_config = tls_config.domain_name(domain.clone());
         }
-        endpoint = endpoint.tls_config(tls_config).map_err(|e| ClientError::Config(format!("TLS: {e}")))?;
+        endpoint = endpoint
+            .tls_config(tls_config)
+            .map_err(|e| ClientError::Config(format!("TLS: {e}")))?;
     }
     Ok(endpoint)
 }

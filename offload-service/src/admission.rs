@@ -40,21 +40,42 @@ pub struct Ticket {
 impl Admission {
     pub fn new(workers: usize, queue: usize, metrics: Arc<Metrics>) -> Self {
         let capacity = workers + queue;
-        Self { slots: Arc::new(Semaphore::new(capacity)), capacity, workers: Arc::new(Semaphore::new(workers)), metrics }
+        Self {
+            slots: Arc::new(Semaphore::new(capacity)),
+            capacity,
+            workers: Arc::new(Semaphore::new(workers)),
+            metrics,
+        }
     }
 
     pub fn admit(&self) -> Result<Ticket, AdmissionError> {
-        let slot = self.slots.clone().try_acquire_owned().map_err(|_| AdmissionError::Full(self.capacity))?;
+        let slot = self
+            .slots
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| AdmissionError::Full(self.capacity))?;
         self.metrics.in_flight.inc();
-        Ok(Ticket { admission: self.clone(), _slot: slot })
+        Ok(Ticket {
+            admission: self.clone(),
+            _slot: slot,
+        })
     }
 }
 
 impl Ticket {
     /// Runs CPU-bound work on the blocking pool once a worker is free.
-    pub async fn run<T: Send + 'static>(&self, work: impl FnOnce() -> T + Send + 'static) -> Result<T, AdmissionError> {
+    pub async fn run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, AdmissionError> {
         let waiting = Waiting::new(&self.admission.metrics.queue_depth);
-        let worker = self.admission.workers.clone().acquire_owned().await.map_err(|_| AdmissionError::Closed)?;
+        let worker = self
+            .admission
+            .workers
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| AdmissionError::Closed)?;
         drop(waiting);
         tokio::task::spawn_blocking(move || {
             let _worker = worker;

@@ -54,9 +54,16 @@ impl Batcher {
     }
 
     /// The `k` nearest labels for each probe, via a batch.
-    pub async fn search(&self, probes: Vec<Template>, k: usize) -> Result<Vec<Vec<Match>>, BatchError> {
+    pub async fn search(
+        &self,
+        probes: Vec<Template>,
+        k: usize,
+    ) -> Result<Vec<Vec<Match>>, BatchError> {
         let (reply, answer) = oneshot::channel();
-        self.jobs.send(Job { probes, k, reply }).await.map_err(|_| BatchError::Stopped)?;
+        self.jobs
+            .send(Job { probes, k, reply })
+            .await
+            .map_err(|_| BatchError::Stopped)?;
         match answer.await {
             Ok(Ok(matches)) => Ok(matches),
             Ok(Err(message)) => Err(BatchError::Backend(message)),
@@ -73,6 +80,9 @@ async fn run(
     metrics: Arc<Metrics>,
 ) {
     let in_flight = Arc::new(Semaphore::new(BATCHES_IN_FLIGHT));
+    // The backend's name can change at run time (a GPU backend falling back
+    // to the CPU): keep `backend_info` saying which one answers.
+    let mut shown = backend.name();
     while let Some(first) = rx.recv().await {
         let mut probes = first.probes.len();
         let mut jobs = vec![first];
@@ -90,8 +100,15 @@ async fn run(
                 None => break,
             }
         }
-        let Ok(permit) = in_flight.clone().acquire_owned().await else { return };
+        let Ok(permit) = in_flight.clone().acquire_owned().await else {
+            return;
+        };
         metrics.batch_size.observe(probes as f64);
+        if backend.name() != shown {
+            shown = backend.name();
+            metrics.backend.reset();
+            metrics.backend.with_label_values(&[shown]).set(1);
+        }
         let backend = backend.clone();
         tokio::task::spawn_blocking(move || {
             let _permit = permit;
@@ -153,11 +170,29 @@ mod tests {
             Ok(())
         }
         fn remove_label(&self, _: i32) {}
-        fn search_batch(&self, probes: &[Template], k: usize) -> Result<Vec<Vec<Match>>, BackendError> {
+        fn search_batch(
+            &self,
+            probes: &[Template],
+            k: usize,
+        ) -> Result<Vec<Vec<Match>>, BackendError> {
             self.batches.lock().unwrap().push(probes.len());
-            Ok(probes.iter().map(|_| (0..k as i32).map(|label| Match { label, distance: label as f64 }).collect()).collect())
+            Ok(probes
+                .iter()
+                .map(|_| {
+                    (0..k as i32)
+                        .map(|label| Match {
+                            label,
+                            distance: label as f64,
+                        })
+                        .collect()
+                })
+                .collect())
         }
-        fn distances_to_label(&self, probes: &[Template], _: i32) -> Result<Vec<Option<f64>>, BackendError> {
+        fn distances_to_label(
+            &self,
+            probes: &[Template],
+            _: i32,
+        ) -> Result<Vec<Option<f64>>, BackendError> {
             Ok(vec![None; probes.len()])
         }
         fn template_count(&self) -> usize {
@@ -168,8 +203,15 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_requests_share_batches_and_keep_their_own_k() {
         let backend = Arc::new(Recording::default());
-        let batcher = Batcher::start(backend.clone(), Duration::from_millis(50), 64, 64, Metrics::new());
-        let face = vision::GrayImage::from_fn(92, 112, |x, y| image::Luma([(x * 7 + y * 13) as u8]));
+        let batcher = Batcher::start(
+            backend.clone(),
+            Duration::from_millis(50),
+            64,
+            64,
+            Metrics::new(),
+        );
+        let face =
+            vision::GrayImage::from_fn(92, 112, |x, y| image::Luma([(x * 7 + y * 13) as u8]));
         let probe = Template::extract(&LbphParams::default(), &face).unwrap();
         let calls: Vec<_> = (1..=16)
             .map(|k| {
@@ -180,10 +222,16 @@ mod tests {
         for call in calls {
             let (k, answer) = call.await.unwrap();
             assert_eq!(answer.len(), 2, "one answer a probe");
-            assert!(answer.iter().all(|m| m.len() == k), "each request gets its own k");
+            assert!(
+                answer.iter().all(|m| m.len() == k),
+                "each request gets its own k"
+            );
         }
         let batches = backend.batches.lock().unwrap().clone();
         assert_eq!(batches.iter().sum::<usize>(), 32);
-        assert!(batches.len() < 16, "16 concurrent requests were coalesced: {batches:?}");
+        assert!(
+            batches.len() < 16,
+            "16 concurrent requests were coalesced: {batches:?}"
+        );
     }
 }

@@ -12,18 +12,30 @@ use clap::Parser;
 use crate::backend::BackendChoice;
 
 #[derive(Debug, Clone, Parser)]
-#[command(name = "kubevision-offload", version, about = "KubeVision offload service: face identification against the plant-wide gallery over gRPC")]
+#[command(
+    name = "kubevision-offload",
+    version,
+    about = "KubeVision offload service: face identification against the plant-wide gallery over gRPC"
+)]
 pub struct Config {
     /// Address the gRPC server listens on.
     #[arg(long, env = "KUBEVISION_LISTEN", default_value = "0.0.0.0:50051")]
     pub listen: SocketAddr,
 
     /// Address of the plain-HTTP endpoint with /metrics, /healthz and /readyz.
-    #[arg(long, env = "KUBEVISION_METRICS_LISTEN", default_value = "0.0.0.0:9090")]
+    #[arg(
+        long,
+        env = "KUBEVISION_METRICS_LISTEN",
+        default_value = "0.0.0.0:9090"
+    )]
     pub metrics_listen: SocketAddr,
 
     /// Directory holding the gallery database (a persistent volume).
-    #[arg(long, env = "KUBEVISION_DATA_DIR", default_value = "/var/lib/kubevision")]
+    #[arg(
+        long,
+        env = "KUBEVISION_DATA_DIR",
+        default_value = "/var/lib/kubevision"
+    )]
     pub data_dir: PathBuf,
 
     /// Matching backend.
@@ -60,11 +72,19 @@ pub struct Config {
     pub max_message_bytes: usize,
 
     /// Largest decoded camera image accepted, in pixels (guards against decompression bombs).
-    #[arg(long, env = "KUBEVISION_MAX_IMAGE_PIXELS", default_value_t = 16_000_000)]
+    #[arg(
+        long,
+        env = "KUBEVISION_MAX_IMAGE_PIXELS",
+        default_value_t = 16_000_000
+    )]
     pub max_image_pixels: u64,
 
     /// Templates one operator may have.
-    #[arg(long, env = "KUBEVISION_MAX_TEMPLATES_PER_OPERATOR", default_value_t = 64)]
+    #[arg(
+        long,
+        env = "KUBEVISION_MAX_TEMPLATES_PER_OPERATOR",
+        default_value_t = 64
+    )]
     pub max_templates_per_operator: usize,
 
     /// Accept threshold (LBPH chi-square distance) when a request names none.
@@ -98,7 +118,9 @@ pub struct Config {
 
 impl Config {
     pub fn max_concurrency(&self) -> usize {
-        self.max_concurrency.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())).max(1)
+        self.max_concurrency
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
+            .max(1)
     }
 
     pub fn batch_window(&self) -> Duration {
@@ -108,16 +130,25 @@ impl Config {
     /// Settings clap cannot check on its own.
     pub fn validate(&self) -> Result<(), String> {
         if !(self.threshold.is_finite() && self.threshold > 0.0) {
-            return Err(format!("--threshold must be a positive number, not {}", self.threshold));
+            return Err(format!(
+                "--threshold must be a positive number, not {}",
+                self.threshold
+            ));
         }
         if !(self.burst_min_agreement > 0.0 && self.burst_min_agreement <= 1.0) {
-            return Err(format!("--burst-min-agreement must be in (0, 1], not {}", self.burst_min_agreement));
+            return Err(format!(
+                "--burst-min-agreement must be in (0, 1], not {}",
+                self.burst_min_agreement
+            ));
         }
         for (name, value) in [
             ("--max-message-bytes", self.max_message_bytes),
             ("--max-batch", self.max_batch),
             ("--burst-min-frames", self.burst_min_frames),
-            ("--max-templates-per-operator", self.max_templates_per_operator),
+            (
+                "--max-templates-per-operator",
+                self.max_templates_per_operator,
+            ),
         ] {
             if value == 0 {
                 return Err(format!("{name} must be at least 1"));
@@ -159,7 +190,14 @@ mod tests {
 
     #[test]
     fn token_never_reaches_the_log_line() {
-        let config = Config::try_parse_from(["kubevision-offload", "--token", "s3cret-value", "--data-dir", "/x"]).unwrap();
+        let config = Config::try_parse_from([
+            "kubevision-offload",
+            "--token",
+            "s3cret-value",
+            "--data-dir",
+            "/x",
+        ])
+        .unwrap();
         let logged = format!("{config:?}");
         assert!(!logged.contains("s3cret-value"), "{logged}");
         assert!(logged.contains("<redacted>"));
@@ -172,6 +210,8 @@ mod tests {
         assert_eq!(config.metrics_listen.to_string(), "0.0.0.0:9090");
         assert_eq!(config.data_dir, PathBuf::from("/var/lib/kubevision"));
         assert_eq!(config.backend, BackendChoice::Auto);
-        config.validate().expect("the defaults (vision's calibrated threshold included) are valid");
+        config
+            .validate()
+            .expect("the defaults (vision's calibrated threshold included) are valid");
     }
 }

@@ -3,8 +3,8 @@
 use tonic::{Code, Status};
 
 use crate::admission::AdmissionError;
-use crate::batcher::BatchError;
 use crate::backend::BackendError;
+use crate::batcher::BatchError;
 use crate::frames::FrameError;
 use crate::gallery::GalleryError;
 use crate::store::StoreError;
@@ -47,13 +47,19 @@ impl ServiceError {
             E::Frame(FrameError::Detection { .. }) => Code::Internal,
             E::Frame(_) => Code::InvalidArgument,
             E::Admission(AdmissionError::Full(_)) => Code::ResourceExhausted,
-            E::Admission(AdmissionError::Closed) | E::Batch(BatchError::Stopped) => Code::Unavailable,
+            E::Admission(AdmissionError::Closed) | E::Batch(BatchError::Stopped) => {
+                Code::Unavailable
+            }
             E::Gallery(GalleryError::Store(StoreError::AlreadyEnrolled(_))) => Code::AlreadyExists,
             E::Gallery(GalleryError::Store(StoreError::UnknownOperator(_))) => Code::NotFound,
-            E::Gallery(GalleryError::Store(StoreError::TooManyTemplates { .. })) => Code::FailedPrecondition,
-            E::Template(_) | E::Admission(AdmissionError::WorkerFailed(_)) | E::Batch(_) | E::Backend(_) | E::Gallery(_) => {
-                Code::Internal
+            E::Gallery(GalleryError::Store(StoreError::TooManyTemplates { .. })) => {
+                Code::FailedPrecondition
             }
+            E::Template(_)
+            | E::Admission(AdmissionError::WorkerFailed(_))
+            | E::Batch(_)
+            | E::Backend(_)
+            | E::Gallery(_) => Code::Internal,
         }
     }
 }

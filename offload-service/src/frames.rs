@@ -14,16 +14,33 @@ use vision::{GrayImage, FACE_HEIGHT, FACE_WIDTH};
 
 #[derive(Debug, thiserror::Error)]
 pub enum FrameError {
-    #[error("frame {index}: no image was given (set camera_image, face_crop_image or raw_face_crop)")]
+    #[error(
+        "frame {index}: no image was given (set camera_image, face_crop_image or raw_face_crop)"
+    )]
     Missing { index: usize },
     #[error("frame {index}: {source}")]
     Undecodable { index: usize, source: vision::Error },
     #[error("frame {index}: the image is {width} × {height} pixels, more than the {max} pixels this server accepts")]
-    TooLarge { index: usize, width: u32, height: u32, max: u64 },
+    TooLarge {
+        index: usize,
+        width: u32,
+        height: u32,
+        max: u64,
+    },
     #[error("frame {index}: a face crop must be {FACE_WIDTH} × {FACE_HEIGHT} pixels, not {width} × {height}")]
-    WrongCropSize { index: usize, width: u32, height: u32 },
+    WrongCropSize {
+        index: usize,
+        width: u32,
+        height: u32,
+    },
     #[error("frame {index}: a raw face crop of {width} × {height} needs {expected} pixel bytes, not {actual}")]
-    WrongPixelCount { index: usize, width: u32, height: u32, expected: u64, actual: usize },
+    WrongPixelCount {
+        index: usize,
+        width: u32,
+        height: u32,
+        expected: u64,
+        actual: usize,
+    },
     #[error("frame {index}: this server has no face detector ({reason}); send face crops instead")]
     NoDetector { index: usize, reason: String },
     #[error("frame {index}: face detection failed: {source}")]
@@ -53,7 +70,10 @@ impl FaceReader {
         let detector = FaceDetector::from_default_locations()
             .map(|d| Mutex::new(vec![FacePipeline::new(d, QualityGate::default())]))
             .map_err(|e| e.to_string());
-        Self { detector, max_image_pixels }
+        Self {
+            detector,
+            max_image_pixels,
+        }
     }
 
     /// Why camera images cannot be taken, if they cannot.
@@ -62,7 +82,11 @@ impl FaceReader {
     }
 
     /// The normalised face crop of frame `index`, or why it has none.
-    pub fn face(&self, index: usize, frame: &Frame) -> Result<Result<GrayImage, Unusable>, FrameError> {
+    pub fn face(
+        &self,
+        index: usize,
+        frame: &Frame,
+    ) -> Result<Result<GrayImage, Unusable>, FrameError> {
         match &frame.content {
             None => Err(FrameError::Missing { index }),
             Some(Content::RawFaceCrop(raw)) => raw_crop(index, raw).map(Ok),
@@ -75,7 +99,10 @@ impl FaceReader {
                 let pool = self
                     .detector
                     .as_ref()
-                    .map_err(|reason| FrameError::NoDetector { index, reason: reason.clone() })?;
+                    .map_err(|reason| FrameError::NoDetector {
+                        index,
+                        reason: reason.clone(),
+                    })?;
                 let image = self.decode(index, bytes)?;
                 let mut pipeline = match pool.lock().unwrap_or_else(|p| p.into_inner()).pop() {
                     Some(p) => p,
@@ -84,12 +111,20 @@ impl FaceReader {
                         .map_err(|source| FrameError::Detection { index, source })?,
                 };
                 let outcome = pipeline.process(&image);
-                pool.lock().unwrap_or_else(|p| p.into_inner()).push(pipeline);
+                pool.lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(pipeline);
                 match outcome {
                     Ok(face) => Ok(Ok(face.crop)),
-                    Err(PipelineError::Quality(vision::quality::QualityIssue::NoFace)) => Ok(Err(Unusable::NoFace)),
-                    Err(PipelineError::Quality(issue)) => Ok(Err(Unusable::PoorQuality(issue.to_string()))),
-                    Err(PipelineError::Vision(source)) => Err(FrameError::Detection { index, source }),
+                    Err(PipelineError::Quality(vision::quality::QualityIssue::NoFace)) => {
+                        Ok(Err(Unusable::NoFace))
+                    }
+                    Err(PipelineError::Quality(issue)) => {
+                        Ok(Err(Unusable::PoorQuality(issue.to_string())))
+                    }
+                    Err(PipelineError::Vision(source)) => {
+                        Err(FrameError::Detection { index, source })
+                    }
                 }
             }
         }
@@ -104,16 +139,26 @@ impl FaceReader {
             .and_then(|r| r.into_dimensions().map_err(|_| ()))
         {
             if u64::from(width) * u64::from(height) > self.max_image_pixels {
-                return Err(FrameError::TooLarge { index, width, height, max: self.max_image_pixels });
+                return Err(FrameError::TooLarge {
+                    index,
+                    width,
+                    height,
+                    max: self.max_image_pixels,
+                });
             }
         }
-        vision::imageio::decode_gray(bytes).map_err(|source| FrameError::Undecodable { index, source })
+        vision::imageio::decode_gray(bytes)
+            .map_err(|source| FrameError::Undecodable { index, source })
     }
 }
 
 fn check_crop_size(index: usize, width: u32, height: u32) -> Result<(), FrameError> {
     if (width, height) != (FACE_WIDTH, FACE_HEIGHT) {
-        return Err(FrameError::WrongCropSize { index, width, height });
+        return Err(FrameError::WrongCropSize {
+            index,
+            width,
+            height,
+        });
     }
     Ok(())
 }
@@ -139,17 +184,35 @@ mod tests {
     use super::*;
 
     fn raw(width: u32, height: u32, len: usize) -> Frame {
-        Frame { content: Some(Content::RawFaceCrop(RawFaceCrop { width, height, pixels: vec![128; len].into() })) }
+        Frame {
+            content: Some(Content::RawFaceCrop(RawFaceCrop {
+                width,
+                height,
+                pixels: vec![128; len].into(),
+            })),
+        }
     }
 
     #[test]
     fn raw_crops_must_have_the_normalised_geometry() {
         let reader = FaceReader::new(1000);
         let n = (FACE_WIDTH * FACE_HEIGHT) as usize;
-        assert!(matches!(reader.face(0, &raw(FACE_WIDTH, FACE_HEIGHT, n)), Ok(Ok(_))));
-        assert!(matches!(reader.face(1, &raw(FACE_WIDTH, FACE_HEIGHT, n - 1)), Err(FrameError::WrongPixelCount { .. })));
-        assert!(matches!(reader.face(2, &raw(u32::MAX, u32::MAX, 0)), Err(FrameError::WrongCropSize { .. })));
-        assert!(matches!(reader.face(3, &Frame { content: None }), Err(FrameError::Missing { index: 3 })));
+        assert!(matches!(
+            reader.face(0, &raw(FACE_WIDTH, FACE_HEIGHT, n)),
+            Ok(Ok(_))
+        ));
+        assert!(matches!(
+            reader.face(1, &raw(FACE_WIDTH, FACE_HEIGHT, n - 1)),
+            Err(FrameError::WrongPixelCount { .. })
+        ));
+        assert!(matches!(
+            reader.face(2, &raw(u32::MAX, u32::MAX, 0)),
+            Err(FrameError::WrongCropSize { .. })
+        ));
+        assert!(matches!(
+            reader.face(3, &Frame { content: None }),
+            Err(FrameError::Missing { index: 3 })
+        ));
     }
 
     #[test]
@@ -157,8 +220,13 @@ mod tests {
         // A valid PGM header for 100000 × 100000 pixels, with no pixel data.
         let bomb = b"P5\n100000 100000\n255\n".to_vec();
         let reader = FaceReader::new(16_000_000);
-        let frame = Frame { content: Some(Content::FaceCropImage(bomb.into())) };
+        let frame = Frame {
+            content: Some(Content::FaceCropImage(bomb.into())),
+        };
         let err = reader.face(0, &frame).unwrap_err();
-        assert!(matches!(err, FrameError::TooLarge { width: 100000, .. }), "{err}");
+        assert!(
+            matches!(err, FrameError::TooLarge { width: 100000, .. }),
+            "{err}"
+        );
     }
 }

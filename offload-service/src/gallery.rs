@@ -24,7 +24,11 @@ pub enum GalleryError {
     #[error("the gallery's copy in the matcher could not be updated: {0}")]
     Backend(#[from] BackendError),
     #[error("stored template {index} of operator {operator_id:?} is unreadable: {source}")]
-    CorruptTemplate { operator_id: String, index: usize, source: vision::Error },
+    CorruptTemplate {
+        operator_id: String,
+        index: usize,
+        source: vision::Error,
+    },
 }
 
 #[derive(Default)]
@@ -123,21 +127,34 @@ impl OperatorGallery {
         self.ids().by_label.get(&label).cloned()
     }
 
-    pub fn enroll(&self, operator_id: &str, templates: Vec<Template>) -> Result<Committed, GalleryError> {
-        let encoded = encode(&templates);
-        self.change(|store| store.enroll(operator_id, &encoded), |backend, c| {
-            backend.update_label(c.label, templates, true)
-        }, |ids, c| {
-            let id: Arc<str> = operator_id.into();
-            ids.by_label.insert(c.label, id.clone());
-            ids.by_operator.insert(id, c.label);
-        })
-    }
-
-    pub fn update(&self, operator_id: &str, templates: Vec<Template>, mode: UpdateMode) -> Result<Committed, GalleryError> {
+    pub fn enroll(
+        &self,
+        operator_id: &str,
+        templates: Vec<Template>,
+        profile: Option<&[u8]>,
+    ) -> Result<Committed, GalleryError> {
         let encoded = encode(&templates);
         self.change(
-            |store| store.update(operator_id, &encoded, mode),
+            |store| store.enroll(operator_id, &encoded, profile),
+            |backend, c| backend.update_label(c.label, templates, true),
+            |ids, c| {
+                let id: Arc<str> = operator_id.into();
+                ids.by_label.insert(c.label, id.clone());
+                ids.by_operator.insert(id, c.label);
+            },
+        )
+    }
+
+    pub fn update(
+        &self,
+        operator_id: &str,
+        templates: Vec<Template>,
+        mode: UpdateMode,
+        profile: Option<&[u8]>,
+    ) -> Result<Committed, GalleryError> {
+        let encoded = encode(&templates);
+        self.change(
+            |store| store.update(operator_id, &encoded, mode, profile),
             |backend, c| backend.update_label(c.label, templates, mode == UpdateMode::Replace),
             |_, _| {},
         )
@@ -166,7 +183,10 @@ impl OperatorGallery {
         let _changing = self.changing.lock().unwrap_or_else(|p| p.into_inner());
         let committed = commit(&self.store)?;
         apply(self.backend.as_ref(), &committed)?;
-        rename(&mut self.ids.write().unwrap_or_else(|p| p.into_inner()), &committed);
+        rename(
+            &mut self.ids.write().unwrap_or_else(|p| p.into_inner()),
+            &committed,
+        );
         self.version.store(committed.version, Ordering::Release);
         self.publish_size();
         Ok(committed)
@@ -177,8 +197,12 @@ impl OperatorGallery {
     }
 
     fn publish_size(&self) {
-        self.metrics.gallery_operators.set(self.ids().by_label.len() as i64);
-        self.metrics.gallery_templates.set(self.backend.template_count() as i64);
+        self.metrics
+            .gallery_operators
+            .set(self.ids().by_label.len() as i64);
+        self.metrics
+            .gallery_templates
+            .set(self.backend.template_count() as i64);
     }
 }
 

@@ -8,7 +8,10 @@ use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::get;
-use prometheus::{Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
 
 pub struct Metrics {
     registry: Registry,
@@ -32,8 +35,16 @@ pub struct Metrics {
 
 impl Metrics {
     pub fn new() -> Arc<Self> {
-        let registry = Registry::new_custom(Some("kubevision".into()), None).expect("static prefix is valid");
-        let requests = IntCounterVec::new(Opts::new("requests_total", "Finished RPCs by method and gRPC status code"), &["method", "code"]).unwrap();
+        let registry =
+            Registry::new_custom(Some("kubevision".into()), None).expect("static prefix is valid");
+        let requests = IntCounterVec::new(
+            Opts::new(
+                "requests_total",
+                "Finished RPCs by method and gRPC status code",
+            ),
+            &["method", "code"],
+        )
+        .unwrap();
         let latency = HistogramVec::new(
             HistogramOpts::new("request_duration_seconds", "RPC latency by method").buckets(vec![
                 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
@@ -41,11 +52,24 @@ impl Metrics {
             &["method"],
         )
         .unwrap();
-        let queue_depth = IntGauge::new("queue_depth", "Admitted requests waiting for a worker").unwrap();
-        let in_flight = IntGauge::new("requests_in_flight", "Admitted requests, waiting or running").unwrap();
+        let queue_depth =
+            IntGauge::new("queue_depth", "Admitted requests waiting for a worker").unwrap();
+        let in_flight = IntGauge::new(
+            "requests_in_flight",
+            "Admitted requests, waiting or running",
+        )
+        .unwrap();
         let gallery_operators = IntGauge::new("gallery_operators", "Operators enrolled").unwrap();
-        let gallery_templates = IntGauge::new("gallery_templates", "Templates held by the matching backend").unwrap();
-        let backend = IntGaugeVec::new(Opts::new("backend_info", "The matching backend in use (value 1)"), &["backend"]).unwrap();
+        let gallery_templates = IntGauge::new(
+            "gallery_templates",
+            "Templates held by the matching backend",
+        )
+        .unwrap();
+        let backend = IntGaugeVec::new(
+            Opts::new("backend_info", "The matching backend in use (value 1)"),
+            &["backend"],
+        )
+        .unwrap();
         let batch_size = Histogram::with_opts(
             HistogramOpts::new("batch_probes", "Probes per batch handed to the backend")
                 .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0]),
@@ -81,7 +105,9 @@ impl Metrics {
     /// from /proc so the soak test can watch it without extra dependencies).
     pub fn render(&self) -> String {
         let mut out = Vec::new();
-        TextEncoder::new().encode(&self.registry.gather(), &mut out).expect("writing to a Vec cannot fail");
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut out)
+            .expect("writing to a Vec cannot fail");
         let mut text = String::from_utf8(out).expect("the text format is UTF-8");
         if let Some(rss) = resident_bytes() {
             text.push_str(&format!(
@@ -112,11 +138,16 @@ pub async fn serve(
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(ready))
         .with_state(metrics);
-    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
 }
 
 async fn render(State(metrics): State<Arc<Metrics>>) -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], metrics.render())
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        metrics.render(),
+    )
 }
 
 async fn ready(State(metrics): State<Arc<Metrics>>) -> impl IntoResponse {

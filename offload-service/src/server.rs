@@ -28,14 +28,21 @@ use crate::store::{GalleryStore, StoreError};
 use crate::tls::{self, TlsError};
 
 /// The gRPC services whose health is reported by name (besides "").
-const SERVICES: &[&str] = &["kubevision.v1.RecognitionService", "kubevision.v1.GalleryService"];
+const SERVICES: &[&str] = &[
+    "kubevision.v1.RecognitionService",
+    "kubevision.v1.GalleryService",
+];
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
     #[error("invalid configuration: {0}")]
     Config(String),
     #[error("cannot listen on {addr} ({what}): {source}")]
-    Bind { what: &'static str, addr: SocketAddr, source: std::io::Error },
+    Bind {
+        what: &'static str,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("cannot load the gallery: {0}")]
@@ -77,7 +84,13 @@ impl Server {
         let core = Arc::new(Core {
             gallery,
             faces,
-            batcher: Batcher::start(backend.clone(), config.batch_window(), config.max_batch, workers + config.max_queue, metrics.clone()),
+            batcher: Batcher::start(
+                backend.clone(),
+                config.batch_window(),
+                config.max_batch,
+                workers + config.max_queue,
+                metrics.clone(),
+            ),
             admission: Admission::new(workers, config.max_queue, metrics.clone()),
             metrics,
             token: config.token.clone(),
@@ -89,7 +102,9 @@ impl Server {
             },
         });
         let bind = |what, addr| async move {
-            TcpListener::bind(addr).await.map_err(|source| ServerError::Bind { what, addr, source })
+            TcpListener::bind(addr)
+                .await
+                .map_err(|source| ServerError::Bind { what, addr, source })
         };
         let grpc = bind("gRPC", config.listen).await?;
         let metrics = bind("metrics", config.metrics_listen).await?;
@@ -101,22 +116,38 @@ impl Server {
             mtls = config.tls_client_ca.is_some(),
             "gallery loaded"
         );
-        Ok(Self { config, core, grpc, metrics, tls })
+        Ok(Self {
+            config,
+            core,
+            grpc,
+            metrics,
+            tls,
+        })
     }
 
     pub fn grpc_addr(&self) -> SocketAddr {
-        self.grpc.local_addr().expect("a bound listener has an address")
+        self.grpc
+            .local_addr()
+            .expect("a bound listener has an address")
     }
 
     pub fn metrics_addr(&self) -> SocketAddr {
-        self.metrics.local_addr().expect("a bound listener has an address")
+        self.metrics
+            .local_addr()
+            .expect("a bound listener has an address")
     }
 
     /// Serves until `shutdown` resolves, then stops taking new work and lets
     /// in-flight requests finish (at most the configured grace period).
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), ServerError> {
         let (grpc_addr, metrics_addr) = (self.grpc_addr(), self.metrics_addr());
-        let Self { config, core, grpc, metrics: metrics_listener, tls } = self;
+        let Self {
+            config,
+            core,
+            grpc,
+            metrics: metrics_listener,
+            tls,
+        } = self;
         let (health, health_service) = tonic_health::server::health_reporter();
         set_health(&health, ServingStatus::Serving).await;
         let reflection = || {
@@ -135,8 +166,13 @@ impl Server {
             .add_service(health_service)
             .add_service(reflection().build_v1()?)
             .add_service(reflection().build_v1alpha()?)
-            .add_service(RecognitionServiceServer::new(RecognitionApi(core.clone())).max_decoding_message_size(max))
-            .add_service(GalleryServiceServer::new(GalleryApi(core.clone())).max_decoding_message_size(max));
+            .add_service(
+                RecognitionServiceServer::new(RecognitionApi(core.clone()))
+                    .max_decoding_message_size(max),
+            )
+            .add_service(
+                GalleryServiceServer::new(GalleryApi(core.clone())).max_decoding_message_size(max),
+            );
 
         let (stop_grpc, grpc_stopped) = oneshot::channel::<()>();
         // Our own listener (bound early, for port 0 and clear errors), so
@@ -147,9 +183,13 @@ impl Server {
             let _ = grpc_stopped.await;
         }));
         let (stop_metrics, metrics_stopped) = oneshot::channel::<()>();
-        let metrics_task = tokio::spawn(metrics::serve(metrics_listener, core.metrics.clone(), async {
-            let _ = metrics_stopped.await;
-        }));
+        let metrics_task = tokio::spawn(metrics::serve(
+            metrics_listener,
+            core.metrics.clone(),
+            async {
+                let _ = metrics_stopped.await;
+            },
+        ));
         core.metrics.ready.store(true, Ordering::Relaxed);
         tracing::info!(grpc = %grpc_addr, metrics = %metrics_addr, "serving");
 
@@ -161,14 +201,21 @@ impl Server {
             }
         }
         let grace = Duration::from_secs(config.shutdown_grace_secs);
-        tracing::info!(in_flight = core.metrics.in_flight.get(), ?grace, "shutting down: draining in-flight requests");
+        tracing::info!(
+            in_flight = core.metrics.in_flight.get(),
+            ?grace,
+            "shutting down: draining in-flight requests"
+        );
         core.metrics.ready.store(false, Ordering::Relaxed);
         set_health(&health, ServingStatus::NotServing).await;
         let _ = stop_grpc.send(());
         match tokio::time::timeout(grace, grpc_task).await {
             Ok(Ok(result)) => result?,
             Ok(Err(e)) => tracing::error!(error = %e, "the gRPC server task failed"),
-            Err(_) => tracing::warn!(in_flight = core.metrics.in_flight.get(), "grace period over; exiting with requests in flight"),
+            Err(_) => tracing::warn!(
+                in_flight = core.metrics.in_flight.get(),
+                "grace period over; exiting with requests in flight"
+            ),
         }
         let _ = stop_metrics.send(());
         let _ = metrics_task.await;

@@ -16,8 +16,9 @@ use rusqlite_migration::{Migrations, M};
 /// The database file inside the data directory.
 pub const DB_FILE: &str = "gallery.sqlite3";
 
-const MIGRATIONS: &[M<'static>] = &[M::up(
-    "CREATE TABLE gallery (
+const MIGRATIONS: &[M<'static>] = &[
+    M::up(
+        "CREATE TABLE gallery (
          id INTEGER PRIMARY KEY CHECK (id = 1),
          gallery_id TEXT NOT NULL,
          version INTEGER NOT NULL
@@ -39,16 +40,29 @@ const MIGRATIONS: &[M<'static>] = &[M::up(
          version INTEGER NOT NULL
      );
      CREATE INDEX removals_by_version ON removals(version);",
-)];
+    ),
+    // The operator's profile (an encoded kubevision.v1.OperatorProfile) as a
+    // kiosk sent it; opaque to the store.
+    M::up("ALTER TABLE operators ADD COLUMN profile BLOB;"),
+];
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("cannot create the data directory {path}: {source}")]
-    CreateDir { path: PathBuf, source: std::io::Error },
+    CreateDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("gallery database {path}: {source}")]
-    Open { path: PathBuf, source: rusqlite::Error },
+    Open {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
     #[error("gallery database {path}: cannot bring the schema up to date: {source}")]
-    Migrate { path: PathBuf, source: rusqlite_migration::Error },
+    Migrate {
+        path: PathBuf,
+        source: rusqlite_migration::Error,
+    },
     #[error("gallery database: {0}")]
     Sql(#[from] rusqlite::Error),
     #[error("operator {0:?} is already enrolled")]
@@ -56,7 +70,11 @@ pub enum StoreError {
     #[error("operator {0:?} is not enrolled")]
     UnknownOperator(String),
     #[error("operator {operator_id:?} would have {count} templates; the limit is {limit} (replace instead of appending)")]
-    TooManyTemplates { operator_id: String, count: usize, limit: usize },
+    TooManyTemplates {
+        operator_id: String,
+        count: usize,
+        limit: usize,
+    },
     #[error("the gallery has run out of operator labels")]
     LabelsExhausted,
 }
@@ -89,8 +107,16 @@ pub struct StoreStatus {
 /// One change reported by [`GalleryStore::changes_since`].
 #[derive(Debug, Clone, PartialEq)]
 pub enum Change {
-    Upsert { operator_id: String, version: u64, templates: Vec<Vec<u8>> },
-    Removal { operator_id: String, version: u64 },
+    Upsert {
+        operator_id: String,
+        version: u64,
+        templates: Vec<Vec<u8>>,
+        profile: Option<Vec<u8>>,
+    },
+    Removal {
+        operator_id: String,
+        version: u64,
+    },
 }
 
 /// How new templates combine with an operator's existing ones.
@@ -110,24 +136,40 @@ pub struct GalleryStore {
 impl GalleryStore {
     /// Opens (creating if needed) the gallery in `data_dir`.
     pub fn open(data_dir: &Path, max_templates_per_operator: usize) -> Result<Self, StoreError> {
-        std::fs::create_dir_all(data_dir)
-            .map_err(|source| StoreError::CreateDir { path: data_dir.to_owned(), source })?;
+        std::fs::create_dir_all(data_dir).map_err(|source| StoreError::CreateDir {
+            path: data_dir.to_owned(),
+            source,
+        })?;
         let path = data_dir.join(DB_FILE);
-        let open_err = |source| StoreError::Open { path: path.clone(), source };
+        let open_err = |source| StoreError::Open {
+            path: path.clone(),
+            source,
+        };
         let mut conn = Connection::open(&path).map_err(open_err)?;
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(open_err)?;
-        conn.pragma_update(None, "synchronous", "FULL").map_err(open_err)?;
-        conn.pragma_update(None, "foreign_keys", true).map_err(open_err)?;
-        conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(open_err)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(open_err)?;
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(open_err)?;
+        conn.pragma_update(None, "foreign_keys", true)
+            .map_err(open_err)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(open_err)?;
         Migrations::from_slice(MIGRATIONS)
             .to_latest(&mut conn)
-            .map_err(|source| StoreError::Migrate { path: path.clone(), source })?;
+            .map_err(|source| StoreError::Migrate {
+                path: path.clone(),
+                source,
+            })?;
         conn.execute(
             "INSERT OR IGNORE INTO gallery (id, gallery_id, version) VALUES (1, ?1, 0)",
             [new_gallery_id()],
         )
         .map_err(open_err)?;
-        Ok(Self { path, writer: Mutex::new(conn), max_templates_per_operator })
+        Ok(Self {
+            path,
+            writer: Mutex::new(conn),
+            max_templates_per_operator,
+        })
     }
 
     /// Every operator with their templates, for loading the matcher.
@@ -135,9 +177,19 @@ impl GalleryStore {
         let conn = self.writer();
         let mut operators: Vec<StoredOperator> = conn
             .prepare("SELECT label, operator_id FROM operators ORDER BY label")?
-            .query_map([], |r| Ok(StoredOperator { label: r.get(0)?, operator_id: r.get(1)?, templates: Vec::new() }))?
+            .query_map([], |r| {
+                Ok(StoredOperator {
+                    label: r.get(0)?,
+                    operator_id: r.get(1)?,
+                    templates: Vec::new(),
+                })
+            })?
             .collect::<Result<_, _>>()?;
-        let index: HashMap<i32, usize> = operators.iter().enumerate().map(|(i, o)| (o.label, i)).collect();
+        let index: HashMap<i32, usize> = operators
+            .iter()
+            .enumerate()
+            .map(|(i, o)| (o.label, i))
+            .collect();
         let mut templates = conn.prepare("SELECT label, data FROM templates ORDER BY id")?;
         let mut rows = templates.query([])?;
         while let Some(row) = rows.next()? {
@@ -153,23 +205,43 @@ impl GalleryStore {
         status_of(&self.writer())
     }
 
-    /// Adds a new operator.
-    pub fn enroll(&self, operator_id: &str, templates: &[Vec<u8>]) -> Result<Committed, StoreError> {
+    /// Adds a new operator, with their profile if one was sent.
+    pub fn enroll(
+        &self,
+        operator_id: &str,
+        templates: &[Vec<u8>],
+        profile: Option<&[u8]>,
+    ) -> Result<Committed, StoreError> {
         self.change(|tx, version| {
             if label_of(tx, operator_id)?.is_some() {
                 return Err(StoreError::AlreadyEnrolled(operator_id.to_owned()));
             }
             self.check_count(operator_id, templates.len())?;
-            tx.execute("INSERT INTO operators (operator_id, version) VALUES (?1, ?2)", params![operator_id, version])?;
-            let label = i32::try_from(tx.last_insert_rowid()).map_err(|_| StoreError::LabelsExhausted)?;
+            tx.execute(
+                "INSERT INTO operators (operator_id, version, profile) VALUES (?1, ?2, ?3)",
+                params![operator_id, version, profile],
+            )?;
+            let label =
+                i32::try_from(tx.last_insert_rowid()).map_err(|_| StoreError::LabelsExhausted)?;
             tx.execute("DELETE FROM removals WHERE operator_id = ?1", [operator_id])?;
             insert_templates(tx, label, templates)?;
-            Ok(Committed { label, version: version as u64, template_count: templates.len() })
+            Ok(Committed {
+                label,
+                version: version as u64,
+                template_count: templates.len(),
+            })
         })
     }
 
-    /// Appends to or replaces an enrolled operator's templates.
-    pub fn update(&self, operator_id: &str, templates: &[Vec<u8>], mode: UpdateMode) -> Result<Committed, StoreError> {
+    /// Appends to or replaces an enrolled operator's templates, and replaces
+    /// their profile if one was sent.
+    pub fn update(
+        &self,
+        operator_id: &str,
+        templates: &[Vec<u8>],
+        mode: UpdateMode,
+        profile: Option<&[u8]>,
+    ) -> Result<Committed, StoreError> {
         self.change(|tx, version| {
             let label = label_of(tx, operator_id)?.ok_or_else(|| StoreError::UnknownOperator(operator_id.to_owned()))?;
             let kept: usize = match mode {
@@ -182,7 +254,10 @@ impl GalleryStore {
                 }
             };
             self.check_count(operator_id, kept + templates.len())?;
-            tx.execute("UPDATE operators SET version = ?1 WHERE label = ?2", params![version, label])?;
+            tx.execute(
+                "UPDATE operators SET version = ?1, profile = coalesce(?3, profile) WHERE label = ?2",
+                params![version, label, profile],
+            )?;
             insert_templates(tx, label, templates)?;
             Ok(Committed { label, version: version as u64, template_count: kept + templates.len() })
         })
@@ -191,14 +266,19 @@ impl GalleryStore {
     /// Removes an operator, leaving a tombstone for incremental sync.
     pub fn remove(&self, operator_id: &str) -> Result<Committed, StoreError> {
         self.change(|tx, version| {
-            let label = label_of(tx, operator_id)?.ok_or_else(|| StoreError::UnknownOperator(operator_id.to_owned()))?;
+            let label = label_of(tx, operator_id)?
+                .ok_or_else(|| StoreError::UnknownOperator(operator_id.to_owned()))?;
             tx.execute("DELETE FROM operators WHERE label = ?1", [label])?;
             tx.execute(
                 "INSERT INTO removals (operator_id, version) VALUES (?1, ?2)
                  ON CONFLICT (operator_id) DO UPDATE SET version = excluded.version",
                 params![operator_id, version],
             )?;
-            Ok(Committed { label, version: version as u64, template_count: 0 })
+            Ok(Committed {
+                label,
+                version: version as u64,
+                template_count: 0,
+            })
         })
     }
 
@@ -211,25 +291,39 @@ impl GalleryStore {
         mut emit: impl FnMut(Change) -> bool,
     ) -> Result<StoreStatus, StoreError> {
         let mut conn = Connection::open_with_flags(&self.path, OpenFlags::SQLITE_OPEN_READ_ONLY)
-            .map_err(|source| StoreError::Open { path: self.path.clone(), source })?;
+            .map_err(|source| StoreError::Open {
+                path: self.path.clone(),
+                source,
+            })?;
         let tx = conn.transaction()?;
         let status = status_of(&tx)?;
         let mut upserts = tx.prepare(
-            "SELECT version, operator_id, label, 0 FROM operators WHERE version > ?1
-             UNION ALL SELECT version, operator_id, 0, 1 FROM removals WHERE version > ?1
+            "SELECT version, operator_id, label, 0, profile FROM operators WHERE version > ?1
+             UNION ALL SELECT version, operator_id, 0, 1, NULL FROM removals WHERE version > ?1
              ORDER BY 1",
         )?;
-        let mut templates = tx.prepare("SELECT data FROM templates WHERE label = ?1 ORDER BY id")?;
+        let mut templates =
+            tx.prepare("SELECT data FROM templates WHERE label = ?1 ORDER BY id")?;
         let mut rows = upserts.query([to_sql_version(since)])?;
         while let Some(row) = rows.next()? {
             let (version, operator_id, label, removed): (i64, String, i64, bool) =
                 (row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?);
             let version = version as u64;
             let change = if removed {
-                Change::Removal { operator_id, version }
+                Change::Removal {
+                    operator_id,
+                    version,
+                }
             } else {
-                let templates = templates.query_map([label], |r| r.get(0))?.collect::<Result<_, _>>()?;
-                Change::Upsert { operator_id, version, templates }
+                let templates = templates
+                    .query_map([label], |r| r.get(0))?
+                    .collect::<Result<_, _>>()?;
+                Change::Upsert {
+                    operator_id,
+                    version,
+                    templates,
+                    profile: row.get(4)?,
+                }
             };
             if !emit(change) {
                 break;
@@ -241,15 +335,24 @@ impl GalleryStore {
     fn writer(&self) -> std::sync::MutexGuard<'_, Connection> {
         // A panic while holding the lock cannot leave a half-done transaction
         // behind (it rolls back on drop), so a poisoned lock is still usable.
-        self.writer.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.writer
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Runs `f` in one immediate transaction with the next gallery version
     /// (SQLite integers are i64; versions never come near its limit).
-    fn change<T>(&self, f: impl FnOnce(&Transaction<'_>, i64) -> Result<T, StoreError>) -> Result<T, StoreError> {
+    fn change<T>(
+        &self,
+        f: impl FnOnce(&Transaction<'_>, i64) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
         let mut conn = self.writer();
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let version: i64 = tx.query_row("UPDATE gallery SET version = version + 1 RETURNING version", [], |r| r.get(0))?;
+        let version: i64 = tx.query_row(
+            "UPDATE gallery SET version = version + 1 RETURNING version",
+            [],
+            |r| r.get(0),
+        )?;
         let out = f(&tx, version)?;
         tx.commit()?;
         Ok(out)
@@ -268,18 +371,36 @@ impl GalleryStore {
 }
 
 fn status_of(conn: &Connection) -> Result<StoreStatus, StoreError> {
-    let (gallery_id, version): (String, i64) =
-        conn.query_row("SELECT gallery_id, version FROM gallery WHERE id = 1", [], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    let (gallery_id, version): (String, i64) = conn.query_row(
+        "SELECT gallery_id, version FROM gallery WHERE id = 1",
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
     let operators: i64 = conn.query_row("SELECT COUNT(*) FROM operators", [], |r| r.get(0))?;
     let templates: i64 = conn.query_row("SELECT COUNT(*) FROM templates", [], |r| r.get(0))?;
-    Ok(StoreStatus { gallery_id, version: version as u64, operators: operators as usize, templates: templates as usize })
+    Ok(StoreStatus {
+        gallery_id,
+        version: version as u64,
+        operators: operators as usize,
+        templates: templates as usize,
+    })
 }
 
 fn label_of(conn: &Connection, operator_id: &str) -> Result<Option<i32>, StoreError> {
-    Ok(conn.query_row("SELECT label FROM operators WHERE operator_id = ?1", [operator_id], |r| r.get(0)).optional()?)
+    Ok(conn
+        .query_row(
+            "SELECT label FROM operators WHERE operator_id = ?1",
+            [operator_id],
+            |r| r.get(0),
+        )
+        .optional()?)
 }
 
-fn insert_templates(tx: &Transaction<'_>, label: i32, templates: &[Vec<u8>]) -> Result<(), StoreError> {
+fn insert_templates(
+    tx: &Transaction<'_>,
+    label: i32,
+    templates: &[Vec<u8>],
+) -> Result<(), StoreError> {
     let mut insert = tx.prepare_cached("INSERT INTO templates (label, data) VALUES (?1, ?2)")?;
     for t in templates {
         insert.execute(params![label, t])?;
@@ -300,7 +421,11 @@ fn new_gallery_id() -> String {
     let mut id = String::new();
     for _ in 0..2 {
         let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-        h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos()));
+        h.write_u128(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos()),
+        );
         h.write_u32(std::process::id());
         id.push_str(&format!("{:016x}", h.finish()));
     }
@@ -320,19 +445,32 @@ mod tests {
     #[test]
     fn changes_are_versioned_and_survive_reopening() {
         let (dir, store) = store();
-        let a = store.enroll("A-1", &[vec![1], vec![2]]).unwrap();
-        let b = store.enroll("B-2", &[vec![3]]).unwrap();
+        let a = store.enroll("A-1", &[vec![1], vec![2]], None).unwrap();
+        let b = store.enroll("B-2", &[vec![3]], None).unwrap();
         assert_eq!((a.version, b.version), (1, 2));
         assert_ne!(a.label, b.label);
-        assert!(matches!(store.enroll("A-1", &[vec![9]]), Err(StoreError::AlreadyEnrolled(_))));
-        let up = store.update("A-1", &[vec![4]], UpdateMode::Append).unwrap();
+        assert!(matches!(
+            store.enroll("A-1", &[vec![9]], None),
+            Err(StoreError::AlreadyEnrolled(_))
+        ));
+        let up = store
+            .update("A-1", &[vec![4]], UpdateMode::Append, None)
+            .unwrap();
         assert_eq!((up.version, up.template_count), (3, 3));
         let id = store.status().unwrap().gallery_id;
         drop(store);
 
         let store = GalleryStore::open(dir.path(), 4).unwrap();
         let status = store.status().unwrap();
-        assert_eq!((status.gallery_id, status.version, status.operators, status.templates), (id, 3, 2, 4));
+        assert_eq!(
+            (
+                status.gallery_id,
+                status.version,
+                status.operators,
+                status.templates
+            ),
+            (id, 3, 2, 4)
+        );
         let all = store.load_all().unwrap();
         assert_eq!(all[0].templates, vec![vec![1], vec![2], vec![4]]);
         assert_eq!(all[1].templates, vec![vec![3]]);
@@ -341,21 +479,35 @@ mod tests {
     #[test]
     fn failed_changes_leave_no_trace() {
         let (_dir, store) = store();
-        store.enroll("A", &[vec![1], vec![2]]).unwrap();
-        let err = store.update("A", &[vec![3], vec![4], vec![5]], UpdateMode::Append).unwrap_err();
-        assert!(matches!(err, StoreError::TooManyTemplates { count: 5, .. }), "{err}");
-        assert!(matches!(store.remove("nobody"), Err(StoreError::UnknownOperator(_))));
+        store.enroll("A", &[vec![1], vec![2]], None).unwrap();
+        let err = store
+            .update("A", &[vec![3], vec![4], vec![5]], UpdateMode::Append, None)
+            .unwrap_err();
+        assert!(
+            matches!(err, StoreError::TooManyTemplates { count: 5, .. }),
+            "{err}"
+        );
+        assert!(matches!(
+            store.remove("nobody"),
+            Err(StoreError::UnknownOperator(_))
+        ));
         let status = store.status().unwrap();
-        assert_eq!((status.version, status.templates), (1, 2), "the failed changes must roll back the version too");
+        assert_eq!(
+            (status.version, status.templates),
+            (1, 2),
+            "the failed changes must roll back the version too"
+        );
     }
 
     #[test]
     fn sync_reports_upserts_and_tombstones_since_a_version() {
         let (_dir, store) = store();
-        store.enroll("A", &[vec![1]]).unwrap(); // v1
-        store.enroll("B", &[vec![2]]).unwrap(); // v2
+        store.enroll("A", &[vec![1]], None).unwrap(); // v1
+        store.enroll("B", &[vec![2]], None).unwrap(); // v2
         store.remove("A").unwrap(); // v3
-        store.update("B", &[vec![5]], UpdateMode::Replace).unwrap(); // v4
+        store
+            .update("B", &[vec![5]], UpdateMode::Replace, None)
+            .unwrap(); // v4
         let collect = |since| {
             let mut changes = Vec::new();
             let status = store.changes_since(since, |c| {
@@ -369,14 +521,22 @@ mod tests {
         assert_eq!(
             changes,
             vec![
-                Change::Removal { operator_id: "A".into(), version: 3 },
-                Change::Upsert { operator_id: "B".into(), version: 4, templates: vec![vec![5]] },
+                Change::Removal {
+                    operator_id: "A".into(),
+                    version: 3
+                },
+                Change::Upsert {
+                    operator_id: "B".into(),
+                    version: 4,
+                    templates: vec![vec![5]],
+                    profile: None
+                },
             ]
         );
         assert_eq!(collect(4).1, vec![]);
         assert_eq!(collect(u64::MAX).1, vec![]);
         // Re-enrolling a removed operator replaces the tombstone.
-        store.enroll("A", &[vec![7]]).unwrap();
+        store.enroll("A", &[vec![7]], None).unwrap();
         assert_eq!(collect(0).1.len(), 2);
     }
 }

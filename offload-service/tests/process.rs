@@ -24,7 +24,10 @@ impl Process {
     async fn start(data_dir: &Path, extra: &[&str]) -> Self {
         let (port, metrics) = (free_port(), free_port());
         let child = Command::new(env!("CARGO_BIN_EXE_kubevision-offload"))
-            .args([format!("--listen=127.0.0.1:{port}"), format!("--metrics-listen=127.0.0.1:{metrics}")])
+            .args([
+                format!("--listen=127.0.0.1:{port}"),
+                format!("--metrics-listen=127.0.0.1:{metrics}"),
+            ])
             .arg(format!("--data-dir={}", data_dir.display()))
             .arg(format!("--threshold={ACCEPT_ALL}"))
             .args(extra)
@@ -55,7 +58,11 @@ impl Process {
     }
 
     fn signal(&self, name: &str) {
-        let status = Command::new("kill").arg(format!("-{name}")).arg(self.child.id().to_string()).status().unwrap();
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
         assert!(status.success());
     }
 }
@@ -68,7 +75,11 @@ impl Drop for Process {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -83,7 +94,14 @@ async fn kill_9_during_enrollments_loses_no_acknowledged_enrollment() {
                 for i in 0.. {
                     let id = format!("op-{w}-{i}");
                     let frames = vec![orl_raw(1 + (i % 40), 1 + (w % 10))];
-                    match client.enroll(EnrollRequest { operator_id: id.clone(), frames }).await {
+                    match client
+                        .enroll(EnrollRequest {
+                            operator_id: id.clone(),
+                            frames,
+                            ..Default::default()
+                        })
+                        .await
+                    {
                         Ok(_) => acknowledged.lock().unwrap().push(id),
                         Err(_) => return, // the server is gone
                     }
@@ -111,11 +129,28 @@ async fn kill_9_during_enrollments_loses_no_acknowledged_enrollment() {
             _ => None,
         })
         .collect();
-    let lost: Vec<&String> = acknowledged.iter().filter(|id| !stored.contains(*id)).collect();
-    assert!(lost.is_empty(), "{} of {} acknowledged enrollments lost: {lost:?}", lost.len(), acknowledged.len());
+    let lost: Vec<&String> = acknowledged
+        .iter()
+        .filter(|id| !stored.contains(*id))
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "{} of {} acknowledged enrollments lost: {lost:?}",
+        lost.len(),
+        acknowledged.len()
+    );
     // At most the four in flight at the kill may have landed unacknowledged.
-    assert!(stored.len() <= acknowledged.len() + 4, "{} stored, {} acknowledged", stored.len(), acknowledged.len());
-    assert_eq!(sync.version as usize, stored.len(), "one version per enrollment");
+    assert!(
+        stored.len() <= acknowledged.len() + 4,
+        "{} stored, {} acknowledged",
+        stored.len(),
+        acknowledged.len()
+    );
+    assert_eq!(
+        sync.version as usize,
+        stored.len(),
+        "one version per enrollment"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -123,7 +158,14 @@ async fn sigterm_drains_in_flight_requests_then_exits_cleanly() {
     let dir = tempfile::tempdir().unwrap();
     let mut server = Process::start(dir.path(), &["--max-concurrency=1"]).await;
     let client = server.client();
-    client.enroll(EnrollRequest { operator_id: operator(1), frames: vec![orl_raw(1, 1)] }).await.unwrap();
+    client
+        .enroll(EnrollRequest {
+            operator_id: operator(1),
+            frames: vec![orl_raw(1, 1)],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     let heavy = IdentifyRequest {
         frames: (0..32).map(|i| orl_encoded(1 + i, 2)).collect(),
         max_candidates: 1,
@@ -139,17 +181,27 @@ async fn sigterm_drains_in_flight_requests_then_exits_cleanly() {
     // Wait until the server has several of them in hand, then ask it to stop.
     let deadline = Instant::now() + Duration::from_secs(5);
     while !http_get(server.metrics, "/metrics").await.lines().any(|l| {
-        l.strip_prefix("kubevision_requests_in_flight ").is_some_and(|n| n.parse::<u32>().unwrap() >= 4)
+        l.strip_prefix("kubevision_requests_in_flight ")
+            .is_some_and(|n| n.parse::<u32>().unwrap() >= 4)
     }) {
-        assert!(Instant::now() < deadline, "the requests never got in flight");
+        assert!(
+            Instant::now() < deadline,
+            "the requests never got in flight"
+        );
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
     server.signal("TERM");
     for call in calls {
-        let answer = call.await.unwrap().expect("a request in flight at SIGTERM is answered");
+        let answer = call
+            .await
+            .unwrap()
+            .expect("a request in flight at SIGTERM is answered");
         assert_eq!(answer.frames.len(), 32);
     }
     let status = server.child.wait().unwrap();
     assert!(status.success(), "exit status {status}");
-    assert!(client.gallery_status().await.is_err(), "nothing listens after shutdown");
+    assert!(
+        client.gallery_status().await.is_err(),
+        "nothing listens after shutdown"
+    );
 }

@@ -38,8 +38,16 @@ pub struct RocPoint {
 
 /// Scores `probes` (label, template) against `gallery`.
 pub fn score(gallery: &Gallery, probes: &[(i32, Template)]) -> Result<Scores, Error> {
-    let people = gallery.labels().iter().copied().collect::<BTreeSet<i32>>().len();
-    let mut scores = Scores { probes: probes.len(), ..Scores::default() };
+    let people = gallery
+        .labels()
+        .iter()
+        .copied()
+        .collect::<BTreeSet<i32>>()
+        .len();
+    let mut scores = Scores {
+        probes: probes.len(),
+        ..Scores::default()
+    };
     for (label, probe) in probes {
         let matches = gallery.search(probe, people, f64::MAX)?;
         if matches.first().is_some_and(|m| m.label == *label) {
@@ -58,11 +66,20 @@ pub fn score(gallery: &Gallery, probes: &[(i32, Template)]) -> Result<Scores, Er
 
 /// FAR and FRR at `steps` evenly spaced thresholds spanning the scores.
 pub fn roc(scores: &Scores, steps: usize) -> Vec<RocPoint> {
-    let max = scores.genuine.iter().chain(&scores.impostor).copied().fold(0.0, f64::max);
+    let max = scores
+        .genuine
+        .iter()
+        .chain(&scores.impostor)
+        .copied()
+        .fold(0.0, f64::max);
     (0..=steps)
         .map(|i| {
             let threshold = max * 1.01 * i as f64 / steps as f64;
-            RocPoint { threshold, far: far(scores, threshold), frr: frr(scores, threshold) }
+            RocPoint {
+                threshold,
+                far: far(scores, threshold),
+                frr: frr(scores, threshold),
+            }
         })
         .collect()
 }
@@ -99,7 +116,12 @@ mod tests {
     use super::*;
 
     fn scores() -> Scores {
-        Scores { genuine: vec![10.0, 20.0, 30.0, 40.0], impostor: (1..=10).map(|i| 25.0 + i as f64 * 5.0).collect(), correct: 3, probes: 4 }
+        Scores {
+            genuine: vec![10.0, 20.0, 30.0, 40.0],
+            impostor: (1..=10).map(|i| 25.0 + i as f64 * 5.0).collect(),
+            correct: 3,
+            probes: 4,
+        }
     }
 
     #[test]
@@ -126,6 +148,8 @@ mod tests {
         assert_eq!((points[0].far, points[0].frr), (0.0, 1.0));
         let last = points.last().unwrap();
         assert_eq!((last.far, last.frr), (1.0, 0.0));
-        assert!(points.windows(2).all(|w| w[0].far <= w[1].far && w[0].frr >= w[1].frr));
+        assert!(points
+            .windows(2)
+            .all(|w| w[0].far <= w[1].far && w[0].frr >= w[1].frr));
     }
 }

@@ -22,7 +22,10 @@ fn search_path() -> Vec<PathBuf> {
     if let Some(dir) = std::env::var_os("KUBEVISION_CASCADE_DIR") {
         dirs.push(PathBuf::from(dir));
     }
-    if let Some(exe_dir) = std::env::current_exe().ok().and_then(|p| p.parent().map(Path::to_owned)) {
+    if let Some(exe_dir) = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(Path::to_owned))
+    {
         dirs.push(exe_dir.join("cascades"));
     }
     dirs.push(Path::new(env!("CARGO_MANIFEST_DIR")).join("../assets/cascades"));
@@ -35,9 +38,16 @@ fn search_path() -> Vec<PathBuf> {
 /// Finds the cascade file, or says where it looked.
 pub fn find_cascade() -> Result<PathBuf, Error> {
     let dirs = search_path();
-    dirs.iter().map(|d| d.join(CASCADE_FILE)).find(|p| p.is_file()).ok_or_else(|| Error::CascadeNotFound {
-        searched: dirs.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(", "),
-    })
+    dirs.iter()
+        .map(|d| d.join(CASCADE_FILE))
+        .find(|p| p.is_file())
+        .ok_or_else(|| Error::CascadeNotFound {
+            searched: dirs
+                .iter()
+                .map(|d| d.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+        })
 }
 
 /// A face's bounding box in frame pixels.
@@ -69,7 +79,12 @@ pub struct DetectorConfig {
 
 impl Default for DetectorConfig {
     fn default() -> Self {
-        Self { scale_factor: 1.1, min_neighbors: 5, min_face_fraction: 0.15, max_detect_width: 320 }
+        Self {
+            scale_factor: 1.1,
+            min_neighbors: 5,
+            min_face_fraction: 0.15,
+            max_detect_width: 320,
+        }
     }
 }
 
@@ -81,12 +96,17 @@ pub struct FaceDetector {
 
 impl FaceDetector {
     pub fn new(cascade_file: &Path, config: DetectorConfig) -> Result<Self, Error> {
-        let cascade = CascadeClassifier::new(cascade_file)?;
+        let bad = |reason: String| Error::BadCascade {
+            path: cascade_file.to_owned(),
+            reason,
+        };
+        if !cascade_file.is_file() {
+            return Err(bad("no such file".into()));
+        }
+        // A malformed file either throws in OpenCV's XML parser or loads empty.
+        let cascade = CascadeClassifier::new(cascade_file).map_err(|e| bad(e.message))?;
         if cascade.empty()? {
-            return Err(Error::NotAnImage {
-                what: cascade_file.display().to_string(),
-                reason: "OpenCV could not load it as a cascade".into(),
-            });
+            return Err(bad("OpenCV could not load it as a cascade".into()));
         }
         Ok(Self { cascade, config })
     }
@@ -100,14 +120,26 @@ impl FaceDetector {
     pub fn detect(&mut self, frame: &GrayImage) -> Result<Vec<FaceBox>, Error> {
         let (w, h) = frame.dimensions();
         if w == 0 || h == 0 {
-            return Err(Error::EmptyImage { what: "the frame".into() });
+            return Err(Error::EmptyImage {
+                what: "the frame".into(),
+            });
         }
         let src = Mat::new_rows_cols_with_data(h as i32, w as i32, frame.as_raw())?;
         let scale = (self.config.max_detect_width as f64 / w as f64).min(1.0);
         let small = if scale < 1.0 {
             let mut small = Mat::default();
-            let size = Size::new((w as f64 * scale).round() as i32, (h as f64 * scale).round() as i32);
-            opencv::imgproc::resize(&src, &mut small, size, 0.0, 0.0, opencv::imgproc::INTER_AREA)?;
+            let size = Size::new(
+                (w as f64 * scale).round() as i32,
+                (h as f64 * scale).round() as i32,
+            );
+            opencv::imgproc::resize(
+                &src,
+                &mut small,
+                size,
+                0.0,
+                0.0,
+                opencv::imgproc::INTER_AREA,
+            )?;
             small
         } else {
             src.try_clone()?
@@ -157,12 +189,53 @@ pub fn normalize(frame: &GrayImage, face: &FaceBox) -> Result<GrayImage, Error> 
     let cy = face.y as f64 + face.height as f64 / 2.0;
     let x0 = (cx - crop_w / 2.0).clamp(0.0, fw - crop_w);
     let y0 = (cy - crop_h / 2.0).clamp(0.0, fh - crop_h);
-    let roi = Rect::new(x0 as i32, y0 as i32, (crop_w as i32).max(1), (crop_h as i32).max(1));
-    let src = Mat::new_rows_cols_with_data(frame.height() as i32, frame.width() as i32, frame.as_raw())?;
+    let roi = Rect::new(
+        x0 as i32,
+        y0 as i32,
+        (crop_w as i32).max(1),
+        (crop_h as i32).max(1),
+    );
+    let src =
+        Mat::new_rows_cols_with_data(frame.height() as i32, frame.width() as i32, frame.as_raw())?;
     let region = Mat::roi(&src, roi)?;
     let mut out = Mat::default();
     let size = Size::new(FACE_WIDTH as i32, FACE_HEIGHT as i32);
-    opencv::imgproc::resize(&region, &mut out, size, 0.0, 0.0, opencv::imgproc::INTER_AREA)?;
+    opencv::imgproc::resize(
+        &region,
+        &mut out,
+        size,
+        0.0,
+        0.0,
+        opencv::imgproc::INTER_AREA,
+    )?;
     let data = out.data_bytes()?.to_vec();
-    Ok(GrayImage::from_raw(FACE_WIDTH, FACE_HEIGHT, data).expect("resize gives the requested size"))
+    Ok(
+        GrayImage::from_raw(FACE_WIDTH, FACE_HEIGHT, data)
+            .expect("resize gives the requested size"),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cascade_opencv_cannot_load_is_named_bad_cascade() {
+        let dir = tempfile::tempdir().unwrap();
+        let truncated = dir.path().join(CASCADE_FILE);
+        std::fs::write(&truncated, "<opencv_storage>truncated").unwrap();
+        for path in [truncated, dir.path().join("missing.xml")] {
+            let err = FaceDetector::new(&path, DetectorConfig::default())
+                .err()
+                .expect("no detector");
+            assert!(
+                matches!(&err, Error::BadCascade { path: p, .. } if *p == path),
+                "{err}"
+            );
+            assert!(
+                err.to_string().contains(&path.display().to_string()),
+                "{err}"
+            );
+        }
+    }
 }

@@ -6,16 +6,29 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("cannot read {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{what} is not a readable image: {reason}")]
     NotAnImage { what: String, reason: String },
     #[error("{what} is empty (0 × 0 pixels)")]
     EmptyImage { what: String },
     #[error("image of {width} × {height} pixels is too small for LBPH with radius {radius} and a {grid_x} × {grid_y} grid (needs at least {min_width} × {min_height})")]
-    ImageTooSmall { width: u32, height: u32, radius: u32, grid_x: u32, grid_y: u32, min_width: u32, min_height: u32 },
+    ImageTooSmall {
+        width: u32,
+        height: u32,
+        radius: u32,
+        grid_x: u32,
+        grid_y: u32,
+        min_width: u32,
+        min_height: u32,
+    },
     #[error("invalid LBPH parameter: {0}")]
     InvalidParams(String),
-    #[error("template was made with other LBPH parameters ({found}) than this gallery's ({expected})")]
+    #[error(
+        "template was made with other LBPH parameters ({found}) than this gallery's ({expected})"
+    )]
     ParamsMismatch { expected: String, found: String },
     #[error("malformed template: {0}")]
     BadTemplate(String),
@@ -26,9 +39,16 @@ pub enum Error {
     #[error("OpenCV model file {path}: {reason}")]
     ModelFile { path: PathBuf, reason: String },
     #[error("cannot write {path}: {source}")]
-    Write { path: PathBuf, source: std::io::Error },
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("face cascade not found; looked in: {searched}")]
     CascadeNotFound { searched: String },
+    #[error("face cascade {path} cannot be loaded: {reason}")]
+    BadCascade { path: PathBuf, reason: String },
+    #[error("{path} cannot be opened as a video: {reason}")]
+    NotAVideo { path: PathBuf, reason: String },
     #[error("OpenCV: {0}")]
     OpenCv(#[from] opencv::Error),
 }

@@ -12,11 +12,15 @@ use image::{DynamicImage, GrayImage, ImageReader};
 use crate::Error;
 
 /// File endings of the formats [`load_gray`] reads, lower case.
-pub const PHOTO_ENDINGS: &[&str] = &["png", "jpg", "jpeg", "pgm", "ppm", "pbm", "pnm", "gif", "bmp", "webp"];
+pub const PHOTO_ENDINGS: &[&str] = &[
+    "png", "jpg", "jpeg", "pgm", "ppm", "pbm", "pnm", "gif", "bmp", "webp",
+];
 
 /// Whether `path` names a photo by its ending (any case).
 pub fn is_photo(path: &Path) -> bool {
-    path.extension().and_then(|e| e.to_str()).is_some_and(|e| PHOTO_ENDINGS.contains(&e.to_ascii_lowercase().as_str()))
+    path.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| PHOTO_ENDINGS.contains(&e.to_ascii_lowercase().as_str()))
 }
 
 /// Orders file names as people read them: digit runs compare as numbers,
@@ -49,7 +53,10 @@ pub fn natural_cmp(a: &Path, b: &Path) -> Ordering {
 /// Loads a photo in any common format (PNG, JPEG, PGM, GIF, BMP, WebP).
 pub fn load_gray(path: &Path) -> Result<GrayImage, Error> {
     let what = path.display().to_string();
-    let bytes = std::fs::read(path).map_err(|source| Error::Io { path: path.to_owned(), source })?;
+    let bytes = std::fs::read(path).map_err(|source| Error::Io {
+        path: path.to_owned(),
+        source,
+    })?;
     decode_named(&bytes, &what)
 }
 
@@ -60,17 +67,31 @@ pub fn decode_gray(bytes: &[u8]) -> Result<GrayImage, Error> {
 
 fn decode_named(bytes: &[u8], what: &str) -> Result<GrayImage, Error> {
     if bytes.is_empty() {
-        return Err(Error::NotAnImage { what: what.to_owned(), reason: "the data is empty".into() });
+        return Err(Error::NotAnImage {
+            what: what.to_owned(),
+            reason: "the data is empty".into(),
+        });
     }
     let reader = ImageReader::new(std::io::Cursor::new(bytes))
         .with_guessed_format()
-        .map_err(|e| Error::NotAnImage { what: what.to_owned(), reason: e.to_string() })?;
+        .map_err(|e| Error::NotAnImage {
+            what: what.to_owned(),
+            reason: e.to_string(),
+        })?;
     if reader.format().is_none() {
-        return Err(Error::NotAnImage { what: what.to_owned(), reason: "unknown image format".into() });
+        return Err(Error::NotAnImage {
+            what: what.to_owned(),
+            reason: "unknown image format".into(),
+        });
     }
-    let image = reader.decode().map_err(|e| Error::NotAnImage { what: what.to_owned(), reason: e.to_string() })?;
+    let image = reader.decode().map_err(|e| Error::NotAnImage {
+        what: what.to_owned(),
+        reason: e.to_string(),
+    })?;
     if image.width() == 0 || image.height() == 0 {
-        return Err(Error::EmptyImage { what: what.to_owned() });
+        return Err(Error::EmptyImage {
+            what: what.to_owned(),
+        });
     }
     Ok(to_gray(&image))
 }
@@ -106,12 +127,18 @@ mod tests {
     fn garbage_is_named_not_an_image() {
         let err = decode_gray(b"definitely not a picture").unwrap_err();
         assert!(matches!(err, Error::NotAnImage { .. }), "{err}");
-        assert!(matches!(decode_gray(&[]).unwrap_err(), Error::NotAnImage { .. }));
+        assert!(matches!(
+            decode_gray(&[]).unwrap_err(),
+            Error::NotAnImage { .. }
+        ));
     }
 
     #[test]
     fn numbers_sort_as_numbers() {
-        let mut v: Vec<&Path> = ["s10", "s2", "s1", "10.pgm", "9.pgm"].iter().map(Path::new).collect();
+        let mut v: Vec<&Path> = ["s10", "s2", "s1", "10.pgm", "9.pgm"]
+            .iter()
+            .map(Path::new)
+            .collect();
         v.sort_by(|a, b| natural_cmp(a, b));
         assert_eq!(v, ["9.pgm", "10.pgm", "s1", "s2", "s10"].map(Path::new));
         assert!(is_photo(Path::new("a/B.JPG")) && !is_photo(Path::new("notes.txt")));
@@ -122,6 +149,9 @@ mod tests {
         assert_eq!(bt601([255, 255, 255]), 255);
         assert_eq!(bt601([0, 0, 0]), 0);
         // cv::cvtColor of pure red/green/blue gives 76, 150 and 29.
-        assert_eq!((bt601([255, 0, 0]), bt601([0, 255, 0]), bt601([0, 0, 255])), (76, 150, 29));
+        assert_eq!(
+            (bt601([255, 0, 0]), bt601([0, 255, 0]), bt601([0, 0, 255])),
+            (76, 150, 29)
+        );
     }
 }

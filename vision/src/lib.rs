@@ -11,7 +11,8 @@
 //! - [`lbph`] is our LBPH recogniser: OpenCV's semantics and model files,
 //!   compact templates and a much faster matcher;
 //! - [`burst`] turns the answers for a burst of frames into one decision;
-//! - [`calibrate`] derives FAR/FRR curves and the accept threshold.
+//! - [`calibrate`] derives FAR/FRR curves and the accept threshold;
+//! - [`video`] reads video files as grey frames (a camera for demos and tests).
 
 pub mod burst;
 pub mod calibrate;
@@ -21,6 +22,7 @@ pub mod imageio;
 pub mod lbph;
 pub mod pipeline;
 pub mod quality;
+pub mod video;
 
 pub use error::Error;
 pub use image::GrayImage;

@@ -21,7 +21,9 @@ pub enum QualityIssue {
     OffCentre,
     #[error("too dark (brightness {mean:.0}, needs {min:.0}): more light on the face")]
     TooDark { mean: f64, min: f64 },
-    #[error("too bright (brightness {mean:.0}, at most {max:.0}): avoid light from behind the camera")]
+    #[error(
+        "too bright (brightness {mean:.0}, at most {max:.0}): avoid light from behind the camera"
+    )]
     TooBright { mean: f64, max: f64 },
     #[error("blurred (sharpness {sharpness:.0}, needs {min:.0}): hold still")]
     Blurred { sharpness: f64, min: f64 },
@@ -61,16 +63,26 @@ impl Default for QualityGate {
 impl QualityGate {
     /// Picks the face to use from the detections (largest first), or says
     /// why none will do.
-    pub fn choose_face(&self, frame: &GrayImage, faces: &[FaceBox]) -> Result<FaceBox, QualityIssue> {
+    pub fn choose_face(
+        &self,
+        frame: &GrayImage,
+        faces: &[FaceBox],
+    ) -> Result<FaceBox, QualityIssue> {
         let face = *faces.first().ok_or(QualityIssue::NoFace)?;
-        let rivals = faces[1..].iter().filter(|f| f.area() as f64 >= self.second_face_ratio * face.area() as f64).count();
+        let rivals = faces[1..]
+            .iter()
+            .filter(|f| f.area() as f64 >= self.second_face_ratio * face.area() as f64)
+            .count();
         if rivals > 0 {
             return Err(QualityIssue::SeveralFaces { count: rivals + 1 });
         }
         let (w, h) = (frame.width() as f64, frame.height() as f64);
         let min = (self.min_face_fraction * w).round() as u32;
         if face.width < min {
-            return Err(QualityIssue::TooSmall { width: face.width, min });
+            return Err(QualityIssue::TooSmall {
+                width: face.width,
+                min,
+            });
         }
         let dx = (face.x as f64 + face.width as f64 / 2.0 - w / 2.0).abs() / w;
         let dy = (face.y as f64 + face.height as f64 / 2.0 - h / 2.0).abs() / h;
@@ -84,14 +96,23 @@ impl QualityGate {
     pub fn check_crop(&self, crop: &GrayImage) -> Result<(), QualityIssue> {
         let mean = brightness(crop);
         if mean < self.min_brightness {
-            return Err(QualityIssue::TooDark { mean, min: self.min_brightness });
+            return Err(QualityIssue::TooDark {
+                mean,
+                min: self.min_brightness,
+            });
         }
         if mean > self.max_brightness {
-            return Err(QualityIssue::TooBright { mean, max: self.max_brightness });
+            return Err(QualityIssue::TooBright {
+                mean,
+                max: self.max_brightness,
+            });
         }
         let sharpness = sharpness(crop);
         if sharpness < self.min_sharpness {
-            return Err(QualityIssue::Blurred { sharpness, min: self.min_sharpness });
+            return Err(QualityIssue::Blurred {
+                sharpness,
+                min: self.min_sharpness,
+            });
         }
         Ok(())
     }
@@ -114,7 +135,8 @@ pub fn sharpness(img: &GrayImage) -> f64 {
     for y in 1..h - 1 {
         for x in 1..w - 1 {
             let i = y * w + x;
-            let lap = p[i - 1] as f64 + p[i + 1] as f64 + p[i - w] as f64 + p[i + w] as f64 - 4.0 * p[i] as f64;
+            let lap = p[i - 1] as f64 + p[i + 1] as f64 + p[i - w] as f64 + p[i + w] as f64
+                - 4.0 * p[i] as f64;
             sum += lap;
             sum_sq += lap * lap;
         }
@@ -132,7 +154,12 @@ mod tests {
     }
 
     fn centred(width: u32) -> FaceBox {
-        FaceBox { x: 320 - width / 2, y: 240 - width / 2, width, height: width }
+        FaceBox {
+            x: 320 - width / 2,
+            y: 240 - width / 2,
+            width,
+            height: width,
+        }
     }
 
     #[test]
@@ -140,19 +167,47 @@ mod tests {
         let gate = QualityGate::default();
         let f = frame();
         assert_eq!(gate.choose_face(&f, &[]), Err(QualityIssue::NoFace));
-        assert_eq!(gate.choose_face(&f, &[centred(200), centred(150)]), Err(QualityIssue::SeveralFaces { count: 2 }));
-        assert!(gate.choose_face(&f, &[centred(200), centred(40)]).is_ok(), "a small face in the background is ignored");
-        assert!(matches!(gate.choose_face(&f, &[centred(60)]), Err(QualityIssue::TooSmall { width: 60, .. })));
-        let corner = FaceBox { x: 0, y: 0, width: 150, height: 150 };
-        assert_eq!(gate.choose_face(&f, &[corner]), Err(QualityIssue::OffCentre));
+        assert_eq!(
+            gate.choose_face(&f, &[centred(200), centred(150)]),
+            Err(QualityIssue::SeveralFaces { count: 2 })
+        );
+        assert!(
+            gate.choose_face(&f, &[centred(200), centred(40)]).is_ok(),
+            "a small face in the background is ignored"
+        );
+        assert!(matches!(
+            gate.choose_face(&f, &[centred(60)]),
+            Err(QualityIssue::TooSmall { width: 60, .. })
+        ));
+        let corner = FaceBox {
+            x: 0,
+            y: 0,
+            width: 150,
+            height: 150,
+        };
+        assert_eq!(
+            gate.choose_face(&f, &[corner]),
+            Err(QualityIssue::OffCentre)
+        );
 
         let dark = GrayImage::from_pixel(92, 112, image::Luma([10]));
-        assert!(matches!(gate.check_crop(&dark), Err(QualityIssue::TooDark { .. })));
+        assert!(matches!(
+            gate.check_crop(&dark),
+            Err(QualityIssue::TooDark { .. })
+        ));
         let bright = GrayImage::from_pixel(92, 112, image::Luma([250]));
-        assert!(matches!(gate.check_crop(&bright), Err(QualityIssue::TooBright { .. })));
+        assert!(matches!(
+            gate.check_crop(&bright),
+            Err(QualityIssue::TooBright { .. })
+        ));
         let flat = GrayImage::from_pixel(92, 112, image::Luma([128]));
-        assert!(matches!(gate.check_crop(&flat), Err(QualityIssue::Blurred { .. })));
-        let textured = GrayImage::from_fn(92, 112, |x, y| image::Luma([if (x / 3 + y / 3) % 2 == 0 { 60 } else { 190 }]));
+        assert!(matches!(
+            gate.check_crop(&flat),
+            Err(QualityIssue::Blurred { .. })
+        ));
+        let textured = GrayImage::from_fn(92, 112, |x, y| {
+            image::Luma([if (x / 3 + y / 3) % 2 == 0 { 60 } else { 190 }])
+        });
         assert_eq!(gate.check_crop(&textured), Ok(()));
     }
 }

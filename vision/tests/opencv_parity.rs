@@ -10,7 +10,10 @@ use opencv::face::LBPHFaceRecognizer;
 use opencv::prelude::*;
 
 fn mat(img: &GrayImage) -> Mat {
-    Mat::new_rows_cols_with_data(img.height() as i32, img.width() as i32, img.as_raw()).unwrap().try_clone().unwrap()
+    Mat::new_rows_cols_with_data(img.height() as i32, img.width() as i32, img.as_raw())
+        .unwrap()
+        .try_clone()
+        .unwrap()
 }
 
 fn opencv_trained(train: &[(i32, GrayImage)]) -> Ptr<LBPHFaceRecognizer> {
@@ -41,14 +44,22 @@ fn opencv_predict(model: &Ptr<LBPHFaceRecognizer>, img: &GrayImage) -> (i32, f64
     (label, distance)
 }
 
-fn assert_same_predictions(ours: &Lbph, reference: &Ptr<LBPHFaceRecognizer>, probes: &[(i32, GrayImage)]) -> usize {
+fn assert_same_predictions(
+    ours: &Lbph,
+    reference: &Ptr<LBPHFaceRecognizer>,
+    probes: &[(i32, GrayImage)],
+) -> usize {
     let mut correct = 0;
     for (i, (truth, img)) in probes.iter().enumerate() {
         let (cv_label, cv_distance) = opencv_predict(reference, img);
         let ours = ours.predict(img).unwrap();
         assert_eq!(ours.label, Some(cv_label), "probe {i}: label");
         let rel = (ours.distance - cv_distance).abs() / cv_distance.max(f64::MIN_POSITIVE);
-        assert!(rel <= 1e-4, "probe {i}: distance {} vs OpenCV {cv_distance}", ours.distance);
+        assert!(
+            rel <= 1e-4,
+            "probe {i}: distance {} vs OpenCV {cv_distance}",
+            ours.distance
+        );
         correct += (cv_label == *truth) as usize;
     }
     correct
@@ -64,8 +75,13 @@ fn histograms_are_bit_identical_to_opencv() {
     for (i, h) in histograms.iter().enumerate() {
         let cv: &[f32] = h.data_typed().unwrap();
         let t = ours.gallery().template(i);
-        let ours = Template::from_opencv_histogram(ours.gallery().layout(), cv).expect("OpenCV's histogram decodes to counts");
-        assert_eq!(ours.as_ref().exact_counts(), t.exact_counts(), "template {i}");
+        let ours = Template::from_opencv_histogram(ours.gallery().layout(), cv)
+            .expect("OpenCV's histogram decodes to counts");
+        assert_eq!(
+            ours.as_ref().exact_counts(),
+            t.exact_counts(),
+            "template {i}"
+        );
     }
 }
 

@@ -16,7 +16,10 @@ impl Orl {
         for person in 1..=40 {
             for photo in 1..=10 {
                 let path = dir.join(format!("s{person}/{photo}.pgm"));
-                photos.push(vision::imageio::load_gray(&path).with_context(|| "the bench needs the ORL faces (--orl DIR)")?);
+                photos.push(
+                    vision::imageio::load_gray(&path)
+                        .with_context(|| "the bench needs the ORL faces (--orl DIR)")?,
+                );
             }
         }
         Ok(Self { photos })
@@ -57,7 +60,11 @@ fn augment(img: &GrayImage, variant: usize) -> GrayImage {
         let sy = (y as i64 + dy).clamp(0, h as i64 - 1) as u32;
         Luma([(img.get_pixel(sx, sy).0[0] as f32 * gain).min(255.0) as u8])
     });
-    if variant % 2 == 1 { imageops::flip_horizontal(&shifted) } else { shifted }
+    if variant % 2 == 1 {
+        imageops::flip_horizontal(&shifted)
+    } else {
+        shifted
+    }
 }
 
 /// A 640 × 480 frame with one ORL face, scaled to sign-in distance, on a
@@ -65,7 +72,9 @@ fn augment(img: &GrayImage, variant: usize) -> GrayImage {
 pub fn frame(orl: &Orl, i: usize) -> GrayImage {
     let face = orl.photo(i % 40 + 1, i % 10 + 1);
     let face = imageops::resize(face, 220, 268, imageops::FilterType::Triangle);
-    let mut frame = GrayImage::from_fn(640, 480, |x, y| Luma([(90 + (x / 4 + y / 3) % 60 + ((x * 31 ^ y * 17) % 13)) as u8]));
+    let mut frame = GrayImage::from_fn(640, 480, |x, y| {
+        Luma([(90 + (x / 4 + y / 3) % 60 + (((x * 31) ^ (y * 17)) % 13)) as u8])
+    });
     let (x0, y0) = (210 + (i % 9) as i64 * 3, 100 + (i % 7) as i64 * 3);
     imageops::overlay(&mut frame, &face, x0, y0);
     frame

@@ -34,15 +34,33 @@ pub fn run(orl: &Orl, frames: usize) -> anyhow::Result<Vec<Row>> {
     let fps = |ms: f64| 1e3 / ms;
     let (ours_fps, plain_fps) = (fps(median_ms(ours_t)), fps(median_ms(plain_t)));
     println!("detection: ours {ours_fps:.1} frames/s (face found in {ours_found} of {n}), plain {plain_fps:.1} frames/s ({plain_found} of {n})", n = frames.len());
-    Ok(vec![Row { measure: "detection + normalisation, 640×480 (frames/s)".into(), ours: ours_fps, opencv: plain_fps, higher_is_better: true }])
+    Ok(vec![Row {
+        measure: "detection + normalisation, 640×480 (frames/s)".into(),
+        ours: ours_fps,
+        opencv: plain_fps,
+        higher_is_better: true,
+    }])
 }
 
-fn plain_detect_and_crop(cascade: &mut CascadeClassifier, frame: &GrayImage) -> anyhow::Result<bool> {
-    let src = Mat::new_rows_cols_with_data(frame.height() as i32, frame.width() as i32, frame.as_raw())?;
+fn plain_detect_and_crop(
+    cascade: &mut CascadeClassifier,
+    frame: &GrayImage,
+) -> anyhow::Result<bool> {
+    let src =
+        Mat::new_rows_cols_with_data(frame.height() as i32, frame.width() as i32, frame.as_raw())?;
     let mut found = Vector::<Rect>::new();
     cascade.detect_multi_scale_def(&src, &mut found)?;
-    let Some(largest) = found.iter().max_by_key(|r| r.area()) else { return Ok(false) };
+    let Some(largest) = found.iter().max_by_key(|r| r.area()) else {
+        return Ok(false);
+    };
     let mut out = Mat::default();
-    opencv::imgproc::resize(&Mat::roi(&src, largest)?, &mut out, Size::new(FACE_WIDTH as i32, FACE_HEIGHT as i32), 0.0, 0.0, opencv::imgproc::INTER_LINEAR)?;
+    opencv::imgproc::resize(
+        &Mat::roi(&src, largest)?,
+        &mut out,
+        Size::new(FACE_WIDTH as i32, FACE_HEIGHT as i32),
+        0.0,
+        0.0,
+        opencv::imgproc::INTER_LINEAR,
+    )?;
     Ok(true)
 }

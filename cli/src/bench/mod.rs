@@ -48,26 +48,46 @@ pub struct Row {
 impl Row {
     /// How many times better ours is.
     fn ratio(&self) -> f64 {
-        if self.higher_is_better { self.ours / self.opencv } else { self.opencv / self.ours }
+        if self.higher_is_better {
+            self.ours / self.opencv
+        } else {
+            self.opencv / self.ours
+        }
     }
 }
 
 pub fn run(args: &BenchArgs) -> anyhow::Result<ExitCode> {
     let orl = data::Orl::load(&args.orl)?;
-    println!("kubevision bench: {} threads, ORL from {}", rayon::current_num_threads(), args.orl.display());
+    println!(
+        "kubevision bench: {} threads, ORL from {}",
+        rayon::current_num_threads(),
+        args.orl.display()
+    );
     let mut rows = recognition::run(&orl, &args.sizes, args.probes, args.rounds)?;
     rows.extend(detection::run(&orl, args.frames)?);
 
     println!("\n| measure | kubevision | OpenCV | ratio |\n|---|---:|---:|---:|");
     for r in &rows {
-        println!("| {} | {} | {} | {:.1}× |", r.measure, fmt(r.ours), fmt(r.opencv), r.ratio());
+        println!(
+            "| {} | {} | {} | {:.1}× |",
+            r.measure,
+            fmt(r.ours),
+            fmt(r.opencv),
+            r.ratio()
+        );
     }
     println!("\nratio: how many times better kubevision is (faster, or smaller); medians over repeated runs.");
     Ok(ExitCode::SUCCESS)
 }
 
 fn fmt(v: f64) -> String {
-    if v >= 100.0 { format!("{v:.0}") } else if v >= 1.0 { format!("{v:.2}") } else { format!("{v:.3}") }
+    if v >= 100.0 {
+        format!("{v:.0}")
+    } else if v >= 1.0 {
+        format!("{v:.2}")
+    } else {
+        format!("{v:.3}")
+    }
 }
 
 /// The median of some timings, in milliseconds.

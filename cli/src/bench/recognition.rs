@@ -16,7 +16,10 @@ use super::{median_ms, resident_bytes, Row};
 const CHUNK: usize = 2000;
 
 fn mat(img: &GrayImage) -> Mat {
-    Mat::new_rows_cols_with_data(img.height() as i32, img.width() as i32, img.as_raw()).unwrap().try_clone().unwrap()
+    Mat::new_rows_cols_with_data(img.height() as i32, img.width() as i32, img.as_raw())
+        .unwrap()
+        .try_clone()
+        .unwrap()
 }
 
 fn opencv_model() -> anyhow::Result<Ptr<LBPHFaceRecognizer>> {
@@ -49,8 +52,16 @@ fn training(orl: &Orl, rounds: usize) -> anyhow::Result<Row> {
         cv_t.push(start.elapsed());
     }
     let per_s = |ms: f64| images.len() as f64 / (ms / 1e3);
-    let row = Row { measure: "training throughput (images/s)".into(), ours: per_s(median_ms(ours_t)), opencv: per_s(median_ms(cv_t)), higher_is_better: true };
-    println!("training: ours {:.0} images/s, OpenCV {:.0} images/s", row.ours, row.opencv);
+    let row = Row {
+        measure: "training throughput (images/s)".into(),
+        ours: per_s(median_ms(ours_t)),
+        opencv: per_s(median_ms(cv_t)),
+        higher_is_better: true,
+    };
+    println!(
+        "training: ours {:.0} images/s, OpenCV {:.0} images/s",
+        row.ours, row.opencv
+    );
     Ok(row)
 }
 
@@ -60,19 +71,27 @@ fn predict(orl: &Orl, size: usize, probes: usize) -> anyhow::Result<Vec<Row>> {
     let mut ours = Lbph::new(LbphParams::default())?;
     ours.reserve(size);
     for start in (0..size).step_by(CHUNK) {
-        let (labels, images): (Vec<i32>, Vec<GrayImage>) = (start..(start + CHUNK).min(size)).map(|i| orl.gallery_image(i)).unzip();
+        let (labels, images): (Vec<i32>, Vec<GrayImage>) = (start..(start + CHUNK).min(size))
+            .map(|i| orl.gallery_image(i))
+            .unzip();
         ours.update(&images, &labels)?;
     }
-    let ours_bytes = resident_bytes().zip(before).map(|(a, b)| a.saturating_sub(b));
+    let ours_bytes = resident_bytes()
+        .zip(before)
+        .map(|(a, b)| a.saturating_sub(b));
 
     let before = resident_bytes();
     let mut cv = opencv_model()?;
     for start in (0..size).step_by(CHUNK) {
-        let (labels, images): (Vector<i32>, Vector<Mat>) =
-            (start..(start + CHUNK).min(size)).map(|i| orl.gallery_image(i)).map(|(l, img)| (l, mat(&img))).unzip();
+        let (labels, images): (Vector<i32>, Vector<Mat>) = (start..(start + CHUNK).min(size))
+            .map(|i| orl.gallery_image(i))
+            .map(|(l, img)| (l, mat(&img)))
+            .unzip();
         cv.update(&images, &labels)?;
     }
-    let cv_bytes = resident_bytes().zip(before).map(|(a, b)| a.saturating_sub(b));
+    let cv_bytes = resident_bytes()
+        .zip(before)
+        .map(|(a, b)| a.saturating_sub(b));
 
     let (mut ours_t, mut cv_t, mut agree) = (Vec::new(), Vec::new(), 0);
     for i in 0..probes.max(1) {
@@ -84,15 +103,26 @@ fn predict(orl: &Orl, size: usize, probes: usize) -> anyhow::Result<Vec<Row>> {
         let start = Instant::now();
         cv.predict(&mat(probe), &mut label, &mut distance)?;
         cv_t.push(start.elapsed());
-        agree += (mine.label == Some(label) && (mine.distance - distance).abs() <= 1e-4 * distance) as usize;
+        agree += (mine.label == Some(label) && (mine.distance - distance).abs() <= 1e-4 * distance)
+            as usize;
     }
     let (ours_ms, cv_ms) = (median_ms(ours_t), median_ms(cv_t));
     println!("predict at {size} templates: ours {ours_ms:.3} ms, OpenCV {cv_ms:.3} ms; same answer for {agree} of {} probes", probes.max(1));
-    let mut rows = vec![Row { measure: format!("predict latency, {size} templates (ms)"), ours: ours_ms, opencv: cv_ms, higher_is_better: false }];
+    let mut rows = vec![Row {
+        measure: format!("predict latency, {size} templates (ms)"),
+        ours: ours_ms,
+        opencv: cv_ms,
+        higher_is_better: false,
+    }];
     if let (Some(o), Some(c)) = (ours_bytes, cv_bytes) {
         if size >= 5000 {
             let kib = |b: u64| b as f64 / size as f64 / 1024.0;
-            rows.push(Row { measure: format!("memory per template, {size} templates (KiB, resident)"), ours: kib(o), opencv: kib(c), higher_is_better: false });
+            rows.push(Row {
+                measure: format!("memory per template, {size} templates (KiB, resident)"),
+                ours: kib(o),
+                opencv: kib(c),
+                higher_is_better: false,
+            });
         }
     }
     Ok(rows)

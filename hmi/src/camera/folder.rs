@@ -5,11 +5,11 @@
 //! of a larger frame, so that detection sees them as a camera would.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
 
 use image::imageops::{self, FilterType};
 use vision::{GrayImage, FACE_HEIGHT, FACE_WIDTH};
 
+use super::pace::Pacer;
 use super::{CameraError, FrameSource};
 
 /// Frame size an aligned crop is padded into, and its enlargement.
@@ -20,8 +20,7 @@ pub struct FolderSource {
     dir: PathBuf,
     files: Vec<PathBuf>,
     next: usize,
-    interval: Duration,
-    due: Instant,
+    pace: Pacer,
     /// Stop after one pass instead of looping.
     once: bool,
 }
@@ -59,6 +58,16 @@ pub fn pad_aligned(crop: &GrayImage) -> GrayImage {
     frame
 }
 
+/// A frame as the camera shows it: aligned crops padded ([`pad_aligned`]),
+/// anything else unchanged.
+pub fn as_camera_frame(image: GrayImage) -> GrayImage {
+    if image.dimensions() == (FACE_WIDTH, FACE_HEIGHT) {
+        pad_aligned(&image)
+    } else {
+        image
+    }
+}
+
 impl FolderSource {
     pub fn new(dir: &Path, fps: f64) -> Result<Self, CameraError> {
         let mut files = Vec::new();
@@ -71,8 +80,7 @@ impl FolderSource {
             dir: dir.to_owned(),
             files,
             next: 0,
-            interval: Duration::from_secs_f64(1.0 / fps.clamp(0.1, 120.0)),
-            due: Instant::now(),
+            pace: Pacer::new(fps),
             once: false,
         })
     }
@@ -107,17 +115,10 @@ impl FrameSource for FolderSource {
             }
             self.next = 0;
         }
-        let wait = self.due.saturating_duration_since(Instant::now());
-        std::thread::sleep(wait);
-        self.due = Instant::now().max(self.due) + self.interval;
+        self.pace.wait();
         let path = &self.files[self.next];
         self.next += 1;
-        let image = vision::imageio::load_gray(path)?;
-        Ok(if image.dimensions() == (FACE_WIDTH, FACE_HEIGHT) {
-            pad_aligned(&image)
-        } else {
-            image
-        })
+        Ok(as_camera_frame(vision::imageio::load_gray(path)?))
     }
 }
 

@@ -5,7 +5,10 @@
 mod device;
 mod folder;
 mod mailbox;
+mod pace;
+mod video;
 
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
@@ -14,6 +17,7 @@ use std::time::Duration;
 pub use device::{list as list_devices, DeviceSource};
 pub use folder::FolderSource;
 pub use mailbox::Mailbox;
+pub use video::VideoSource;
 use vision::GrayImage;
 
 #[derive(Debug, thiserror::Error)]
@@ -27,6 +31,9 @@ pub enum CameraError {
     },
     #[error("decoding a frame: {0}")]
     Decode(#[from] vision::Error),
+    /// A video file that cannot be opened (the error names the file).
+    #[error("{0}")]
+    Video(vision::Error),
     #[error("camera: {0}")]
     Device(String),
 }
@@ -53,7 +60,7 @@ pub enum CameraStatus {
     },
 }
 
-/// Something that yields frames: a USB camera, a folder of images. It
+/// Something that yields frames: a USB camera, a folder of images, a video file. It
 /// lives on the capture thread only (nokhwa's cameras are not `Send`).
 pub trait FrameSource {
     fn name(&self) -> String;
@@ -61,6 +68,17 @@ pub trait FrameSource {
     fn open(&mut self) -> Result<(), CameraError>;
     /// Blocks until the next frame is due.
     fn next_frame(&mut self) -> Result<GrayImage, CameraError>;
+}
+
+/// The source for a camera given as a path (`--camera PATH`): a folder of
+/// images, or else a video file. `fps` paces a folder, and a video whose
+/// file does not say its frame rate.
+pub fn file_source(path: &Path, fps: f64) -> Result<Box<dyn FrameSource + Send>, CameraError> {
+    if path.is_dir() {
+        Ok(Box::new(FolderSource::new(path, fps)?))
+    } else {
+        Ok(Box::new(VideoSource::new(path, fps)?))
+    }
 }
 
 /// The capture thread. Dropping it stops the thread.

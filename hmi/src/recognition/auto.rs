@@ -2,18 +2,17 @@
 //! operator signs in either way, and the badge says which one answered.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use kubevision_offload_client::ClientConfig;
-use tokio::sync::Notify;
 use vision::lbph::{LbphParams, Match};
 use vision::GrayImage;
 
 use super::offload::OffloadBackend;
-use super::sync::{self, Change, SyncPolicy, SyncStore};
+use super::sync::SyncPolicy;
 use super::{Backend, BackendError, LocalBackend};
+use crate::service::label_of;
 
 #[derive(Debug, Clone, Copy)]
 pub struct AutoConfig {
@@ -39,61 +38,33 @@ pub struct AutoBackend {
     local: LocalBackend,
     /// Which backend answered the latest frame.
     answered: &'static str,
-    wake: Arc<Notify>,
-    /// Bumped by the sync task when the local gallery changed; `seen` is
-    /// the value the local gallery was last built at.
-    generation: Arc<AtomicU64>,
+    /// The sync's generation the local gallery was last built at.
     seen: u64,
 }
 
 impl AutoBackend {
-    /// Starts the background sync on the backend's runtime; it stops when
-    /// the backend is dropped.
+    /// The local gallery is the store's, which the offload backend's
+    /// background sync keeps in step with the plant-wide gallery.
     pub fn start(
         client: ClientConfig,
         db: &Path,
         params: LbphParams,
         config: AutoConfig,
     ) -> Result<Self, BackendError> {
-        let offload = OffloadBackend::connect(client, db, Some(config.deadline))?;
-        let wake = Arc::new(Notify::new());
-        let generation = Arc::new(AtomicU64::new(0));
-        offload.runtime.spawn(sync::run(
-            SyncStore::open(db)?,
-            offload.client.clone(),
-            config.sync,
-            Arc::clone(&wake),
-            Arc::clone(&generation),
-        ));
+        let offload = OffloadBackend::connect(client, db, Some(config.deadline), config.sync)?;
         let mut local = LocalBackend::new(params);
-        local.set_gallery(&offload.store.gallery()?)?;
+        local.set_gallery(&local_gallery(&offload)?)?;
         Ok(AutoBackend {
             offload,
             local,
             answered: super::LOCAL,
-            wake,
-            generation,
             seen: 0,
         })
     }
 
-    /// Queues an enrollment or removal for the service; the sync task
-    /// pushes it now if the service answers, else once it is back.
-    pub fn submit(&self, change: &Change) -> Result<(), BackendError> {
-        self.offload.store.queue(change)?;
-        self.wake.notify_one();
-        Ok(())
-    }
-
-    /// Syncs now, waiting for the result (the background task does the same
-    /// on its own schedule).
+    /// Syncs with the plant-wide gallery now, waiting for the result.
     pub fn sync_now(&mut self) -> Result<(), BackendError> {
-        let client = self.offload.client.clone();
-        let store = &mut self.offload.store;
-        if self.offload.runtime.block_on(store.sync_once(&client))? {
-            self.generation.fetch_add(1, Ordering::Release);
-        }
-        Ok(())
+        self.offload.sync_now()
     }
 
     fn answer<T>(
@@ -108,9 +79,9 @@ impl AutoBackend {
             }
             Err(e) if e.should_fall_back() => {
                 tracing::debug!("recognising locally: {e}");
-                let now = self.generation.load(Ordering::Acquire);
+                let now = self.offload.generation.load(Ordering::Acquire);
                 if now != self.seen {
-                    self.local.set_gallery(&self.offload.store.gallery()?)?;
+                    self.local.set_gallery(&local_gallery(&self.offload)?)?;
                     self.seen = now;
                 }
                 self.answered = super::LOCAL;
@@ -138,4 +109,14 @@ impl Backend for AutoBackend {
     fn verify(&mut self, crop: &GrayImage, label: i32) -> Result<Option<f64>, BackendError> {
         self.answer(|o| o.verify(crop, label), |l| l.verify(crop, label))
     }
+}
+
+/// The store's templates, labelled as the worker labels them.
+fn local_gallery(offload: &OffloadBackend) -> Result<Vec<(i32, Vec<u8>)>, BackendError> {
+    Ok(offload
+        .store
+        .gallery()?
+        .into_iter()
+        .map(|(id, t)| (label_of(id), t))
+        .collect())
 }

@@ -28,7 +28,7 @@ pub enum BackendError {
         source: std::io::Error,
     },
     #[error("kiosk store: {0}")]
-    Store(#[from] rusqlite::Error),
+    Store(#[from] crate::store::StoreError),
     #[error("a face crop is {width}x{height}, not the normalised 92x112")]
     CropSize { width: u32, height: u32 },
     #[error("the offload service sent an unusable answer: {0}")]

@@ -17,7 +17,7 @@ pub use auto::{AutoBackend, AutoConfig};
 pub use backend::{extract, Backend, BackendError, LocalBackend, LOCAL};
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
 pub use offload::{client_config, OffloadBackend, OFFLOAD};
-pub use sync::{Change, SyncPolicy};
+pub use sync::SyncPolicy;
 use vision::burst::{decide, BurstDecision, BurstRule};
 use vision::detect::FaceBox;
 use vision::lbph::{LbphParams, Match};
@@ -92,9 +92,12 @@ pub fn create_backend(
 ) -> Result<Box<dyn Backend>, BackendError> {
     Ok(match settings.backend {
         BackendChoice::Local => Box::new(LocalBackend::new(params)),
-        BackendChoice::Offload => {
-            Box::new(OffloadBackend::connect(client_config(settings)?, db, None)?)
-        }
+        BackendChoice::Offload => Box::new(OffloadBackend::connect(
+            client_config(settings)?,
+            db,
+            None,
+            SyncPolicy::default(),
+        )?),
         BackendChoice::Auto => Box::new(AutoBackend::start(
             client_config(settings)?,
             db,

@@ -6,18 +6,23 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use kubevision_offload_client::proto::{frame, Frame, IdentifyRequest, RawFaceCrop, VerifyRequest};
 use kubevision_offload_client::{ClientConfig, ClientError, OffloadClient, TlsSettings};
 use tokio::runtime::Runtime;
+use tokio::sync::Notify;
 use tonic::Code;
 use vision::lbph::Match;
 use vision::GrayImage;
 
-use super::sync::{self, Change, SyncStore};
+use super::sync::{self, SyncPolicy};
 use super::{Backend, BackendError};
+use crate::service::label_of;
 use crate::settings::Settings;
+use crate::store::SyncStore;
 
 pub const OFFLOAD: &str = "offload";
 
@@ -44,7 +49,7 @@ pub fn client_config(settings: &Settings) -> Result<ClientConfig, BackendError> 
     Ok(config)
 }
 
-pub(super) fn raw_frame(crop: &GrayImage) -> Frame {
+fn raw_frame(crop: &GrayImage) -> Frame {
     Frame {
         content: Some(frame::Content::RawFaceCrop(RawFaceCrop {
             width: crop.width(),
@@ -62,7 +67,12 @@ pub struct OffloadBackend {
     pub(super) client: OffloadClient,
     /// Caps each sign-in call; `None`: the client's own deadlines.
     deadline: Option<Duration>,
+    /// The directory of personnel numbers, and the local gallery for Auto.
     pub(super) store: SyncStore,
+    /// Wakes the background sync (the local gallery changed).
+    wake: Arc<Notify>,
+    /// Bumped by the sync when it changed the local gallery.
+    pub(super) generation: Arc<AtomicU64>,
     /// The service names operators by personnel number, the worker by label.
     labels: HashMap<String, i32>,
     personnel_nos: HashMap<i32, String>,
@@ -71,10 +81,13 @@ pub struct OffloadBackend {
 impl OffloadBackend {
     /// `db` is the kiosk's store, for personnel numbers; the connection is
     /// made on first use, so the kiosk starts while the service is down.
+    /// Starts the background sync with the plant-wide gallery on the
+    /// backend's runtime; it stops when the backend is dropped.
     pub fn connect(
         config: ClientConfig,
         db: &Path,
         deadline: Option<Duration>,
+        sync: SyncPolicy,
     ) -> Result<Self, BackendError> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
@@ -87,11 +100,22 @@ impl OffloadBackend {
             let _inside = runtime.enter();
             OffloadClient::new(config)?
         };
+        let wake = Arc::new(Notify::new());
+        let generation = Arc::new(AtomicU64::new(0));
+        runtime.spawn(sync::run(
+            SyncStore::open(db)?,
+            client.clone(),
+            sync,
+            Arc::clone(&wake),
+            Arc::clone(&generation),
+        ));
         let mut backend = OffloadBackend {
             runtime,
             client,
             deadline,
             store: SyncStore::open(db)?,
+            wake,
+            generation,
             labels: HashMap::new(),
             personnel_nos: HashMap::new(),
         };
@@ -99,8 +123,13 @@ impl OffloadBackend {
         Ok(backend)
     }
 
-    pub(super) fn reload_directory(&mut self) -> Result<(), BackendError> {
-        let entries = self.store.directory()?;
+    fn reload_directory(&mut self) -> Result<(), BackendError> {
+        let entries: Vec<(i32, String)> = self
+            .store
+            .directory()?
+            .into_iter()
+            .map(|(id, personnel_no)| (label_of(id), personnel_no))
+            .collect();
         self.personnel_nos = entries.iter().cloned().collect();
         self.labels = entries.into_iter().map(|(l, p)| (p, l)).collect();
         Ok(())
@@ -122,9 +151,16 @@ impl OffloadBackend {
         })
     }
 
-    /// Sends an enrollment or removal to the service now.
-    pub fn push(&self, change: &Change) -> Result<(), BackendError> {
-        self.call(None, sync::push(&self.client, change))
+    /// Pushes the queued changes and pulls the service's, now, waiting for
+    /// the result (the background sync does the same on its own schedule).
+    pub fn sync_now(&mut self) -> Result<(), BackendError> {
+        let changed = self
+            .runtime
+            .block_on(sync::sync_once(&mut self.store, &self.client))?;
+        if changed {
+            self.generation.fetch_add(1, Ordering::Release);
+        }
+        Ok(())
     }
 
     /// An operator enrolled since the last look (e.g. by a sync) is looked up again.
@@ -145,8 +181,10 @@ impl Backend for OffloadBackend {
         OFFLOAD
     }
 
-    /// The service holds the gallery; only who is who may have changed.
+    /// The service holds the gallery; only who is who may have changed,
+    /// and the service should hear of it soon.
     fn set_gallery(&mut self, _entries: &[(i32, Vec<u8>)]) -> Result<(), BackendError> {
+        self.wake.notify_one();
         self.reload_directory()
     }
 

@@ -12,7 +12,7 @@ use crate::recognition::{Event, Mode};
 use crate::service::{label_of, OperatorDraft, Reply, Request};
 use crate::store::{validate_secret, Operator, Role, SecretKind};
 use crate::theme;
-use crate::widgets::{big_button, primary_button, Field, FieldKind, Form, KeyAction};
+use crate::widgets::{big_button, choice_value, primary_button, Field, FieldKind, Form, KeyAction};
 
 #[derive(Debug, Clone, PartialEq)]
 enum Step {
@@ -144,36 +144,32 @@ impl Enroll {
             Step::Details => {
                 kiosk.set_mode(Mode::Watch);
                 let mut nav = None;
-                ui.horizontal_top(|ui| {
-                    ui.vertical(|ui| {
-                        self.form.show_fields(ui, lang);
-                        if !self.setup {
-                            ui.horizontal(|ui| {
-                                ui.label(kiosk.t(T::Role));
-                                for role in Role::ALL {
-                                    ui.selectable_value(
-                                        &mut self.role,
-                                        role,
-                                        RichText::new(i18n::role(role, lang)).size(24.0),
-                                    );
-                                }
-                            });
-                        }
-                        ui.horizontal(|ui| {
-                            if primary_button(ui, kiosk.t(T::EnrollStart)).clicked() {
-                                self.start_capture(kiosk);
-                            }
-                            if !self.setup && big_button(ui, kiosk.t(T::Cancel)).clicked() {
-                                nav = Some(Nav::Operators);
+                let mut start = false;
+                let (setup, role) = (self.setup, &mut self.role);
+                let entered = self.form.show_with_input(ui, lang, |ui| {
+                    if !setup {
+                        ui.horizontal_wrapped(|ui| {
+                            ui.label(kiosk.t(T::Role));
+                            for r in Role::ALL {
+                                choice_value(
+                                    ui,
+                                    role,
+                                    r,
+                                    RichText::new(i18n::role(r, lang)).size(24.0),
+                                );
                             }
                         });
-                    });
-                    ui.vertical(|ui| {
-                        if self.form.show_input(ui, lang) == KeyAction::Enter {
-                            self.start_capture(kiosk);
+                    }
+                    ui.horizontal_wrapped(|ui| {
+                        start = primary_button(ui, kiosk.t(T::EnrollStart)).clicked();
+                        if !setup && big_button(ui, kiosk.t(T::Cancel)).clicked() {
+                            nav = Some(Nav::Operators);
                         }
                     });
                 });
+                if start || entered == KeyAction::Enter {
+                    self.start_capture(kiosk);
+                }
                 nav
             }
             Step::Capture { captured, skipped } => {

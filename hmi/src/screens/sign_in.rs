@@ -15,6 +15,17 @@ use crate::theme;
 use crate::widgets::{big_button, pin_pad, primary_button, Field, FieldKind, Form, KeyAction};
 
 const PREVIEW: egui::Vec2 = egui::vec2(640.0, 480.0);
+/// Room beside the preview for the heading, hint and button unwrapped.
+const SIDE: f32 = 440.0;
+
+/// The preview's box: 640×480, smaller (4:3 kept) where the screen leaves
+/// less room beside it, e.g. at 1024×768.
+fn preview_size(ui: &Ui) -> egui::Vec2 {
+    let width = (ui.available_width() - SIDE)
+        .min(ui.available_height() * PREVIEW.x / PREVIEW.y)
+        .clamp(PREVIEW.x / 2.0, PREVIEW.x);
+    egui::vec2(width, width * PREVIEW.y / PREVIEW.x)
+}
 
 #[derive(Default)]
 pub struct SignIn {
@@ -59,16 +70,13 @@ impl SignIn {
                     ui.heading(kiosk.t(T::UsePersonnelNo));
                     let mut submit = false;
                     let mut cancel = false;
-                    ui.horizontal_top(|ui| {
-                        ui.vertical(|ui| {
-                            form.show_fields(ui, lang);
-                            ui.horizontal(|ui| {
-                                submit = primary_button(ui, kiosk.t(T::SignInTitle)).clicked();
-                                cancel = big_button(ui, kiosk.t(T::Cancel)).clicked();
-                            });
+                    let entered = form.show_with_input(ui, lang, |ui| {
+                        ui.horizontal_wrapped(|ui| {
+                            submit = primary_button(ui, kiosk.t(T::SignInTitle)).clicked();
+                            cancel = big_button(ui, kiosk.t(T::Cancel)).clicked();
                         });
-                        ui.vertical(|ui| submit |= form.show_input(ui, lang) == KeyAction::Enter);
                     });
+                    submit |= entered == KeyAction::Enter;
                     if cancel {
                         self.password = None;
                     } else if submit && !self.busy {
@@ -82,7 +90,7 @@ impl SignIn {
                 None => {
                     kiosk.set_mode(Mode::Identify);
                     ui.horizontal_top(|ui| {
-                        kiosk.show_preview(ui, PREVIEW);
+                        kiosk.show_preview(ui, preview_size(ui));
                         ui.vertical(|ui| {
                             ui.heading(kiosk.t(T::LookAtCamera));
                             let recently = kiosk.not_recognised_at.is_some_and(|t| now - t < 3_000);
@@ -125,7 +133,7 @@ impl SignIn {
                     label: label_of(operator.id),
                 });
                 ui.horizontal_top(|ui| {
-                    kiosk.show_preview(ui, PREVIEW);
+                    kiosk.show_preview(ui, preview_size(ui));
                     ui.vertical(|ui| {
                         ui.heading(format!(
                             "{}: {}",

@@ -8,6 +8,7 @@
 mod audit;
 mod lockout;
 mod operators;
+mod plant;
 mod schema;
 mod secret;
 #[cfg(test)]
@@ -23,6 +24,7 @@ pub use audit::{
 };
 pub use lockout::{LockoutPolicy, Subject};
 pub use operators::{NewOperator, Operator, OperatorId, Role, SecretCheck};
+pub use plant::{Incoming, Outbound, Outgoing, Pending, Profile, SyncStore};
 pub use secret::{validate as validate_secret, SecretKind, PASSWORD_LEN, PIN_LEN};
 
 /// Milliseconds since the Unix epoch (UTC).
@@ -35,6 +37,14 @@ pub fn now_millis() -> Millis {
 }
 
 pub const DB_FILE: &str = "kubevision.sqlite3";
+
+/// Every write transaction takes SQLite's write lock up front. Two
+/// connections write the file (the store's thread and the gallery sync), and
+/// a deferred transaction that reads before it writes fails with SQLITE_BUSY
+/// when the other wrote meanwhile, instead of waiting out the busy timeout.
+fn write_transaction(conn: &mut Connection) -> rusqlite::Result<rusqlite::Transaction<'_>> {
+    conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -111,7 +121,7 @@ impl Store {
     }
 
     pub fn append_audit(&mut self, event: &AuditEvent, now: Millis) -> Result<i64, StoreError> {
-        let tx = self.conn.transaction()?;
+        let tx = write_transaction(&mut self.conn)?;
         let seq = audit::append(&tx, event, now)?;
         tx.commit()?;
         Ok(seq)
@@ -142,7 +152,7 @@ impl Store {
         event: &AuditEvent,
         now: Millis,
     ) -> Result<Option<Millis>, StoreError> {
-        let tx = self.conn.transaction()?;
+        let tx = write_transaction(&mut self.conn)?;
         let until = lockout::record_failure(&tx, &self.lockout, subject, now)?;
         audit::append(&tx, event, now)?;
         if let Some(until) = until {
@@ -164,7 +174,7 @@ impl Store {
         event: &AuditEvent,
         now: Millis,
     ) -> Result<(), StoreError> {
-        let tx = self.conn.transaction()?;
+        let tx = write_transaction(&mut self.conn)?;
         lockout::clear(&tx, subject)?;
         audit::append(&tx, event, now)?;
         tx.commit()?;
@@ -192,7 +202,7 @@ impl Store {
         actor: Option<&str>,
         now: Millis,
     ) -> Result<(), StoreError> {
-        let tx = self.conn.transaction()?;
+        let tx = write_transaction(&mut self.conn)?;
         tx.execute(
             "INSERT INTO settings (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
             [key, value],

@@ -1,11 +1,12 @@
 //! Operators, their secrets and their face templates.
 
-use rusqlite::{params, OptionalExtension, Row, Transaction};
+use rusqlite::{params, Connection, OptionalExtension, Row, Transaction};
 
 use super::audit::{self, AuditAction, AuditEvent};
 use super::lockout::{self, Subject};
+use super::plant::{self, Outbound};
 use super::secret::{self, SecretKind};
-use super::{Millis, Store, StoreError};
+use super::{write_transaction, Millis, Store, StoreError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct OperatorId(pub i64);
@@ -178,6 +179,14 @@ fn insert_operator(
     Ok(id)
 }
 
+/// Every template with its operator, in a stable order.
+pub(super) fn all_templates(conn: &Connection) -> Result<Vec<(OperatorId, Vec<u8>)>, StoreError> {
+    let mut stmt =
+        conn.prepare("SELECT operator_id, data FROM templates ORDER BY operator_id, id")?;
+    let rows = stmt.query_map([], |r| Ok((OperatorId(r.get(0)?), r.get(1)?)))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
 /// Replaces the operator's templates and logs the enrollment.
 fn replace_templates(
     tx: &Transaction<'_>,
@@ -185,7 +194,7 @@ fn replace_templates(
     templates: &[Vec<u8>],
     actor: Option<&str>,
     now: Millis,
-) -> Result<(), StoreError> {
+) -> Result<Operator, StoreError> {
     if templates.is_empty() {
         return Err(StoreError::InvalidInput("an enrollment needs templates"));
     }
@@ -207,7 +216,7 @@ fn replace_templates(
             templates.len()
         ));
     audit::append(tx, &event, now)?;
-    Ok(())
+    Ok(op)
 }
 
 impl Store {
@@ -258,11 +267,11 @@ impl Store {
         let kinds = stmt.query_map([id.0], |r| r.get::<_, String>(0))?;
         let mut out = Vec::new();
         for k in kinds {
-            out.push(match k?.as_str() {
-                "pin" => SecretKind::Pin,
-                "password" => SecretKind::Password,
-                other => return Err(StoreError::Corrupt(format!("credential kind {other}"))),
-            });
+            let k = k?;
+            out.push(
+                SecretKind::parse(&k)
+                    .ok_or_else(|| StoreError::Corrupt(format!("credential kind {k}")))?,
+            );
         }
         Ok(out)
     }
@@ -297,11 +306,12 @@ impl Store {
         now: Millis,
     ) -> Result<Operator, StoreError> {
         let hashed = hash_secrets(new)?;
-        let tx = self.conn.transaction()?;
+        let tx = write_transaction(&mut self.conn)?;
         let id = insert_operator(&tx, new, &hashed, actor, now)?;
         if let Some(templates) = templates {
             replace_templates(&tx, id, templates, actor, now)?;
         }
+        plant::queue(&tx, new.personnel_no.trim(), Outbound::Upsert, now)?;
         let operator = get_operator(&tx, id)?;
         tx.commit()?;
         Ok(operator)
@@ -317,9 +327,10 @@ impl Store {
     ) -> Result<(), StoreError> {
         secret::validate(kind, s)?;
         let phc = secret::hash(s)?;
-        let tx = self.conn.transaction()?;
+        let tx = write_transaction(&mut self.conn)?;
         let op = get_operator(&tx, id)?;
         put_secret(&tx, id, kind, &phc)?;
+        plant::queue(&tx, &op.personnel_no, Outbound::Upsert, now)?;
         let event = AuditEvent::new(AuditAction::SecretChanged)
             .actor_opt(actor)
             .detail(format!("{} of {}", kind.as_str(), op.personnel_no));
@@ -349,7 +360,7 @@ impl Store {
                 |r| r.get(0),
             )
             .optional()?;
-        let tx = self.conn.transaction()?;
+        let tx = write_transaction(&mut self.conn)?;
         let result = if phc.is_some_and(|phc| secret::verify(s, &phc)) {
             lockout::clear(&tx, subject)?;
             SecretCheck::Accepted
@@ -371,19 +382,16 @@ impl Store {
         actor: Option<&str>,
         now: Millis,
     ) -> Result<(), StoreError> {
-        let tx = self.conn.transaction()?;
-        replace_templates(&tx, id, templates, actor, now)?;
+        let tx = write_transaction(&mut self.conn)?;
+        let op = replace_templates(&tx, id, templates, actor, now)?;
+        plant::queue(&tx, &op.personnel_no, Outbound::Upsert, now)?;
         tx.commit()?;
         Ok(())
     }
 
     /// All templates, for building the recogniser's gallery.
     pub fn templates(&self) -> Result<Vec<(OperatorId, Vec<u8>)>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT operator_id, data FROM templates ORDER BY operator_id, id")?;
-        let rows = stmt.query_map([], |r| Ok((OperatorId(r.get(0)?), r.get(1)?)))?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        all_templates(&self.conn)
     }
 
     pub fn change_role(
@@ -393,7 +401,7 @@ impl Store {
         actor: Option<&str>,
         now: Millis,
     ) -> Result<(), StoreError> {
-        let tx = self.conn.transaction()?;
+        let tx = write_transaction(&mut self.conn)?;
         let op = get_operator(&tx, id)?;
         if op.role == Role::Administrator
             && role != Role::Administrator
@@ -405,6 +413,7 @@ impl Store {
             "UPDATE operators SET role = ?1 WHERE id = ?2",
             params![role.as_str(), id.0],
         )?;
+        plant::queue(&tx, &op.personnel_no, Outbound::Upsert, now)?;
         let event = AuditEvent::new(AuditAction::SettingsChanged)
             .actor_opt(actor)
             .detail(format!("role of {}: {}", op.personnel_no, role.as_str()));
@@ -421,7 +430,7 @@ impl Store {
         actor: Option<&str>,
         now: Millis,
     ) -> Result<(), StoreError> {
-        let tx = self.conn.transaction()?;
+        let tx = write_transaction(&mut self.conn)?;
         let op = get_operator(&tx, id)?;
         if op.role == Role::Administrator && administrators(&tx)? <= 1 {
             return Err(StoreError::LastAdministrator);
@@ -429,6 +438,7 @@ impl Store {
         // Credentials and templates go by ON DELETE CASCADE.
         tx.execute("DELETE FROM operators WHERE id = ?1", [id.0])?;
         lockout::clear(&tx, Subject::Operator(id))?;
+        plant::queue(&tx, &op.personnel_no, Outbound::Remove, now)?;
         audit::append(
             &tx,
             &AuditEvent::new(AuditAction::OperatorDeleted)

@@ -6,10 +6,10 @@ use rusqlite_migration::{Migrations, M};
 /// The schema version a fully migrated store reports (`PRAGMA user_version`);
 /// the tests hold the migration list to it.
 #[cfg(test)]
-pub const VERSION: i64 = 2;
+pub const VERSION: i64 = 3;
 
 pub(super) fn migrations() -> Migrations<'static> {
-    Migrations::new(vec![M::up(V1).foreign_key_check(), M::up(V2)])
+    Migrations::new(vec![M::up(V1).foreign_key_check(), M::up(V2), M::up(V3)])
 }
 
 const V1: &str = r#"
@@ -90,6 +90,26 @@ CREATE TABLE gallery_sync (
     gallery_id TEXT    NOT NULL,
     version    INTEGER NOT NULL
 );
+"#;
+
+/// The queue names people, not faces: a push sends the operator's current
+/// templates and profile, so V2's queued crops (raw face images) go, and
+/// one row per personnel number is enough. The old table is dropped with
+/// secure_delete on, which overwrites the crops.
+const V3: &str = r#"
+CREATE TABLE pending_sync_v3 (
+    id           INTEGER PRIMARY KEY,
+    kind         TEXT    NOT NULL CHECK (kind IN ('upsert', 'remove')),
+    personnel_no TEXT    NOT NULL UNIQUE CHECK (length(trim(personnel_no)) > 0),
+    queued_at    INTEGER NOT NULL
+);
+INSERT INTO pending_sync_v3 (kind, personnel_no, queued_at)
+    SELECT CASE kind WHEN 'enroll' THEN 'upsert' ELSE 'remove' END, personnel_no, queued_at
+    FROM pending_sync p
+    WHERE id = (SELECT max(id) FROM pending_sync q WHERE q.personnel_no = p.personnel_no)
+    ORDER BY id;
+DROP TABLE pending_sync;
+ALTER TABLE pending_sync_v3 RENAME TO pending_sync;
 "#;
 
 #[cfg(test)]

@@ -21,6 +21,12 @@ impl SecretKind {
             SecretKind::Password => "password",
         }
     }
+
+    pub fn parse(s: &str) -> Option<SecretKind> {
+        [SecretKind::Pin, SecretKind::Password]
+            .into_iter()
+            .find(|k| k.as_str() == s)
+    }
 }
 
 pub const PIN_LEN: std::ops::RangeInclusive<usize> = 4..=8;
@@ -59,6 +65,30 @@ pub(super) fn verify(secret: &str, phc: &str) -> bool {
         .unwrap_or(false)
 }
 
+/// Most memory (KiB) and passes a received hash may ask of a verification:
+/// a hash from elsewhere must not be able to stall the kiosk.
+const MAX_MEMORY_KIB: u32 = 256 * 1024;
+const MAX_PASSES: u32 = 16;
+
+/// Checks a PHC string that came from elsewhere (the plant-wide gallery):
+/// Argon2id, and parameters this kiosk can afford to verify.
+pub(super) fn check_phc(phc: &str) -> Result<(), String> {
+    let parsed = PasswordHash::new(phc).map_err(|e| format!("not a PHC string: {e}"))?;
+    if parsed.algorithm.as_str() != "argon2id" {
+        return Err(format!("{} instead of argon2id", parsed.algorithm));
+    }
+    let params =
+        argon2::Params::try_from(&parsed).map_err(|e| format!("Argon2 parameters: {e}"))?;
+    if params.m_cost() > MAX_MEMORY_KIB || params.t_cost() > MAX_PASSES {
+        return Err(format!(
+            "asks for {} KiB and {} passes; at most {MAX_MEMORY_KIB} KiB and {MAX_PASSES} passes",
+            params.m_cost(),
+            params.t_cost()
+        ));
+    }
+    Ok(())
+}
+
 /// Spends the time of one verification on nothing, so that an unknown
 /// personnel number answers as slowly as a wrong password.
 pub(super) fn verify_nothing(secret: &str) {
@@ -81,6 +111,16 @@ mod tests {
         assert!(verify("4711", &a));
         assert!(!verify("4712", &a));
         assert!(!verify("4711", "not a phc string"));
+    }
+
+    #[test]
+    fn received_hashes_must_be_affordable_argon2id() {
+        assert_eq!(check_phc(&hash("4711").unwrap()), Ok(()));
+        let greedy = "$argon2id$v=19$m=4194304,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA";
+        assert!(check_phc(greedy).unwrap_err().contains("KiB"));
+        let other = "$argon2i$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA";
+        assert!(check_phc(other).unwrap_err().contains("argon2id"));
+        assert!(check_phc("4711").is_err());
     }
 
     #[test]

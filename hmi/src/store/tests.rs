@@ -650,3 +650,193 @@ fn a_failed_create_and_enroll_leaves_no_operator() {
     assert_eq!(op.enrolled_at, Some(T0));
     assert_eq!(store.templates().unwrap(), [(op.id, template(1))]);
 }
+
+// --- the plant-wide gallery: outgoing queue and incoming changes ---
+
+fn sync_store(dir: &TempDir) -> SyncStore {
+    SyncStore::open(&dir.path().join("data").join(DB_FILE)).unwrap()
+}
+
+fn queued(dir: &TempDir) -> Vec<(String, Outbound)> {
+    sync_store(dir)
+        .pending()
+        .unwrap()
+        .into_iter()
+        .map(|p| (p.personnel_no, p.what))
+        .collect()
+}
+
+/// A template the kiosk can match with (made from a synthetic face).
+fn real_template(seed: u32) -> Vec<u8> {
+    let face = vision::GrayImage::from_fn(92, 112, |x, y| {
+        image::Luma([((x * 7 + y * 3 + seed * 13) % 251) as u8])
+    });
+    vision::lbph::Template::extract(&vision::lbph::LbphParams::default(), &face)
+        .unwrap()
+        .to_bytes()
+}
+
+#[test]
+fn local_changes_queue_the_person_never_their_face() {
+    let (dir, mut store) = fresh();
+    let w = store
+        .create_enrolled_operator(&worker("W-1"), &[template(1)], None, T0)
+        .unwrap();
+    store
+        .set_secret(w.id, SecretKind::Pin, "9753", None, T0)
+        .unwrap();
+    store.enroll(w.id, &[template(2)], None, T0).unwrap();
+    assert_eq!(
+        queued(&dir),
+        [("W-1".to_owned(), Outbound::Upsert)],
+        "one row a person"
+    );
+    let outgoing = sync_store(&dir).outgoing("W-1").unwrap().unwrap();
+    assert_eq!(outgoing.templates, [template(2)], "the current templates");
+    assert_eq!(outgoing.profile.role, Role::Operator);
+    assert_eq!(outgoing.profile.credentials[0].0, SecretKind::Pin);
+    assert!(outgoing.profile.credentials[0].1.starts_with("$argon2id$"));
+
+    store.delete_operator(w.id, None, T0).unwrap();
+    assert_eq!(queued(&dir), [("W-1".to_owned(), Outbound::Remove)]);
+    assert_eq!(sync_store(&dir).outgoing("W-1").unwrap(), None);
+    // No column of the queue can hold face data.
+    let columns: Vec<String> = raw(&dir)
+        .prepare("SELECT name FROM pragma_table_info('pending_sync')")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(columns, ["id", "kind", "personnel_no", "queued_at"]);
+}
+
+#[test]
+fn the_v2_queue_of_face_crops_migrates_to_names_and_the_crops_are_erased() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("data").join(DB_FILE);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let crop: Vec<u8> = (0..92 * 112).map(|i| (i * 7 % 253) as u8 ^ 0x5A).collect();
+    {
+        let mut conn = Connection::open(&path).unwrap();
+        conn.pragma_update(None, "journal_mode", "WAL").unwrap();
+        schema::migrations().to_version(&mut conn, 2).unwrap();
+        let insert = "INSERT INTO pending_sync (kind, personnel_no, crops, queued_at) VALUES (?1, ?2, ?3, 1)";
+        conn.execute(insert, rusqlite::params!["enroll", "W-1", crop])
+            .unwrap();
+        conn.execute(insert, rusqlite::params!["remove", "W-2", None::<Vec<u8>>])
+            .unwrap();
+        conn.execute(insert, rusqlite::params!["enroll", "W-2", crop])
+            .unwrap();
+    }
+    let store = Store::open(&path).unwrap();
+    store.checkpoint_truncate().unwrap();
+    drop(store);
+    assert_eq!(
+        queued(&dir),
+        [
+            ("W-1".to_owned(), Outbound::Upsert),
+            ("W-2".to_owned(), Outbound::Upsert)
+        ],
+        "the latest change of each person"
+    );
+    let file = std::fs::read(&path).unwrap();
+    assert!(!contains(&file, &crop[..512]), "the crops were overwritten");
+}
+
+#[test]
+fn incoming_changes_follow_the_rules_and_are_audited() {
+    let (dir, mut store) = fresh();
+    let a = store.create_operator(&admin(), None, T0).unwrap();
+    store.enroll(a.id, &[real_template(1)], None, T0).unwrap();
+    store
+        .create_enrolled_operator(&worker("W-1"), &[real_template(2)], None, T0)
+        .unwrap();
+    // W-1 and A-1 are queued here; push them, as a sync would.
+    let mut sync = sync_store(&dir);
+    for p in sync.pending().unwrap() {
+        sync.pushed(p.id).unwrap();
+    }
+    store
+        .set_secret(a.id, SecretKind::Pin, "1111", None, T0)
+        .unwrap(); // A-1 queued again
+
+    let phc = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA";
+    let profile = |name: &str, role| Profile {
+        name: name.into(),
+        role,
+        credentials: vec![(SecretKind::Pin, phc.to_owned())],
+    };
+    let upsert = |no: &str, templates: Vec<Vec<u8>>, p: Option<Profile>| Incoming::Upsert {
+        personnel_no: no.into(),
+        templates,
+        profile: p,
+    };
+    let changes = [
+        // A local change of A-1 is queued: theirs waits for ours.
+        upsert(
+            "A-1",
+            vec![real_template(9)],
+            Some(profile("Mallory", Role::Operator)),
+        ),
+        // An administrator from elsewhere is maintenance here.
+        upsert(
+            "B-2",
+            vec![real_template(3)],
+            Some(profile("Bea", Role::Administrator)),
+        ),
+        // Unusable: taken not at all, the others still are.
+        upsert(
+            "C-3",
+            vec![vec![1, 2, 3]],
+            Some(profile("Carl", Role::Operator)),
+        ),
+        upsert("D-4", vec![real_template(4)], None),
+        Incoming::Removal {
+            personnel_no: "W-1".into(),
+        },
+    ];
+    let applied = sync.apply("gallery-1", 7, &changes, T0).unwrap();
+    assert_eq!(applied, 3, "B-2, D-4 and the removal of W-1");
+    assert_eq!(sync.synced().unwrap(), ("gallery-1".to_owned(), 7));
+
+    let a1 = store.operator_by_personnel_no("A-1").unwrap().unwrap();
+    assert_eq!(
+        (a1.name.as_str(), a1.role),
+        ("Ada Admin", Role::Administrator)
+    );
+    let b2 = store.operator_by_personnel_no("B-2").unwrap().unwrap();
+    assert_eq!((b2.name.as_str(), b2.role), ("Bea", Role::Maintenance));
+    assert_eq!(store.secret_kinds(b2.id).unwrap(), [SecretKind::Pin]);
+    let d4 = store.operator_by_personnel_no("D-4").unwrap().unwrap();
+    assert_eq!((d4.name.as_str(), d4.role), ("D-4", Role::Operator));
+    assert!(
+        store.secret_kinds(d4.id).unwrap().is_empty(),
+        "no profile, no way in but the face"
+    );
+    assert!(store.operator_by_personnel_no("C-3").unwrap().is_none());
+    assert!(store.operator_by_personnel_no("W-1").unwrap().is_none());
+
+    // The local administrator is never removed by a sync.
+    sync.pushed(sync.pending().unwrap()[0].id).unwrap();
+    let gone = [Incoming::Removal {
+        personnel_no: "A-1".into(),
+    }];
+    assert_eq!(sync.apply("gallery-1", 8, &gone, T0).unwrap(), 0);
+    assert!(store.operator_by_personnel_no("A-1").unwrap().is_some());
+
+    let audited: Vec<String> = store
+        .audit(&AuditFilter::default())
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.backend.as_deref() == Some("plant gallery"))
+        .map(|r| r.detail)
+        .collect();
+    assert_eq!(audited.len(), 3, "{audited:?}");
+    assert_eq!(
+        store.verify_chain().unwrap(),
+        ChainStatus::Intact {
+            rows: store.audit(&AuditFilter::default()).unwrap().len() as u64
+        }
+    );
+}

@@ -3,9 +3,16 @@
 
 use eframe::egui::{Button, Color32, RichText, Stroke, Ui, Vec2};
 
-use super::{pin_pad, KeyAction, Keyboard};
+use super::{pin_pad, KeyAction, Keyboard, KEYBOARD_WIDTH, PIN_PAD_WIDTH};
 use crate::i18n::{Language, T};
 use crate::theme;
+
+/// The width of a field's box.
+pub const FIELD_WIDTH: f32 = 320.0;
+
+/// Room beside the keyboard for the fields and, under them, the screen's
+/// actions; with less, the actions go under the keyboard instead.
+const SIDE_COLUMN: f32 = 560.0;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FieldKind {
@@ -90,13 +97,50 @@ impl Form {
                 let field = Button::new(RichText::new(f.shown()).size(26.0))
                     .stroke(stroke)
                     .fill(theme::PANEL)
-                    .min_size(Vec2::new(320.0, 48.0));
+                    .min_size(Vec2::new(FIELD_WIDTH, theme::MIN_TARGET));
                 // An empty field has no text of its own: its label names it.
                 if ui.add(field).labelled_by(label.id).clicked() {
                     self.active = i;
                 }
             }
         });
+    }
+
+    /// The fields on the left and the keyboard or PIN pad on the right;
+    /// `actions` (the screen's buttons, say) go under the fields where the
+    /// screen is wide enough, else under the keyboard, so that everything
+    /// fits from 1024 px across.
+    pub fn show_with_input(
+        &mut self,
+        ui: &mut Ui,
+        lang: Language,
+        actions: impl FnOnce(&mut Ui),
+    ) -> KeyAction {
+        let input = match self.fields.get(self.active).map(|f| f.kind) {
+            Some(FieldKind::Pin) => PIN_PAD_WIDTH,
+            _ => KEYBOARD_WIDTH,
+        };
+        let side = ui.available_width() - input - ui.spacing().item_spacing.x;
+        let mut actions = Some(actions);
+        let mut action = KeyAction::None;
+        ui.horizontal_top(|ui| {
+            ui.vertical(|ui| {
+                self.show_fields(ui, lang);
+                if side >= SIDE_COLUMN {
+                    if let Some(actions) = actions.take() {
+                        actions(ui);
+                    }
+                }
+            });
+            ui.vertical(|ui| {
+                action = self.show_input(ui, lang);
+                if let Some(actions) = actions.take() {
+                    ui.add_space(ui.spacing().item_spacing.y);
+                    actions(ui);
+                }
+            });
+        });
+        action
     }
 
     /// The keyboard or PIN pad for the active field.

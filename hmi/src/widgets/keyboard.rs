@@ -7,6 +7,7 @@ use eframe::egui::{Ui, Vec2};
 
 use super::{hardware_input, key, KeyAction};
 use crate::i18n::{Language, T};
+use crate::theme;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeyboardLayout {
@@ -25,16 +26,31 @@ impl KeyboardLayout {
     /// The four rows of keys; each shifted row has a key for every unshifted one.
     fn rows(self, shift: bool) -> [&'static str; 4] {
         match (self, shift) {
-            (KeyboardLayout::Qwerty, false) => ["1234567890-", "qwertyuiop", "asdfghjkl", "zxcvbnm.@"],
-            (KeyboardLayout::Qwerty, true) => ["!@#$%^&*()_", "QWERTYUIOP", "ASDFGHJKL", "ZXCVBNM:/"],
-            (KeyboardLayout::Qwertz, false) => ["1234567890-", "qwertzuiopü", "asdfghjklöä", "yxcvbnm.@"],
-            (KeyboardLayout::Qwertz, true) => ["!\"§$%&/()=_", "QWERTZUIOPÜ", "ASDFGHJKLÖÄ", "YXCVBNM:/"],
+            (KeyboardLayout::Qwerty, false) => {
+                ["1234567890-", "qwertyuiop", "asdfghjkl", "zxcvbnm.@"]
+            }
+            (KeyboardLayout::Qwerty, true) => {
+                ["!@#$%^&*()_", "QWERTYUIOP", "ASDFGHJKL", "ZXCVBNM:/"]
+            }
+            (KeyboardLayout::Qwertz, false) => {
+                ["1234567890-", "qwertzuiopü", "asdfghjklöä", "yxcvbnm.@"]
+            }
+            (KeyboardLayout::Qwertz, true) => {
+                ["!\"§$%&/()=_", "QWERTZUIOPÜ", "ASDFGHJKLÖÄ", "YXCVBNM:/"]
+            }
         }
     }
 }
 
-/// 11 keys of 56 px with 4 px gaps leave room for the fields at 1024 px.
+/// Keys of 56 px for gloved fingers; narrower (down to the 48 px minimum
+/// target) where the screen leaves less room.
 const KEY: Vec2 = Vec2::new(56.0, 56.0);
+const GAP: f32 = 4.0;
+/// Keys in the longest row.
+const COLUMNS: f32 = 11.0;
+
+/// The width the keyboard takes with full-size keys.
+pub const KEYBOARD_WIDTH: f32 = COLUMNS * KEY.x + (COLUMNS - 1.0) * GAP;
 
 #[derive(Debug, Default)]
 pub struct Keyboard {
@@ -55,12 +71,17 @@ impl Keyboard {
                 target.push(c);
             }
         };
+        let width = ((ui.available_width() - (COLUMNS - 1.0) * GAP) / COLUMNS)
+            .clamp(theme::MIN_TARGET, KEY.x);
+        let key_size = Vec2::new(width, KEY.y);
         ui.vertical(|ui| {
-            ui.spacing_mut().item_spacing = Vec2::splat(4.0);
+            ui.spacing_mut().item_spacing = Vec2::splat(GAP);
+            // Every key its set width, even "@" or "W".
+            ui.spacing_mut().button_padding.x = 4.0;
             for row in KeyboardLayout::for_language(lang).rows(self.shift) {
                 ui.horizontal(|ui| {
                     for c in row.chars() {
-                        if key(ui, &c.to_string(), KEY).clicked() {
+                        if key(ui, &c.to_string(), key_size).clicked() {
                             push(target, c);
                             self.shift = false;
                             action = KeyAction::Edited;
@@ -69,18 +90,18 @@ impl Keyboard {
                 });
             }
             ui.horizontal(|ui| {
-                if key(ui, T::Shift.text(lang), Vec2::new(KEY.x * 2.0, KEY.y)).clicked() {
+                if key(ui, T::Shift.text(lang), Vec2::new(width * 2.0, KEY.y)).clicked() {
                     self.shift = !self.shift;
                 }
-                if key(ui, T::Space.text(lang), Vec2::new(KEY.x * 4.0, KEY.y)).clicked() {
+                if key(ui, T::Space.text(lang), Vec2::new(width * 4.0, KEY.y)).clicked() {
                     push(target, ' ');
                     action = KeyAction::Edited;
                 }
-                if key(ui, T::Backspace.text(lang), Vec2::new(KEY.x * 1.5, KEY.y)).clicked() {
+                if key(ui, T::Backspace.text(lang), Vec2::new(width * 1.5, KEY.y)).clicked() {
                     target.pop();
                     action = KeyAction::Edited;
                 }
-                if key(ui, T::Ok.text(lang), Vec2::new(KEY.x * 2.0, KEY.y)).clicked() {
+                if key(ui, T::Ok.text(lang), Vec2::new(width * 2.0, KEY.y)).clicked() {
                     action = KeyAction::Enter;
                 }
             });
@@ -98,7 +119,11 @@ mod tests {
         for layout in [KeyboardLayout::Qwerty, KeyboardLayout::Qwertz] {
             let (plain, shifted) = (layout.rows(false), layout.rows(true));
             for (p, s) in plain.iter().zip(shifted) {
-                assert_eq!(p.chars().count(), s.chars().count(), "{layout:?}: {p} / {s}");
+                assert_eq!(
+                    p.chars().count(),
+                    s.chars().count(),
+                    "{layout:?}: {p} / {s}"
+                );
             }
             let all: String = plain.concat() + &shifted.concat();
             for needed in ['/', ':', '.', '-', '_', '@', '!', '$'] {

@@ -6,8 +6,8 @@ mod keyboard;
 mod pin_pad;
 
 pub use field::{Field, FieldKind, Form};
-pub use keyboard::{Keyboard, KeyboardLayout};
-pub use pin_pad::pin_pad;
+pub use keyboard::{Keyboard, KeyboardLayout, KEYBOARD_WIDTH};
+pub use pin_pad::{pin_pad, PIN_PAD_WIDTH};
 
 use eframe::egui::{self, Button, Color32, Response, RichText, Ui, Vec2};
 
@@ -38,6 +38,32 @@ pub fn primary_button(ui: &mut Ui, text: &str) -> Response {
         .fill(theme::ACCENT)
         .min_size(Vec2::new(220.0, 64.0)),
     )
+}
+
+/// One option of several (a language, a role, a filter): always framed, so
+/// that it reads as a button without hovering; the chosen one black on
+/// safety yellow.
+pub fn choice(ui: &mut Ui, selected: bool, text: impl Into<egui::WidgetText>) -> Response {
+    ui.add(
+        Button::new(text)
+            .selected(selected)
+            .min_size(Vec2::splat(theme::MIN_TARGET)),
+    )
+}
+
+/// [`choice`] that sets `current` to `value` when tapped.
+pub fn choice_value<V: PartialEq>(
+    ui: &mut Ui,
+    current: &mut V,
+    value: V,
+    text: impl Into<egui::WidgetText>,
+) -> Response {
+    let mut response = choice(ui, *current == value, text);
+    if response.clicked() && *current != value {
+        *current = value;
+        response.mark_changed();
+    }
+    response
 }
 
 /// A square key; `wide` keys (space, enter) span several.

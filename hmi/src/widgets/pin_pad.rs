@@ -7,6 +7,9 @@ use crate::i18n::{Language, T};
 
 const KEY: Vec2 = Vec2::new(96.0, 88.0);
 
+/// Three keys and the spacing between them.
+pub const PIN_PAD_WIDTH: f32 = 3.0 * KEY.x + 2.0 * 12.0;
+
 pub fn pin_pad(ui: &mut Ui, pin: &mut String, max_len: usize, lang: Language) -> KeyAction {
     let mut action = hardware_input(ui, pin, max_len, |c| c.is_ascii_digit());
     let (ok, backspace) = (T::Ok.text(lang), T::Backspace.text(lang));

@@ -15,7 +15,9 @@ pub struct CpuBackend {
 
 impl CpuBackend {
     pub fn new(params: LbphParams) -> Self {
-        Self { gallery: RwLock::new(Gallery::new(params)) }
+        Self {
+            gallery: RwLock::new(Gallery::new(params)),
+        }
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Gallery> {
@@ -30,12 +32,20 @@ impl MatchBackend for CpuBackend {
         "cpu"
     }
 
-    fn update_label(&self, label: i32, templates: Vec<Template>, replace: bool) -> Result<(), BackendError> {
+    fn update_label(
+        &self,
+        label: i32,
+        templates: Vec<Template>,
+        replace: bool,
+    ) -> Result<(), BackendError> {
         let mut gallery = self.gallery.write().unwrap_or_else(|p| p.into_inner());
         // Check them all first, so a bad one cannot leave the label half-updated.
         let expected = gallery.layout();
         if let Some(bad) = templates.iter().find(|t| t.layout() != expected) {
-            return Err(BackendError::LayoutMismatch { expected, found: bad.layout() });
+            return Err(BackendError::LayoutMismatch {
+                expected,
+                found: bad.layout(),
+            });
         }
         if replace {
             gallery.remove_label(label);
@@ -47,20 +57,32 @@ impl MatchBackend for CpuBackend {
     }
 
     fn remove_label(&self, label: i32) {
-        self.gallery.write().unwrap_or_else(|p| p.into_inner()).remove_label(label);
+        self.gallery
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove_label(label);
     }
 
     fn search_batch(&self, probes: &[Template], k: usize) -> Result<Vec<Vec<Match>>, BackendError> {
         Ok(self.read().search_batch(probes, k, f64::INFINITY)?)
     }
 
-    fn distances_to_label(&self, probes: &[Template], label: i32) -> Result<Vec<Option<f64>>, BackendError> {
+    fn distances_to_label(
+        &self,
+        probes: &[Template],
+        label: i32,
+    ) -> Result<Vec<Option<f64>>, BackendError> {
         let gallery = self.read();
         let layout = gallery.layout();
         if let Some(bad) = probes.iter().find(|p| p.layout() != layout) {
-            return Err(BackendError::LayoutMismatch { expected: layout, found: bad.layout() });
+            return Err(BackendError::LayoutMismatch {
+                expected: layout,
+                found: bad.layout(),
+            });
         }
-        let mine: Vec<usize> = (0..gallery.len()).filter(|&i| gallery.labels()[i] == label).collect();
+        let mine: Vec<usize> = (0..gallery.len())
+            .filter(|&i| gallery.labels()[i] == label)
+            .collect();
         Ok(probes
             .par_iter()
             .map(|p| {

@@ -5,6 +5,9 @@
 //! handed batches of probes by the [batcher](crate::batcher).
 
 mod cpu;
+#[cfg(feature = "cuda")]
+pub mod cuda;
+mod fallback;
 
 use std::sync::Arc;
 
@@ -12,25 +15,52 @@ use vision::lbph::template::Layout;
 use vision::lbph::{LbphParams, Match, Template};
 
 pub use cpu::CpuBackend;
+#[cfg(feature = "cuda")]
+pub use cuda::{CudaBackend, CudaOptions};
+pub use fallback::FallbackBackend;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BackendError {
-    #[error("the {0} backend is not available in this build; the CUDA backend ships in a later release (use auto or cpu)")]
-    Unavailable(&'static str),
+    #[error("the {backend} backend is not available: {reason}")]
+    Unavailable {
+        backend: &'static str,
+        reason: String,
+    },
     #[error("a template with layout {found:?} does not fit the gallery's {expected:?}")]
     LayoutMismatch { expected: Layout, found: Layout },
     #[error("matching failed: {0}")]
     Matching(#[from] vision::Error),
+    /// The gallery (with the search buffers it needs) does not fit in the
+    /// GPU memory left; nothing was changed.
+    #[error(
+        "out of GPU memory: {templates} templates need {needed} bytes on the device, only {available} are available"
+    )]
+    OutOfDeviceMemory {
+        templates: usize,
+        needed: u64,
+        available: u64,
+    },
+    /// The GPU failed while working (a driver or launch error).
+    #[error("GPU failure: {0}")]
+    Device(String),
+}
+
+impl BackendError {
+    /// Whether the error is the device's, not the request's: a reason for
+    /// [`FallbackBackend`] to continue on the CPU.
+    pub fn is_device_failure(&self) -> bool {
+        matches!(self, Self::OutOfDeviceMemory { .. } | Self::Device(_))
+    }
 }
 
 /// Which backend to run, as configured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum BackendChoice {
-    /// The best one available (the CPU backend for now).
+    /// CUDA when this build has it and a GPU initialises, the CPU otherwise.
     Auto,
     /// vision's matcher on all cores.
     Cpu,
-    /// GPU matching (not yet available).
+    /// GPU matching (builds with the `cuda` feature; fails at start without a GPU).
     Cuda,
 }
 
@@ -41,7 +71,12 @@ pub trait MatchBackend: Send + Sync {
 
     /// Adds templates to `label`, first dropping its old ones when `replace`
     /// is set; searches see the label either before or after, never half-done.
-    fn update_label(&self, label: i32, templates: Vec<Template>, replace: bool) -> Result<(), BackendError>;
+    fn update_label(
+        &self,
+        label: i32,
+        templates: Vec<Template>,
+        replace: bool,
+    ) -> Result<(), BackendError>;
 
     /// Removes every template of `label`.
     fn remove_label(&self, label: i32);
@@ -53,18 +88,60 @@ pub trait MatchBackend: Send + Sync {
 
     /// For each probe, its smallest distance to a template of `label`
     /// (None when the label has no templates).
-    fn distances_to_label(&self, probes: &[Template], label: i32) -> Result<Vec<Option<f64>>, BackendError>;
+    fn distances_to_label(
+        &self,
+        probes: &[Template],
+        label: i32,
+    ) -> Result<Vec<Option<f64>>, BackendError>;
 
     /// Templates held.
     fn template_count(&self) -> usize;
 }
 
 /// Builds the configured backend.
-pub fn create(choice: BackendChoice, params: LbphParams) -> Result<Arc<dyn MatchBackend>, BackendError> {
+///
+/// `Cuda` and `Auto` with a GPU give the CUDA backend wrapped in a
+/// [`FallbackBackend`], so that a GPU failing at run time (or a gallery
+/// outgrowing its memory) moves matching to the CPU instead of failing
+/// requests.
+pub fn create(
+    choice: BackendChoice,
+    params: LbphParams,
+) -> Result<Arc<dyn MatchBackend>, BackendError> {
     match choice {
-        BackendChoice::Auto | BackendChoice::Cpu => Ok(Arc::new(CpuBackend::new(params))),
-        BackendChoice::Cuda => Err(BackendError::Unavailable("cuda")),
+        BackendChoice::Cpu => Ok(Arc::new(CpuBackend::new(params))),
+        BackendChoice::Cuda => {
+            let gpu = create_cuda(params)?;
+            Ok(Arc::new(FallbackBackend::new(gpu, params)))
+        }
+        BackendChoice::Auto => match create_cuda(params) {
+            Ok(gpu) => {
+                tracing::info!(backend = gpu.name(), "backend auto: a GPU initialised");
+                Ok(Arc::new(FallbackBackend::new(gpu, params)))
+            }
+            Err(e) => {
+                tracing::info!(backend = "cpu", reason = %e, "backend auto: no usable GPU, matching on the CPU");
+                Ok(Arc::new(CpuBackend::new(params)))
+            }
+        },
     }
+}
+
+#[cfg(feature = "cuda")]
+fn create_cuda(params: LbphParams) -> Result<Box<dyn MatchBackend>, BackendError> {
+    let gpu = CudaBackend::new(params)?;
+    tracing::info!(device = %gpu.device_info(), "CUDA backend ready");
+    Ok(Box::new(gpu))
+}
+
+#[cfg(not(feature = "cuda"))]
+fn create_cuda(_: LbphParams) -> Result<Box<dyn MatchBackend>, BackendError> {
+    Err(BackendError::Unavailable {
+        backend: "cuda",
+        reason:
+            "this build has no CUDA support (build with `--features cuda`, or use the -cuda image)"
+                .into(),
+    })
 }
 
 #[cfg(test)]
@@ -72,9 +149,43 @@ mod tests {
     use super::*;
 
     #[test]
-    fn auto_is_cpu_and_cuda_is_a_clear_error_until_it_exists() {
-        assert_eq!(create(BackendChoice::Auto, LbphParams::default()).unwrap().name(), "cpu");
-        let err = create(BackendChoice::Cuda, LbphParams::default()).err().expect("no CUDA backend yet");
-        assert!(err.to_string().contains("cuda backend is not available"), "{err}");
+    fn cpu_is_cpu() {
+        let cpu = create(BackendChoice::Cpu, LbphParams::default()).unwrap();
+        assert_eq!(cpu.name(), "cpu");
+    }
+
+    /// Without the feature, `cuda` is a start-up error naming the reason and
+    /// `auto` is the CPU. With it, both depend on the machine: where a GPU
+    /// initialises they give the CUDA backend, elsewhere `cuda` names why not
+    /// and `auto` still gives the CPU.
+    #[test]
+    fn auto_is_cuda_only_where_a_gpu_initialises() {
+        let auto = create(BackendChoice::Auto, LbphParams::default()).unwrap();
+        match create(BackendChoice::Cuda, LbphParams::default()) {
+            Ok(cuda) => {
+                assert_eq!(cuda.name(), "cuda");
+                assert_eq!(auto.name(), "cuda");
+            }
+            Err(err) => {
+                assert!(
+                    matches!(
+                        err,
+                        BackendError::Unavailable {
+                            backend: "cuda",
+                            ..
+                        }
+                    ),
+                    "{err:?}"
+                );
+                assert!(
+                    err.to_string().contains("cuda backend is not available: "),
+                    "{err}"
+                );
+                if !cfg!(feature = "cuda") {
+                    assert!(err.to_string().contains("--features cuda"), "{err}");
+                }
+                assert_eq!(auto.name(), "cpu");
+            }
+        }
     }
 }

@@ -15,11 +15,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use kubevision_offload_client::proto::{frame::Content, EnrollRequest, Frame, IdentifyRequest, RawFaceCrop};
+use kubevision_offload_client::proto::{
+    frame::Content, EnrollRequest, Frame, IdentifyRequest, RawFaceCrop,
+};
 use kubevision_offload_client::{ClientConfig, OffloadClient};
 
 #[derive(Debug, Parser)]
-#[command(name = "kubevision-loadgen", about = "Identification load against a kubevision-offload server")]
+#[command(
+    name = "kubevision-loadgen",
+    about = "Identification load against a kubevision-offload server"
+)]
 struct Args {
     /// The server's gRPC endpoint.
     #[arg(long, default_value = "http://127.0.0.1:50051")]
@@ -76,13 +81,19 @@ async fn main() -> anyhow::Result<()> {
     let end = start + Duration::from_secs(args.duration_secs);
     let workers: Vec<_> = (0..args.concurrency)
         .map(|w| {
-            let (client, probes, done) = (clients[w % clients.len()].clone(), probes.clone(), done.clone());
+            let (client, probes, done) = (
+                clients[w % clients.len()].clone(),
+                probes.clone(),
+                done.clone(),
+            );
             let frames = args.frames.max(1);
             tokio::spawn(async move {
                 let mut tally = Tally::default();
                 let mut i = w * 7;
                 while Instant::now() < end {
-                    let burst: Vec<&(String, Frame)> = (0..frames).map(|j| &probes[(i + j) % probes.len()]).collect();
+                    let burst: Vec<&(String, Frame)> = (0..frames)
+                        .map(|j| &probes[(i + j) % probes.len()])
+                        .collect();
                     i += frames;
                     let request = IdentifyRequest {
                         frames: burst.iter().map(|(_, f)| f.clone()).collect(),
@@ -105,14 +116,24 @@ async fn main() -> anyhow::Result<()> {
         .collect();
 
     let reporter = {
-        let (done, every, pid) = (done.clone(), Duration::from_secs(args.report_every_secs.max(1)), args.server_pid);
+        let (done, every, pid) = (
+            done.clone(),
+            Duration::from_secs(args.report_every_secs.max(1)),
+            args.server_pid,
+        );
         tokio::spawn(async move {
             let mut last = 0;
             loop {
                 tokio::time::sleep(every).await;
                 let now = done.load(Ordering::Relaxed);
-                let rss = pid.and_then(resident_mib).map_or(String::new(), |m| format!(", server RSS {m:.1} MiB"));
-                println!("{:>6.0} s: {:>8.0} identifications/s{rss}", start.elapsed().as_secs_f64(), (now - last) as f64 / every.as_secs_f64());
+                let rss = pid
+                    .and_then(resident_mib)
+                    .map_or(String::new(), |m| format!(", server RSS {m:.1} MiB"));
+                println!(
+                    "{:>6.0} s: {:>8.0} identifications/s{rss}",
+                    start.elapsed().as_secs_f64(),
+                    (now - last) as f64 / every.as_secs_f64()
+                );
                 last = now;
             }
         })
@@ -148,13 +169,29 @@ impl Tally {
     fn report(mut self, elapsed: Duration) {
         let n = self.latencies_us.len();
         self.latencies_us.sort_unstable();
-        let pct = |p: f64| self.latencies_us.get(((n as f64 * p) as usize).min(n.saturating_sub(1))).map_or(0.0, |&us| us as f64 / 1000.0);
+        let pct = |p: f64| {
+            self.latencies_us
+                .get(((n as f64 * p) as usize).min(n.saturating_sub(1)))
+                .map_or(0.0, |&us| us as f64 / 1000.0)
+        };
         let errors: u64 = self.errors.values().sum();
         println!("requests:   {n} in {:.1} s", elapsed.as_secs_f64());
-        println!("throughput: {:.0} identifications/s", n as f64 / elapsed.as_secs_f64());
-        println!("latency:    p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, max {:.2} ms", pct(0.5), pct(0.9), pct(0.99), pct(1.0));
+        println!(
+            "throughput: {:.0} identifications/s",
+            n as f64 / elapsed.as_secs_f64()
+        );
+        println!(
+            "latency:    p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+            pct(0.5),
+            pct(0.9),
+            pct(0.99),
+            pct(1.0)
+        );
         println!("errors:     {errors} {:?}", self.errors);
-        println!("correct:    {:.1} % of answers named the probe's person", 100.0 * self.correct as f64 / (n as u64 - errors).max(1) as f64);
+        println!(
+            "correct:    {:.1} % of answers named the probe's person",
+            100.0 * self.correct as f64 / (n as u64 - errors).max(1) as f64
+        );
     }
 }
 
@@ -165,7 +202,11 @@ fn operator(person: u32) -> String {
 fn raw(orl: &std::path::Path, person: u32, photo: u32) -> anyhow::Result<Frame> {
     let image = vision::imageio::load_gray(&orl.join(format!("s{person}/{photo}.pgm")))?;
     Ok(Frame {
-        content: Some(Content::RawFaceCrop(RawFaceCrop { width: image.width(), height: image.height(), pixels: image.into_raw().into() })),
+        content: Some(Content::RawFaceCrop(RawFaceCrop {
+            width: image.width(),
+            height: image.height(),
+            pixels: image.into_raw().into(),
+        })),
     })
 }
 
@@ -182,8 +223,17 @@ fn probes(orl: &std::path::Path) -> anyhow::Result<Vec<(String, Frame)>> {
 
 async fn enroll(client: &OffloadClient, orl: &std::path::Path) -> anyhow::Result<()> {
     for person in 1..=40 {
-        let frames = (1..=5).map(|photo| raw(orl, person, photo)).collect::<anyhow::Result<_>>()?;
-        match client.enroll(EnrollRequest { operator_id: operator(person), frames }).await {
+        let frames = (1..=5)
+            .map(|photo| raw(orl, person, photo))
+            .collect::<anyhow::Result<_>>()?;
+        match client
+            .enroll(EnrollRequest {
+                operator_id: operator(person),
+                frames,
+                ..Default::default()
+            })
+            .await
+        {
             Ok(_) => {}
             Err(e) if e.code() == Some(tonic::Code::AlreadyExists) => {}
             Err(e) => return Err(e.into()),
@@ -195,6 +245,12 @@ async fn enroll(client: &OffloadClient, orl: &std::path::Path) -> anyhow::Result
 /// VmRSS of a process, in MiB.
 fn resident_mib(pid: u32) -> Option<f64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let kib: f64 = status.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse().ok()?;
+    let kib: f64 = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()?;
     Some(kib / 1024.0)
 }

@@ -5,15 +5,17 @@ use std::sync::Arc;
 use kubevision_proto::v1::gallery_service_server::GalleryService;
 use kubevision_proto::v1::update_operator_request::Mode;
 use kubevision_proto::v1::{
-    sync_event, EnrollRequest, GalleryChange, GalleryStatus, GetGalleryStatusRequest, OperatorRemoval, OperatorUpsert,
-    RemoveOperatorRequest, SyncComplete, SyncEvent, SyncGalleryRequest, SyncHeader, UpdateOperatorRequest,
+    sync_event, EnrollRequest, Frame, GalleryChange, GalleryStatus, GetGalleryStatusRequest,
+    OperatorRemoval, OperatorUpsert, RemoveOperatorRequest, SyncComplete, SyncEvent,
+    SyncGalleryRequest, SyncHeader, UpdateOperatorRequest,
 };
+use prost::bytes::Bytes;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
-use vision::lbph::Template;
+use vision::lbph::{Layout, Template};
 
-use super::{check_frames, check_operator_id, Core};
+use super::{check_operator_id, invalid, profile, Core, MAX_FRAMES, MAX_TEMPLATES};
 use crate::admission::Ticket;
 use crate::error::ServiceError;
 use crate::gallery::{GalleryError, OperatorGallery};
@@ -28,43 +30,93 @@ type SyncStream = ReceiverStream<Result<SyncEvent, Status>>;
 
 #[tonic::async_trait]
 impl GalleryService for GalleryApi {
-    async fn enroll(&self, request: Request<EnrollRequest>) -> Result<Response<GalleryChange>, Status> {
+    async fn enroll(
+        &self,
+        request: Request<EnrollRequest>,
+    ) -> Result<Response<GalleryChange>, Status> {
         self.0
-            .handle("Enroll", request, |core, ticket, req: EnrollRequest| async move {
-                check_operator_id(&req.operator_id)?;
-                let templates = enrollment_templates(&core, &ticket, req.frames).await?;
-                commit(&ticket, core, req.operator_id, move |gallery, id| gallery.enroll(id, templates)).await
-            })
+            .handle(
+                "Enroll",
+                request,
+                |core, ticket, req: EnrollRequest| async move {
+                    check_operator_id(&req.operator_id)?;
+                    let profile = req.profile.as_ref().map(profile::encode).transpose()?;
+                    let templates =
+                        enrollment_templates(&core, &ticket, req.frames, req.templates, false)
+                            .await?;
+                    commit(&ticket, core, req.operator_id, move |gallery, id| {
+                        gallery.enroll(id, templates, profile.as_deref())
+                    })
+                    .await
+                },
+            )
             .await
     }
 
-    async fn update_operator(&self, request: Request<UpdateOperatorRequest>) -> Result<Response<GalleryChange>, Status> {
+    async fn update_operator(
+        &self,
+        request: Request<UpdateOperatorRequest>,
+    ) -> Result<Response<GalleryChange>, Status> {
         self.0
-            .handle("UpdateOperator", request, |core, ticket, req: UpdateOperatorRequest| async move {
-                check_operator_id(&req.operator_id)?;
-                let mode = match req.mode() {
-                    Mode::Unspecified | Mode::Append => UpdateMode::Append,
-                    Mode::Replace => UpdateMode::Replace,
-                };
-                if core.gallery.label_of(&req.operator_id).is_none() {
-                    return Err(ServiceError::UnknownOperator(req.operator_id));
-                }
-                let templates = enrollment_templates(&core, &ticket, req.frames).await?;
-                commit(&ticket, core, req.operator_id, move |gallery, id| gallery.update(id, templates, mode)).await
-            })
+            .handle(
+                "UpdateOperator",
+                request,
+                |core, ticket, req: UpdateOperatorRequest| async move {
+                    check_operator_id(&req.operator_id)?;
+                    let mode = match req.mode() {
+                        Mode::Unspecified | Mode::Append => UpdateMode::Append,
+                        Mode::Replace => UpdateMode::Replace,
+                    };
+                    if core.gallery.label_of(&req.operator_id).is_none() {
+                        return Err(ServiceError::UnknownOperator(req.operator_id));
+                    }
+                    let profile = req.profile.as_ref().map(profile::encode).transpose()?;
+                    let templates = enrollment_templates(
+                        &core,
+                        &ticket,
+                        req.frames,
+                        req.templates,
+                        profile.is_some(),
+                    )
+                    .await?;
+                    // A profile-only update never empties the templates.
+                    let mode = if templates.is_empty() {
+                        UpdateMode::Append
+                    } else {
+                        mode
+                    };
+                    commit(&ticket, core, req.operator_id, move |gallery, id| {
+                        gallery.update(id, templates, mode, profile.as_deref())
+                    })
+                    .await
+                },
+            )
             .await
     }
 
-    async fn remove_operator(&self, request: Request<RemoveOperatorRequest>) -> Result<Response<GalleryChange>, Status> {
+    async fn remove_operator(
+        &self,
+        request: Request<RemoveOperatorRequest>,
+    ) -> Result<Response<GalleryChange>, Status> {
         self.0
-            .handle("RemoveOperator", request, |core, ticket, req: RemoveOperatorRequest| async move {
-                check_operator_id(&req.operator_id)?;
-                commit(&ticket, core, req.operator_id, |gallery, id| gallery.remove(id)).await
-            })
+            .handle(
+                "RemoveOperator",
+                request,
+                |core, ticket, req: RemoveOperatorRequest| async move {
+                    check_operator_id(&req.operator_id)?;
+                    commit(&ticket, core, req.operator_id, |gallery, id| {
+                        gallery.remove(id)
+                    })
+                    .await
+                },
+            )
             .await
     }
 
-    async fn get_gallery_status(&self, request: Request<GetGalleryStatusRequest>) -> Result<Response<GalleryStatus>, Status> {
+    async fn get_gallery_status(
+        &self,
+        request: Request<GetGalleryStatusRequest>,
+    ) -> Result<Response<GalleryStatus>, Status> {
         self.0
             .handle("GetGalleryStatus", request, |core, ticket, _| async move {
                 let status = ticket.run({
@@ -88,7 +140,10 @@ impl GalleryService for GalleryApi {
 
     type SyncGalleryStream = SyncStream;
 
-    async fn sync_gallery(&self, request: Request<SyncGalleryRequest>) -> Result<Response<SyncStream>, Status> {
+    async fn sync_gallery(
+        &self,
+        request: Request<SyncGalleryRequest>,
+    ) -> Result<Response<SyncStream>, Status> {
         self.0.handle("SyncGallery", request, sync).await
     }
 }
@@ -97,10 +152,17 @@ impl GalleryService for GalleryApi {
 /// snapshot; the small channel applies back-pressure, so a large gallery is
 /// never held in memory at once. The admission ticket travels with the
 /// stream, so concurrent syncs count against the queue bound.
-async fn sync(core: Arc<Core>, ticket: Ticket, req: SyncGalleryRequest) -> Result<SyncStream, ServiceError> {
+async fn sync(
+    core: Arc<Core>,
+    ticket: Ticket,
+    req: SyncGalleryRequest,
+) -> Result<SyncStream, ServiceError> {
     let current = core.gallery.version();
     if req.since_version > current {
-        return Err(ServiceError::ClientAhead { since: req.since_version, current });
+        return Err(ServiceError::ClientAhead {
+            since: req.since_version,
+            current,
+        });
     }
     let (tx, rx) = mpsc::channel(SYNC_BUFFER);
     let header = SyncHeader {
@@ -110,27 +172,40 @@ async fn sync(core: Arc<Core>, ticket: Ticket, req: SyncGalleryRequest) -> Resul
     };
     tokio::task::spawn_blocking(move || {
         let _ticket = ticket;
-        let send = |event| tx.blocking_send(Ok(SyncEvent { event: Some(event) })).is_ok();
+        let send = |event| {
+            tx.blocking_send(Ok(SyncEvent { event: Some(event) }))
+                .is_ok()
+        };
         if !send(sync_event::Event::Header(header)) {
             return;
         }
         let result = core.gallery.store().changes_since(req.since_version, |c| {
             send(match c {
-                Change::Upsert { operator_id, version, templates } => {
-                    sync_event::Event::Upsert(OperatorUpsert {
-                        operator_id,
-                        version,
-                        templates: templates.into_iter().map(Into::into).collect(),
-                    })
-                }
-                Change::Removal { operator_id, version } => {
-                    sync_event::Event::Removal(OperatorRemoval { operator_id, version })
-                }
+                Change::Upsert {
+                    operator_id,
+                    version,
+                    templates,
+                    profile,
+                } => sync_event::Event::Upsert(OperatorUpsert {
+                    operator_id,
+                    version,
+                    templates: templates.into_iter().map(Into::into).collect(),
+                    profile: profile.as_deref().and_then(profile::decode),
+                }),
+                Change::Removal {
+                    operator_id,
+                    version,
+                } => sync_event::Event::Removal(OperatorRemoval {
+                    operator_id,
+                    version,
+                }),
             })
         });
         match result {
             Ok(snapshot) => {
-                send(sync_event::Event::Complete(SyncComplete { version: snapshot.version }));
+                send(sync_event::Event::Complete(SyncComplete {
+                    version: snapshot.version,
+                }));
             }
             Err(e) => {
                 let _ = tx.blocking_send(Err(ServiceError::from(GalleryError::from(e)).into()));
@@ -140,18 +215,55 @@ async fn sync(core: Arc<Core>, ticket: Ticket, req: SyncGalleryRequest) -> Resul
     Ok(ReceiverStream::new(rx))
 }
 
-/// One template per frame; every frame must show a usable face.
-async fn enrollment_templates(core: &Arc<Core>, ticket: &Ticket, frames: Vec<kubevision_proto::v1::Frame>) -> Result<Vec<Template>, ServiceError> {
-    check_frames(&frames)?;
+/// One template per frame, every frame showing a usable face, then the
+/// templates a kiosk made, each in this gallery's format. `may_be_empty`:
+/// an update that only replaces the profile.
+async fn enrollment_templates(
+    core: &Arc<Core>,
+    ticket: &Ticket,
+    frames: Vec<Frame>,
+    templates: Vec<Bytes>,
+    may_be_empty: bool,
+) -> Result<Vec<Template>, ServiceError> {
+    match (frames.len(), templates.len()) {
+        (0, 0) if may_be_empty => return Ok(Vec::new()),
+        (0, 0) => {
+            return Err(invalid(
+                "no frames or templates were sent: send at least one".into(),
+            ))
+        }
+        (n, _) if n > MAX_FRAMES => {
+            return Err(invalid(format!(
+                "{n} frames were sent; at most {MAX_FRAMES} are accepted"
+            )))
+        }
+        (_, n) if n > MAX_TEMPLATES => {
+            return Err(invalid(format!(
+                "{n} templates were sent; at most {MAX_TEMPLATES} are accepted"
+            )))
+        }
+        _ => {}
+    }
     let core = core.clone();
-    let probes = ticket.run(move || core.probes(&frames)).await??;
-    probes
-        .into_iter()
-        .enumerate()
-        .map(|(index, probe)| {
-            probe.map_err(|unusable| ServiceError::NoUsableFace { index, reason: unusable.to_string() })
+    ticket
+        .run(move || {
+            let mut made = Vec::with_capacity(frames.len() + templates.len());
+            for (index, probe) in core.probes(&frames)?.into_iter().enumerate() {
+                made.push(probe.map_err(|unusable| ServiceError::NoUsableFace {
+                    index,
+                    reason: unusable.to_string(),
+                })?);
+            }
+            let layout = Layout::of(core.gallery.params());
+            for (index, bytes) in templates.iter().enumerate() {
+                let template = Template::from_bytes(bytes)
+                    .and_then(|t| layout.check(&t.layout()).map(|()| t))
+                    .map_err(|e| invalid(format!("template {index}: {e}")))?;
+                made.push(template);
+            }
+            Ok(made)
         })
-        .collect()
+        .await?
 }
 
 /// Applies a change to the gallery on a worker and reports it.
@@ -161,6 +273,12 @@ async fn commit(
     operator_id: String,
     change: impl FnOnce(&OperatorGallery, &str) -> Result<Committed, GalleryError> + Send + 'static,
 ) -> Result<GalleryChange, ServiceError> {
-    let (operator_id, c) = ticket.run(move || change(&core.gallery, &operator_id).map(|c| (operator_id, c))).await??;
-    Ok(GalleryChange { operator_id, gallery_version: c.version, template_count: c.template_count as u32 })
+    let (operator_id, c) = ticket
+        .run(move || change(&core.gallery, &operator_id).map(|c| (operator_id, c)))
+        .await??;
+    Ok(GalleryChange {
+        operator_id,
+        gallery_version: c.version,
+        template_count: c.template_count as u32,
+    })
 }

@@ -2,6 +2,7 @@
 //! protobuf messages and the gallery, frames and matcher underneath.
 
 mod gallery;
+mod profile;
 mod recognition;
 
 use std::future::Future;
@@ -28,6 +29,9 @@ use crate::metrics::Metrics;
 
 /// Frames one request may carry.
 pub const MAX_FRAMES: usize = 32;
+/// Templates one enrollment may carry: a kiosk's whole 50-frame enrollment
+/// in one atomic change (16 KiB each, well inside the message size).
+pub const MAX_TEMPLATES: usize = 64;
 /// Candidates one frame may report.
 pub const MAX_CANDIDATES: u32 = 100;
 /// Longest operator id, in bytes.
@@ -59,7 +63,12 @@ impl Core {
     where
         Fut: Future<Output = Result<Resp, ServiceError>>,
     {
-        let mut observed = Observed { metrics: &self.metrics, method, start: Instant::now(), code: None };
+        let mut observed = Observed {
+            metrics: &self.metrics,
+            method,
+            start: Instant::now(),
+            code: None,
+        };
         let result = async {
             self.authorize(request.metadata())?;
             let ticket = self.admission.admit()?;
@@ -72,8 +81,13 @@ impl Core {
     }
 
     fn authorize(&self, metadata: &MetadataMap) -> Result<(), ServiceError> {
-        let Some(token) = &self.token else { return Ok(()) };
-        let sent = metadata.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+        let Some(token) = &self.token else {
+            return Ok(());
+        };
+        let sent = metadata
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
         match sent {
             Some(sent) if constant_time_eq(sent.as_bytes(), token.expose().as_bytes()) => Ok(()),
             _ => Err(ServiceError::Unauthenticated),
@@ -86,25 +100,44 @@ impl Core {
             .iter()
             .enumerate()
             .map(|(index, frame)| match self.faces.face(index, frame)? {
-                Ok(crop) => Template::extract(self.gallery.params(), &crop).map(Ok).map_err(ServiceError::Template),
+                Ok(crop) => Template::extract(self.gallery.params(), &crop)
+                    .map(Ok)
+                    .map_err(ServiceError::Template),
                 Err(unusable) => Ok(Err(unusable)),
             })
             .collect()
     }
 
     /// The burst rule for a request: its threshold and frame count, or the server's.
-    fn burst_rule(&self, threshold: Option<f64>, min_usable_frames: u32, frames: usize) -> Result<BurstRule, ServiceError> {
+    fn burst_rule(
+        &self,
+        threshold: Option<f64>,
+        min_usable_frames: u32,
+        frames: usize,
+    ) -> Result<BurstRule, ServiceError> {
         let threshold = match threshold {
             None => self.threshold,
             Some(t) if t.is_finite() && t > 0.0 => t,
-            Some(t) => return Err(invalid(format!("threshold must be a positive number, not {t}"))),
+            Some(t) => {
+                return Err(invalid(format!(
+                    "threshold must be a positive number, not {t}"
+                )))
+            }
         };
         let min_frames = match min_usable_frames as usize {
             0 => self.burst.min_frames.min(frames),
             n if n <= frames => n,
-            n => return Err(invalid(format!("min_usable_frames is {n}, but only {frames} frames were sent"))),
+            n => {
+                return Err(invalid(format!(
+                    "min_usable_frames is {n}, but only {frames} frames were sent"
+                )))
+            }
         };
-        Ok(BurstRule { min_frames, threshold, ..self.burst })
+        Ok(BurstRule {
+            min_frames,
+            threshold,
+            ..self.burst
+        })
     }
 
     fn template_format(&self) -> TemplateFormat {
@@ -133,8 +166,14 @@ struct Observed<'a> {
 impl Drop for Observed<'_> {
     fn drop(&mut self) {
         let code = self.code.unwrap_or(Code::Cancelled);
-        self.metrics.requests.with_label_values(&[self.method, &format!("{code:?}")]).inc();
-        self.metrics.latency.with_label_values(&[self.method]).observe(self.start.elapsed().as_secs_f64());
+        self.metrics
+            .requests
+            .with_label_values(&[self.method, &format!("{code:?}")])
+            .inc();
+        self.metrics
+            .latency
+            .with_label_values(&[self.method])
+            .observe(self.start.elapsed().as_secs_f64());
     }
 }
 
@@ -146,7 +185,9 @@ fn invalid(message: String) -> ServiceError {
 fn check_frames(frames: &[Frame]) -> Result<(), ServiceError> {
     match frames.len() {
         0 => Err(invalid("no frames were sent: send 1 to 32 frames".into())),
-        n if n > MAX_FRAMES => Err(invalid(format!("{n} frames were sent; at most {MAX_FRAMES} are accepted"))),
+        n if n > MAX_FRAMES => Err(invalid(format!(
+            "{n} frames were sent; at most {MAX_FRAMES} are accepted"
+        ))),
         _ => Ok(()),
     }
 }
@@ -157,7 +198,10 @@ fn check_operator_id(id: &str) -> Result<(), ServiceError> {
         return Err(invalid("operator_id is empty".into()));
     }
     if id.len() > MAX_OPERATOR_ID_BYTES {
-        return Err(invalid(format!("operator_id is {} bytes long; at most {MAX_OPERATOR_ID_BYTES} are allowed", id.len())));
+        return Err(invalid(format!(
+            "operator_id is {} bytes long; at most {MAX_OPERATOR_ID_BYTES} are allowed",
+            id.len()
+        )));
     }
     if id.chars().any(char::is_control) {
         return Err(invalid("operator_id contains control characters".into()));
@@ -181,7 +225,11 @@ fn explain(decision: &vision::burst::BurstDecision) -> String {
         D::Disagreement { votes, usable, .. } => {
             format!("the frames disagree: the most common nearest operator has only {votes} of {usable} votes")
         }
-        D::NotRecognised { distance, threshold, .. } => {
+        D::NotRecognised {
+            distance,
+            threshold,
+            ..
+        } => {
             format!("the nearest match is at distance {distance:.2}, not below the threshold {threshold:.2}")
         }
     }

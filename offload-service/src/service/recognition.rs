@@ -4,7 +4,9 @@ use std::sync::Arc;
 
 use kubevision_proto::v1::frame_outcome::Status as FrameStatus;
 use kubevision_proto::v1::recognition_service_server::RecognitionService;
-use kubevision_proto::v1::{Candidate, FrameOutcome, IdentifyRequest, IdentifyResponse, VerifyRequest, VerifyResponse};
+use kubevision_proto::v1::{
+    Candidate, FrameOutcome, IdentifyRequest, IdentifyResponse, VerifyRequest, VerifyResponse,
+};
 use tonic::{Request, Response, Status};
 use vision::burst::{decide, BurstDecision};
 use vision::lbph::{Match, Template};
@@ -17,39 +19,63 @@ pub struct RecognitionApi(pub Arc<Core>);
 
 #[tonic::async_trait]
 impl RecognitionService for RecognitionApi {
-    async fn identify(&self, request: Request<IdentifyRequest>) -> Result<Response<IdentifyResponse>, Status> {
+    async fn identify(
+        &self,
+        request: Request<IdentifyRequest>,
+    ) -> Result<Response<IdentifyResponse>, Status> {
         self.0.handle("Identify", request, identify).await
     }
 
-    async fn verify(&self, request: Request<VerifyRequest>) -> Result<Response<VerifyResponse>, Status> {
+    async fn verify(
+        &self,
+        request: Request<VerifyRequest>,
+    ) -> Result<Response<VerifyResponse>, Status> {
         self.0.handle("Verify", request, verify).await
     }
 }
 
-async fn identify(core: Arc<Core>, ticket: crate::admission::Ticket, req: IdentifyRequest) -> Result<IdentifyResponse, ServiceError> {
+async fn identify(
+    core: Arc<Core>,
+    ticket: crate::admission::Ticket,
+    req: IdentifyRequest,
+) -> Result<IdentifyResponse, ServiceError> {
     check_frames(&req.frames)?;
     let k = match req.max_candidates {
         0 => 1,
         n if n <= MAX_CANDIDATES => n as usize,
-        n => return Err(invalid(format!("max_candidates is {n}; at most {MAX_CANDIDATES} are allowed"))),
+        n => {
+            return Err(invalid(format!(
+                "max_candidates is {n}; at most {MAX_CANDIDATES} are allowed"
+            )))
+        }
     };
     let rule = core.burst_rule(req.threshold, req.min_usable_frames, req.frames.len())?;
     let gallery_version = core.gallery.version();
     let frames = req.frames;
-    let probes = ticket.run({
-        let core = core.clone();
-        move || core.probes(&frames)
-    })
-    .await??;
-    let (usable, templates): (Vec<usize>, Vec<Template>) =
-        probes.iter().enumerate().filter_map(|(i, p)| p.as_ref().ok().map(|t| (i, t.clone()))).unzip();
+    let probes = ticket
+        .run({
+            let core = core.clone();
+            move || core.probes(&frames)
+        })
+        .await??;
+    let (usable, templates): (Vec<usize>, Vec<Template>) = probes
+        .iter()
+        .enumerate()
+        .filter_map(|(i, p)| p.as_ref().ok().map(|t| (i, t.clone())))
+        .unzip();
     let mut found = core.batcher.search(templates, k).await?.into_iter();
     let mut nearest: Vec<Vec<Match>> = vec![Vec::new(); probes.len()];
     for i in usable {
         nearest[i] = found.next().unwrap_or_default();
     }
 
-    let decision = decide(&rule, &nearest.iter().map(|m| m.first().copied()).collect::<Vec<_>>());
+    let decision = decide(
+        &rule,
+        &nearest
+            .iter()
+            .map(|m| m.first().copied())
+            .collect::<Vec<_>>(),
+    );
     let frames = probes
         .iter()
         .zip(&nearest)
@@ -58,13 +84,28 @@ async fn identify(core: Arc<Core>, ticket: crate::admission::Ticket, req: Identi
                 matches
                     .iter()
                     .filter(|m| m.distance < rule.threshold)
-                    .filter_map(|m| core.gallery.operator_of(m.label).map(|id| candidate(&id, m.distance)))
+                    .filter_map(|m| {
+                        core.gallery
+                            .operator_of(m.label)
+                            .map(|id| candidate(&id, m.distance))
+                    })
                     .collect()
             })
         })
         .collect();
-    let mut response = IdentifyResponse { frames, gallery_version, reason: explain(&decision), ..Default::default() };
-    if let BurstDecision::Accepted { label, distance, votes, .. } = decision {
+    let mut response = IdentifyResponse {
+        frames,
+        gallery_version,
+        reason: explain(&decision),
+        ..Default::default()
+    };
+    if let BurstDecision::Accepted {
+        label,
+        distance,
+        votes,
+        ..
+    } = decision
+    {
         match core.gallery.operator_of(label) {
             Some(id) => {
                 response.identified = true;
@@ -80,11 +121,18 @@ async fn identify(core: Arc<Core>, ticket: crate::admission::Ticket, req: Identi
     Ok(response)
 }
 
-async fn verify(core: Arc<Core>, ticket: crate::admission::Ticket, req: VerifyRequest) -> Result<VerifyResponse, ServiceError> {
+async fn verify(
+    core: Arc<Core>,
+    ticket: crate::admission::Ticket,
+    req: VerifyRequest,
+) -> Result<VerifyResponse, ServiceError> {
     check_operator_id(&req.operator_id)?;
     check_frames(&req.frames)?;
     let rule = core.burst_rule(req.threshold, req.min_usable_frames, req.frames.len())?;
-    let label = core.gallery.label_of(&req.operator_id).ok_or_else(|| ServiceError::UnknownOperator(req.operator_id.clone()))?;
+    let label = core
+        .gallery
+        .label_of(&req.operator_id)
+        .ok_or_else(|| ServiceError::UnknownOperator(req.operator_id.clone()))?;
     let gallery_version = core.gallery.version();
     let frames = req.frames;
     let (probes, distances) = ticket
@@ -92,8 +140,14 @@ async fn verify(core: Arc<Core>, ticket: crate::admission::Ticket, req: VerifyRe
             let core = core.clone();
             move || -> Result<_, ServiceError> {
                 let probes = core.probes(&frames)?;
-                let templates: Vec<Template> = probes.iter().filter_map(|p| p.as_ref().ok().cloned()).collect();
-                let distances = core.gallery.backend().distances_to_label(&templates, label)?;
+                let templates: Vec<Template> = probes
+                    .iter()
+                    .filter_map(|p| p.as_ref().ok().cloned())
+                    .collect();
+                let distances = core
+                    .gallery
+                    .backend()
+                    .distances_to_label(&templates, label)?;
                 Ok((probes, distances))
             }
         })
@@ -101,17 +155,35 @@ async fn verify(core: Arc<Core>, ticket: crate::admission::Ticket, req: VerifyRe
     let mut distances = distances.into_iter();
     let per_frame: Vec<Option<Match>> = probes
         .iter()
-        .map(|p| p.as_ref().ok().and_then(|_| distances.next().flatten()).map(|distance| Match { label, distance }))
+        .map(|p| {
+            p.as_ref()
+                .ok()
+                .and_then(|_| distances.next().flatten())
+                .map(|distance| Match { label, distance })
+        })
         .collect();
     let decision = decide(&rule, &per_frame);
     let frames = probes
         .iter()
         .zip(&per_frame)
-        .map(|(probe, m)| outcome(probe, || m.iter().map(|m| candidate(&req.operator_id, m.distance)).collect()))
+        .map(|(probe, m)| {
+            outcome(probe, || {
+                m.iter()
+                    .map(|m| candidate(&req.operator_id, m.distance))
+                    .collect()
+            })
+        })
         .collect();
-    let mut response = VerifyResponse { frames, gallery_version, reason: explain(&decision), ..Default::default() };
+    let mut response = VerifyResponse {
+        frames,
+        gallery_version,
+        reason: explain(&decision),
+        ..Default::default()
+    };
     match decision {
-        BurstDecision::Accepted { distance, votes, .. } => {
+        BurstDecision::Accepted {
+            distance, votes, ..
+        } => {
             response.verified = true;
             response.distance = distance;
             response.votes = votes as u32;
@@ -123,7 +195,10 @@ async fn verify(core: Arc<Core>, ticket: crate::admission::Ticket, req: VerifyRe
 }
 
 fn candidate(operator_id: &str, distance: f64) -> Candidate {
-    Candidate { operator_id: operator_id.to_owned(), distance }
+    Candidate {
+        operator_id: operator_id.to_owned(),
+        distance,
+    }
 }
 
 /// A frame's outcome; `candidates` is only asked for usable frames.
@@ -131,7 +206,13 @@ fn outcome(probe: &Probe, candidates: impl FnOnce() -> Vec<Candidate>) -> FrameO
     let (status, detail, candidates) = match probe {
         Ok(_) => (FrameStatus::Matched, String::new(), candidates()),
         Err(why @ Unusable::NoFace) => (FrameStatus::NoFace, why.to_string(), Vec::new()),
-        Err(why @ Unusable::PoorQuality(_)) => (FrameStatus::PoorQuality, why.to_string(), Vec::new()),
+        Err(why @ Unusable::PoorQuality(_)) => {
+            (FrameStatus::PoorQuality, why.to_string(), Vec::new())
+        }
     };
-    FrameOutcome { status: status as i32, detail, candidates }
+    FrameOutcome {
+        status: status as i32,
+        detail,
+        candidates,
+    }
 }

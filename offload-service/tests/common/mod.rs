@@ -6,10 +6,10 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use clap::Parser;
 use kubevision_offload::{Config, Server};
 use kubevision_offload_client::proto::{frame::Content, Frame, RawFaceCrop};
 use kubevision_offload_client::{ClientConfig, OffloadClient};
-use clap::Parser;
 use tokio::sync::oneshot;
 
 /// A threshold no genuine or impostor distance reaches, so that tests of the
@@ -23,7 +23,12 @@ pub fn orl_dir() -> PathBuf {
 /// Photo `photo` (1–10) of ORL person `person` (1–40), as the file's bytes.
 pub fn orl_bytes(person: u32, photo: u32) -> Vec<u8> {
     let path = orl_dir().join(format!("s{person}/{photo}.pgm"));
-    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e} (the ORL faces belong in shared/datasets/orl)", path.display()))
+    std::fs::read(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e} (the ORL faces belong in shared/datasets/orl)",
+            path.display()
+        )
+    })
 }
 
 /// The same photo as a raw, already-normalised crop (ORL photos are 92 × 112).
@@ -40,7 +45,9 @@ pub fn orl_raw(person: u32, photo: u32) -> Frame {
 
 /// The photo as an encoded face crop (the PGM file itself).
 pub fn orl_encoded(person: u32, photo: u32) -> Frame {
-    Frame { content: Some(Content::FaceCropImage(orl_bytes(person, photo).into())) }
+    Frame {
+        content: Some(Content::FaceCropImage(orl_bytes(person, photo).into())),
+    }
 }
 
 pub fn operator(person: u32) -> String {
@@ -76,7 +83,12 @@ impl InProcess {
         let task = tokio::spawn(server.run(async {
             let _ = stopped.await;
         }));
-        Self { grpc, metrics, stop: Some(stop), task: Some(task) }
+        Self {
+            grpc,
+            metrics,
+            stop: Some(stop),
+            task: Some(task),
+        }
     }
 
     pub fn url(&self) -> String {
@@ -98,7 +110,12 @@ impl InProcess {
 pub async fn http_get(addr: SocketAddr, path: &str) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    stream.write_all(format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n").as_bytes()).await.unwrap();
+    stream
+        .write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await
+        .unwrap();
     let mut response = String::new();
     stream.read_to_string(&mut response).await.unwrap();
     response

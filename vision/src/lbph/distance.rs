@@ -51,7 +51,9 @@ fn groups(layout: Layout) -> Vec<usize> {
             }
         })
         .collect();
-    map.iter_mut().filter(|g| **g == usize::MAX).for_each(|g| *g = next);
+    map.iter_mut()
+        .filter(|g| **g == usize::MAX)
+        .for_each(|g| *g = next);
     map
 }
 
@@ -69,16 +71,37 @@ pub fn summary(layout: Layout, t: TemplateRef<'_>) -> Vec<u8> {
 
 /// A lower bound of the distance between two templates of the same cell
 /// size, from their summaries; `f64::INFINITY` once it exceeds `give_up_above`.
-pub fn lower_bound(layout: Layout, a: &[u8], b: &[u8], cell_pixels: u32, give_up_above: f64) -> f64 {
+pub fn lower_bound(
+    layout: Layout,
+    a: &[u8],
+    b: &[u8],
+    cell_pixels: u32,
+    give_up_above: f64,
+) -> f64 {
     chi_square_counts(a, b, padded_groups(layout), cell_pixels, give_up_above)
 }
 
 /// Chi-square distance between two templates of one layout, as OpenCV's
 /// LBPH computes it. Returns `f64::INFINITY` as soon as the partial sum
 /// exceeds `give_up_above` (every term is non-negative, so it can only grow).
-pub fn chi_square(layout: Layout, a: TemplateRef<'_>, b: TemplateRef<'_>, give_up_above: f64) -> f64 {
-    if a.cell_pixels == b.cell_pixels && a.overflow.is_empty() && b.overflow.is_empty() && a.cell_pixels > 0 {
-        chi_square_counts(a.counts, b.counts, layout.bins(), a.cell_pixels, give_up_above)
+pub fn chi_square(
+    layout: Layout,
+    a: TemplateRef<'_>,
+    b: TemplateRef<'_>,
+    give_up_above: f64,
+) -> f64 {
+    if a.cell_pixels == b.cell_pixels
+        && a.overflow.is_empty()
+        && b.overflow.is_empty()
+        && a.cell_pixels > 0
+    {
+        chi_square_counts(
+            a.counts,
+            b.counts,
+            layout.bins(),
+            a.cell_pixels,
+            give_up_above,
+        )
     } else {
         chi_square_opencv(a, b)
     }
@@ -140,7 +163,9 @@ mod tests {
     use image::GrayImage;
 
     fn face(seed: u32, w: u32, h: u32) -> Template {
-        let img = GrayImage::from_fn(w, h, |x, y| image::Luma([((x * 13 + seed) ^ (y * 7 + seed * x)) as u8]));
+        let img = GrayImage::from_fn(w, h, |x, y| {
+            image::Luma([((x * 13 + seed) ^ (y * 7 + seed * x)) as u8])
+        });
         Template::extract(&LbphParams::default(), &img).unwrap()
     }
 
@@ -151,8 +176,14 @@ mod tests {
             let (a, b) = (face(seed, 92, 112), face(seed + 10, 92, 112));
             let fast = chi_square(layout, a.as_ref(), b.as_ref(), f64::INFINITY);
             let reference = chi_square_opencv(a.as_ref(), b.as_ref());
-            assert!((fast - reference).abs() <= 1e-6 * reference, "{fast} vs {reference}");
-            assert_eq!(chi_square(layout, a.as_ref(), a.as_ref(), f64::INFINITY), 0.0);
+            assert!(
+                (fast - reference).abs() <= 1e-6 * reference,
+                "{fast} vs {reference}"
+            );
+            assert_eq!(
+                chi_square(layout, a.as_ref(), a.as_ref(), f64::INFINITY),
+                0.0
+            );
         }
     }
 
@@ -162,7 +193,13 @@ mod tests {
         for seed in 0..20 {
             let (a, b) = (face(seed, 92, 112), face(seed * 3 + 1, 92, 112));
             let d = chi_square(layout, a.as_ref(), b.as_ref(), f64::INFINITY);
-            let lb = lower_bound(layout, &summary(layout, a.as_ref()), &summary(layout, b.as_ref()), a.cell_pixels(), f64::INFINITY);
+            let lb = lower_bound(
+                layout,
+                &summary(layout, a.as_ref()),
+                &summary(layout, b.as_ref()),
+                a.cell_pixels(),
+                f64::INFINITY,
+            );
             assert!(lb <= d * (1.0 + 1e-9), "bound {lb} above distance {d}");
             assert!(lb > 0.0);
         }
@@ -182,7 +219,10 @@ mod tests {
         let (a, b) = (face(1, 92, 112), face(2, 92, 112));
         let d = chi_square(layout, a.as_ref(), b.as_ref(), f64::INFINITY);
         assert_eq!(chi_square(layout, a.as_ref(), b.as_ref(), d * 1.0001), d);
-        assert_eq!(chi_square(layout, a.as_ref(), b.as_ref(), d * 0.5), f64::INFINITY);
+        assert_eq!(
+            chi_square(layout, a.as_ref(), b.as_ref(), d * 0.5),
+            f64::INFINITY
+        );
     }
 
     #[test]
@@ -191,6 +231,9 @@ mod tests {
         let (a, b) = (face(1, 92, 112), face(1, 120, 140));
         let d = chi_square(layout, a.as_ref(), b.as_ref(), f64::INFINITY);
         assert_eq!(d, chi_square_opencv(a.as_ref(), b.as_ref()));
-        assert!(d > 0.0 && d < 4.0 * 64.0, "chi-square of two distributions is at most 4 a cell: {d}");
+        assert!(
+            d > 0.0 && d < 4.0 * 64.0,
+            "chi-square of two distributions is at most 4 a cell: {d}"
+        );
     }
 }

@@ -72,8 +72,10 @@ impl Gallery {
 
     /// Makes room for `additional` more templates without reallocating.
     pub fn reserve(&mut self, additional: usize) {
-        self.counts.reserve_exact(additional * self.layout.len());
-        self.summaries.reserve_exact(additional * summary_len(self.layout));
+        self.counts
+            .reserve_exact(additional * self.layout.histogram_len());
+        self.summaries
+            .reserve_exact(additional * summary_len(self.layout));
         self.labels.reserve_exact(additional);
         self.cell_pixels.reserve_exact(additional);
         self.overflow.reserve_exact(additional);
@@ -98,7 +100,7 @@ impl Gallery {
         if removed == 0 {
             return 0;
         }
-        let (len, slen) = (self.layout.len(), summary_len(self.layout));
+        let (len, slen) = (self.layout.histogram_len(), summary_len(self.layout));
         let mut i = 0;
         self.counts.retain(|_| {
             i += 1;
@@ -119,7 +121,7 @@ impl Gallery {
 
     /// The `index`-th template.
     pub fn template(&self, index: usize) -> TemplateRef<'_> {
-        let len = self.layout.len();
+        let len = self.layout.histogram_len();
         TemplateRef {
             cell_pixels: self.cell_pixels[index],
             counts: &self.counts[index * len..(index + 1) * len],
@@ -129,7 +131,10 @@ impl Gallery {
 
     /// Bytes the gallery holds a template: histogram, summary and bookkeeping.
     pub fn bytes_per_template(&self) -> usize {
-        self.layout.len() + summary_len(self.layout) + std::mem::size_of::<i32>() + std::mem::size_of::<u32>()
+        self.layout.histogram_len()
+            + summary_len(self.layout)
+            + std::mem::size_of::<i32>()
+            + std::mem::size_of::<u32>()
             + std::mem::size_of::<Box<[(u32, u32)]>>()
     }
 
@@ -147,35 +152,58 @@ impl Gallery {
         // The distance to beat, readable without the lock (positive floats
         // order like their bit patterns).
         let limit = AtomicU64::new(threshold.to_bits());
-        (0..self.len()).into_par_iter().with_min_len(32).for_each(|i| {
-            let beat = f64::from_bits(limit.load(Ordering::Relaxed)) * (1.0 + SLACK);
-            let n = self.cell_pixels[i];
-            if n == probe_ref.cell_pixels && n > 0 {
-                let bound = lower_bound(self.layout, &probe_summary, &self.summaries[i * slen..(i + 1) * slen], n, beat);
-                if bound * (1.0 - SLACK) > beat {
-                    return;
+        (0..self.len())
+            .into_par_iter()
+            .with_min_len(32)
+            .for_each(|i| {
+                let beat = f64::from_bits(limit.load(Ordering::Relaxed)) * (1.0 + SLACK);
+                let n = self.cell_pixels[i];
+                if n == probe_ref.cell_pixels && n > 0 {
+                    let bound = lower_bound(
+                        self.layout,
+                        &probe_summary,
+                        &self.summaries[i * slen..(i + 1) * slen],
+                        n,
+                        beat,
+                    );
+                    if bound * (1.0 - SLACK) > beat {
+                        return;
+                    }
                 }
-            }
-            let d = self.distance(probe_ref, i, beat);
-            if d.is_finite() {
-                let mut best = best.lock().expect("no panics while held");
-                best.offer(i, self.labels[i], d);
-                limit.store(best.limit().to_bits(), Ordering::Relaxed);
-            }
-        });
-        Ok(best.into_inner().expect("no panics while held").into_matches())
+                let d = self.distance(probe_ref, i, beat);
+                if d.is_finite() {
+                    let mut best = best.lock().expect("no panics while held");
+                    best.offer(i, self.labels[i], d);
+                    limit.store(best.limit().to_bits(), Ordering::Relaxed);
+                }
+            });
+        Ok(best
+            .into_inner()
+            .expect("no panics while held")
+            .into_matches())
     }
 
     /// [`Gallery::search`] for many probes at once, in parallel.
-    pub fn search_batch(&self, probes: &[Template], k: usize, threshold: f64) -> Result<Vec<Vec<Match>>, Error> {
-        probes.par_iter().map(|p| self.search(p, k, threshold)).collect()
+    pub fn search_batch(
+        &self,
+        probes: &[Template],
+        k: usize,
+        threshold: f64,
+    ) -> Result<Vec<Vec<Match>>, Error> {
+        probes
+            .par_iter()
+            .map(|p| self.search(p, k, threshold))
+            .collect()
     }
 
     /// Distances from `probe` to every template, in gallery order (what
     /// OpenCV's `StandardCollector` sees). For calibration and tests.
     pub fn all_distances(&self, probe: &Template) -> Result<Vec<f64>, Error> {
         self.layout.check(&probe.layout())?;
-        Ok((0..self.len()).into_par_iter().map(|i| self.distance(probe.as_ref(), i, f64::INFINITY)).collect())
+        Ok((0..self.len())
+            .into_par_iter()
+            .map(|i| self.distance(probe.as_ref(), i, f64::INFINITY))
+            .collect())
     }
 
     fn distance(&self, probe: TemplateRef<'_>, index: usize, give_up_above: f64) -> f64 {
@@ -192,15 +220,22 @@ struct Best {
 
 impl Best {
     fn new(k: usize, threshold: f64) -> Self {
-        Self { k, threshold, per_label: HashMap::new() }
+        Self {
+            k,
+            threshold,
+            per_label: HashMap::new(),
+        }
     }
 
     fn offer(&mut self, index: usize, label: i32, distance: f64) {
-        // OpenCV collects only `dist < threshold`.
-        if !(distance < self.threshold) {
+        // OpenCV collects only `dist < threshold` (never a NaN).
+        if distance.partial_cmp(&self.threshold) != Some(std::cmp::Ordering::Less) {
             return;
         }
-        let entry = self.per_label.entry(label).or_insert((f64::INFINITY, usize::MAX));
+        let entry = self
+            .per_label
+            .entry(label)
+            .or_insert((f64::INFINITY, usize::MAX));
         if (distance, index) < *entry {
             *entry = (distance, index);
         }
@@ -217,9 +252,16 @@ impl Best {
     }
 
     fn into_matches(self) -> Vec<Match> {
-        let mut all: Vec<(f64, usize, i32)> = self.per_label.into_iter().map(|(l, (d, i))| (d, i, l)).collect();
+        let mut all: Vec<(f64, usize, i32)> = self
+            .per_label
+            .into_iter()
+            .map(|(l, (d, i))| (d, i, l))
+            .collect();
         all.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
-        all.into_iter().take(self.k).map(|(distance, _, label)| Match { label, distance }).collect()
+        all.into_iter()
+            .take(self.k)
+            .map(|(distance, _, label)| Match { label, distance })
+            .collect()
     }
 }
 
@@ -232,17 +274,33 @@ mod tests {
     fn gallery(people: i32, per_person: u32) -> (Gallery, Vec<Template>) {
         let params = LbphParams::default();
         // A blocky texture of the person's own, plus a little noise a view.
-        let hash = |a: u32, b: u32, c: u32| (a.wrapping_mul(0x9E37_79B1) ^ b.wrapping_mul(0x85EB_CA77) ^ c.wrapping_mul(0xC2B2_AE3D)).rotate_left(13).wrapping_mul(0x27D4_EB2F) >> 24;
+        let hash = |a: u32, b: u32, c: u32| {
+            (a.wrapping_mul(0x9E37_79B1)
+                ^ b.wrapping_mul(0x85EB_CA77)
+                ^ c.wrapping_mul(0xC2B2_AE3D))
+            .rotate_left(13)
+            .wrapping_mul(0x27D4_EB2F)
+                >> 24
+        };
         let face = |person: i32, view: u32| {
-            GrayImage::from_fn(92, 112, |x, y| image::Luma([(hash(person as u32 + 1, x / 4, y / 4) * 3 / 4 + hash(view + 1000, x, y) % 48) as u8]))
+            GrayImage::from_fn(92, 112, |x, y| {
+                image::Luma([(hash(person as u32 + 1, x / 4, y / 4) * 3 / 4
+                    + hash(view + 1000, x, y) % 48) as u8])
+            })
         };
         let mut g = Gallery::new(params);
         for person in 0..people {
             for view in 0..per_person {
-                g.add(person, Template::extract(&params, &face(person, view)).unwrap()).unwrap();
+                g.add(
+                    person,
+                    Template::extract(&params, &face(person, view)).unwrap(),
+                )
+                .unwrap();
             }
         }
-        let probes = (0..people).map(|p| Template::extract(&params, &face(p, 99)).unwrap()).collect();
+        let probes = (0..people)
+            .map(|p| Template::extract(&params, &face(p, 99)).unwrap())
+            .collect();
         (g, probes)
     }
 
@@ -262,7 +320,11 @@ mod tests {
         let (g, probes) = gallery(12, 6);
         for probe in &probes {
             for k in [1, 3, 12, 20] {
-                assert_eq!(g.search(probe, k, f64::MAX).unwrap(), brute_force(&g, probe, k, f64::MAX), "k = {k}");
+                assert_eq!(
+                    g.search(probe, k, f64::MAX).unwrap(),
+                    brute_force(&g, probe, k, f64::MAX),
+                    "k = {k}"
+                );
             }
             let all = brute_force(&g, probe, 12, f64::MAX);
             let threshold = all[4].distance; // strictly below: four labels qualify
@@ -277,17 +339,31 @@ mod tests {
         assert_eq!(g.remove_label(2), 4);
         assert_eq!(g.len(), 16);
         assert!(!g.labels().contains(&2));
-        assert!(g.search(&probes[2], 5, f64::MAX).unwrap().iter().all(|m| m.label != 2));
-        assert_eq!(g.search(&probes[3], 1, f64::MAX).unwrap(), brute_force(&g, &probes[3], 1, f64::MAX));
+        assert!(g
+            .search(&probes[2], 5, f64::MAX)
+            .unwrap()
+            .iter()
+            .all(|m| m.label != 2));
+        assert_eq!(
+            g.search(&probes[3], 1, f64::MAX).unwrap(),
+            brute_force(&g, &probes[3], 1, f64::MAX)
+        );
         assert_eq!(g.remove_label(2), 0);
     }
 
     #[test]
     fn a_template_of_other_parameters_is_refused() {
         let (mut g, _) = gallery(1, 1);
-        let other = LbphParams { grid_x: 4, ..LbphParams::default() };
-        let t = Template::extract(&other, &GrayImage::from_pixel(92, 112, image::Luma([3]))).unwrap();
-        assert!(matches!(g.add(1, t.clone()), Err(Error::ParamsMismatch { .. })));
+        let other = LbphParams {
+            grid_x: 4,
+            ..LbphParams::default()
+        };
+        let t =
+            Template::extract(&other, &GrayImage::from_pixel(92, 112, image::Luma([3]))).unwrap();
+        assert!(matches!(
+            g.add(1, t.clone()),
+            Err(Error::ParamsMismatch { .. })
+        ));
         assert!(g.search(&t, 1, f64::MAX).is_err());
     }
 }

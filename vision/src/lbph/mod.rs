@@ -21,4 +21,4 @@ pub mod template;
 pub use gallery::{Gallery, Match};
 pub use params::{LbphParams, DEFAULT_THRESHOLD};
 pub use recognizer::{Lbph, Prediction};
-pub use template::Template;
+pub use template::{Layout, Template};

@@ -19,19 +19,33 @@ use crate::Error;
 const ROOT: &str = "opencv_lbphfaces";
 
 pub(super) fn read(path: &Path) -> Result<Lbph, Error> {
-    let fail = |reason: String| Error::ModelFile { path: path.to_owned(), reason };
-    let text = std::fs::read_to_string(path).map_err(|source| Error::Io { path: path.to_owned(), source })?;
+    let fail = |reason: String| Error::ModelFile {
+        path: path.to_owned(),
+        reason,
+    };
+    let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+        path: path.to_owned(),
+        source,
+    })?;
     if text.trim_start().starts_with("<?xml") {
-        return Err(fail("XML model files are not supported: save the model as .yml".into()));
+        return Err(fail(
+            "XML model files are not supported: save the model as .yml".into(),
+        ));
     }
     let root = yaml::parse(&text).map_err(fail)?;
-    let model = root.get(ROOT).ok_or_else(|| fail(format!("no `{ROOT}` node: not an LBPH model")))?;
+    let model = root
+        .get(ROOT)
+        .ok_or_else(|| fail(format!("no `{ROOT}` node: not an LBPH model")))?;
     model_from_node(model).map_err(fail)
 }
 
 fn model_from_node(model: &yaml::Node) -> Result<Lbph, String> {
     let int = |key: &str| -> Result<u32, String> {
-        let v = model.get(key).ok_or(format!("missing `{key}`"))?.number().ok_or(format!("`{key}` is not a number"))?;
+        let v = model
+            .get(key)
+            .ok_or(format!("missing `{key}`"))?
+            .number()
+            .ok_or(format!("`{key}` is not a number"))?;
         if v.fract() != 0.0 || !(0.0..=u32::MAX as f64).contains(&v) {
             return Err(format!("`{key}` is {v}, not a whole number"));
         }
@@ -62,23 +76,36 @@ fn model_from_node(model: &yaml::Node) -> Result<Lbph, String> {
         _ => Vec::new(), // `histograms: []`
     };
     let labels: Vec<i32> = match model.get("labels") {
-        Some(node @ yaml::Node::Map(_)) => matrix(node, "labels")?.iter().map(|&v| v as i32).collect(),
+        Some(node @ yaml::Node::Map(_)) => {
+            matrix(node, "labels")?.iter().map(|&v| v as i32).collect()
+        }
         _ => Vec::new(),
     };
     if labels.len() != histograms.len() {
-        return Err(format!("{} histograms but {} labels", histograms.len(), labels.len()));
+        return Err(format!(
+            "{} histograms but {} labels",
+            histograms.len(),
+            labels.len()
+        ));
     }
     let mut gallery = Gallery::new(params);
     for (i, (h, &label)) in histograms.iter().zip(&labels).enumerate() {
         let values: Vec<f32> = matrix(h, "histogram")?.iter().map(|&v| v as f32).collect();
-        let template = Template::from_opencv_histogram(layout, &values).map_err(|e| format!("histogram {i} {e}"))?;
+        let template = Template::from_opencv_histogram(layout, &values)
+            .map_err(|e| format!("histogram {i} {e}"))?;
         gallery.add(label, template).map_err(|e| e.to_string())?;
     }
     let mut label_info = BTreeMap::new();
     if let Some(yaml::Node::Seq(items)) = model.get("labelsInfo") {
         for item in items {
-            let label = item.get("label").and_then(yaml::Node::number).ok_or("a labelsInfo entry has no label")?;
-            let value = item.get("value").and_then(yaml::Node::text).unwrap_or_default();
+            let label = item
+                .get("label")
+                .and_then(yaml::Node::number)
+                .ok_or("a labelsInfo entry has no label")?;
+            let value = item
+                .get("value")
+                .and_then(yaml::Node::text)
+                .unwrap_or_default();
             label_info.insert(label as i32, value.to_owned());
         }
     }
@@ -87,22 +114,37 @@ fn model_from_node(model: &yaml::Node) -> Result<Lbph, String> {
 
 /// The data of an `!!opencv-matrix` node, checked against its rows × cols.
 fn matrix<'a>(node: &'a yaml::Node, what: &str) -> Result<&'a [f64], String> {
-    let rows = node.get("rows").and_then(yaml::Node::number).ok_or(format!("{what} matrix has no rows"))?;
-    let cols = node.get("cols").and_then(yaml::Node::number).ok_or(format!("{what} matrix has no cols"))?;
+    let rows = node
+        .get("rows")
+        .and_then(yaml::Node::number)
+        .ok_or(format!("{what} matrix has no rows"))?;
+    let cols = node
+        .get("cols")
+        .and_then(yaml::Node::number)
+        .ok_or(format!("{what} matrix has no cols"))?;
     let data: &[f64] = match node.get("data") {
         Some(yaml::Node::Numbers(v)) => v,
         Some(yaml::Node::Seq(v)) if v.is_empty() => &[],
         _ => return Err(format!("{what} matrix has no numeric data")),
     };
     if (rows * cols) as usize != data.len() {
-        return Err(format!("{what} matrix says {rows} × {cols} but holds {} values", data.len()));
+        return Err(format!(
+            "{what} matrix says {rows} × {cols} but holds {} values",
+            data.len()
+        ));
     }
     Ok(data)
 }
 
 pub(super) fn write(model: &Lbph, path: &Path) -> Result<(), Error> {
-    let fail = |source: std::io::Error| Error::Write { path: path.to_owned(), source };
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let fail = |source: std::io::Error| Error::Write {
+        path: path.to_owned(),
+        source,
+    };
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     let mut file = tempfile::NamedTempFile::new_in(dir).map_err(fail)?;
     {
         let mut out = std::io::BufWriter::new(file.as_file_mut());
@@ -118,7 +160,11 @@ fn write_yaml(model: &Lbph, out: &mut impl Write) -> std::io::Result<()> {
     let p = model.params();
     writeln!(out, "%YAML:1.0\n---\n{ROOT}:")?;
     writeln!(out, "   threshold: {}", float(p.threshold))?;
-    writeln!(out, "   radius: {}\n   neighbors: {}\n   grid_x: {}\n   grid_y: {}", p.radius, p.neighbors, p.grid_x, p.grid_y)?;
+    writeln!(
+        out,
+        "   radius: {}\n   neighbors: {}\n   grid_x: {}\n   grid_y: {}",
+        p.radius, p.neighbors, p.grid_x, p.grid_y
+    )?;
     let gallery = model.gallery();
     if gallery.is_empty() {
         writeln!(out, "   histograms: []")?;
@@ -128,13 +174,29 @@ fn write_yaml(model: &Lbph, out: &mut impl Write) -> std::io::Result<()> {
         for i in 0..gallery.len() {
             let t = gallery.template(i);
             let s = scale(t.cell_pixels);
-            let values: Vec<f64> = t.exact_counts().iter().map(|&c| (c as f32 * s) as f64).collect();
-            writeln!(out, "      - !!opencv-matrix\n         rows: 1\n         cols: {}\n         dt: f", values.len())?;
+            let values: Vec<f64> = t
+                .exact_counts()
+                .iter()
+                .map(|&c| (c as f32 * s) as f64)
+                .collect();
+            writeln!(
+                out,
+                "      - !!opencv-matrix\n         rows: 1\n         cols: {}\n         dt: f",
+                values.len()
+            )?;
             write_data(out, "         ", values.iter().map(|&v| float(v)))?;
         }
     }
-    writeln!(out, "   labels: !!opencv-matrix\n      rows: {}\n      cols: 1\n      dt: i", gallery.len())?;
-    write_data(out, "      ", gallery.labels().iter().map(|l| l.to_string()))?;
+    writeln!(
+        out,
+        "   labels: !!opencv-matrix\n      rows: {}\n      cols: 1\n      dt: i",
+        gallery.len()
+    )?;
+    write_data(
+        out,
+        "      ",
+        gallery.labels().iter().map(|l| l.to_string()),
+    )?;
     if model.label_infos().is_empty() {
         writeln!(out, "   labelsInfo: []")?;
     } else {
@@ -147,7 +209,11 @@ fn write_yaml(model: &Lbph, out: &mut impl Write) -> std::io::Result<()> {
 }
 
 /// `data: [ … ]`, wrapped a few values a line as OpenCV does.
-fn write_data(out: &mut impl Write, indent: &str, values: impl Iterator<Item = String>) -> std::io::Result<()> {
+fn write_data(
+    out: &mut impl Write,
+    indent: &str,
+    values: impl Iterator<Item = String>,
+) -> std::io::Result<()> {
     write!(out, "{indent}data: [")?;
     for (i, v) in values.enumerate() {
         if i > 0 {
@@ -227,7 +293,10 @@ mod yaml {
     }
 
     pub fn parse(text: &str) -> Result<Node, String> {
-        let mut p = Parser { s: text.as_bytes(), pos: 0 };
+        let mut p = Parser {
+            s: text.as_bytes(),
+            pos: 0,
+        };
         p.skip_header()?;
         p.block(0)
     }
@@ -239,7 +308,11 @@ mod yaml {
 
     impl Parser<'_> {
         fn line(&self) -> usize {
-            self.s[..self.pos.min(self.s.len())].iter().filter(|&&c| c == b'\n').count() + 1
+            self.s[..self.pos.min(self.s.len())]
+                .iter()
+                .filter(|&&c| c == b'\n')
+                .count()
+                + 1
         }
 
         fn err<T>(&self, msg: &str) -> Result<T, String> {
@@ -297,7 +370,10 @@ mod yaml {
         /// Indentation of the next non-blank line, or None at the end.
         fn next_indent(&mut self) -> Option<usize> {
             self.skip_blank_lines();
-            let indent = self.s[self.pos..].iter().take_while(|&&c| c == b' ').count();
+            let indent = self.s[self.pos..]
+                .iter()
+                .take_while(|&&c| c == b' ')
+                .count();
             (self.pos + indent < self.s.len()).then_some(indent)
         }
 
@@ -306,7 +382,11 @@ mod yaml {
             let Some(indent) = self.next_indent().filter(|&i| i >= min) else {
                 return Ok(Node::Scalar(String::new()));
             };
-            let is_seq = self.s[self.pos + indent] == b'-' && matches!(self.s.get(self.pos + indent + 1), Some(b' ' | b'\n' | b'\r') | None);
+            let is_seq = self.s[self.pos + indent] == b'-'
+                && matches!(
+                    self.s.get(self.pos + indent + 1),
+                    Some(b' ' | b'\n' | b'\r') | None
+                );
             if is_seq {
                 let mut items = Vec::new();
                 while self.next_indent() == Some(indent) && self.s[self.pos + indent] == b'-' {
@@ -365,7 +445,9 @@ mod yaml {
                 while !matches!(self.peek(), Some(b':' | b'\n') | None) {
                     self.pos += 1;
                 }
-                String::from_utf8_lossy(&self.s[start..self.pos]).trim().to_owned()
+                String::from_utf8_lossy(&self.s[start..self.pos])
+                    .trim()
+                    .to_owned()
             };
             self.skip_spaces();
             if self.peek() != Some(b':') || key.is_empty() {
@@ -445,7 +527,9 @@ mod yaml {
                 }
                 self.pos += 1;
             }
-            Ok(String::from_utf8_lossy(&self.s[start..self.pos]).trim().to_owned())
+            Ok(String::from_utf8_lossy(&self.s[start..self.pos])
+                .trim()
+                .to_owned())
         }
 
         fn quoted(&mut self) -> Result<String, String> {
@@ -486,8 +570,13 @@ mod tests {
 
     fn model() -> Lbph {
         let mut m = Lbph::new(LbphParams::default()).unwrap();
-        let faces: Vec<GrayImage> =
-            (0..3).map(|s| GrayImage::from_fn(92, 112, |x, y| image::Luma([((x * 7 + s) ^ (y * 3 + x * s)) as u8]))).collect();
+        let faces: Vec<GrayImage> = (0..3)
+            .map(|s| {
+                GrayImage::from_fn(92, 112, |x, y| {
+                    image::Luma([((x * 7 + s) ^ (y * 3 + x * s)) as u8])
+                })
+            })
+            .collect();
         m.train(&faces, &[4, 4, 9]).unwrap();
         m.set_label_info(4, "Müller, \"Hans\"");
         m.set_label_info(9, "s9");
@@ -505,7 +594,10 @@ mod tests {
         assert_eq!(back.label_infos(), m.label_infos());
         assert_eq!(back.gallery().labels(), m.gallery().labels());
         for i in 0..3 {
-            assert_eq!(back.gallery().template(i).exact_counts(), m.gallery().template(i).exact_counts());
+            assert_eq!(
+                back.gallery().template(i).exact_counts(),
+                m.gallery().template(i).exact_counts()
+            );
         }
     }
 

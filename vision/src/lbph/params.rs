@@ -30,7 +30,13 @@ pub struct LbphParams {
 
 impl Default for LbphParams {
     fn default() -> Self {
-        Self { radius: 1, neighbors: 8, grid_x: 8, grid_y: 8, threshold: f64::MAX }
+        Self {
+            radius: 1,
+            neighbors: 8,
+            grid_x: 8,
+            grid_y: 8,
+            threshold: f64::MAX,
+        }
     }
 }
 
@@ -46,10 +52,16 @@ impl LbphParams {
             return bad(format!("neighbors must be 1–16, not {}", self.neighbors));
         }
         if self.grid_x == 0 || self.grid_y == 0 || self.grid_x > 64 || self.grid_y > 64 {
-            return bad(format!("grid must be 1–64 cells each way, not {} × {}", self.grid_x, self.grid_y));
+            return bad(format!(
+                "grid must be 1–64 cells each way, not {} × {}",
+                self.grid_x, self.grid_y
+            ));
         }
         if self.threshold.is_nan() || self.threshold <= 0.0 {
-            return bad(format!("threshold must be positive, not {}", self.threshold));
+            return bad(format!(
+                "threshold must be positive, not {}",
+                self.threshold
+            ));
         }
         Ok(())
     }

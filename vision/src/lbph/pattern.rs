@@ -29,7 +29,12 @@ fn samples(radius: u32, neighbors: u32) -> Vec<Sample> {
             let (cx, cy) = (x.ceil() as i32, y.ceil() as i32);
             let ty = y - fy as f32;
             let tx = x - fx as f32;
-            let w = [(1.0 - tx) * (1.0 - ty), tx * (1.0 - ty), (1.0 - tx) * ty, tx * ty];
+            let w = [
+                (1.0 - tx) * (1.0 - ty),
+                tx * (1.0 - ty),
+                (1.0 - tx) * ty,
+                tx * ty,
+            ];
             Sample { fx, fy, cx, cy, w }
         })
         .collect()
@@ -57,18 +62,30 @@ pub fn extended_lbp(image: &GrayImage, radius: u32, neighbors: u32) -> Codes {
     for (n, s) in samples(radius, neighbors).iter().enumerate() {
         for i in 0..out_h {
             let row = i + r;
-            let (p1, p2, p3, p4) = (at(row, s.fy, s.fx), at(row, s.fy, s.cx), at(row, s.cy, s.fx), at(row, s.cy, s.cx));
+            let (p1, p2, p3, p4) = (
+                at(row, s.fy, s.fx),
+                at(row, s.fy, s.cx),
+                at(row, s.cy, s.fx),
+                at(row, s.cy, s.cx),
+            );
             let centre = at(row, 0, 0);
             let out = &mut codes[i * out_w..(i + 1) * out_w];
             for j in 0..out_w {
-                let t = s.w[0] * p1[j] as f32 + s.w[1] * p2[j] as f32 + s.w[2] * p3[j] as f32 + s.w[3] * p4[j] as f32;
+                let t = s.w[0] * p1[j] as f32
+                    + s.w[1] * p2[j] as f32
+                    + s.w[2] * p3[j] as f32
+                    + s.w[3] * p4[j] as f32;
                 let c = centre[j] as f32;
                 let bit = (t > c) | ((t - c).abs() < f32::EPSILON);
                 out[j] |= (bit as u32) << n;
             }
         }
     }
-    Codes { width: out_w, height: out_h, codes }
+    Codes {
+        width: out_w,
+        height: out_h,
+        codes,
+    }
 }
 
 #[cfg(test)]

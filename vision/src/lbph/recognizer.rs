@@ -29,11 +29,23 @@ pub struct Lbph {
 impl Lbph {
     pub fn new(params: LbphParams) -> Result<Self, Error> {
         params.validate()?;
-        Ok(Self { params, gallery: Gallery::new(params), label_info: BTreeMap::new() })
+        Ok(Self {
+            params,
+            gallery: Gallery::new(params),
+            label_info: BTreeMap::new(),
+        })
     }
 
-    pub(crate) fn from_parts(params: LbphParams, gallery: Gallery, label_info: BTreeMap<i32, String>) -> Self {
-        Self { params, gallery, label_info }
+    pub(crate) fn from_parts(
+        params: LbphParams,
+        gallery: Gallery,
+        label_info: BTreeMap<i32, String>,
+    ) -> Self {
+        Self {
+            params,
+            gallery,
+            label_info,
+        }
     }
 
     pub fn params(&self) -> &LbphParams {
@@ -41,7 +53,11 @@ impl Lbph {
     }
 
     pub fn set_threshold(&mut self, threshold: f64) -> Result<(), Error> {
-        LbphParams { threshold, ..self.params }.validate()?;
+        LbphParams {
+            threshold,
+            ..self.params
+        }
+        .validate()?;
         self.params.threshold = threshold;
         Ok(())
     }
@@ -76,10 +92,16 @@ impl Lbph {
 
     fn extract_all(&self, images: &[GrayImage], labels: &[i32]) -> Result<Vec<Template>, Error> {
         if images.len() != labels.len() {
-            return Err(Error::LabelCountMismatch { images: images.len(), labels: labels.len() });
+            return Err(Error::LabelCountMismatch {
+                images: images.len(),
+                labels: labels.len(),
+            });
         }
         // Every image is extracted before any is added: a bad one leaves the model unchanged.
-        images.par_iter().map(|img| Template::extract(&self.params, img)).collect()
+        images
+            .par_iter()
+            .map(|img| Template::extract(&self.params, img))
+            .collect()
     }
 
     fn add_all(&mut self, templates: Vec<Template>, labels: &[i32]) -> Result<(), Error> {
@@ -98,7 +120,10 @@ impl Lbph {
     /// The nearest label with its distance (OpenCV's `predict`).
     pub fn predict(&self, face: &GrayImage) -> Result<Prediction, Error> {
         let best = self.top_k(face, 1)?.into_iter().next();
-        Ok(Prediction { label: best.map(|m| m.label), distance: best.map_or(f64::MAX, |m| m.distance) })
+        Ok(Prediction {
+            label: best.map(|m| m.label),
+            distance: best.map_or(f64::MAX, |m| m.distance),
+        })
     }
 
     /// The `k` nearest distinct labels, nearest first.

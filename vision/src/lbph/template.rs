@@ -25,7 +25,12 @@ pub struct Layout {
 
 impl Layout {
     pub fn of(params: &LbphParams) -> Self {
-        Self { radius: params.radius, neighbors: params.neighbors, grid_x: params.grid_x, grid_y: params.grid_y }
+        Self {
+            radius: params.radius,
+            neighbors: params.neighbors,
+            grid_x: params.grid_x,
+            grid_y: params.grid_y,
+        }
     }
     pub fn bins(&self) -> usize {
         1 << self.neighbors
@@ -33,17 +38,25 @@ impl Layout {
     pub fn cells(&self) -> usize {
         (self.grid_x * self.grid_y) as usize
     }
-    pub fn len(&self) -> usize {
+    /// Bins over all cells.
+    pub fn histogram_len(&self) -> usize {
         self.cells() * self.bins()
     }
     fn name(&self) -> String {
-        format!("radius {}, {} neighbours, {} × {} grid", self.radius, self.neighbors, self.grid_x, self.grid_y)
+        format!(
+            "radius {}, {} neighbours, {} × {} grid",
+            self.radius, self.neighbors, self.grid_x, self.grid_y
+        )
     }
-    pub(crate) fn check(&self, other: &Layout) -> Result<(), Error> {
+    /// `Err(ParamsMismatch)` naming both when `other` differs.
+    pub fn check(&self, other: &Layout) -> Result<(), Error> {
         if self == other {
             Ok(())
         } else {
-            Err(Error::ParamsMismatch { expected: self.name(), found: other.name() })
+            Err(Error::ParamsMismatch {
+                expected: self.name(),
+                found: other.name(),
+            })
         }
     }
 }
@@ -94,7 +107,10 @@ impl Template {
         params.validate()?;
         let layout = Layout::of(params);
         let (w, h) = face.dimensions();
-        let (min_w, min_h) = (layout.grid_x + 2 * layout.radius, layout.grid_y + 2 * layout.radius);
+        let (min_w, min_h) = (
+            layout.grid_x + 2 * layout.radius,
+            layout.grid_y + 2 * layout.radius,
+        );
         if w < min_w || h < min_h {
             return Err(Error::ImageTooSmall {
                 width: w,
@@ -106,7 +122,10 @@ impl Template {
                 min_height: min_h,
             });
         }
-        Ok(Self::from_codes(layout, &extended_lbp(face, layout.radius, layout.neighbors)))
+        Ok(Self::from_codes(
+            layout,
+            &extended_lbp(face, layout.radius, layout.neighbors),
+        ))
     }
 
     fn from_codes(layout: Layout, codes: &Codes) -> Self {
@@ -115,7 +134,7 @@ impl Template {
         let cell_w = codes.width / layout.grid_x as usize;
         let cell_h = codes.height / layout.grid_y as usize;
         let bins = layout.bins();
-        let mut counts = vec![0u32; layout.len()];
+        let mut counts = vec![0u32; layout.histogram_len()];
         for gy in 0..layout.grid_y as usize {
             for gx in 0..layout.grid_x as usize {
                 let hist = &mut counts[(gy * layout.grid_x as usize + gx) * bins..][..bins];
@@ -138,7 +157,12 @@ impl Template {
             .filter(|(_, &c)| c >= 255)
             .map(|(bin, &c)| (bin as u32, c))
             .collect();
-        Self { layout, cell_pixels, counts: compact, overflow }
+        Self {
+            layout,
+            cell_pixels,
+            counts: compact,
+            overflow,
+        }
     }
 
     pub fn layout(&self) -> Layout {
@@ -151,7 +175,11 @@ impl Template {
     }
 
     pub fn as_ref(&self) -> TemplateRef<'_> {
-        TemplateRef { cell_pixels: self.cell_pixels, counts: &self.counts, overflow: &self.overflow }
+        TemplateRef {
+            cell_pixels: self.cell_pixels,
+            counts: &self.counts,
+            overflow: &self.overflow,
+        }
     }
 
     /// Bytes this template occupies in memory (its histogram and overflow).
@@ -162,7 +190,11 @@ impl Template {
     /// The histogram exactly as OpenCV's `getHistograms()` holds it.
     pub fn to_opencv_histogram(&self) -> Vec<f32> {
         let scale = opencv_scale(self.cell_pixels);
-        self.as_ref().exact_counts().into_iter().map(|c| c as f32 * scale).collect()
+        self.as_ref()
+            .exact_counts()
+            .into_iter()
+            .map(|c| c as f32 * scale)
+            .collect()
     }
 
     /// Recovers the exact pixel counts from an OpenCV histogram.
@@ -172,16 +204,28 @@ impl Template {
     /// cell's counts sum to `n`. The check is exact, so a template loaded from
     /// an OpenCV model predicts exactly as it did in OpenCV.
     pub fn from_opencv_histogram(layout: Layout, values: &[f32]) -> Result<Self, String> {
-        if values.len() != layout.len() {
-            return Err(format!("has {} values, expected {} ({} cells × {} bins)", values.len(), layout.len(), layout.cells(), layout.bins()));
+        if values.len() != layout.histogram_len() {
+            return Err(format!(
+                "has {} values, expected {} ({} cells × {} bins)",
+                values.len(),
+                layout.histogram_len(),
+                layout.cells(),
+                layout.bins()
+            ));
         }
-        let smallest = values.iter().copied().filter(|&v| v != 0.0).fold(f32::INFINITY, f32::min);
+        let smallest = values
+            .iter()
+            .copied()
+            .filter(|&v| v != 0.0)
+            .fold(f32::INFINITY, f32::min);
         if smallest == f32::INFINITY {
             // OpenCV's histogram of an image too small to have any LBP code.
             return Ok(Self::from_exact_counts(layout, 0, &vec![0; values.len()]));
         }
         if !(smallest > 0.0 && smallest <= 1.0) {
-            return Err(format!("holds {smallest}, which no normalised LBP histogram can"));
+            return Err(format!(
+                "holds {smallest}, which no normalised LBP histogram can"
+            ));
         }
         // The smallest value is (almost always) one pixel: n ≈ 1/smallest.
         // Also try a few multiples in case no cell had a bin of count one.
@@ -203,7 +247,15 @@ impl Template {
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(HEADER_LEN + self.byte_len());
         out.extend_from_slice(MAGIC);
-        out.extend([self.layout.radius, self.layout.neighbors, self.layout.grid_x, self.layout.grid_y].map(|v| v as u8));
+        out.extend(
+            [
+                self.layout.radius,
+                self.layout.neighbors,
+                self.layout.grid_x,
+                self.layout.grid_y,
+            ]
+            .map(|v| v as u8),
+        );
         out.extend(self.cell_pixels.to_le_bytes());
         out.extend((self.overflow.len() as u32).to_le_bytes());
         out.extend_from_slice(&self.counts);
@@ -232,21 +284,31 @@ impl Template {
         let layout = Layout::of(&params);
         let cell_pixels = u32_at(8);
         let overflow_len = u32_at(12) as usize;
-        let expected = layout.len().checked_add(overflow_len.checked_mul(8).ok_or_else(|| bad("overflow length absurd"))?);
+        let expected = layout.histogram_len().checked_add(
+            overflow_len
+                .checked_mul(8)
+                .ok_or_else(|| bad("overflow length absurd"))?,
+        );
         if Some(bytes.len() - HEADER_LEN) != expected {
             return Err(bad("length does not match its header"));
         }
-        let counts: Box<[u8]> = bytes[HEADER_LEN..HEADER_LEN + layout.len()].into();
+        let counts: Box<[u8]> = bytes[HEADER_LEN..HEADER_LEN + layout.histogram_len()].into();
         let mut overflow = Vec::with_capacity(overflow_len);
         for i in 0..overflow_len {
-            let at = HEADER_LEN + layout.len() + 8 * i;
+            let at = HEADER_LEN + layout.histogram_len() + 8 * i;
             let (bin, count) = (u32_at(at), u32_at(at + 4));
-            if bin as usize >= layout.len() || count < 255 || counts[bin as usize] != 255 {
+            if bin as usize >= layout.histogram_len() || count < 255 || counts[bin as usize] != 255
+            {
                 return Err(bad("inconsistent overflow entry"));
             }
             overflow.push((bin, count));
         }
-        Ok(Self { layout, cell_pixels, counts, overflow: overflow.into() })
+        Ok(Self {
+            layout,
+            cell_pixels,
+            counts,
+            overflow: overflow.into(),
+        })
     }
 }
 
@@ -275,13 +337,19 @@ mod tests {
     use super::*;
 
     fn face(w: u32, h: u32, seed: u32) -> GrayImage {
-        GrayImage::from_fn(w, h, |x, y| image::Luma([((x * 31 + y * 17 + seed * 7) ^ (x * y + seed)) as u8]))
+        GrayImage::from_fn(w, h, |x, y| {
+            image::Luma([((x * 31 + y * 17 + seed * 7) ^ (x * y + seed)) as u8])
+        })
     }
 
     #[test]
     fn default_template_is_a_quarter_of_opencv() {
         let t = Template::extract(&LbphParams::default(), &face(92, 112, 1)).unwrap();
-        assert_eq!(t.byte_len(), 16 * 1024, "one byte a bin, no overflow for a 92×112 crop");
+        assert_eq!(
+            t.byte_len(),
+            16 * 1024,
+            "one byte a bin, no overflow for a 92×112 crop"
+        );
         assert_eq!(t.to_opencv_histogram().len() * 4 / t.byte_len(), 4);
         assert_eq!(t.cell_pixels(), 11 * 13);
     }
@@ -295,14 +363,18 @@ mod tests {
         assert_eq!(Template::from_bytes(&t.to_bytes()).unwrap(), t);
         let mut broken = t.to_bytes();
         broken.pop();
-        assert!(matches!(Template::from_bytes(&broken), Err(Error::BadTemplate(_))));
+        assert!(matches!(
+            Template::from_bytes(&broken),
+            Err(Error::BadTemplate(_))
+        ));
     }
 
     #[test]
     fn opencv_histogram_round_trips_exactly() {
         for (w, h) in [(92, 112), (200, 180), (37, 41)] {
             let t = Template::extract(&LbphParams::default(), &face(w, h, w)).unwrap();
-            let back = Template::from_opencv_histogram(t.layout(), &t.to_opencv_histogram()).unwrap();
+            let back =
+                Template::from_opencv_histogram(t.layout(), &t.to_opencv_histogram()).unwrap();
             assert_eq!(back, t, "{w}×{h}");
         }
     }
@@ -310,7 +382,7 @@ mod tests {
     #[test]
     fn foreign_histograms_are_refused() {
         let layout = Layout::of(&LbphParams::default());
-        let mut values = vec![0.0f32; layout.len()];
+        let mut values = vec![0.0f32; layout.histogram_len()];
         values[3] = 0.3;
         assert!(Template::from_opencv_histogram(layout, &values).is_err());
         assert!(Template::from_opencv_histogram(layout, &values[1..]).is_err());
@@ -319,6 +391,9 @@ mod tests {
     #[test]
     fn too_small_images_are_named() {
         let err = Template::extract(&LbphParams::default(), &face(9, 30, 0)).unwrap_err();
-        assert!(matches!(err, Error::ImageTooSmall { min_width: 10, .. }), "{err}");
+        assert!(
+            matches!(err, Error::ImageTooSmall { min_width: 10, .. }),
+            "{err}"
+        );
     }
 }

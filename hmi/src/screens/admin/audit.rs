@@ -8,7 +8,7 @@ use crate::i18n::T;
 use crate::service::{Reply, Request};
 use crate::store::{AuditAction, AuditFilter, AuditRecord, ChainStatus};
 use crate::theme;
-use crate::widgets::{big_button, Field, FieldKind, Form};
+use crate::widgets::{big_button, choice_value, Field, FieldKind, Form};
 
 const PAGE: u32 = 500;
 
@@ -36,6 +36,11 @@ impl AuditView {
             exported: None,
             keyboard_open: false,
         }
+    }
+
+    /// Whether the entries and the chain check have arrived (for tests).
+    pub fn loaded(&self) -> bool {
+        self.chain.is_some()
     }
 
     pub fn on_reply(&mut self, reply: &Reply) -> Option<Nav> {
@@ -79,12 +84,9 @@ impl AuditView {
         let mut changed = false;
         ui.horizontal_wrapped(|ui| {
             ui.label(kiosk.t(T::Filter));
-            changed |= ui
-                .selectable_value(&mut self.filter.action, None, "*")
-                .clicked();
+            changed |= choice_value(ui, &mut self.filter.action, None, "*").clicked();
             for action in AuditAction::ALL {
-                changed |= ui
-                    .selectable_value(&mut self.filter.action, Some(action), action.as_str())
+                changed |= choice_value(ui, &mut self.filter.action, Some(action), action.as_str())
                     .clicked();
             }
         });
@@ -116,32 +118,55 @@ impl AuditView {
         if changed {
             self.refresh(kiosk);
         }
-        egui::ScrollArea::vertical().show(ui, |ui| {
-            egui::Grid::new("audit")
-                .num_columns(6)
-                .striped(true)
-                .spacing([16.0, 8.0])
-                .show(ui, |ui| {
-                    for r in &self.records {
-                        let at = std::time::UNIX_EPOCH
-                            + std::time::Duration::from_millis(r.at.max(0) as u64);
-                        ui.label(
-                            RichText::new(humantime::format_rfc3339_seconds(at).to_string())
-                                .monospace(),
-                        );
-                        ui.label(r.actor.as_deref().unwrap_or("-"));
-                        ui.label(&r.action);
-                        ui.label(format!(
-                            "{} {}",
-                            r.method.as_deref().unwrap_or(""),
-                            r.backend.as_deref().unwrap_or("")
-                        ));
-                        ui.label(r.distance.map(|d| format!("{d:.1}")).unwrap_or_default());
-                        ui.label(&r.detail);
-                        ui.end_row();
-                    }
-                });
-        });
+        // Fixed columns for time, actor and action; the rest (method,
+        // backend, distance, detail) wraps in what is left, so that no
+        // entry runs off a 1024 px screen.
+        egui::ScrollArea::vertical()
+            .auto_shrink([false, true])
+            .show(ui, |ui| {
+                for (i, r) in self.records.iter().enumerate() {
+                    let at = std::time::UNIX_EPOCH
+                        + std::time::Duration::from_millis(r.at.max(0) as u64);
+                    let rest = [
+                        r.method.clone(),
+                        r.backend.clone(),
+                        r.distance.map(|d| format!("{d:.1}")),
+                        Some(r.detail.clone()),
+                    ]
+                    .into_iter()
+                    .flatten()
+                    .filter(|s| !s.is_empty())
+                    .collect::<Vec<_>>()
+                    .join(" · ");
+                    let stripe = if i % 2 == 1 {
+                        ui.visuals().faint_bg_color
+                    } else {
+                        egui::Color32::TRANSPARENT
+                    };
+                    egui::Frame::new()
+                        .fill(stripe)
+                        .inner_margin(egui::Margin::symmetric(0, 4))
+                        .show(ui, |ui| {
+                            ui.set_width(ui.available_width());
+                            ui.horizontal_top(|ui| {
+                                ui.spacing_mut().item_spacing.x = 16.0;
+                                let time = humantime::format_rfc3339_seconds(at).to_string();
+                                cell(ui, 250.0, RichText::new(time).monospace());
+                                cell(ui, 80.0, r.actor.as_deref().unwrap_or("-").into());
+                                cell(ui, 200.0, r.action.as_str().into());
+                                ui.add(egui::Label::new(rest).wrap());
+                            });
+                        });
+                }
+            });
         nav
     }
+}
+
+/// A column of the audit table: `width` wide, its text cut short with "…".
+fn cell(ui: &mut Ui, width: f32, text: RichText) {
+    ui.allocate_ui(egui::vec2(width, 0.0), |ui| {
+        ui.set_min_width(width);
+        ui.add(egui::Label::new(text).truncate());
+    });
 }

@@ -12,7 +12,7 @@ use crate::cluster_worker::{ClusterWorker, Command, Event, Target};
 use crate::i18n::T;
 use crate::service::Request;
 use crate::theme;
-use crate::widgets::{big_button, primary_button, Field, FieldKind, Form};
+use crate::widgets::{big_button, choice_value, primary_button, Field, FieldKind, Form};
 
 pub struct ClusterView {
     worker: ClusterWorker,
@@ -127,30 +127,32 @@ impl ClusterView {
         }
         let nav = header(ui, kiosk, T::Cluster);
         let lang = kiosk.lang();
-        egui::ScrollArea::vertical().show(ui, |ui| {
-            ui.columns(2, |columns| {
-                let ui = &mut columns[0];
-                ui.horizontal(|ui| {
-                    // Product names, the same in every language.
-                    ui.selectable_value(&mut self.rancher, false, "kubeconfig");
-                    ui.selectable_value(&mut self.rancher, true, "Rancher");
+        egui::ScrollArea::vertical()
+            .auto_shrink([false, true])
+            .show(ui, |ui| {
+                ui.columns(2, |columns| {
+                    let ui = &mut columns[0];
+                    ui.horizontal(|ui| {
+                        // Product names, the same in every language.
+                        choice_value(ui, &mut self.rancher, false, "kubeconfig");
+                        choice_value(ui, &mut self.rancher, true, "Rancher");
+                    });
+                    self.active_form().show_fields(ui, lang);
+                    let idle = !self.busy;
+                    if ui
+                        .add_enabled_ui(idle, |ui| primary_button(ui, kiosk.t(T::Connect)))
+                        .inner
+                        .clicked()
+                    {
+                        let target = self.target();
+                        self.connected = false;
+                        self.send(Command::Connect(target));
+                    }
+                    self.release_panel(&mut columns[1], kiosk);
                 });
-                self.active_form().show_fields(ui, lang);
-                let idle = !self.busy;
-                if ui
-                    .add_enabled_ui(idle, |ui| primary_button(ui, kiosk.t(T::Connect)))
-                    .inner
-                    .clicked()
-                {
-                    let target = self.target();
-                    self.connected = false;
-                    self.send(Command::Connect(target));
-                }
-                self.release_panel(&mut columns[1], kiosk);
+                // Full width: the keyboard is wider than a column.
+                self.active_form().show_input(ui, lang);
             });
-            // Full width: the keyboard is wider than a column.
-            self.active_form().show_input(ui, lang);
-        });
         nav
     }
 

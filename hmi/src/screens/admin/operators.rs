@@ -30,55 +30,66 @@ impl Operators {
         if primary_button(ui, kiosk.t(T::NewOperator)).clicked() {
             nav = Some(Nav::Enroll(None));
         }
-        egui::ScrollArea::vertical().show(ui, |ui| {
-            egui::Grid::new("operators")
-                .num_columns(5)
-                .spacing([24.0, 12.0])
-                .striped(true)
-                .show(ui, |ui| {
-                    for op in &kiosk.operators {
-                        ui.label(RichText::new(&op.name).strong());
-                        ui.label(&op.personnel_no);
-                        ui.label(i18n::role(op.role, lang));
-                        let enrolled = if op.enrolled_at.is_some() {
-                            T::Enrolled
-                        } else {
-                            T::NotEnrolled
-                        };
-                        ui.label(kiosk.t(enrolled));
-                        ui.horizontal(|ui| {
-                            if big_button(ui, kiosk.t(T::ReEnroll)).clicked() {
-                                nav = Some(Nav::Enroll(Some(op.clone())));
-                            }
-                            if self.confirm_delete == Some(op.id) {
-                                ui.label(
-                                    RichText::new(kiosk.t(T::ConfirmDelete)).color(theme::BAD),
-                                );
-                                if ui
-                                    .add(
-                                        egui::Button::new(
+        egui::ScrollArea::vertical()
+            .auto_shrink([false, true])
+            .show(ui, |ui| {
+                egui::Grid::new("operators")
+                    .num_columns(5)
+                    .spacing([24.0, 12.0])
+                    .striped(true)
+                    .show(ui, |ui| {
+                        for op in &kiosk.operators {
+                            ui.label(RichText::new(&op.name).strong());
+                            ui.label(&op.personnel_no);
+                            ui.label(i18n::role(op.role, lang));
+                            let enrolled = if op.enrolled_at.is_some() {
+                                T::Enrolled
+                            } else {
+                                T::NotEnrolled
+                            };
+                            ui.label(kiosk.t(enrolled));
+                            ui.horizontal(|ui| {
+                                if self.confirm_delete != Some(op.id) {
+                                    if big_button(ui, kiosk.t(T::ReEnroll)).clicked() {
+                                        nav = Some(Nav::Enroll(Some(op.clone())));
+                                    }
+                                    if big_button(ui, kiosk.t(T::Delete)).clicked() {
+                                        self.confirm_delete = Some(op.id);
+                                    }
+                                    return;
+                                }
+                                // The question over its two answers, no wider than the
+                                // buttons it replaces: the row fits from 1024 px.
+                                ui.vertical(|ui| {
+                                    ui.set_max_width(2.0 * 220.0);
+                                    ui.add(
+                                        egui::Label::new(
+                                            RichText::new(kiosk.t(T::ConfirmDelete))
+                                                .color(theme::BAD),
+                                        )
+                                        .wrap(),
+                                    );
+                                    ui.horizontal(|ui| {
+                                        let delete = egui::Button::new(
                                             RichText::new(kiosk.t(T::Delete)).color(theme::BAD),
                                         )
-                                        .min_size(egui::vec2(120.0, 64.0)),
-                                    )
-                                    .clicked()
-                                {
-                                    kiosk.service.send(Request::DeleteOperator {
-                                        operator: op.id,
-                                        actor: kiosk.actor(),
+                                        .min_size(egui::vec2(120.0, 64.0));
+                                        if ui.add(delete).clicked() {
+                                            kiosk.service.send(Request::DeleteOperator {
+                                                operator: op.id,
+                                                actor: kiosk.actor(),
+                                            });
+                                        }
+                                        if big_button(ui, kiosk.t(T::Cancel)).clicked() {
+                                            self.confirm_delete = None;
+                                        }
                                     });
-                                }
-                                if big_button(ui, kiosk.t(T::Cancel)).clicked() {
-                                    self.confirm_delete = None;
-                                }
-                            } else if big_button(ui, kiosk.t(T::Delete)).clicked() {
-                                self.confirm_delete = Some(op.id);
-                            }
-                        });
-                        ui.end_row();
-                    }
-                });
-        });
+                                });
+                            });
+                            ui.end_row();
+                        }
+                    });
+            });
         nav
     }
 }

@@ -12,7 +12,7 @@ use crate::service::{Reply, Request};
 use crate::settings::{BackendChoice, Settings};
 use crate::store::Role;
 use crate::theme;
-use crate::widgets::{big_button, primary_button, Field, FieldKind, Form};
+use crate::widgets::{big_button, choice, choice_value, primary_button, Field, FieldKind, Form};
 
 /// Capture sizes offered for USB cameras.
 const RESOLUTIONS: [(u32, u32); 3] = [(640, 480), (1280, 720), (1920, 1080)];
@@ -25,6 +25,13 @@ pub struct SettingsView {
     /// Camera, endpoint and TLS paths, typed on the on-screen keyboard.
     texts: Form,
     saved: bool,
+}
+
+/// An on/off choice, framed like every choice.
+fn toggle(ui: &mut Ui, on: &mut bool, text: &str) {
+    if choice(ui, *on, text).clicked() {
+        *on = !*on;
+    }
 }
 
 /// A "−  value  +" stepper with 64 px buttons.
@@ -129,78 +136,81 @@ impl SettingsView {
             }
         });
         let d = &mut self.draft;
-        egui::ScrollArea::vertical().show(ui, |ui| {
-            ui.horizontal(|ui| {
-                ui.label(kiosk.t(T::Language));
-                ui.selectable_value(&mut d.language, Language::En, "English");
-                ui.selectable_value(&mut d.language, Language::De, "Deutsch");
-            });
-            if let Ok(list) = self.devices.try_recv() {
-                self.device_list = Some(list);
-            }
-            ui.horizontal_wrapped(|ui| {
-                ui.label(kiosk.t(T::Camera));
-                match &self.device_list {
-                    None => {
-                        ui.spinner();
-                    }
-                    Some(Err(e)) => {
-                        ui.label(RichText::new(e).color(theme::BAD));
-                    }
-                    Some(Ok(list)) => {
-                        for (index, name) in list {
-                            let chosen = self.texts.fields[0].value == index.to_string();
-                            if ui
-                                .selectable_label(chosen, format!("{index}: {name}"))
-                                .clicked()
-                            {
-                                self.texts.fields[0].value = index.to_string();
+        egui::ScrollArea::vertical()
+            .auto_shrink([false, true])
+            .show(ui, |ui| {
+                ui.horizontal(|ui| {
+                    ui.label(kiosk.t(T::Language));
+                    choice_value(ui, &mut d.language, Language::En, "English");
+                    choice_value(ui, &mut d.language, Language::De, "Deutsch");
+                });
+                if let Ok(list) = self.devices.try_recv() {
+                    self.device_list = Some(list);
+                }
+                ui.horizontal_wrapped(|ui| {
+                    ui.label(kiosk.t(T::Camera));
+                    match &self.device_list {
+                        None => {
+                            ui.spinner();
+                        }
+                        Some(Err(e)) => {
+                            ui.label(RichText::new(e).color(theme::BAD));
+                        }
+                        Some(Ok(list)) => {
+                            for (index, name) in list {
+                                let chosen = self.texts.fields[0].value == index.to_string();
+                                if choice(ui, chosen, format!("{index}: {name}")).clicked() {
+                                    self.texts.fields[0].value = index.to_string();
+                                }
                             }
                         }
                     }
-                }
-                for (w, h) in RESOLUTIONS {
-                    ui.selectable_value(&mut d.resolution, (w, h), format!("{w}x{h}"));
-                }
+                    for (w, h) in RESOLUTIONS {
+                        choice_value(ui, &mut d.resolution, (w, h), format!("{w}x{h}"));
+                    }
+                });
+                ui.horizontal(|ui| {
+                    ui.label(kiosk.t(T::Backend));
+                    for (backend, text) in [
+                        (BackendChoice::Local, "Local"),
+                        (BackendChoice::Offload, "Offload"),
+                        (BackendChoice::Auto, "Auto"),
+                    ] {
+                        choice_value(ui, &mut d.backend, backend, text);
+                    }
+                });
+                stepper(
+                    ui,
+                    kiosk.t(T::Threshold),
+                    &mut d.threshold,
+                    1.0,
+                    0.0..=500.0,
+                );
+                let mut minutes = d.policy.auto_sign_out_ms as f64 / 60_000.0;
+                stepper(
+                    ui,
+                    kiosk.t(T::AutoSignOutMinutes),
+                    &mut minutes,
+                    1.0,
+                    1.0..=120.0,
+                );
+                d.policy.auto_sign_out_ms = (minutes * 60_000.0) as i64;
+                egui::Grid::new("policy").num_columns(3).show(ui, |ui| {
+                    for role in Role::ALL {
+                        let p = d.policy.for_role_mut(role);
+                        ui.label(i18n::role(role, lang));
+                        toggle(ui, &mut p.face_then_pin, Method::FaceThenPin.as_str());
+                        toggle(
+                            ui,
+                            &mut p.password_then_face,
+                            Method::PasswordThenFace.as_str(),
+                        );
+                        ui.end_row();
+                    }
+                });
+                // Beside the keyboard: less to scroll past.
+                self.texts.show_with_input(ui, lang, |_| {});
             });
-            ui.horizontal(|ui| {
-                ui.label(kiosk.t(T::Backend));
-                for (choice, text) in [
-                    (BackendChoice::Local, "Local"),
-                    (BackendChoice::Offload, "Offload"),
-                    (BackendChoice::Auto, "Auto"),
-                ] {
-                    ui.selectable_value(&mut d.backend, choice, text);
-                }
-            });
-            stepper(
-                ui,
-                kiosk.t(T::Threshold),
-                &mut d.threshold,
-                1.0,
-                0.0..=500.0,
-            );
-            let mut minutes = d.policy.auto_sign_out_ms as f64 / 60_000.0;
-            stepper(
-                ui,
-                kiosk.t(T::AutoSignOutMinutes),
-                &mut minutes,
-                1.0,
-                1.0..=120.0,
-            );
-            d.policy.auto_sign_out_ms = (minutes * 60_000.0) as i64;
-            egui::Grid::new("policy").num_columns(3).show(ui, |ui| {
-                for role in Role::ALL {
-                    let p = d.policy.for_role_mut(role);
-                    ui.label(i18n::role(role, lang));
-                    ui.toggle_value(&mut p.face_then_pin, Method::FaceThenPin.as_str());
-                    ui.toggle_value(&mut p.password_then_face, Method::PasswordThenFace.as_str());
-                    ui.end_row();
-                }
-            });
-            self.texts.show_fields(ui, lang);
-            self.texts.show_input(ui, lang);
-        });
         nav
     }
 }

@@ -1,0 +1,388 @@
+//! The kiosk's share in the plant-wide gallery (kept by the offload
+//! service). Outgoing: every local change to who is enrolled and how they
+//! sign in queues the personnel number in `pending_sync`, in the same
+//! transaction as the change; the sync pushes that operator's *current*
+//! templates and profile, so the queue holds no face data and a later
+//! change simply supersedes an earlier one. Incoming: the service's changes
+//! are applied to the local operators, templates and credentials, and
+//! audited, so that people enrolled at other lines can sign in here while
+//! the cluster is out of reach.
+
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::{params, Connection, OptionalExtension, Transaction};
+use vision::lbph::{Layout, LbphParams, Template};
+
+use super::audit::{self, AuditAction, AuditEvent};
+use super::lockout::{self, Subject};
+use super::operators::{all_templates, OperatorId, Role};
+use super::secret::{self, SecretKind};
+use super::{write_transaction, Millis, StoreError};
+
+/// What the service should learn about a personnel number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outbound {
+    /// The operator's current templates and profile.
+    Upsert,
+    Remove,
+}
+
+impl Outbound {
+    fn as_str(self) -> &'static str {
+        match self {
+            Outbound::Upsert => "upsert",
+            Outbound::Remove => "remove",
+        }
+    }
+}
+
+/// Queues `personnel_no` for the service; replaces what was queued for it.
+pub(super) fn queue(
+    tx: &Transaction<'_>,
+    personnel_no: &str,
+    what: Outbound,
+    now: Millis,
+) -> Result<(), StoreError> {
+    tx.execute(
+        "INSERT OR REPLACE INTO pending_sync (kind, personnel_no, queued_at) VALUES (?1, ?2, ?3)",
+        params![what.as_str(), personnel_no, now],
+    )?;
+    Ok(())
+}
+
+/// A queued change: row id (to confirm it), personnel number, what to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pending {
+    pub id: i64,
+    pub personnel_no: String,
+    pub what: Outbound,
+}
+
+/// Who an operator is, as the plant-wide gallery carries it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Profile {
+    pub name: String,
+    pub role: Role,
+    /// Argon2id PHC strings, never secrets.
+    pub credentials: Vec<(SecretKind, String)>,
+}
+
+/// An operator as the kiosk sends them to the service.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outgoing {
+    pub templates: Vec<Vec<u8>>,
+    pub profile: Profile,
+}
+
+/// A change the service reports.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Incoming {
+    Upsert {
+        personnel_no: String,
+        templates: Vec<Vec<u8>>,
+        /// `None`: the service has no profile (enrolled by a non-kiosk client).
+        profile: Option<Profile>,
+    },
+    Removal {
+        personnel_no: String,
+    },
+}
+
+/// Recorded as the backend of audit rows written by a sync.
+const PLANT_GALLERY: &str = "plant gallery";
+
+/// Its own connection to the kiosk's SQLite file (WAL: the store's thread
+/// keeps working meanwhile); `Store::open` must have migrated the file.
+pub struct SyncStore {
+    conn: Connection,
+}
+
+impl SyncStore {
+    pub fn open(db: &Path) -> Result<Self, StoreError> {
+        let conn = Connection::open(db)?;
+        conn.busy_timeout(Duration::from_secs(5))?;
+        // As the store: cascades delete templates, deleted ones are overwritten.
+        conn.execute_batch("PRAGMA foreign_keys = ON; PRAGMA secure_delete = ON;")?;
+        Ok(SyncStore { conn })
+    }
+
+    /// Every operator's id and personnel number.
+    pub fn directory(&self) -> Result<Vec<(OperatorId, String)>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT id, personnel_no FROM operators")?;
+        let rows = stmt.query_map([], |r| Ok((OperatorId(r.get(0)?), r.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Every template with its operator, as the store's own thread reads them.
+    pub fn gallery(&self) -> Result<Vec<(OperatorId, Vec<u8>)>, StoreError> {
+        all_templates(&self.conn)
+    }
+
+    /// Queued changes, oldest first.
+    pub fn pending(&self) -> Result<Vec<Pending>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT id, personnel_no, kind FROM pending_sync ORDER BY id")?;
+        let rows = stmt.query_map([], |r| {
+            let kind: String = r.get(2)?;
+            Ok(Pending {
+                id: r.get(0)?,
+                personnel_no: r.get(1)?,
+                // The table's CHECK allows these two only.
+                what: if kind == "remove" {
+                    Outbound::Remove
+                } else {
+                    Outbound::Upsert
+                },
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The operator's current templates and profile; `None` when there is
+    /// nothing to send (no such operator, or no face enrolled yet).
+    pub fn outgoing(&self, personnel_no: &str) -> Result<Option<Outgoing>, StoreError> {
+        let Some((id, name, role)) = self
+            .conn
+            .query_row(
+                "SELECT id, name, role FROM operators WHERE personnel_no = ?1",
+                [personnel_no],
+                |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, String>(2)?,
+                    ))
+                },
+            )
+            .optional()?
+        else {
+            return Ok(None);
+        };
+        let role = Role::parse(&role).ok_or_else(|| StoreError::Corrupt(format!("role {role}")))?;
+        let templates: Vec<Vec<u8>> = self
+            .conn
+            .prepare("SELECT data FROM templates WHERE operator_id = ?1 ORDER BY id")?
+            .query_map([id], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+        if templates.is_empty() {
+            return Ok(None);
+        }
+        let mut credentials = Vec::new();
+        let mut stmt = self
+            .conn
+            .prepare("SELECT kind, phc FROM credentials WHERE operator_id = ?1 ORDER BY kind")?;
+        let mut rows = stmt.query([id])?;
+        while let Some(row) = rows.next()? {
+            let kind: String = row.get(0)?;
+            let kind = SecretKind::parse(&kind)
+                .ok_or_else(|| StoreError::Corrupt(format!("credential kind {kind}")))?;
+            credentials.push((kind, row.get(1)?));
+        }
+        Ok(Some(Outgoing {
+            templates,
+            profile: Profile {
+                name,
+                role,
+                credentials,
+            },
+        }))
+    }
+
+    /// The service has it. A change queued for the same person meanwhile
+    /// has a new row id and stays.
+    pub fn pushed(&self, id: i64) -> Result<(), StoreError> {
+        self.conn
+            .execute("DELETE FROM pending_sync WHERE id = ?1", [id])?;
+        Ok(())
+    }
+
+    /// The service gallery the local copy follows, and its version.
+    pub fn synced(&self) -> Result<(String, u64), StoreError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT gallery_id, version FROM gallery_sync WHERE id = 1",
+                [],
+                |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)),
+            )
+            .optional()?
+            .unwrap_or_default())
+    }
+
+    /// Applies the service's changes and the version they reach, in one
+    /// transaction, each with an audit row; returns how many changed
+    /// anything here. Rules:
+    /// - a person with a change still queued here is left alone: the local
+    ///   change is newer and will be pushed;
+    /// - a local administrator keeps their name, role and credentials (only
+    ///   their templates follow the service) and is never removed by a sync:
+    ///   the kiosk must stay administrable;
+    /// - administration is never granted from outside: a synced
+    ///   administrator becomes maintenance here;
+    /// - credentials are taken only as affordable Argon2id hashes.
+    pub fn apply(
+        &mut self,
+        gallery_id: &str,
+        version: u64,
+        changes: &[Incoming],
+        now: Millis,
+    ) -> Result<usize, StoreError> {
+        let tx = write_transaction(&mut self.conn)?;
+        let mut applied = 0;
+        let mut removed = false;
+        for change in changes {
+            let personnel_no = match change {
+                Incoming::Upsert { personnel_no, .. } | Incoming::Removal { personnel_no } => {
+                    personnel_no
+                }
+            };
+            let queued: bool = tx.query_row(
+                "SELECT EXISTS (SELECT 1 FROM pending_sync WHERE personnel_no = ?1)",
+                [personnel_no],
+                |r| r.get(0),
+            )?;
+            if queued {
+                continue;
+            }
+            let local = local_operator(&tx, personnel_no)?;
+            let event = match change {
+                Incoming::Upsert {
+                    templates, profile, ..
+                } => {
+                    // One unusable change must not hold up the others.
+                    if let Err(why) = usable(templates, profile.as_ref()) {
+                        tracing::warn!("not taking {personnel_no} from the plant gallery: {why}");
+                        continue;
+                    }
+                    upsert(&tx, personnel_no, local, templates, profile.as_ref(), now)?;
+                    AuditEvent::new(AuditAction::Enrolled).detail(format!(
+                        "{personnel_no}: {} templates from the plant gallery",
+                        templates.len()
+                    ))
+                }
+                Incoming::Removal { .. } => match local {
+                    Some((id, role)) if role != Role::Administrator => {
+                        tx.execute("DELETE FROM operators WHERE id = ?1", [id.0])?;
+                        lockout::clear(&tx, Subject::Operator(id))?;
+                        removed = true;
+                        AuditEvent::new(AuditAction::OperatorDeleted)
+                            .detail(format!("{personnel_no}: removed from the plant gallery"))
+                    }
+                    _ => continue,
+                },
+            };
+            audit::append(&tx, &event.backend(PLANT_GALLERY), now)?;
+            applied += 1;
+        }
+        tx.execute(
+            "INSERT INTO gallery_sync (id, gallery_id, version) VALUES (1, ?1, ?2)
+             ON CONFLICT (id) DO UPDATE SET gallery_id = excluded.gallery_id, version = excluded.version",
+            params![gallery_id, version as i64],
+        )?;
+        tx.commit()?;
+        if removed {
+            // As for a local deletion: the erased templates leave the WAL too.
+            self.conn
+                .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+        }
+        Ok(applied)
+    }
+}
+
+fn local_operator(
+    tx: &Transaction<'_>,
+    personnel_no: &str,
+) -> Result<Option<(OperatorId, Role)>, StoreError> {
+    let row: Option<(i64, String)> = tx
+        .query_row(
+            "SELECT id, role FROM operators WHERE personnel_no = ?1",
+            [personnel_no],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    row.map(|(id, role)| {
+        Role::parse(&role)
+            .map(|role| (OperatorId(id), role))
+            .ok_or_else(|| StoreError::Corrupt(format!("role {role}")))
+    })
+    .transpose()
+}
+
+/// Whether this kiosk can match with the templates and verify with the
+/// credentials; a change is taken whole or not at all.
+fn usable(templates: &[Vec<u8>], profile: Option<&Profile>) -> Result<(), String> {
+    if templates.is_empty() {
+        return Err("no templates".into());
+    }
+    // The kiosk makes and matches templates with OpenCV's default parameters.
+    let ours = Layout::of(&LbphParams::default());
+    for (i, t) in templates.iter().enumerate() {
+        Template::from_bytes(t)
+            .and_then(|t| ours.check(&t.layout()))
+            .map_err(|e| format!("template {i}: {e}"))?;
+    }
+    for (kind, phc) in profile.iter().flat_map(|p| &p.credentials) {
+        secret::check_phc(phc).map_err(|e| format!("{}: {e}", kind.as_str()))?;
+    }
+    Ok(())
+}
+
+fn upsert(
+    tx: &Transaction<'_>,
+    personnel_no: &str,
+    local: Option<(OperatorId, Role)>,
+    templates: &[Vec<u8>],
+    profile: Option<&Profile>,
+    now: Millis,
+) -> Result<(), StoreError> {
+    let keeps_profile = matches!(local, Some((_, Role::Administrator)));
+    let profile = profile.filter(|_| !keeps_profile);
+    let id = match local {
+        Some((id, _)) => id,
+        None => {
+            tx.execute(
+                "INSERT INTO operators (name, personnel_no, role, created_at) VALUES (?1, ?2, 'operator', ?3)",
+                params![personnel_no, personnel_no, now],
+            )?;
+            OperatorId(tx.last_insert_rowid())
+        }
+    };
+    if let Some(p) = profile {
+        let role = match p.role {
+            Role::Administrator => Role::Maintenance,
+            role => role,
+        };
+        let name = p.name.trim();
+        tx.execute(
+            "UPDATE operators SET name = ?1, role = ?2 WHERE id = ?3",
+            params![
+                if name.is_empty() { personnel_no } else { name },
+                role.as_str(),
+                id.0
+            ],
+        )?;
+        tx.execute("DELETE FROM credentials WHERE operator_id = ?1", [id.0])?;
+        for (kind, phc) in &p.credentials {
+            tx.execute(
+                "INSERT INTO credentials (operator_id, kind, phc) VALUES (?1, ?2, ?3)",
+                params![id.0, kind.as_str(), phc],
+            )?;
+        }
+    }
+    tx.execute("DELETE FROM templates WHERE operator_id = ?1", [id.0])?;
+    for t in templates {
+        tx.execute(
+            "INSERT INTO templates (operator_id, data) VALUES (?1, ?2)",
+            params![id.0, t],
+        )?;
+    }
+    tx.execute(
+        "UPDATE operators SET enrolled_at = ?1 WHERE id = ?2",
+        params![now, id.0],
+    )?;
+    Ok(())
+}

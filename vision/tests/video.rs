@@ -1,0 +1,137 @@
+//! Video files through OpenCV's `VideoCapture`: a clip written with OpenCV's
+//! `VideoWriter` from ORL photos reads back as those photos.
+
+mod orl;
+
+use std::path::Path;
+
+use kubevision_vision::video::{write_mjpg, VideoReader};
+use kubevision_vision::{Error, GrayImage};
+use opencv::core::{Mat, Scalar, Size, CV_8UC3};
+use opencv::prelude::*;
+use opencv::videoio::VideoWriter;
+
+/// Mean absolute difference of two images of one size.
+fn mean_abs_diff(a: &GrayImage, b: &GrayImage) -> f64 {
+    assert_eq!(a.dimensions(), b.dimensions());
+    let sum: u64 = a
+        .pixels()
+        .zip(b.pixels())
+        .map(|(p, q)| p.0[0].abs_diff(q.0[0]) as u64)
+        .sum();
+    sum as f64 / (a.width() * a.height()) as f64
+}
+
+fn read_all(path: &Path) -> (VideoReader, Vec<GrayImage>) {
+    let mut reader = VideoReader::open(path).unwrap();
+    let frames = reader.by_ref().collect::<Result<Vec<_>, _>>().unwrap();
+    (reader, frames)
+}
+
+#[test]
+fn an_mjpg_clip_of_orl_photos_reads_back_as_the_photos() {
+    let photos: Vec<GrayImage> = (1..=6).map(|p| orl::photo(7, p)).collect();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s7.avi");
+    write_mjpg(&path, 25.0, &photos).unwrap();
+
+    let (reader, frames) = read_all(&path);
+    assert_eq!(reader.frame_count(), Some(6), "{reader:?}");
+    assert!(
+        reader.fps().is_some_and(|f| (f - 25.0).abs() < 0.01),
+        "{reader:?}"
+    );
+    assert_eq!(reader.size(), (92, 112));
+    assert_eq!(frames.len(), 6);
+    for (i, (frame, photo)) in frames.iter().zip(&photos).enumerate() {
+        let diff = mean_abs_diff(frame, photo);
+        assert!(
+            diff < 3.0,
+            "frame {i} differs from its photo by {diff:.2} grey levels on average"
+        );
+    }
+    // Frames come in order: each is nearest its own photo.
+    for (i, frame) in frames.iter().enumerate() {
+        let nearest = (0..photos.len()).min_by(|&a, &b| {
+            mean_abs_diff(frame, &photos[a]).total_cmp(&mean_abs_diff(frame, &photos[b]))
+        });
+        assert_eq!(nearest, Some(i));
+    }
+}
+
+/// A colour clip written with OpenCV's `VideoWriter` directly: frames come
+/// back grey, as the same pictures loaded as photos would be.
+#[test]
+fn a_colour_clip_is_read_in_grey_like_photos() {
+    let (w, h) = (96, 64);
+    // A colour picture: red, green and blue bands over a horizontal ramp.
+    let rgb = image::RgbImage::from_fn(w, h, |x, y| {
+        let v = (x * 255 / (w - 1)) as u8;
+        image::Rgb(match y * 3 / h {
+            0 => [v, 40, 40],
+            1 => [40, v, 40],
+            _ => [40, 40, v],
+        })
+    });
+    let expected =
+        kubevision_vision::imageio::to_gray(&image::DynamicImage::ImageRgb8(rgb.clone()));
+    let bgr: Vec<u8> = rgb
+        .pixels()
+        .flat_map(|p| [p.0[2], p.0[1], p.0[0]])
+        .collect();
+    let mut frame =
+        Mat::new_rows_cols_with_default(h as i32, w as i32, CV_8UC3, Scalar::all(0.0)).unwrap();
+    frame.data_bytes_mut().unwrap().copy_from_slice(&bgr);
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("colour.avi");
+    let fourcc = VideoWriter::fourcc('M', 'J', 'P', 'G').unwrap();
+    let mut writer =
+        VideoWriter::new(&path, fourcc, 10.0, Size::new(w as i32, h as i32), true).unwrap();
+    assert!(
+        writer.is_opened().unwrap(),
+        "OpenCV cannot write an MJPG AVI here"
+    );
+    for _ in 0..3 {
+        writer.write(&frame).unwrap();
+    }
+    writer.release().unwrap();
+
+    let (reader, frames) = read_all(&path);
+    assert_eq!((reader.frame_count(), frames.len()), (Some(3), 3));
+    for frame in &frames {
+        let diff = mean_abs_diff(frame, &expected);
+        assert!(
+            diff < 3.0,
+            "grey frame differs from the photo conversion by {diff:.2}"
+        );
+    }
+}
+
+#[test]
+fn a_file_that_is_no_video_is_named_in_the_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let notes = dir.path().join("notes.avi");
+    std::fs::write(&notes, "this is a text file, not a video").unwrap();
+    let err = VideoReader::open(&notes).unwrap_err();
+    assert!(
+        matches!(&err, Error::NotAVideo { path, .. } if *path == notes),
+        "{err}"
+    );
+    let message = err.to_string();
+    assert!(
+        message.contains(&notes.display().to_string()) && message.contains("video"),
+        "{message}"
+    );
+
+    let missing = dir.path().join("missing.avi");
+    let err = VideoReader::open(&missing).unwrap_err();
+    assert!(
+        matches!(&err, Error::Io { path, .. } if *path == missing),
+        "{err}"
+    );
+    assert!(matches!(
+        VideoReader::open(dir.path()),
+        Err(Error::NotAVideo { .. })
+    ));
+}

@@ -121,12 +121,16 @@ pub fn label_of(id: OperatorId) -> i32 {
     i32::try_from(id.0).unwrap_or(i32::MAX)
 }
 
-fn gallery(store: &Store) -> Result<Vec<(i32, Vec<u8>)>, StoreError> {
-    Ok(store
-        .templates()?
+/// The store's templates as the recogniser takes them.
+pub fn labelled(templates: Vec<(OperatorId, Vec<u8>)>) -> Vec<(i32, Vec<u8>)> {
+    templates
         .into_iter()
         .map(|(id, t)| (label_of(id), t))
-        .collect())
+        .collect()
+}
+
+fn gallery(store: &Store) -> Result<Vec<(i32, Vec<u8>)>, StoreError> {
+    Ok(labelled(store.templates()?))
 }
 
 fn handle(store: &mut Store, request: Request) -> Result<Option<Reply>, ServiceError> {

@@ -16,7 +16,6 @@ use std::time::{Duration, Instant};
 use egui_kittest::Harness;
 use kubevision_hmi::app::KioskApp;
 use kubevision_hmi::auth::AuthState;
-use kubevision_hmi::camera::{FolderSource, FrameSource};
 use kubevision_hmi::recognition::{
     AutoBackend, AutoConfig, Backend, OffloadBackend, SyncPolicy, LOCAL, OFFLOAD,
 };
@@ -28,10 +27,7 @@ use kubevision_offload_client::{ClientConfig, OffloadClient};
 use support::*;
 use tempfile::TempDir;
 use vision::burst::{decide, BurstDecision, BurstRule};
-use vision::detect::FaceDetector;
 use vision::lbph::{LbphParams, Match};
-use vision::pipeline::FacePipeline;
-use vision::quality::QualityGate;
 use vision::GrayImage;
 
 /// The service binary, built by `cargo build --workspace --bins` (hmi does
@@ -131,25 +127,6 @@ impl Drop for Service {
     fn drop(&mut self) {
         self.kill();
     }
-}
-
-/// Normalised face crops the way the kiosk's worker cuts them.
-fn crops(person: u32, range: std::ops::RangeInclusive<u32>) -> Vec<GrayImage> {
-    let mut pipeline = FacePipeline::new(
-        FaceDetector::from_default_locations().unwrap(),
-        QualityGate::default(),
-    );
-    let root = tempfile::tempdir().unwrap();
-    let mut src = FolderSource::new(&camera(&root, "crops", &photos(person, range)), 1000.0)
-        .unwrap()
-        .once();
-    src.open().unwrap();
-    let crops: Vec<GrayImage> = std::iter::from_fn(|| src.next_frame().ok())
-        .filter_map(|f| pipeline.process(&f).ok())
-        .map(|face| face.crop)
-        .collect();
-    assert!(!crops.is_empty(), "no face of s{person} found");
-    crops
 }
 
 fn rule() -> BurstRule {

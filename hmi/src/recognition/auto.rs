@@ -12,7 +12,7 @@ use vision::GrayImage;
 use super::offload::OffloadBackend;
 use super::sync::SyncPolicy;
 use super::{Backend, BackendError, LocalBackend};
-use crate::service::label_of;
+use crate::service::labelled;
 
 #[derive(Debug, Clone, Copy)]
 pub struct AutoConfig {
@@ -111,12 +111,6 @@ impl Backend for AutoBackend {
     }
 }
 
-/// The store's templates, labelled as the worker labels them.
 fn local_gallery(offload: &OffloadBackend) -> Result<Vec<(i32, Vec<u8>)>, BackendError> {
-    Ok(offload
-        .store
-        .gallery()?
-        .into_iter()
-        .map(|(id, t)| (label_of(id), t))
-        .collect())
+    Ok(labelled(offload.store.gallery()?))
 }

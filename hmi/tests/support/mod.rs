@@ -27,6 +27,7 @@ use vision::detect::FaceDetector;
 use vision::lbph::LbphParams;
 use vision::pipeline::FacePipeline;
 use vision::quality::QualityGate;
+use vision::GrayImage;
 
 /// Below every nearest-impostor distance of the persons used here.
 pub const THRESHOLD: &str = "70.0";
@@ -59,20 +60,30 @@ pub fn data_dir(root: &TempDir) -> PathBuf {
     dir
 }
 
-/// Templates the way the kiosk makes them: padded frames through the pipeline.
-pub fn templates(person: u32) -> Vec<Vec<u8>> {
+/// Normalised face crops the way the kiosk's worker cuts them.
+pub fn crops(person: u32, range: std::ops::RangeInclusive<u32>) -> Vec<GrayImage> {
     let mut pipeline = FacePipeline::new(
         FaceDetector::from_default_locations().unwrap(),
         QualityGate::default(),
     );
     let root = tempfile::tempdir().unwrap();
-    let mut src = FolderSource::new(&camera(&root, "enroll", &photos(person, 1..=5)), 1000.0)
+    let mut src = FolderSource::new(&camera(&root, "crops", &photos(person, range)), 1000.0)
         .unwrap()
         .once();
     src.open().unwrap();
-    std::iter::from_fn(|| src.next_frame().ok())
+    let crops: Vec<GrayImage> = std::iter::from_fn(|| src.next_frame().ok())
         .filter_map(|f| pipeline.process(&f).ok())
-        .map(|face| extract(&LbphParams::default(), &face.crop).unwrap())
+        .map(|face| face.crop)
+        .collect();
+    assert!(!crops.is_empty(), "no face of s{person} found");
+    crops
+}
+
+/// Templates the way the kiosk makes them, from photos 1–5.
+pub fn templates(person: u32) -> Vec<Vec<u8>> {
+    crops(person, 1..=5)
+        .iter()
+        .map(|crop| extract(&LbphParams::default(), crop).unwrap())
         .collect()
 }
 

@@ -11,7 +11,7 @@ mod fallback;
 
 use std::sync::Arc;
 
-use vision::lbph::template::Layout;
+use vision::lbph::Layout;
 use vision::lbph::{LbphParams, Match, Template};
 
 pub use cpu::CpuBackend;

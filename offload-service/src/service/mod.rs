@@ -34,8 +34,8 @@ pub const MAX_FRAMES: usize = 32;
 pub const MAX_TEMPLATES: usize = 64;
 /// Candidates one frame may report.
 pub const MAX_CANDIDATES: u32 = 100;
-/// Longest operator id, in bytes.
-pub const MAX_OPERATOR_ID_BYTES: usize = 128;
+/// Longest operator id or display name, in bytes.
+pub const MAX_TEXT_BYTES: usize = 128;
 
 /// Everything the RPC handlers share.
 pub struct Core {
@@ -192,19 +192,24 @@ fn check_frames(frames: &[Frame]) -> Result<(), ServiceError> {
     }
 }
 
-/// 1 to 128 bytes of UTF-8 without control characters.
 fn check_operator_id(id: &str) -> Result<(), ServiceError> {
-    if id.is_empty() {
-        return Err(invalid("operator_id is empty".into()));
+    check_text("operator_id", id)
+}
+
+/// 1 to MAX_TEXT_BYTES bytes of UTF-8 without control characters: an
+/// operator id, a display name.
+fn check_text(field: &str, value: &str) -> Result<(), ServiceError> {
+    if value.is_empty() {
+        return Err(invalid(format!("{field} is empty")));
     }
-    if id.len() > MAX_OPERATOR_ID_BYTES {
+    if value.len() > MAX_TEXT_BYTES {
         return Err(invalid(format!(
-            "operator_id is {} bytes long; at most {MAX_OPERATOR_ID_BYTES} are allowed",
-            id.len()
+            "{field} is {} bytes long; at most {MAX_TEXT_BYTES} are allowed",
+            value.len()
         )));
     }
-    if id.chars().any(char::is_control) {
-        return Err(invalid("operator_id contains control characters".into()));
+    if value.chars().any(char::is_control) {
+        return Err(invalid(format!("{field} contains control characters")));
     }
     Ok(())
 }

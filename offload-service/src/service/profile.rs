@@ -7,11 +7,9 @@ use kubevision_proto::v1::operator_profile::Role;
 use kubevision_proto::v1::OperatorProfile;
 use prost::Message;
 
-use super::invalid;
+use super::{check_text, invalid};
 use crate::error::ServiceError;
 
-/// Longest display name, in bytes.
-pub const MAX_NAME_BYTES: usize = 128;
 /// Longest PHC string, in bytes (Argon2id's are about 100).
 pub const MAX_PHC_BYTES: usize = 256;
 
@@ -30,15 +28,10 @@ pub fn decode(bytes: &[u8]) -> Option<OperatorProfile> {
 }
 
 fn check(p: &OperatorProfile) -> Result<(), ServiceError> {
-    let name = p.display_name.trim();
-    if name.is_empty()
-        || p.display_name.len() > MAX_NAME_BYTES
-        || name.chars().any(char::is_control)
-    {
-        return Err(invalid(format!(
-            "profile.display_name must be 1 to {MAX_NAME_BYTES} bytes without control characters"
-        )));
+    if p.display_name.trim().is_empty() {
+        return Err(invalid("profile.display_name is blank".into()));
     }
+    check_text("profile.display_name", &p.display_name)?;
     match Role::try_from(p.role) {
         Ok(Role::Unspecified) | Err(_) => {
             return Err(invalid(format!(

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use cudarc::driver::{
     CudaContext, CudaSlice, CudaStream, DriverError, LaunchConfig, PushKernelArg,
 };
-use vision::lbph::template::Layout;
+use vision::lbph::Layout;
 use vision::lbph::{Match, Template};
 
 use super::kernels::{shape_for, Kernels, SHAPES};

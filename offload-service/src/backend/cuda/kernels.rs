@@ -35,7 +35,7 @@
 
 use cudarc::driver::CudaFunction;
 use cudarc::nvrtc::{compile_ptx_with_opts, CompileOptions, Ptx};
-use vision::lbph::template::Layout;
+use vision::lbph::Layout;
 use vision::lbph::LbphParams;
 
 use super::{unavailable, BackendError};

@@ -31,7 +31,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use cudarc::driver::sys::CUdevice_attribute as Attr;
 use cudarc::driver::{CudaContext, DriverError};
-use vision::lbph::template::Layout;
+use vision::lbph::Layout;
 use vision::lbph::{LbphParams, Match, Template};
 
 use self::device::State;

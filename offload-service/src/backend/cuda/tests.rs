@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 
 use vision::lbph::distance::chi_square;
-use vision::lbph::template::Layout;
+use vision::lbph::Layout;
 use vision::lbph::{LbphParams, Match, Template};
 
 use super::mirror::Mirror;

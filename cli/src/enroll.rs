@@ -1,4 +1,9 @@
 //! `kubevision enroll`: photos of people into an OpenCV model file.
+//!
+//! The model is written atomically and readable only by its owner (see
+//! [`vision::files`]); a folder for it that does not exist yet is created
+//! `0700`, and what an earlier, killed enrolment left behind is removed
+//! first. Names and paths in messages are escaped with [`text::shown`].
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -6,9 +11,10 @@ use std::process::ExitCode;
 use anyhow::Context;
 use vision::lbph::{Lbph, LbphParams};
 
-use crate::{dataset, faces, InputArgs};
+use crate::{dataset, faces, text, InputArgs};
 
 pub fn run(model_path: &Path, input: InputArgs, dir: &Path) -> anyhow::Result<ExitCode> {
+    vision::files::remove_stale_temp_files(model_path);
     let mut model = if model_path.exists() {
         Lbph::load(model_path).with_context(|| format!("cannot update {}", model_path.display()))?
     } else {
@@ -33,7 +39,7 @@ pub fn run(model_path: &Path, input: InputArgs, dir: &Path) -> anyhow::Result<Ex
                     added += 1;
                 }
                 Err(reason) => {
-                    eprintln!("skipped {}: {reason}", path.display());
+                    eprintln!("skipped {}: {}", text::path(path), text::shown(&reason));
                     skipped += 1;
                 }
             }
@@ -42,17 +48,27 @@ pub fn run(model_path: &Path, input: InputArgs, dir: &Path) -> anyhow::Result<Ex
             model.set_label_info(label, person.name.clone());
             enrolled_people += 1;
         } else {
-            eprintln!("{}: no usable photo, not enrolled", person.name);
+            eprintln!(
+                "{}: no usable photo, not enrolled",
+                text::shown(&person.name)
+            );
         }
     }
     if added == 0 {
-        eprintln!("nothing enrolled: {} left unchanged", model_path.display());
+        eprintln!(
+            "nothing enrolled: {} left unchanged",
+            text::path(model_path)
+        );
         return Ok(ExitCode::FAILURE);
+    }
+    if let Some(dir) = model_path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        vision::files::create_private_dir_all(dir)
+            .with_context(|| format!("cannot create folder {}", dir.display()))?;
     }
     model.save(model_path)?;
     println!(
         "enrolled {added} photos of {enrolled_people} people into {} ({skipped} skipped; {} templates in all)",
-        model_path.display(),
+        text::path(model_path),
         model.gallery().len()
     );
     Ok(ExitCode::SUCCESS)

@@ -1,4 +1,7 @@
 //! `kubevision evaluate`: accuracy, the FAR/FRR curve and a threshold.
+//!
+//! The CSV and the plot are written atomically and readable only by their
+//! owner, like the models; names and paths in messages are escaped.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -8,7 +11,7 @@ use clap::Args;
 use vision::calibrate::{self, Scores};
 use vision::lbph::{Gallery, Lbph, LbphParams, Template};
 
-use crate::{dataset, faces, plot, InputArgs};
+use crate::{dataset, faces, plot, text, InputArgs};
 
 #[derive(Args)]
 pub struct EvaluateArgs {
@@ -52,11 +55,11 @@ pub fn run(args: &EvaluateArgs) -> anyhow::Result<ExitCode> {
     let points = calibrate::roc(&scores, 200);
     if let Some(path) = &args.roc {
         write_csv(path, &points)?;
-        println!("FAR/FRR curve written to {}", path.display());
+        println!("FAR/FRR curve written to {}", text::path(path));
     }
     if let Some(path) = &args.plot {
         plot::roc_png(path, &scores, &points, threshold)?;
-        println!("plot written to {}", path.display());
+        println!("plot written to {}", text::path(path));
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -90,7 +93,9 @@ fn write_csv(path: &Path, points: &[calibrate::RocPoint]) -> anyhow::Result<()> 
     for p in points {
         csv.push_str(&format!("{},{},{}\n", p.threshold, p.far, p.frr));
     }
-    std::fs::write(path, csv).with_context(|| format!("cannot write {}", path.display()))
+    Ok(vision::files::write_atomic(path, |out| {
+        out.write_all(csv.as_bytes())
+    })?)
 }
 
 type Labelled = Vec<(i32, Template)>;
@@ -109,13 +114,14 @@ fn templates(
     {
         match result {
             Ok(p) => out.push((*label, p.template)),
-            Err(reason) => eprintln!("skipped {}: {reason}", path.display()),
+            Err(reason) => eprintln!("skipped {}: {}", text::path(path), text::shown(&reason)),
         }
     }
     Ok(out)
 }
 
 fn from_model(path: &Path, args: &EvaluateArgs) -> anyhow::Result<(Gallery, Labelled)> {
+    vision::files::remove_stale_temp_files(path);
     let model =
         Lbph::load(path).with_context(|| format!("cannot load model {}", path.display()))?;
     let people = dataset::people(&args.dir)?;
@@ -129,7 +135,7 @@ fn from_model(path: &Path, args: &EvaluateArgs) -> anyhow::Result<(Gallery, Labe
             Some((&label, _)) => photos.extend(person.photos.iter().map(|p| (label, p.as_path()))),
             None => eprintln!(
                 "skipped folder {}: no such person in the model",
-                person.name
+                text::shown(&person.name)
             ),
         }
     }

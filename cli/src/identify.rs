@@ -1,4 +1,7 @@
 //! `kubevision identify`: who is in each image.
+//!
+//! Plain-text lines show names, paths and reasons through [`text::shown`]:
+//! a name with a newline in it cannot forge a line (JSON needs no help).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -7,7 +10,7 @@ use anyhow::Context;
 use serde_json::json;
 use vision::lbph::{Lbph, DEFAULT_THRESHOLD};
 
-use crate::{faces, InputArgs};
+use crate::{faces, text, InputArgs};
 
 pub fn run(
     model_path: &Path,
@@ -16,6 +19,7 @@ pub fn run(
     as_json: bool,
     images: &[PathBuf],
 ) -> anyhow::Result<ExitCode> {
+    vision::files::remove_stale_temp_files(model_path);
     let model = Lbph::load(model_path)
         .with_context(|| format!("cannot load model {}", model_path.display()))?;
     let threshold = threshold.unwrap_or_else(|| effective_threshold(&model));
@@ -39,13 +43,22 @@ pub fn run(
                     .to_string()
                 } else {
                     let verdict = if accepted { "accepted" } else { "not accepted" };
-                    format!("{}: {} (distance {:.2}, {verdict})", path.display(), name.as_deref().unwrap_or("-"), distance.unwrap_or(f64::NAN))
+                    format!(
+                        "{}: {} (distance {:.2}, {verdict})",
+                        text::path(path),
+                        text::shown(name.as_deref().unwrap_or("-")),
+                        distance.unwrap_or(f64::NAN)
+                    )
                 }
             }
             Err(reason) if as_json => {
                 json!({"image": path, "label": null, "distance": null, "accepted": false, "face": null, "reason": reason}).to_string()
             }
-            Err(reason) => format!("{}: rejected: {reason}", path.display()),
+            Err(reason) => format!(
+                "{}: rejected: {}",
+                text::path(path),
+                text::shown(&reason)
+            ),
         };
         println!("{line}");
     }

@@ -16,6 +16,7 @@ mod evaluate;
 mod faces;
 mod identify;
 mod plot;
+mod text;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -98,7 +99,8 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("kubevision: {e:#}");
+            // Paths and names inside the message come from outside.
+            eprintln!("kubevision: {}", text::shown(&format!("{e:#}")));
             ExitCode::FAILURE
         }
     }

@@ -2,7 +2,6 @@
 
 use std::path::Path;
 
-use anyhow::Context;
 use plotters::prelude::*;
 use vision::calibrate::{RocPoint, Scores};
 
@@ -23,9 +22,13 @@ pub fn roc_png(
         .map_err(|e| anyhow::anyhow!("cannot draw the plot: {e}"))?;
     let image =
         image::RgbImage::from_raw(WIDTH, HEIGHT, pixels).expect("buffer has the plot's size");
+    let mut png = std::io::Cursor::new(Vec::new());
     image
-        .save(path)
-        .with_context(|| format!("cannot write {}", path.display()))
+        .write_to(&mut png, image::ImageFormat::Png)
+        .map_err(|e| anyhow::anyhow!("cannot encode the plot: {e}"))?;
+    Ok(vision::files::write_atomic(path, |out| {
+        out.write_all(png.get_ref())
+    })?)
 }
 
 fn draw(

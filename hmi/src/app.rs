@@ -15,7 +15,7 @@ use crate::recognition::{self, Command, Event, Mode, Preview, Worker};
 use crate::screens::{self, Nav, Screen};
 use crate::service::{Reply, Request, Service};
 use crate::settings::Settings;
-use crate::store::{now_millis, Millis, Operator, Role, Store, StoreError};
+use crate::store::{now_millis, Millis, Operator, Role, Secrets, Store, StoreError};
 use crate::theme;
 
 /// Set first thing in `main`; the "sign-in screen ready" log line measures cold start from it.
@@ -28,6 +28,9 @@ pub struct Config {
     /// A folder of images or a video file to play as the camera; `None`: the settings' camera.
     pub camera: Option<PathBuf>,
     pub camera_fps: f64,
+    /// Where the audit key, the PIN pepper and the audit anchor live;
+    /// `None`: `secrets/` in the data directory.
+    pub secrets_dir: Option<PathBuf>,
 }
 
 /// What every screen may use.
@@ -37,6 +40,8 @@ pub struct Kiosk {
     pub operators: Vec<Operator>,
     pub service: Service,
     pub data_dir: PathBuf,
+    /// The store's keys, for the recogniser's connection to the store.
+    secrets: Secrets,
     /// The last store or recogniser failure, shown in the status bar.
     pub error: Option<String>,
     /// A face the recogniser named, waiting for the store to say whose it is.
@@ -197,18 +202,18 @@ fn start_recognition(
     camera: &Camera,
     settings: &Settings,
     data_dir: &Path,
+    secrets: &Secrets,
     ctx: &egui::Context,
 ) -> Worker {
     let params = vision::lbph::LbphParams::default();
-    let backend =
-        recognition::create_backend(settings, &data_dir.join(crate::store::DB_FILE), params)
-            .unwrap_or_else(|e| {
-                tracing::warn!(
-                    "recognition backend {:?} unavailable, matching locally: {e}",
-                    settings.backend
-                );
-                Box::new(recognition::LocalBackend::new(params))
-            });
+    let db = data_dir.join(crate::store::DB_FILE);
+    let backend = recognition::create_backend(settings, &db, secrets, params).unwrap_or_else(|e| {
+        tracing::warn!(
+            "recognition backend {:?} unavailable, matching locally: {e}",
+            settings.backend
+        );
+        Box::new(recognition::LocalBackend::new(params))
+    });
     let ctx = ctx.clone();
     Worker::start(
         camera.frames(),
@@ -235,10 +240,21 @@ fn burst_rule(settings: &Settings) -> vision::burst::BurstRule {
 impl KioskApp {
     pub fn new(ctx: &egui::Context, config: Config, locked_down: bool) -> Result<Self, StartError> {
         theme::apply(ctx);
-        let store = Store::open_in_dir(&config.data_dir)?;
+        let secrets_dir = config
+            .secrets_dir
+            .clone()
+            .unwrap_or_else(|| Secrets::default_dir(&config.data_dir));
+        let store = Store::open_with_secrets(&config.data_dir, &secrets_dir)?;
+        let secrets = store.secrets().clone();
         let settings = Settings::load(&store).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let camera = open_camera(config.camera.as_deref(), &settings, config.camera_fps)?;
-        let recognition = Some(start_recognition(&camera, &settings, &config.data_dir, ctx));
+        let recognition = Some(start_recognition(
+            &camera,
+            &settings,
+            &config.data_dir,
+            &secrets,
+            ctx,
+        ));
         let service = {
             let ctx = ctx.clone();
             Service::start(store, move || ctx.request_repaint())
@@ -250,6 +266,7 @@ impl KioskApp {
             operators: Vec::new(),
             service,
             data_dir: config.data_dir.clone(),
+            secrets,
             error: None,
             pending_face: None,
             not_recognised_at: None,
@@ -368,7 +385,7 @@ impl KioskApp {
         k.mode = None;
         match open_camera(k.camera_folder.as_deref(), &k.settings, k.camera_fps) {
             Ok(camera) => {
-                let worker = start_recognition(&camera, &k.settings, &k.data_dir, ctx);
+                let worker = start_recognition(&camera, &k.settings, &k.data_dir, &k.secrets, ctx);
                 worker.send(Command::SetGallery(k.gallery.clone()));
                 k.recognition = Some(worker);
                 k.camera = Some(camera);

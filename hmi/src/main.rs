@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use eframe::egui;
 use kubevision_hmi::app::{Config, KioskApp};
-use kubevision_hmi::store::{ChainStatus, Store};
+use kubevision_hmi::store::{verify_store, ChainStatus, Secrets, Store};
 
 #[derive(Parser)]
 #[command(version, about = "KubeVision face + PIN/password sign-in kiosk")]
@@ -24,9 +24,20 @@ struct Args {
     /// Frames per second for a folder camera, or a video whose file has no frame rate.
     #[arg(long, default_value_t = 10.0)]
     camera_fps: f64,
-    /// Check the audit log's hash chain, print the result and exit (1: tampered).
-    #[arg(long)]
+    /// Where the audit key, the PIN pepper and the audit anchor live
+    /// (default: `secrets/` in the data directory). Keep it out of backups
+    /// and copies of the data directory.
+    #[arg(long, value_name = "DIR", env = "KUBEVISION_SECRETS_DIR")]
+    secrets_dir: Option<PathBuf>,
+    /// Check the audit log's keyed chain and its anchor, print the result
+    /// and exit (0: intact, 1: tampered, 2: no store or no key). Read-only:
+    /// creates nothing.
+    #[arg(long, conflicts_with = "init_store")]
     verify_audit: bool,
+    /// Create or migrate the store and its secrets (as the kiosk does at
+    /// start), check the audit log as --verify-audit does, and exit.
+    #[arg(long)]
+    init_store: bool,
 }
 
 fn default_data_dir() -> PathBuf {
@@ -36,6 +47,31 @@ fn default_data_dir() -> PathBuf {
     )
 }
 
+/// Exit 0: intact (or a store from before the keyed chain whose unkeyed
+/// links hold), 1: tampered, 2: no store, no key, unreadable.
+fn report(status: Result<ChainStatus, kubevision_hmi::store::StoreError>) -> ExitCode {
+    match status {
+        Ok(ChainStatus::Intact { rows }) => {
+            println!("audit log intact: {rows} entries");
+            ExitCode::SUCCESS
+        }
+        Ok(ChainStatus::Unkeyed { rows }) => {
+            println!(
+                "audit log intact but not keyed yet: {rows} entries (the kiosk keys it at its next start)"
+            );
+            ExitCode::SUCCESS
+        }
+        Ok(ChainStatus::Broken { seq, reason }) => {
+            println!("audit log TAMPERED: first broken entry {seq} ({reason:?})");
+            ExitCode::from(1)
+        }
+        Err(e) => {
+            eprintln!("cannot check the audit log: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
 fn main() -> ExitCode {
     kubevision_hmi::app::PROCESS_START.get_or_init(std::time::Instant::now);
     tracing_subscriber::fmt()
@@ -43,26 +79,24 @@ fn main() -> ExitCode {
         .init();
     let args = Args::parse();
     let data_dir = args.data_dir.unwrap_or_else(default_data_dir);
-    if args.verify_audit {
-        return match Store::open_in_dir(&data_dir).and_then(|s| s.verify_chain()) {
-            Ok(ChainStatus::Intact { rows }) => {
-                println!("audit log intact: {rows} entries");
-                ExitCode::SUCCESS
-            }
-            Ok(ChainStatus::Broken { seq, reason }) => {
-                println!("audit log TAMPERED: first broken entry {seq} ({reason:?})");
-                ExitCode::from(1)
-            }
-            Err(e) => {
-                eprintln!("cannot check the audit log: {e}");
-                ExitCode::from(2)
-            }
-        };
+    let secrets_dir = args
+        .secrets_dir
+        .clone()
+        .unwrap_or_else(|| Secrets::default_dir(&data_dir));
+    if args.init_store {
+        if let Err(e) = Store::open_with_secrets(&data_dir, &secrets_dir) {
+            eprintln!("cannot open the store: {e}");
+            return ExitCode::from(2);
+        }
+    }
+    if args.verify_audit || args.init_store {
+        return report(verify_store(&data_dir, &secrets_dir));
     }
     let config = Config {
         data_dir,
         camera: args.camera,
         camera_fps: args.camera_fps,
+        secrets_dir: args.secrets_dir,
     };
     let viewport = if args.windowed {
         egui::ViewportBuilder::default()

@@ -21,7 +21,8 @@ use kubevision_hmi::recognition::{
 };
 use kubevision_hmi::service::label_of;
 use kubevision_hmi::store::{
-    now_millis, AuditAction, NewOperator, Operator, Role, SecretCheck, SecretKind, Store, DB_FILE,
+    now_millis, AuditAction, NewOperator, Operator, Role, SecretCheck, SecretKind, Secrets, Store,
+    DB_FILE, PEPPER_FILE,
 };
 use kubevision_offload_client::{ClientConfig, OffloadClient};
 use support::*;
@@ -151,6 +152,7 @@ fn auto(data: &Path, service: &Service) -> AutoBackend {
     AutoBackend::start(
         ClientConfig::new(service.url()),
         &data.join(DB_FILE),
+        &Secrets::load(&Secrets::default_dir(data)).unwrap(),
         LbphParams::default(),
         config,
     )
@@ -261,6 +263,7 @@ fn offload_identifies_and_verifies_and_says_so() {
     let mut offload = OffloadBackend::connect(
         ClientConfig::new(l.service.url()),
         &l.data.join(DB_FILE),
+        &Secrets::load(&Secrets::default_dir(&l.data)).unwrap(),
         None,
         SYNC,
     )
@@ -333,8 +336,16 @@ fn someone_enrolled_at_another_line_signs_in_here_with_the_cluster_down() {
     let mut l = line();
 
     // Line 2 enrolls a maintenance technician (ORL s7) with a PIN, and an
-    // administrator of its own (ORL s12); its sync pushes both.
+    // administrator of its own (ORL s12); its sync pushes both. The kiosks
+    // of a plant share the PIN pepper (each has its own audit key).
     let line2 = l.root.path().join("line2");
+    let secrets2 = Secrets::default_dir(&line2);
+    std::fs::create_dir_all(&secrets2).unwrap();
+    std::fs::copy(
+        Secrets::default_dir(&l.data).join(PEPPER_FILE),
+        secrets2.join(PEPPER_FILE),
+    )
+    .unwrap();
     let mut store2 = Store::open_in_dir(&line2).unwrap();
     let technician = NewOperator {
         name: "Max Brenner",
@@ -358,6 +369,7 @@ fn someone_enrolled_at_another_line_signs_in_here_with_the_cluster_down() {
     let mut backend2 = OffloadBackend::connect(
         ClientConfig::new(l.service.url()),
         &line2.join(DB_FILE),
+        store2.secrets(),
         None,
         SYNC,
     )

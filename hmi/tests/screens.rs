@@ -46,6 +46,7 @@ fn start_sized(data: &Path, camera: &Path, size: egui::Vec2) -> Harness<'static,
         data_dir: data.to_owned(),
         camera: Some(camera.to_owned()),
         camera_fps: 40.0,
+        secrets_dir: None,
     };
     Harness::builder()
         .with_size(size)

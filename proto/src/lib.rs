@@ -5,6 +5,8 @@
 //! its Rust client and anything else that speaks to it. Other languages
 //! generate their own stubs from the same files.
 
+pub mod credential;
+
 /// Package `kubevision.v1`: messages, `*_client` and `*_server` modules.
 pub mod v1 {
     tonic::include_proto!("kubevision.v1");

@@ -10,6 +10,15 @@ pub enum Error {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("cannot read {path}: it is {kind}, not a regular file")]
+    NotAFile { path: PathBuf, kind: &'static str },
+    #[error("cannot read {path}: {size} bytes, over the limit of {limit} bytes for {what}")]
+    TooLarge {
+        path: PathBuf,
+        size: u64,
+        limit: u64,
+        what: &'static str,
+    },
     #[error("{what} is not a readable image: {reason}")]
     NotAnImage { what: String, reason: String },
     #[error("{what} is empty (0 × 0 pixels)")]

@@ -3,6 +3,11 @@
 //! Colour is reduced with OpenCV's BT.601 fixed-point weights (the ones
 //! `cvtColor(BGR2GRAY)` uses), so a colour photo gives the same grey pixels
 //! it would give in the OpenCV prototype.
+//!
+//! A photo file is read through [`crate::files::read_limited`]: only a
+//! regular file of at most [`crate::files::MAX_IMAGE_FILE_BYTES`], so that a
+//! path to `/dev/zero` or a named pipe is an error and not a hang or an
+//! exhausted memory.
 
 use std::cmp::Ordering;
 use std::path::Path;
@@ -51,12 +56,11 @@ pub fn natural_cmp(a: &Path, b: &Path) -> Ordering {
 }
 
 /// Loads a photo in any common format (PNG, JPEG, PGM, GIF, BMP, WebP).
+/// Anything but a regular file of at most
+/// [`MAX_IMAGE_FILE_BYTES`](crate::files::MAX_IMAGE_FILE_BYTES) is refused.
 pub fn load_gray(path: &Path) -> Result<GrayImage, Error> {
     let what = path.display().to_string();
-    let bytes = std::fs::read(path).map_err(|source| Error::Io {
-        path: path.to_owned(),
-        source,
-    })?;
+    let bytes = crate::files::read_limited(path, crate::files::MAX_IMAGE_FILE_BYTES, "a photo")?;
     decode_named(&bytes, &what)
 }
 
@@ -131,6 +135,22 @@ mod tests {
             decode_gray(&[]).unwrap_err(),
             Error::NotAnImage { .. }
         ));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn devices_and_pipes_are_not_photos() {
+        let err = load_gray(Path::new("/dev/zero")).unwrap_err().to_string();
+        assert!(err.contains("not a regular file"), "{err}");
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("frame.png");
+        assert!(std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success());
+        let err = load_gray(&fifo).unwrap_err().to_string();
+        assert!(err.contains("named pipe"), "{err}");
     }
 
     #[test]

@@ -12,12 +12,15 @@
 //!   compact templates and a much faster matcher;
 //! - [`burst`] turns the answers for a burst of frames into one decision;
 //! - [`calibrate`] derives FAR/FRR curves and the accept threshold;
-//! - [`video`] reads video files as grey frames (a camera for demos and tests).
+//! - [`video`] reads video files as grey frames (a camera for demos and tests);
+//! - [`files`] reads files from outside with bounds (regular files only, up
+//!   to a size limit) and writes model files atomically and privately.
 
 pub mod burst;
 pub mod calibrate;
 pub mod detect;
 mod error;
+pub mod files;
 pub mod imageio;
 pub mod lbph;
 pub mod pipeline;

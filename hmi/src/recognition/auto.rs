@@ -13,6 +13,7 @@ use super::offload::OffloadBackend;
 use super::sync::SyncPolicy;
 use super::{Backend, BackendError, LocalBackend};
 use crate::service::labelled;
+use crate::store::Secrets;
 
 #[derive(Debug, Clone, Copy)]
 pub struct AutoConfig {
@@ -48,10 +49,12 @@ impl AutoBackend {
     pub fn start(
         client: ClientConfig,
         db: &Path,
+        secrets: &Secrets,
         params: LbphParams,
         config: AutoConfig,
     ) -> Result<Self, BackendError> {
-        let offload = OffloadBackend::connect(client, db, Some(config.deadline), config.sync)?;
+        let offload =
+            OffloadBackend::connect(client, db, secrets, Some(config.deadline), config.sync)?;
         let mut local = LocalBackend::new(params);
         local.set_gallery(&local_gallery(&offload)?)?;
         Ok(AutoBackend {

@@ -28,6 +28,7 @@ use vision::GrayImage;
 use crate::auth::FaceEvidence;
 use crate::camera::{Frame, Mailbox};
 use crate::settings::{BackendChoice, Settings};
+use crate::store::Secrets;
 
 /// What the worker does with faces.
 #[derive(Debug, Clone, PartialEq)]
@@ -88,6 +89,7 @@ pub enum Event {
 pub fn create_backend(
     settings: &Settings,
     db: &Path,
+    secrets: &Secrets,
     params: LbphParams,
 ) -> Result<Box<dyn Backend>, BackendError> {
     Ok(match settings.backend {
@@ -95,12 +97,14 @@ pub fn create_backend(
         BackendChoice::Offload => Box::new(OffloadBackend::connect(
             client_config(settings)?,
             db,
+            secrets,
             None,
             SyncPolicy::default(),
         )?),
         BackendChoice::Auto => Box::new(AutoBackend::start(
             client_config(settings)?,
             db,
+            secrets,
             params,
             AutoConfig::default(),
         )?),

@@ -22,7 +22,7 @@ use super::sync::{self, SyncPolicy};
 use super::{Backend, BackendError};
 use crate::service::label_of;
 use crate::settings::Settings;
-use crate::store::SyncStore;
+use crate::store::{Secrets, SyncStore};
 
 pub const OFFLOAD: &str = "offload";
 
@@ -86,6 +86,7 @@ impl OffloadBackend {
     pub fn connect(
         config: ClientConfig,
         db: &Path,
+        secrets: &Secrets,
         deadline: Option<Duration>,
         sync: SyncPolicy,
     ) -> Result<Self, BackendError> {
@@ -103,7 +104,7 @@ impl OffloadBackend {
         let wake = Arc::new(Notify::new());
         let generation = Arc::new(AtomicU64::new(0));
         runtime.spawn(sync::run(
-            SyncStore::open(db)?,
+            SyncStore::open(db, secrets.clone())?,
             client.clone(),
             sync,
             Arc::clone(&wake),
@@ -113,7 +114,7 @@ impl OffloadBackend {
             runtime,
             client,
             deadline,
-            store: SyncStore::open(db)?,
+            store: SyncStore::open(db, secrets.clone())?,
             wake,
             generation,
             labels: HashMap::new(),

@@ -3,10 +3,11 @@
 use rusqlite::{params, Connection, OptionalExtension, Row, Transaction};
 
 use super::audit::{self, AuditAction, AuditEvent};
+use super::keys::Secrets;
 use super::lockout::{self, Subject};
 use super::plant::{self, Outbound};
-use super::secret::{self, SecretKind};
-use super::{write_transaction, Millis, Store, StoreError};
+use super::secret::{self, SecretKind, Verified};
+use super::{write_transaction, Millis, Store, StoreError, WriteTx};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct OperatorId(pub i64);
@@ -121,7 +122,10 @@ fn administrators(tx: &Transaction<'_>) -> Result<i64, StoreError> {
 }
 
 /// Validates and hashes before any transaction: Argon2 is deliberately slow.
-fn hash_secrets(new: &NewOperator<'_>) -> Result<Vec<(SecretKind, String)>, StoreError> {
+fn hash_secrets(
+    new: &NewOperator<'_>,
+    keys: &Secrets,
+) -> Result<Vec<(SecretKind, String)>, StoreError> {
     if new.name.trim().is_empty() || new.personnel_no.trim().is_empty() {
         return Err(StoreError::InvalidInput(
             "name and personnel number are required",
@@ -141,13 +145,13 @@ fn hash_secrets(new: &NewOperator<'_>) -> Result<Vec<(SecretKind, String)>, Stor
         .into_iter()
         .map(|(kind, s)| {
             secret::validate(kind, s)?;
-            Ok((kind, secret::hash(s)?))
+            Ok((kind, secret::hash(s, keys)?))
         })
         .collect()
 }
 
 fn insert_operator(
-    tx: &Transaction<'_>,
+    tx: &WriteTx<'_>,
     new: &NewOperator<'_>,
     hashed: &[(SecretKind, String)],
     actor: Option<&str>,
@@ -189,7 +193,7 @@ pub(super) fn all_templates(conn: &Connection) -> Result<Vec<(OperatorId, Vec<u8
 
 /// Replaces the operator's templates and logs the enrollment.
 fn replace_templates(
-    tx: &Transaction<'_>,
+    tx: &WriteTx<'_>,
     id: OperatorId,
     templates: &[Vec<u8>],
     actor: Option<&str>,
@@ -305,8 +309,8 @@ impl Store {
         actor: Option<&str>,
         now: Millis,
     ) -> Result<Operator, StoreError> {
-        let hashed = hash_secrets(new)?;
-        let tx = write_transaction(&mut self.conn)?;
+        let hashed = hash_secrets(new, &self.secrets)?;
+        let tx = write_transaction(&mut self.conn, &self.secrets)?;
         let id = insert_operator(&tx, new, &hashed, actor, now)?;
         if let Some(templates) = templates {
             replace_templates(&tx, id, templates, actor, now)?;
@@ -326,8 +330,8 @@ impl Store {
         now: Millis,
     ) -> Result<(), StoreError> {
         secret::validate(kind, s)?;
-        let phc = secret::hash(s)?;
-        let tx = write_transaction(&mut self.conn)?;
+        let phc = secret::hash(s, &self.secrets)?;
+        let tx = write_transaction(&mut self.conn, &self.secrets)?;
         let op = get_operator(&tx, id)?;
         put_secret(&tx, id, kind, &phc)?;
         plant::queue(&tx, &op.personnel_no, Outbound::Upsert, now)?;
@@ -341,6 +345,8 @@ impl Store {
 
     /// Checks a PIN or password under the lockout rules. The failure or
     /// success is counted but not logged: the caller logs the sign-in step.
+    /// A right secret against a hash from before the pepper is rehashed
+    /// with the pepper, and the rehash is logged.
     pub fn check_secret(
         &mut self,
         id: OperatorId,
@@ -360,14 +366,40 @@ impl Store {
                 |r| r.get(0),
             )
             .optional()?;
-        let tx = write_transaction(&mut self.conn)?;
-        let result = if phc.is_some_and(|phc| secret::verify(s, &phc)) {
-            lockout::clear(&tx, subject)?;
-            SecretCheck::Accepted
-        } else {
+        let verified = phc
+            .as_deref()
+            .map_or(Verified::No, |phc| secret::verify(s, phc, &self.secrets));
+        // Argon2 runs before the transaction, as for a new secret.
+        let rehashed = match verified {
+            Verified::YesUnpeppered => Some(secret::hash(s, &self.secrets)?),
+            _ => None,
+        };
+        let tx = write_transaction(&mut self.conn, &self.secrets)?;
+        let result = if verified == Verified::No {
             SecretCheck::Rejected {
                 locked_until: lockout::record_failure(&tx, &self.lockout, subject, now)?,
             }
+        } else {
+            lockout::clear(&tx, subject)?;
+            if let Some(new) = rehashed {
+                // Only if the hash is still the one that was checked.
+                let replaced = tx.execute(
+                    "UPDATE credentials SET phc = ?1 WHERE operator_id = ?2 AND kind = ?3 AND phc = ?4",
+                    params![new, id.0, kind.as_str(), phc],
+                )?;
+                if replaced == 1 {
+                    let op = get_operator(&tx, id)?;
+                    let event = AuditEvent::new(AuditAction::SecretChanged)
+                        .actor(&op.personnel_no)
+                        .detail(format!(
+                            "{} of {}: rehashed with the PIN pepper",
+                            kind.as_str(),
+                            op.personnel_no
+                        ));
+                    audit::append(&tx, &event, now)?;
+                }
+            }
+            SecretCheck::Accepted
         };
         tx.commit()?;
         Ok(result)
@@ -382,7 +414,7 @@ impl Store {
         actor: Option<&str>,
         now: Millis,
     ) -> Result<(), StoreError> {
-        let tx = write_transaction(&mut self.conn)?;
+        let tx = write_transaction(&mut self.conn, &self.secrets)?;
         let op = replace_templates(&tx, id, templates, actor, now)?;
         plant::queue(&tx, &op.personnel_no, Outbound::Upsert, now)?;
         tx.commit()?;
@@ -401,7 +433,7 @@ impl Store {
         actor: Option<&str>,
         now: Millis,
     ) -> Result<(), StoreError> {
-        let tx = write_transaction(&mut self.conn)?;
+        let tx = write_transaction(&mut self.conn, &self.secrets)?;
         let op = get_operator(&tx, id)?;
         if op.role == Role::Administrator
             && role != Role::Administrator
@@ -430,7 +462,7 @@ impl Store {
         actor: Option<&str>,
         now: Millis,
     ) -> Result<(), StoreError> {
-        let tx = write_transaction(&mut self.conn)?;
+        let tx = write_transaction(&mut self.conn, &self.secrets)?;
         let op = get_operator(&tx, id)?;
         if op.role == Role::Administrator && administrators(&tx)? <= 1 {
             return Err(StoreError::LastAdministrator);

@@ -15,10 +15,11 @@ use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use vision::lbph::{Layout, LbphParams, Template};
 
 use super::audit::{self, AuditAction, AuditEvent};
+use super::keys::Secrets;
 use super::lockout::{self, Subject};
 use super::operators::{all_templates, OperatorId, Role};
 use super::secret::{self, SecretKind};
-use super::{write_transaction, Millis, StoreError};
+use super::{write_transaction, Millis, StoreError, WriteTx};
 
 /// What the service should learn about a personnel number.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,15 +97,20 @@ const PLANT_GALLERY: &str = "plant gallery";
 /// keeps working meanwhile); `Store::open` must have migrated the file.
 pub struct SyncStore {
     conn: Connection,
+    secrets: Secrets,
 }
 
 impl SyncStore {
-    pub fn open(db: &Path) -> Result<Self, StoreError> {
+    /// `secrets`: the store's (`Store::secrets`), for the audit rows it
+    /// writes and the hashes it takes in.
+    pub fn open(db: &Path, secrets: Secrets) -> Result<Self, StoreError> {
         let conn = Connection::open(db)?;
         conn.busy_timeout(Duration::from_secs(5))?;
         // As the store: cascades delete templates, deleted ones are overwritten.
-        conn.execute_batch("PRAGMA foreign_keys = ON; PRAGMA secure_delete = ON;")?;
-        Ok(SyncStore { conn })
+        conn.execute_batch(
+            "PRAGMA foreign_keys = ON; PRAGMA secure_delete = ON; PRAGMA synchronous = FULL;",
+        )?;
+        Ok(SyncStore { conn, secrets })
     }
 
     /// Every operator's id and personnel number.
@@ -231,7 +237,7 @@ impl SyncStore {
         changes: &[Incoming],
         now: Millis,
     ) -> Result<usize, StoreError> {
-        let tx = write_transaction(&mut self.conn)?;
+        let tx = write_transaction(&mut self.conn, &self.secrets)?;
         let mut applied = 0;
         let mut removed = false;
         for change in changes {
@@ -254,7 +260,7 @@ impl SyncStore {
                     templates, profile, ..
                 } => {
                     // One unusable change must not hold up the others.
-                    if let Err(why) = usable(templates, profile.as_ref()) {
+                    if let Err(why) = usable(templates, profile.as_ref(), &self.secrets) {
                         tracing::warn!("not taking {personnel_no} from the plant gallery: {why}");
                         continue;
                     }
@@ -314,7 +320,11 @@ fn local_operator(
 
 /// Whether this kiosk can match with the templates and verify with the
 /// credentials; a change is taken whole or not at all.
-fn usable(templates: &[Vec<u8>], profile: Option<&Profile>) -> Result<(), String> {
+fn usable(
+    templates: &[Vec<u8>],
+    profile: Option<&Profile>,
+    secrets: &Secrets,
+) -> Result<(), String> {
     if templates.is_empty() {
         return Err("no templates".into());
     }
@@ -326,13 +336,13 @@ fn usable(templates: &[Vec<u8>], profile: Option<&Profile>) -> Result<(), String
             .map_err(|e| format!("template {i}: {e}"))?;
     }
     for (kind, phc) in profile.iter().flat_map(|p| &p.credentials) {
-        secret::check_phc(phc).map_err(|e| format!("{}: {e}", kind.as_str()))?;
+        secret::check_phc(phc, secrets).map_err(|e| format!("{}: {e}", kind.as_str()))?;
     }
     Ok(())
 }
 
 fn upsert(
-    tx: &Transaction<'_>,
+    tx: &WriteTx<'_>,
     personnel_no: &str,
     local: Option<(OperatorId, Role)>,
     templates: &[Vec<u8>],

@@ -6,10 +6,15 @@ use rusqlite_migration::{Migrations, M};
 /// The schema version a fully migrated store reports (`PRAGMA user_version`);
 /// the tests hold the migration list to it.
 #[cfg(test)]
-pub const VERSION: i64 = 3;
+pub const VERSION: i64 = 4;
 
 pub(super) fn migrations() -> Migrations<'static> {
-    Migrations::new(vec![M::up(V1).foreign_key_check(), M::up(V2), M::up(V3)])
+    Migrations::new(vec![
+        M::up(V1).foreign_key_check(),
+        M::up(V2),
+        M::up(V3),
+        M::up(V4),
+    ])
 }
 
 const V1: &str = r#"
@@ -110,6 +115,20 @@ INSERT INTO pending_sync_v3 (kind, personnel_no, queued_at)
     ORDER BY id;
 DROP TABLE pending_sync;
 ALTER TABLE pending_sync_v3 RENAME TO pending_sync;
+"#;
+
+/// The audit chain is keyed (`keys.rs`): which key (its public
+/// fingerprint, to tell a copy on another PC from tampering) and from which
+/// row on. The anchor outside the database is what verification trusts;
+/// this row lets a kiosk whose key went missing refuse to start with a new
+/// one instead of silently breaking the chain and everyone's PINs.
+const V4: &str = r#"
+CREATE TABLE audit_chain (
+    id         INTEGER PRIMARY KEY CHECK (id = 1),
+    key_id     TEXT    NOT NULL,
+    keyed_from INTEGER NOT NULL,
+    keyed_at   INTEGER NOT NULL
+);
 "#;
 
 #[cfg(test)]

@@ -1,10 +1,18 @@
-//! PINs and passwords: validated, then hashed with Argon2id into PHC strings.
+//! PINs and passwords: validated, then hashed with Argon2id into PHC
+//! strings, keyed with the installation's pepper (Argon2's `secret` input,
+//! kept outside the database: `keys.rs`). A hash names its pepper by a
+//! public key id (the PHC `keyid` parameter), so that a copy of the
+//! database gives nothing to guess against without the pepper (2^256
+//! keys), and a hash whose pepper this kiosk lacks is told apart from a
+//! wrong PIN. Hashes from before the pepper (no `keyid`) still verify and
+//! are rehashed at their next successful check.
 
 use argon2::password_hash::{
     rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString,
 };
-use argon2::Argon2;
+use argon2::{Algorithm, Argon2, KeyId, Params, ParamsBuilder, Version};
 
+use super::keys::{hex, Secrets};
 use super::StoreError;
 
 /// Which secret an operator proves; also the `credentials.kind` column.
@@ -46,44 +54,95 @@ pub fn validate(kind: SecretKind, secret: &str) -> Result<(), StoreError> {
     }
 }
 
-pub(super) fn hash(secret: &str) -> Result<String, StoreError> {
+fn hashing(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Hashing(e.to_string())
+}
+
+/// Argon2id v19 with OWASP's minimum memory/time parameters (as before the
+/// pepper), keyed with the pepper.
+pub(super) fn hash(secret: &str, secrets: &Secrets) -> Result<String, StoreError> {
     let salt = SaltString::generate(&mut OsRng);
-    Argon2::default() // Argon2id v19, OWASP's minimum memory/time parameters
-        .hash_password(secret.as_bytes(), &salt)
-        .map(|h| h.to_string())
-        .map_err(|e| StoreError::Hashing(e.to_string()))
+    let params = ParamsBuilder::new()
+        .m_cost(Params::DEFAULT_M_COST)
+        .t_cost(Params::DEFAULT_T_COST)
+        .p_cost(Params::DEFAULT_P_COST)
+        .keyid(KeyId::new(&secrets.pepper_id()).map_err(hashing)?)
+        .build()
+        .map_err(hashing)?;
+    Argon2::new_with_secret(
+        secrets.pepper().bytes(),
+        Algorithm::Argon2id,
+        Version::V0x13,
+        params,
+    )
+    .map_err(hashing)?
+    .hash_password(secret.as_bytes(), &salt)
+    .map(|h| h.to_string())
+    .map_err(hashing)
 }
 
-/// A corrupt PHC string counts as a mismatch: it must never let anyone in.
-pub(super) fn verify(secret: &str, phc: &str) -> bool {
+/// The outcome of checking a secret against a stored hash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Verified {
+    No,
+    Yes,
+    /// Right, against a hash from before the pepper: rehash it.
+    YesUnpeppered,
+}
+
+/// A corrupt PHC string, or one keyed with a pepper this kiosk does not
+/// hold, counts as a mismatch: it must never let anyone in.
+pub(super) fn verify(secret: &str, phc: &str, secrets: &Secrets) -> Verified {
+    let Ok(parsed) = PasswordHash::new(phc) else {
+        return Verified::No;
+    };
+    let Ok(params) = Params::try_from(&parsed) else {
+        return Verified::No;
+    };
+    if params.keyid().is_empty() {
+        return match Argon2::default().verify_password(secret.as_bytes(), &parsed) {
+            Ok(()) => Verified::YesUnpeppered,
+            Err(_) => Verified::No,
+        };
+    }
+    if params.keyid() != secrets.pepper_id() {
+        return Verified::No;
+    }
+    let Ok(argon) = Argon2::new_with_secret(
+        secrets.pepper().bytes(),
+        Algorithm::Argon2id,
+        Version::V0x13,
+        Params::default(),
+    ) else {
+        return Verified::No;
+    };
+    match argon.verify_password(secret.as_bytes(), &parsed) {
+        Ok(()) => Verified::Yes,
+        Err(_) => Verified::No,
+    }
+}
+
+/// Whether a stored hash is keyed with a pepper (any, not only this kiosk's).
+pub(super) fn is_peppered(phc: &str) -> bool {
     PasswordHash::new(phc)
-        .map(|parsed| {
-            Argon2::default()
-                .verify_password(secret.as_bytes(), &parsed)
-                .is_ok()
-        })
-        .unwrap_or(false)
+        .ok()
+        .and_then(|p| Params::try_from(&p).ok())
+        .is_some_and(|p| !p.keyid().is_empty())
 }
-
-/// Most memory (KiB) and passes a received hash may ask of a verification:
-/// a hash from elsewhere must not be able to stall the kiosk.
-const MAX_MEMORY_KIB: u32 = 256 * 1024;
-const MAX_PASSES: u32 = 16;
 
 /// Checks a PHC string that came from elsewhere (the plant-wide gallery):
-/// Argon2id, and parameters this kiosk can afford to verify.
-pub(super) fn check_phc(phc: &str) -> Result<(), String> {
-    let parsed = PasswordHash::new(phc).map_err(|e| format!("not a PHC string: {e}"))?;
-    if parsed.algorithm.as_str() != "argon2id" {
-        return Err(format!("{} instead of argon2id", parsed.algorithm));
-    }
-    let params =
-        argon2::Params::try_from(&parsed).map_err(|e| format!("Argon2 parameters: {e}"))?;
-    if params.m_cost() > MAX_MEMORY_KIB || params.t_cost() > MAX_PASSES {
+/// Argon2id, parameters this kiosk can afford to verify, and no pepper but
+/// this kiosk's (a hash from before the pepper has none).
+pub(super) fn check_phc(phc: &str, secrets: &Secrets) -> Result<(), String> {
+    // The plant's one rule for received hashes (shape, algorithm, bounded
+    // cost), shared with the offload service; then the pepper this kiosk holds.
+    let accepted = kubevision_proto::credential::check_phc(phc).map_err(|e| e.to_string())?;
+    if !accepted.keyid.is_empty() && accepted.keyid != secrets.pepper_id() {
         return Err(format!(
-            "asks for {} KiB and {} passes; at most {MAX_MEMORY_KIB} KiB and {MAX_PASSES} passes",
-            params.m_cost(),
-            params.t_cost()
+            "keyed with the PIN pepper {}, this kiosk holds {}: give every kiosk of the plant the same {}",
+            hex(&accepted.keyid),
+            hex(&secrets.pepper_id()),
+            super::keys::PEPPER_FILE,
         ));
     }
     Ok(())
@@ -91,36 +150,81 @@ pub(super) fn check_phc(phc: &str) -> Result<(), String> {
 
 /// Spends the time of one verification on nothing, so that an unknown
 /// personnel number answers as slowly as a wrong password.
-pub(super) fn verify_nothing(secret: &str) {
+pub(super) fn verify_nothing(secret: &str, secrets: &Secrets) {
     static DUMMY: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
-    if let Some(phc) = DUMMY.get_or_init(|| hash("not a real secret").ok()) {
-        verify(secret, phc);
+    if let Some(phc) = DUMMY.get_or_init(|| hash("not a real secret", secrets).ok()) {
+        // The cost is the same whichever pepper made the dummy.
+        let _ = Argon2::default().verify_password(
+            secret.as_bytes(),
+            &PasswordHash::new(phc).expect("our own hash parses"),
+        );
     }
+}
+
+/// A hash as the kiosk made them before the pepper (tests and the bench).
+#[cfg(test)]
+pub(super) fn hash_unpeppered(secret: &str) -> String {
+    Argon2::default()
+        .hash_password(secret.as_bytes(), &SaltString::generate(&mut OsRng))
+        .unwrap()
+        .to_string()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn hashes_are_argon2id_salted_and_verify() {
-        let a = hash("4711").unwrap();
-        let b = hash("4711").unwrap();
-        assert!(a.starts_with("$argon2id$"), "{a}");
-        assert_ne!(a, b, "each hash has its own salt");
-        assert!(verify("4711", &a));
-        assert!(!verify("4712", &a));
-        assert!(!verify("4711", "not a phc string"));
+    fn secrets() -> (tempfile::TempDir, Secrets) {
+        let dir = tempfile::tempdir().unwrap();
+        let (s, _) = Secrets::load_or_create(&dir.path().join("secrets")).unwrap();
+        (dir, s)
     }
 
     #[test]
-    fn received_hashes_must_be_affordable_argon2id() {
-        assert_eq!(check_phc(&hash("4711").unwrap()), Ok(()));
+    fn hashes_are_argon2id_salted_peppered_and_verify() {
+        let (_d, s) = secrets();
+        let a = hash("4711", &s).unwrap();
+        let b = hash("4711", &s).unwrap();
+        assert!(
+            a.starts_with("$argon2id$v=19$m=19456,t=2,p=1,keyid="),
+            "{a}"
+        );
+        assert_ne!(a, b, "each hash has its own salt");
+        assert!(is_peppered(&a));
+        assert_eq!(verify("4711", &a, &s), Verified::Yes);
+        assert_eq!(verify("4712", &a, &s), Verified::No);
+        assert_eq!(verify("4711", "not a phc string", &s), Verified::No);
+        // Another installation's pepper: the same PIN does not verify.
+        let (_d2, other) = secrets();
+        assert_eq!(verify("4711", &a, &other), Verified::No);
+        // Nor does the hash verify as an unkeyed Argon2id hash.
+        assert!(Argon2::default()
+            .verify_password(b"4711", &PasswordHash::new(&a).unwrap())
+            .is_err());
+    }
+
+    #[test]
+    fn hashes_from_before_the_pepper_verify_and_ask_for_a_rehash() {
+        let (_d, s) = secrets();
+        let old = hash_unpeppered("4711");
+        assert!(!is_peppered(&old));
+        assert_eq!(verify("4711", &old, &s), Verified::YesUnpeppered);
+        assert_eq!(verify("4712", &old, &s), Verified::No);
+    }
+
+    #[test]
+    fn received_hashes_must_be_affordable_argon2id_with_our_pepper() {
+        let (_d, s) = secrets();
+        assert_eq!(check_phc(&hash("4711", &s).unwrap(), &s), Ok(()));
+        assert_eq!(check_phc(&hash_unpeppered("4711"), &s), Ok(()));
         let greedy = "$argon2id$v=19$m=4194304,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA";
-        assert!(check_phc(greedy).unwrap_err().contains("KiB"));
+        assert!(check_phc(greedy, &s).unwrap_err().contains("KiB"));
         let other = "$argon2i$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA";
-        assert!(check_phc(other).unwrap_err().contains("argon2id"));
-        assert!(check_phc("4711").is_err());
+        assert!(check_phc(other, &s).unwrap_err().contains("argon2id"));
+        assert!(check_phc("4711", &s).is_err());
+        let (_d2, elsewhere) = secrets();
+        let foreign = hash("4711", &elsewhere).unwrap();
+        assert!(check_phc(&foreign, &s).unwrap_err().contains("pepper"));
     }
 
     #[test]

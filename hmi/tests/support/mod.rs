@@ -106,6 +106,7 @@ pub fn start(data: &Path, camera: &Path) -> Harness<'static, KioskApp> {
         data_dir: data.to_owned(),
         camera: Some(camera.to_owned()),
         camera_fps: 40.0,
+        secrets_dir: None,
     };
     Harness::builder()
         .with_size(egui::vec2(1280.0, 800.0))

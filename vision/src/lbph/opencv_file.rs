@@ -6,6 +6,22 @@
 //! names the line. The histograms' floats are turned back into exact pixel
 //! counts (see [`Template::from_opencv_histogram`]) and written out with
 //! enough digits to come back bit for bit.
+//!
+//! A model file may come from anywhere (a share, a USB stick, a mail), so
+//! the reader is bounded:
+//!
+//! - only a regular file of at most [`MAX_MODEL_FILE_BYTES`] is read (see
+//!   [`crate::files`]): a named pipe or `/dev/zero` is an error, not a hang;
+//! - nesting deeper than [`MAX_DEPTH`] levels is an error naming the line.
+//!   The parser is recursive, and 100 KB of `[` used to overflow its stack
+//!   and abort the process; an LBPH model nests five levels deep;
+//! - NaN, infinite and negative histogram values, which no face gives and
+//!   which made every distance NaN, are refused naming the template, and
+//!   labels must be whole numbers.
+//!
+//! Models are written with [`crate::files::write_atomic`]: a reader never
+//! sees half a model, the file is readable only by its owner, and what a
+//! killed writer left behind is removed on the next write.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -13,19 +29,29 @@ use std::path::Path;
 
 use super::template::Layout;
 use super::{Gallery, Lbph, LbphParams, Template};
+pub use crate::files::MAX_MODEL_FILE_BYTES;
 use crate::Error;
 
 /// OpenCV's name for the model's top-level node.
 const ROOT: &str = "opencv_lbphfaces";
+
+/// The deepest nesting of mappings and sequences the reader follows. An
+/// LBPH model nests five levels (the root, the model, `histograms`, one
+/// matrix, its `data`); 32 leaves room for any `FileStorage` YAML and keeps
+/// the recursive parser far from the end of even a small thread's stack.
+pub const MAX_DEPTH: usize = 32;
 
 pub(super) fn read(path: &Path) -> Result<Lbph, Error> {
     let fail = |reason: String| Error::ModelFile {
         path: path.to_owned(),
         reason,
     };
-    let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
-        path: path.to_owned(),
-        source,
+    let bytes = crate::files::read_limited(path, MAX_MODEL_FILE_BYTES, "an OpenCV model file")?;
+    let text = String::from_utf8(bytes).map_err(|e| {
+        fail(format!(
+            "not UTF-8 text (byte {})",
+            e.utf8_error().valid_up_to()
+        ))
     })?;
     if text.trim_start().starts_with("<?xml") {
         return Err(fail(
@@ -76,9 +102,11 @@ fn model_from_node(model: &yaml::Node) -> Result<Lbph, String> {
         _ => Vec::new(), // `histograms: []`
     };
     let labels: Vec<i32> = match model.get("labels") {
-        Some(node @ yaml::Node::Map(_)) => {
-            matrix(node, "labels")?.iter().map(|&v| v as i32).collect()
-        }
+        Some(node @ yaml::Node::Map(_)) => matrix(node, "labels")?
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| whole_label(v).ok_or(format!("label {i} is {v}, not a whole number")))
+            .collect::<Result<_, _>>()?,
         _ => Vec::new(),
     };
     if labels.len() != histograms.len() {
@@ -92,7 +120,7 @@ fn model_from_node(model: &yaml::Node) -> Result<Lbph, String> {
     for (i, (h, &label)) in histograms.iter().zip(&labels).enumerate() {
         let values: Vec<f32> = matrix(h, "histogram")?.iter().map(|&v| v as f32).collect();
         let template = Template::from_opencv_histogram(layout, &values)
-            .map_err(|e| format!("histogram {i} {e}"))?;
+            .map_err(|e| format!("template {i}: its histogram {e}"))?;
         gallery.add(label, template).map_err(|e| e.to_string())?;
     }
     let mut label_info = BTreeMap::new();
@@ -102,14 +130,23 @@ fn model_from_node(model: &yaml::Node) -> Result<Lbph, String> {
                 .get("label")
                 .and_then(yaml::Node::number)
                 .ok_or("a labelsInfo entry has no label")?;
+            let label = whole_label(label).ok_or(format!(
+                "labelsInfo has the label {label}, not a whole number"
+            ))?;
             let value = item
                 .get("value")
                 .and_then(yaml::Node::text)
                 .unwrap_or_default();
-            label_info.insert(label as i32, value.to_owned());
+            label_info.insert(label, value.to_owned());
         }
     }
     Ok(Lbph::from_parts(params, gallery, label_info))
+}
+
+/// A label as OpenCV stores it (an `int`), or None for NaN, fractions and
+/// values out of range (which `as i32` would quietly turn into others).
+fn whole_label(v: f64) -> Option<i32> {
+    (v.fract() == 0.0 && (i32::MIN as f64..=i32::MAX as f64).contains(&v)).then_some(v as i32)
 }
 
 /// The data of an `!!opencv-matrix` node, checked against its rows × cols.
@@ -137,26 +174,10 @@ fn matrix<'a>(node: &'a yaml::Node, what: &str) -> Result<&'a [f64], String> {
 }
 
 pub(super) fn write(model: &Lbph, path: &Path) -> Result<(), Error> {
-    let fail = |source: std::io::Error| Error::Write {
-        path: path.to_owned(),
-        source,
-    };
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let mut file = tempfile::NamedTempFile::new_in(dir).map_err(fail)?;
-    {
-        let mut out = std::io::BufWriter::new(file.as_file_mut());
-        write_yaml(model, &mut out).map_err(fail)?;
-        out.flush().map_err(fail)?;
-    }
-    file.as_file().sync_all().map_err(fail)?;
-    file.persist(path).map_err(|e| fail(e.error))?;
-    Ok(())
+    crate::files::write_atomic(path, |out| write_yaml(model, out))
 }
 
-fn write_yaml(model: &Lbph, out: &mut impl Write) -> std::io::Result<()> {
+fn write_yaml(model: &Lbph, out: &mut dyn Write) -> std::io::Result<()> {
     let p = model.params();
     writeln!(out, "%YAML:1.0\n---\n{ROOT}:")?;
     writeln!(out, "   threshold: {}", float(p.threshold))?;
@@ -210,7 +231,7 @@ fn write_yaml(model: &Lbph, out: &mut impl Write) -> std::io::Result<()> {
 
 /// `data: [ … ]`, wrapped a few values a line as OpenCV does.
 fn write_data(
-    out: &mut impl Write,
+    out: &mut dyn Write,
     indent: &str,
     values: impl Iterator<Item = String>,
 ) -> std::io::Result<()> {
@@ -254,6 +275,8 @@ fn quote(s: &str) -> String {
 
 /// The YAML subset of OpenCV's `FileStorage`.
 mod yaml {
+    use super::{MAX_DEPTH, MAX_MODEL_FILE_BYTES};
+
     pub enum Node {
         Map(Vec<(String, Node)>),
         Seq(Vec<Node>),
@@ -292,10 +315,19 @@ mod yaml {
         }
     }
 
+    /// Parses `text`: at most [`MAX_MODEL_FILE_BYTES`] of it, nested at most
+    /// [`MAX_DEPTH`] levels deep.
     pub fn parse(text: &str) -> Result<Node, String> {
+        if text.len() as u64 > MAX_MODEL_FILE_BYTES {
+            return Err(format!(
+                "{} bytes, over the limit of {MAX_MODEL_FILE_BYTES} bytes for a model",
+                text.len()
+            ));
+        }
         let mut p = Parser {
             s: text.as_bytes(),
             pos: 0,
+            depth: 0,
         };
         p.skip_header()?;
         p.block(0)
@@ -304,9 +336,23 @@ mod yaml {
     struct Parser<'a> {
         s: &'a [u8],
         pos: usize,
+        /// Mappings and sequences open around `pos`.
+        depth: usize,
     }
 
     impl Parser<'_> {
+        /// Enters one more level of nesting, or fails past [`MAX_DEPTH`].
+        /// (No need to leave on an error: the whole parse ends with it.)
+        fn enter(&mut self) -> Result<(), String> {
+            self.depth += 1;
+            if self.depth > MAX_DEPTH {
+                return self.err(&format!(
+                    "nested more than {MAX_DEPTH} levels deep: not an OpenCV model"
+                ));
+            }
+            Ok(())
+        }
+
         fn line(&self) -> usize {
             self.s[..self.pos.min(self.s.len())]
                 .iter()
@@ -382,6 +428,13 @@ mod yaml {
             let Some(indent) = self.next_indent().filter(|&i| i >= min) else {
                 return Ok(Node::Scalar(String::new()));
             };
+            self.enter()?;
+            let node = self.block_at(indent)?;
+            self.depth -= 1;
+            Ok(node)
+        }
+
+        fn block_at(&mut self, indent: usize) -> Result<Node, String> {
             let is_seq = self.s[self.pos + indent] == b'-'
                 && matches!(
                     self.s.get(self.pos + indent + 1),
@@ -459,6 +512,13 @@ mod yaml {
         }
 
         fn flow(&mut self) -> Result<Node, String> {
+            self.enter()?;
+            let node = self.flow_inner()?;
+            self.depth -= 1;
+            Ok(node)
+        }
+
+        fn flow_inner(&mut self) -> Result<Node, String> {
             let open = self.peek().unwrap();
             let close = if open == b'[' { b']' } else { b'}' };
             self.pos += 1;
@@ -615,5 +675,141 @@ mod tests {
             let err = Lbph::load(&path).unwrap_err().to_string();
             assert!(err.contains(expect), "{err:?} should mention {expect:?}");
         }
+    }
+
+    fn load_text(text: &str) -> Result<Lbph, String> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.yml");
+        std::fs::write(&path, text).unwrap();
+        Lbph::load(&path).map_err(|e| e.to_string())
+    }
+
+    /// The attack: about 100 KB of `[` used to overflow the parser's stack
+    /// and abort the process. Run on a thread with a small stack (256 KiB),
+    /// to show that the depth limit, not a big stack, is what stops it.
+    #[test]
+    fn deep_nesting_is_refused_not_a_stack_overflow() {
+        let flow = format!(
+            "%YAML:1.0\n---\nopencv_lbphfaces:\n   histograms: {}\n",
+            "[".repeat(100_000)
+        );
+        let mut block = String::from("%YAML:1.0\n---\n");
+        for depth in 0..2_000 {
+            block.push_str(&" ".repeat(depth));
+            block.push_str("-\n");
+        }
+        let errors = std::thread::Builder::new()
+            .stack_size(256 << 10)
+            .spawn(move || [load_text(&flow), load_text(&block)])
+            .unwrap()
+            .join()
+            .expect("no stack overflow");
+        let flow_err = errors[0].as_ref().map(|_| ()).unwrap_err();
+        assert!(
+            flow_err.contains("line 4: nested more than 32 levels deep"),
+            "{flow_err}"
+        );
+        let block_err = errors[1].as_ref().map(|_| ()).unwrap_err();
+        assert!(block_err.contains("nested more than 32"), "{block_err}");
+        // A real model's five levels are well within the limit.
+        let dir = tempfile::tempdir().unwrap();
+        model().save(&dir.path().join("ok.yml")).unwrap();
+        assert!(Lbph::load(&dir.path().join("ok.yml")).is_ok());
+    }
+
+    /// A model of a 1 × 1 grid of 4 bins (cells of 4 pixels) with two
+    /// templates, the second's data as given.
+    fn tiny_model(second: &str, labels: &str) -> String {
+        let matrix = |data: &str| {
+            format!("      - !!opencv-matrix\n         rows: 1\n         cols: 4\n         dt: f\n         data: [ {data} ]\n")
+        };
+        format!(
+            "%YAML:1.0\n---\nopencv_lbphfaces:\n   threshold: 0.\n   radius: 1\n   neighbors: 2\n   grid_x: 1\n   grid_y: 1\n   histograms:\n{}{}   labels: !!opencv-matrix\n      rows: 2\n      cols: 1\n      dt: i\n      data: [ {labels} ]\n   labelsInfo: []\n",
+            matrix("0.5, 0.25, 0.25, 0."),
+            matrix(second)
+        )
+    }
+
+    /// The attack: NaN or infinite histograms loaded and made every
+    /// distance NaN. Now the template is named and refused.
+    #[test]
+    fn nan_infinite_and_negative_histograms_are_refused() {
+        let ok = load_text(&tiny_model("0.25, 0.25, 0.25, 0.25", "1, 2")).unwrap();
+        assert_eq!(ok.gallery().len(), 2);
+        for (data, expect) in [
+            (
+                ".nan, .nan, .nan, .nan",
+                "template 1: its histogram holds NaN (value 0)",
+            ),
+            (
+                "0.5, .Inf, 0.25, 0.25",
+                "template 1: its histogram holds inf (value 1)",
+            ),
+            ("0.5, 0.25, -.inf, 0.25", "holds -inf (value 2)"),
+            ("0.5, 0.5, 0.25, -0.25", "holds -0.25 (value 3)"),
+            ("nan, 0.5, 0.25, 0.25", "holds NaN (value 0)"),
+            ("0., 0., 0., 0.", "template 1: its histogram is all zeros"),
+        ] {
+            let err = load_text(&tiny_model(data, "1, 2"))
+                .err()
+                .unwrap_or_default();
+            assert!(
+                err.contains(expect),
+                "{data}: {err:?} should say {expect:?}"
+            );
+        }
+        for labels in ["1, .nan", "1, 2.5", "1, 1e12"] {
+            let err = load_text(&tiny_model("0.25, 0.25, 0.25, 0.25", labels)).unwrap_err();
+            assert!(
+                err.contains("label 1 is") && err.contains("not a whole number"),
+                "{err}"
+            );
+        }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn only_regular_files_are_read_as_models() {
+        let err = Lbph::load(Path::new("/dev/zero")).unwrap_err().to_string();
+        assert!(
+            err.contains("character device, not a regular file"),
+            "{err}"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("m.yml");
+        assert!(std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success());
+        let err = Lbph::load(&fifo).unwrap_err().to_string();
+        assert!(err.contains("named pipe"), "{err}");
+        let err = Lbph::load(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("a folder"), "{err}");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn saving_is_private_and_removes_a_killed_writers_leftovers() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("plant.yml");
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead = child.id();
+        child.wait().unwrap();
+        let leftover = dir.path().join(format!(".plant.yml.kv-tmp-{dead}-7"));
+        std::fs::write(&leftover, "%YAML:1.0\n---\nopencv_lbphfaces:\n   thre").unwrap();
+        model().save(&path).unwrap();
+        assert!(
+            !leftover.exists(),
+            "the killed writer's temporary file is gone"
+        );
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["plant.yml"]);
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "{mode:o}");
     }
 }

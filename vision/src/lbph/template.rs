@@ -7,6 +7,17 @@
 //! (a larger `--aligned` photo) saturates the byte and is kept exactly in a
 //! short overflow list, so no result ever changes. OpenCV's floats are
 //! recomputed on demand with OpenCV's own arithmetic, bit for bit.
+//!
+//! Templates also arrive from outside: from kiosks over the network, from
+//! stores on disk, from OpenCV model files. A template that no image could
+//! have given is refused when it is decoded, with the reason, because the
+//! matcher trusts what it is given: a cell size of 0 makes every distance
+//! NaN or zero (a template that matches everyone), and counts that do not
+//! add up to the cell size are not a histogram at all. Decoding checks
+//! that the cells hold at least one and at most
+//! [`MAX_IMAGE_PIXELS`]` / cells` pixels, that every cell's counts sum to
+//! the cell size, and that the overflow list names exactly the saturated
+//! bins, once each and in order (as [`Template::to_bytes`] writes it).
 
 use image::GrayImage;
 
@@ -100,6 +111,36 @@ impl TemplateRef<'_> {
 
 const MAGIC: &[u8; 4] = b"KVT1";
 const HEADER_LEN: usize = 16;
+
+/// The most LBP codes (about the pixels of the photo) a template may cover:
+/// 2^30, a gigapixel photo. The `image` crate refuses to decode more than
+/// 512 MiB, and a kiosk's crop has 10 010 codes; anything above is no photo.
+pub const MAX_IMAGE_PIXELS: u64 = 1 << 30;
+
+/// Checks that `counts` (exact, overflow restored) is a histogram an image
+/// could give with `cell_pixels` codes a cell.
+fn check_counts(layout: Layout, cell_pixels: u32, counts: &[u32]) -> Result<(), String> {
+    if cell_pixels == 0 {
+        return Err("its cells have 0 pixels, which no face image gives".into());
+    }
+    let cells = layout.cells() as u64;
+    if cell_pixels as u64 * cells > MAX_IMAGE_PIXELS {
+        return Err(format!(
+            "its cells have {cell_pixels} pixels, implausible for {} cells: \
+             a photo of over {MAX_IMAGE_PIXELS} pixels",
+            cells
+        ));
+    }
+    for (cell, hist) in counts.chunks_exact(layout.bins()).enumerate() {
+        let sum: u64 = hist.iter().map(|&c| c as u64).sum();
+        if sum != cell_pixels as u64 {
+            return Err(format!(
+                "cell {cell} counts {sum} pixels, but its cells have {cell_pixels}"
+            ));
+        }
+    }
+    Ok(())
+}
 
 impl Template {
     /// Computes the template of a grey face image, as OpenCV's `train` does.
@@ -213,14 +254,27 @@ impl Template {
                 layout.bins()
             ));
         }
+        // NaN would slip through the search for the smallest value below
+        // (`min` ignores it) and make every distance NaN.
+        if let Some((bin, v)) = values
+            .iter()
+            .enumerate()
+            .find(|(_, v)| !v.is_finite() || **v < 0.0)
+        {
+            return Err(format!(
+                "holds {v} (value {bin}), which no LBP histogram can: \
+                 they are pixel counts divided by the cell size"
+            ));
+        }
         let smallest = values
             .iter()
             .copied()
             .filter(|&v| v != 0.0)
             .fold(f32::INFINITY, f32::min);
         if smallest == f32::INFINITY {
-            // OpenCV's histogram of an image too small to have any LBP code.
-            return Ok(Self::from_exact_counts(layout, 0, &vec![0; values.len()]));
+            // No image has no LBP code at all: OpenCV's histogram of one too
+            // small for the grid is NaN, and ours refuses it.
+            return Err("is all zeros, which no face image gives".into());
         }
         if !(smallest > 0.0 && smallest <= 1.0) {
             return Err(format!(
@@ -236,6 +290,7 @@ impl Template {
                 continue;
             }
             if let Some(counts) = counts_for(layout, n as u32, values) {
+                check_counts(layout, n as u32, &counts)?;
                 return Ok(Self::from_exact_counts(layout, n as u32, &counts));
             }
         }
@@ -284,6 +339,7 @@ impl Template {
         let layout = Layout::of(&params);
         let cell_pixels = u32_at(8);
         let overflow_len = u32_at(12) as usize;
+
         let expected = layout.histogram_len().checked_add(
             overflow_len
                 .checked_mul(8)
@@ -299,16 +355,32 @@ impl Template {
             let (bin, count) = (u32_at(at), u32_at(at + 4));
             if bin as usize >= layout.histogram_len() || count < 255 || counts[bin as usize] != 255
             {
-                return Err(bad("inconsistent overflow entry"));
+                return Err(Error::BadTemplate(format!(
+                    "inconsistent overflow entry {i}: bin {bin}, count {count}"
+                )));
+            }
+            if overflow.last().is_some_and(|&(last, _)| last >= bin) {
+                return Err(Error::BadTemplate(format!(
+                    "overflow entry {i} (bin {bin}) is out of order or repeated"
+                )));
             }
             overflow.push((bin, count));
         }
-        Ok(Self {
+        let saturated = counts.iter().filter(|&&c| c == 255).count();
+        if saturated != overflow_len {
+            return Err(Error::BadTemplate(format!(
+                "{saturated} saturated bins but {overflow_len} overflow entries"
+            )));
+        }
+        let template = Self {
             layout,
             cell_pixels,
             counts,
             overflow: overflow.into(),
-        })
+        };
+        check_counts(layout, cell_pixels, &template.as_ref().exact_counts())
+            .map_err(Error::BadTemplate)?;
+        Ok(template)
     }
 }
 
@@ -386,6 +458,112 @@ mod tests {
         values[3] = 0.3;
         assert!(Template::from_opencv_histogram(layout, &values).is_err());
         assert!(Template::from_opencv_histogram(layout, &values[1..]).is_err());
+    }
+
+    /// `to_bytes` of `t` with `edit` applied to the bytes.
+    fn edited(t: &Template, edit: impl FnOnce(&mut Vec<u8>)) -> Result<Template, String> {
+        let mut bytes = t.to_bytes();
+        edit(&mut bytes);
+        Template::from_bytes(&bytes).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn templates_no_image_gives_are_refused() {
+        let crop = Template::extract(&LbphParams::default(), &face(92, 112, 3)).unwrap();
+        let set_cell_pixels =
+            |n: u32| move |b: &mut Vec<u8>| b[8..12].copy_from_slice(&n.to_le_bytes());
+        for (edit, expect) in [
+            (set_cell_pixels(0), "its cells have 0 pixels"),
+            (
+                set_cell_pixels(144),
+                "cell 0 counts 143 pixels, but its cells have 144",
+            ),
+            (set_cell_pixels(u32::MAX), "implausible for 64 cells"),
+        ] {
+            let err = edited(&crop, edit).unwrap_err();
+            assert!(
+                err.contains("malformed template") && err.contains(expect),
+                "{err}"
+            );
+        }
+        // One pixel moved between cells: both sums are off.
+        let err = edited(&crop, |b| {
+            let bin = HEADER_LEN
+                + b[HEADER_LEN..]
+                    .iter()
+                    .position(|&c| c > 0 && c < 254)
+                    .unwrap();
+            b[bin] += 1;
+        })
+        .unwrap_err();
+        assert!(err.contains("counts 144 pixels"), "{err}");
+
+        // Overflow entries: a saturated byte without one, one repeated.
+        let flat = GrayImage::from_pixel(200, 200, image::Luma([9]));
+        let big = Template::extract(&LbphParams::default(), &flat).unwrap();
+        let err = edited(&big, |b| {
+            b[12..16].copy_from_slice(&63u32.to_le_bytes());
+            b.truncate(b.len() - 8);
+        })
+        .unwrap_err();
+        assert!(
+            err.contains("64 saturated bins but 63 overflow entries"),
+            "{err}"
+        );
+        let err = edited(&big, |b| {
+            let last = b.len() - 16;
+            let (a, z) = b.split_at_mut(last + 8);
+            z.copy_from_slice(&a[last..last + 8]);
+        })
+        .unwrap_err();
+        assert!(err.contains("out of order or repeated"), "{err}");
+    }
+
+    #[test]
+    fn templates_images_give_pass_the_checks() {
+        // Kiosk crops, `--aligned` photos of every size (overflow included),
+        // other layouts.
+        let other = LbphParams {
+            radius: 2,
+            neighbors: 4,
+            grid_x: 5,
+            grid_y: 7,
+            ..LbphParams::default()
+        };
+        for params in [LbphParams::default(), other] {
+            for (w, h) in [(92, 112), (200, 200), (37, 41), (640, 480), (10, 10)] {
+                let Ok(t) = Template::extract(&params, &face(w, h, w + h)) else {
+                    continue; // too small for this layout
+                };
+                assert_eq!(Template::from_bytes(&t.to_bytes()).unwrap(), t, "{w}×{h}");
+                let flat = GrayImage::from_pixel(w, h, image::Luma([7]));
+                let t = Template::extract(&params, &flat).unwrap();
+                assert_eq!(
+                    Template::from_bytes(&t.to_bytes()).unwrap(),
+                    t,
+                    "flat {w}×{h}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn non_finite_and_negative_opencv_values_are_refused() {
+        let layout = Layout::of(&LbphParams::default());
+        let t = Template::extract(&LbphParams::default(), &face(92, 112, 5)).unwrap();
+        for (bad, expect) in [
+            (f32::NAN, "holds NaN (value 9)"),
+            (f32::INFINITY, "holds inf (value 9)"),
+            (-1.0, "holds -1 (value 9)"),
+        ] {
+            let mut values = t.to_opencv_histogram();
+            values[9] = bad;
+            let err = Template::from_opencv_histogram(layout, &values).unwrap_err();
+            assert!(err.contains(expect), "{err}");
+        }
+        let zeros = vec![0.0; layout.histogram_len()];
+        let err = Template::from_opencv_histogram(layout, &zeros).unwrap_err();
+        assert!(err.contains("all zeros"), "{err}");
     }
 
     #[test]

@@ -70,6 +70,9 @@ impl AuditView {
                         .color(theme::GOOD),
                 );
             }
+            Some(ChainStatus::Unkeyed { rows }) => {
+                ui.label(format!("{} ({rows})", kiosk.t(T::ChainIntact)));
+            }
             Some(ChainStatus::Broken { seq, reason }) => {
                 ui.label(
                     RichText::new(format!("!! {} {seq} ({reason:?})", kiosk.t(T::ChainBroken)))

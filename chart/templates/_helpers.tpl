@@ -53,6 +53,65 @@ labels:
 {{- include "kubevision.fullname" . }}-headless
 {{- end }}
 
+{{/* The CloudNativePG Cluster: <fullname>-db, short enough for its Services (<cluster>-rw). */}}
+{{- define "kubevision.cnpgName" -}}
+{{- printf "%s-db" (include "kubevision.fullname" . | trunc 50 | trimSuffix "-") }}
+{{- end }}
+
+{{- define "kubevision.postgres" -}}
+{{- if eq .Values.gallery.store "postgres" }}true{{ end }}
+{{- end }}
+
+{{- define "kubevision.cnpg" -}}
+{{- if and (include "kubevision.postgres" .) .Values.gallery.postgres.cloudnativepg.enabled }}true{{ end }}
+{{- end }}
+
+{{/*
+The Secret and key holding the connection string (KUBEVISION_STORE), and
+those of the database's CA (KUBEVISION_STORE_CA_FILE; empty: none). A
+CloudNativePG cluster writes <cluster>-app (key uri) and <cluster>-ca (key ca.crt).
+*/}}
+{{- define "kubevision.storeSecretName" -}}
+{{- if include "kubevision.cnpg" . }}{{ include "kubevision.cnpgName" . }}-app{{ else }}{{ .Values.gallery.postgres.existingSecret }}{{ end }}
+{{- end }}
+
+{{- define "kubevision.storeSecretKey" -}}
+{{- if include "kubevision.cnpg" . }}uri{{ else }}{{ .Values.gallery.postgres.existingSecretKey }}{{ end }}
+{{- end }}
+
+{{- define "kubevision.storeCaSecretName" -}}
+{{- if include "kubevision.cnpg" . }}{{ include "kubevision.cnpgName" . }}-ca{{ else }}{{ .Values.gallery.postgres.caSecret.name }}{{ end }}
+{{- end }}
+
+{{- define "kubevision.storeCaSecretKey" -}}
+{{- if include "kubevision.cnpg" . }}ca.crt{{ else }}{{ .Values.gallery.postgres.caSecret.key }}{{ end }}
+{{- end }}
+
+{{/*
+The rules of values.schema.json that span several keys, in the same words,
+for renders that skip the schema (--skip-schema-validation). The schema can
+only name a "missing property", so the explanation is that property's name.
+*/}}
+{{- define "kubevision.validate" -}}
+{{- $g := .Values.gallery -}}
+{{- $pg := $g.postgres -}}
+{{- if and (eq $g.store "sqlite") (or (gt (int .Values.replicaCount) 1) .Values.autoscaling.enabled) }}
+{{- fail "replicaCount > 1 and autoscaling.enabled need gallery.store=postgres: with SQLite every replica would keep a gallery of its own" }}
+{{- end }}
+{{- if and (eq $g.store "postgres") (not $pg.existingSecret) (not $pg.cloudnativepg.enabled) }}
+{{- fail "set gallery.postgres.existingSecret or gallery.postgres.cloudnativepg.enabled=true: gallery.store=postgres needs a connection string to the database" }}
+{{- end }}
+{{- if and $pg.existingSecret $pg.cloudnativepg.enabled }}
+{{- fail "set only one of gallery.postgres.existingSecret and gallery.postgres.cloudnativepg.enabled: they name two different databases" }}
+{{- end }}
+{{- if and $pg.caSecret.name $pg.cloudnativepg.enabled }}
+{{- fail "leave gallery.postgres.caSecret empty with gallery.postgres.cloudnativepg.enabled: the service trusts the CA that CloudNativePG made for the cluster" }}
+{{- end }}
+{{- if and (eq $g.store "sqlite") $pg.cloudnativepg.enabled }}
+{{- fail "gallery.postgres.cloudnativepg.enabled needs gallery.store=postgres: the database cluster would be unused with SQLite" }}
+{{- end }}
+{{- end }}
+
 {{- define "kubevision.tlsSecretName" -}}
 {{- .Values.tls.existingSecret | default (printf "%s-tls" (include "kubevision.fullname" .)) }}
 {{- end }}

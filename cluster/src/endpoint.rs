@@ -53,12 +53,14 @@ impl Endpoint {
         let name = service.metadata.name.as_deref()?;
         let namespace = service.metadata.namespace.as_deref()?;
         // The service terminates TLS itself when its container is given a certificate.
-        let tls = of_kind("StatefulSet").any(|s| {
-            s.data
-                .pointer("/spec/template/spec/containers/0/env")
-                .and_then(Value::as_array)
-                .is_some_and(|env| env.iter().any(|e| e["name"] == "KUBEVISION_TLS_CERT"))
-        });
+        let tls = of_kind("StatefulSet")
+            .chain(of_kind("Deployment"))
+            .any(|s| {
+                s.data
+                    .pointer("/spec/template/spec/containers/0/env")
+                    .and_then(Value::as_array)
+                    .is_some_and(|env| env.iter().any(|e| e["name"] == "KUBEVISION_TLS_CERT"))
+            });
         Some(Endpoint {
             address: format!("{name}.{namespace}.svc:{}", port["port"]),
             tls,

@@ -35,7 +35,7 @@ pub enum Error {
     MissingApi { kind: String, hint: String },
     #[error("Kubernetes refused to {action}: {message}")]
     Refused { action: String, message: String },
-    #[error("release {release} is not deployed in namespace {namespace} (no StatefulSet found)")]
+    #[error("release {release} is not deployed in namespace {namespace} (no StatefulSet or Deployment found)")]
     NotDeployed { release: String, namespace: String },
     #[error("{0}")]
     Rollout(Failure),

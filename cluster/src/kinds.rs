@@ -1,7 +1,7 @@
 //! The kinds of object the chart renders, for applying, listing and deleting
 //! them without a discovery round trip, and the label selectors of a release.
 
-use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{Secret, Service};
 use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
@@ -38,15 +38,33 @@ impl ObjectRef {
     }
 }
 
+/// The kinds of the workload: a StatefulSet (SQLite) or a Deployment (PostgreSQL).
+pub(crate) const WORKLOAD_KINDS: [&str; 2] = ["StatefulSet", "Deployment"];
+
+/// CloudNativePG's API group: its `Cluster` holds the PostgreSQL gallery.
+pub(crate) const CNPG_GROUP: &str = "postgresql.cnpg.io";
+
+pub(crate) fn is_workload(obj: &DynamicObject) -> bool {
+    obj.types
+        .as_ref()
+        .is_some_and(|t| t.api_version == "apps/v1" && WORKLOAD_KINDS.contains(&t.kind.as_str()))
+}
+
+/// The CloudNativePG `Cluster`: its volumes are the PostgreSQL gallery.
+pub(crate) fn is_database(obj: &DynamicObject) -> bool {
+    obj.types.as_ref().is_some_and(|t| {
+        t.api_version == crate::render::CNPG_API_VERSION && t.kind == crate::render::CNPG_KIND
+    })
+}
+
 /// Every kind the chart can render, in the order they are applied: what the
-/// pods use (Secrets, Services) before the StatefulSet, the autoscaler last.
+/// pods use (Secrets, Services, the database) before the workload, the
+/// autoscaler last.
 pub(crate) fn release_kinds() -> Vec<ApiResource> {
-    let cert_manager = |kind: &str, plural: &str| {
-        ApiResource::from_gvk_with_plural(
-            &GroupVersionKind::gvk("cert-manager.io", "v1", kind),
-            plural,
-        )
+    let custom = |group: &str, kind: &str, plural: &str| {
+        ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, "v1", kind), plural)
     };
+    let cert_manager = |kind: &str, plural: &str| custom("cert-manager.io", kind, plural);
     vec![
         ApiResource::erase::<Secret>(&()),
         ApiResource::erase::<Service>(&()),
@@ -55,7 +73,9 @@ pub(crate) fn release_kinds() -> Vec<ApiResource> {
         cert_manager("Issuer", "issuers"),
         cert_manager("Certificate", "certificates"),
         ApiResource::erase::<Ingress>(&()),
+        custom(CNPG_GROUP, crate::render::CNPG_KIND, "clusters"),
         ApiResource::erase::<StatefulSet>(&()),
+        ApiResource::erase::<Deployment>(&()),
         ApiResource::erase::<HorizontalPodAutoscaler>(&()),
     ]
 }
@@ -84,7 +104,7 @@ pub(crate) fn claim_selector(release: &Release) -> String {
 }
 
 /// The release's objects of every kind, in apply order. A kind whose API
-/// the cluster lacks (cert-manager not installed) simply has none.
+/// the cluster lacks (cert-manager or CloudNativePG not installed) simply has none.
 pub(crate) async fn list_release_objects(
     client: &Client,
     release: &Release,

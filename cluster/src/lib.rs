@@ -12,11 +12,13 @@
 //! - [`mod@render`]: [`render()`], the chart's objects for those values.
 //! - [`mod@deploy`]: [`deploy()`] (install and upgrade alike): server-side apply
 //!   under the field manager [`FIELD_MANAGER`].
-//! - [`mod@rollout`]: [`rollout()`], following the StatefulSet until it is ready,
+//! - [`mod@rollout`]: [`rollout()`], following the workload (StatefulSet for
+//!   SQLite, Deployment for PostgreSQL) until it is ready,
 //!   with [`Progress`] reports.
 //! - [`mod@diagnose`]: [`diagnose()`], pod states in plain words ([`Failure`]).
 //! - [`mod@endpoint`]: [`Endpoint`], the address the kiosk's offload client uses.
-//! - [`mod@remove`]: [`remove()`], deleting a release, its galleries only on request.
+//! - [`mod@remove`]: [`remove()`], deleting a release, its galleries (SQLite claims,
+//!   CloudNativePG cluster) only on request.
 //! - [`mod@status`]: [`status()`], a release's objects, readiness, endpoint and failures.
 //! - [`mod@error`]: [`Error`], every failure in plain words.
 

@@ -1,16 +1,20 @@
-//! Uninstall: the release's objects go, its gallery claims stay unless asked.
+//! Uninstall: the release's objects go, its galleries stay unless asked: the
+//! SQLite StatefulSet's claims and the CloudNativePG cluster of a PostgreSQL
+//! gallery (whose volumes go with it).
 
 use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
+use kube::Client;
 
 use crate::connect::Connection;
 use crate::error::{is_not_found, Error};
-use crate::kinds::{claim_selector, list_release_objects, resource_of, ObjectRef};
+use crate::kinds::{claim_selector, is_database, list_release_objects, resource_of, ObjectRef};
 use crate::values::Release;
 
 /// Deletes the release's objects (the autoscaler first, the Secrets last)
-/// and, with `delete_gallery`, the replicas' gallery claims. Returns what
-/// was deleted; a release that is not there leaves nothing to delete.
+/// and, with `delete_gallery`, the gallery: the SQLite claims and the
+/// CloudNativePG cluster. Returns what was deleted; a release that is not
+/// there leaves nothing to delete.
 pub async fn remove(
     conn: &Connection,
     release: &Release,
@@ -19,25 +23,14 @@ pub async fn remove(
     let client = conn.client();
     let mut deleted = Vec::new();
     for obj in list_release_objects(client, release).await?.iter().rev() {
-        let object = ObjectRef::of(obj);
-        let Some(resource) = resource_of(obj) else {
-            continue;
-        };
-        let api: Api<DynamicObject> =
-            Api::namespaced_with(client.clone(), &release.namespace, &resource);
-        if object.kind == "StatefulSet" && !delete_gallery && deletes_claims(obj) {
-            // persistence.keep=false makes the StatefulSet controller delete
-            // the claims with it: switch that off first.
-            let retain = serde_json::json!({"spec": {"persistentVolumeClaimRetentionPolicy": {"whenDeleted": "Retain"}}});
-            api.patch(
-                &object.name,
-                &PatchParams::default(),
-                &Patch::Merge(&retain),
-            )
-            .await
-            .map_err(|e| Error::kube(format!("keep the galleries of {object}"), e))?;
-        }
-        delete(&api, object, &mut deleted).await?;
+        delete_object(
+            client,
+            &release.namespace,
+            obj,
+            delete_gallery,
+            &mut deleted,
+        )
+        .await?;
     }
     if delete_gallery {
         let claims: Api<PersistentVolumeClaim> =
@@ -55,6 +48,40 @@ pub async fn remove(
         }
     }
     Ok(deleted)
+}
+
+/// Deletes one object of a release (by [`remove()`], or by [`crate::deploy()`]
+/// when the values no longer render it). Without `delete_gallery` the
+/// gallery survives: the database cluster is left alone, and a StatefulSet
+/// that would take its claims along is told to retain them first.
+pub(crate) async fn delete_object(
+    client: &Client,
+    namespace: &str,
+    obj: &DynamicObject,
+    delete_gallery: bool,
+    deleted: &mut Vec<ObjectRef>,
+) -> Result<(), Error> {
+    let object = ObjectRef::of(obj);
+    let Some(resource) = resource_of(obj) else {
+        return Ok(());
+    };
+    if is_database(obj) && !delete_gallery {
+        return Ok(());
+    }
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &resource);
+    if object.kind == "StatefulSet" && !delete_gallery && deletes_claims(obj) {
+        // persistence.keep=false makes the StatefulSet controller delete
+        // the claims with it: switch that off first.
+        let retain = serde_json::json!({"spec": {"persistentVolumeClaimRetentionPolicy": {"whenDeleted": "Retain"}}});
+        api.patch(
+            &object.name,
+            &PatchParams::default(),
+            &Patch::Merge(&retain),
+        )
+        .await
+        .map_err(|e| Error::kube(format!("keep the galleries of {object}"), e))?;
+    }
+    delete(&api, object, deleted).await
 }
 
 fn deletes_claims(set: &DynamicObject) -> bool {

@@ -1,10 +1,11 @@
-//! Following a rollout: the StatefulSet's readiness after every change of
+//! Following a rollout: the workload's readiness (the StatefulSet of a
+//! SQLite gallery, the Deployment of a PostgreSQL one) after every change of
 //! its pods, stopping early on a failure that waiting cannot cure.
 
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams, WatchParams};
 use tokio::time::Instant;
@@ -16,7 +17,7 @@ use crate::kinds::release_selector;
 use crate::values::Release;
 
 /// A pod watch ends after this long, so readiness is looked at again even
-/// when the StatefulSet's status changes after its pods'.
+/// when the workload's status changes after its pods'.
 const WATCH_SECONDS: u32 = 10;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,19 +60,15 @@ async fn follow(
     last: &mut Progress,
     on_progress: &mut impl FnMut(&Progress),
 ) -> Result<Progress, Error> {
-    let sets: Api<StatefulSet> = Api::namespaced(conn.client().clone(), &release.namespace);
     let pods: Api<Pod> = Api::namespaced(conn.client().clone(), &release.namespace);
     let selector = release_selector(release);
     loop {
-        let list = sets
-            .list(&ListParams::default().labels(&selector))
-            .await
-            .map_err(|e| Error::kube("read the StatefulSet", e))?;
-        let set = list.items.first().ok_or_else(|| Error::NotDeployed {
-            release: release.name.clone(),
-            namespace: release.namespace.clone(),
-        })?;
-        let readiness = Readiness::of(set);
+        let (readiness, version) = workload_readiness(conn, release, &selector)
+            .await?
+            .ok_or_else(|| Error::NotDeployed {
+                release: release.name.clone(),
+                namespace: release.namespace.clone(),
+            })?;
         let failures = if readiness.done {
             Vec::new()
         } else {
@@ -96,9 +93,8 @@ async fn follow(
         if readiness.done {
             return Ok(last.clone());
         }
-        // Pod changes from the StatefulSet list on: any event, or the end of
+        // Pod changes from the workload list on: any event, or the end of
         // the watch, is a reason to look again.
-        let version = list.metadata.resource_version.unwrap_or_default();
         let params = WatchParams::default()
             .labels(&selector)
             .timeout(WATCH_SECONDS);
@@ -111,7 +107,35 @@ async fn follow(
     }
 }
 
-/// A StatefulSet's rollout state, as `kubectl rollout status` judges it.
+/// The release's workload, StatefulSet or else Deployment, with the resource
+/// version of its list; `None` when there is neither.
+async fn workload_readiness(
+    conn: &Connection,
+    release: &Release,
+    selector: &str,
+) -> Result<Option<(Readiness, String)>, Error> {
+    let lp = ListParams::default().labels(selector);
+    let sets: Api<StatefulSet> = Api::namespaced(conn.client().clone(), &release.namespace);
+    let list = sets
+        .list(&lp)
+        .await
+        .map_err(|e| Error::kube("read the StatefulSet", e))?;
+    if let Some(set) = list.items.first() {
+        let version = list.metadata.resource_version.clone().unwrap_or_default();
+        return Ok(Some((Readiness::of(set), version)));
+    }
+    let deployments: Api<Deployment> = Api::namespaced(conn.client().clone(), &release.namespace);
+    let list = deployments
+        .list(&lp)
+        .await
+        .map_err(|e| Error::kube("read the Deployment", e))?;
+    Ok(list.items.first().map(|deployment| {
+        let version = list.metadata.resource_version.clone().unwrap_or_default();
+        (Readiness::of_deployment(deployment), version)
+    }))
+}
+
+/// A workload's rollout state, as `kubectl rollout status` judges it.
 pub(crate) struct Readiness {
     pub ready: i32,
     pub desired: i32,
@@ -119,6 +143,29 @@ pub(crate) struct Readiness {
 }
 
 impl Readiness {
+    /// A Deployment is rolled out when its controller has seen the current
+    /// spec, every desired replica runs the new template, no old replica is
+    /// left and the new ones are available.
+    pub(crate) fn of_deployment(deployment: &Deployment) -> Self {
+        let desired = deployment
+            .spec
+            .as_ref()
+            .and_then(|s| s.replicas)
+            .unwrap_or(1);
+        let status = deployment.status.clone().unwrap_or_default();
+        let ready = status.ready_replicas.unwrap_or(0);
+        let updated = status.updated_replicas.unwrap_or(0);
+        let observed =
+            status.observed_generation.unwrap_or(0) >= deployment.metadata.generation.unwrap_or(0);
+        let no_old = status.replicas.unwrap_or(0) <= updated;
+        let available = status.available_replicas.unwrap_or(0) >= updated;
+        Readiness {
+            ready,
+            desired,
+            done: observed && updated >= desired && no_old && available && ready >= desired,
+        }
+    }
+
     pub(crate) fn of(set: &StatefulSet) -> Self {
         let desired = set.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
         let status = set.status.clone().unwrap_or_default();

@@ -1,12 +1,12 @@
 //! A release at a glance: its objects, readiness, endpoint and failures.
 
-use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 
 use crate::connect::Connection;
 use crate::diagnose::{diagnose, Failure};
 use crate::endpoint::Endpoint;
 use crate::error::Error;
-use crate::kinds::{list_release_objects, ObjectRef};
+use crate::kinds::{is_workload, list_release_objects, ObjectRef};
 use crate::rollout::Readiness;
 use crate::values::Release;
 
@@ -25,11 +25,22 @@ pub struct ReleaseStatus {
 
 pub async fn status(conn: &Connection, release: &Release) -> Result<ReleaseStatus, Error> {
     let objects = list_release_objects(conn.client(), release).await?;
-    let set = objects
-        .iter()
-        .filter(|o| o.types.as_ref().is_some_and(|t| t.kind == "StatefulSet"))
-        .find_map(|o| o.clone().try_parse::<StatefulSet>().ok());
-    let readiness = set.as_ref().map(Readiness::of);
+    // The workload: a StatefulSet (SQLite) or a Deployment (PostgreSQL).
+    let readiness = objects.iter().filter(|o| is_workload(o)).find_map(|o| {
+        match o.types.as_ref().map(|t| t.kind.as_str()) {
+            Some("StatefulSet") => o
+                .clone()
+                .try_parse::<StatefulSet>()
+                .ok()
+                .map(|s| Readiness::of(&s)),
+            Some("Deployment") => o
+                .clone()
+                .try_parse::<Deployment>()
+                .ok()
+                .map(|d| Readiness::of_deployment(&d)),
+            _ => None,
+        }
+    });
     let failures = match &readiness {
         Some(r) if !r.done => diagnose(conn, release).await?,
         _ => Vec::new(),

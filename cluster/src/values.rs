@@ -82,6 +82,39 @@ impl DeployValues {
                  certificate to a gRPC backend",
             );
         }
+        let g = &v.gallery;
+        let pg = &g.postgres;
+        let cnpg = pg.cloudnativepg.enabled;
+        if g.store == Store::Sqlite && (v.replica_count > 1 || v.autoscaling.enabled) {
+            return refuse(
+                "replicaCount > 1 and autoscaling.enabled need gallery.store=postgres: with SQLite every \
+                 replica would keep a gallery of its own",
+            );
+        }
+        if g.store == Store::Postgres && pg.existing_secret.is_empty() && !cnpg {
+            return refuse(
+                "set gallery.postgres.existingSecret or gallery.postgres.cloudnativepg.enabled=true: \
+                 gallery.store=postgres needs a connection string to the database",
+            );
+        }
+        if !pg.existing_secret.is_empty() && cnpg {
+            return refuse(
+                "set only one of gallery.postgres.existingSecret and gallery.postgres.cloudnativepg.enabled: \
+                 they name two different databases",
+            );
+        }
+        if !pg.ca_secret.name.is_empty() && cnpg {
+            return refuse(
+                "leave gallery.postgres.caSecret empty with gallery.postgres.cloudnativepg.enabled: the \
+                 service trusts the CA that CloudNativePG made for the cluster",
+            );
+        }
+        if g.store == Store::Sqlite && cnpg {
+            return refuse(
+                "gallery.postgres.cloudnativepg.enabled needs gallery.store=postgres: the database cluster \
+                 would be unused with SQLite",
+            );
+        }
         let p = &v.placement;
         if !p.site.is_empty() && v.gpu.enabled && v.gpu.node_selector.contains_key(&p.label_key) {
             return Err(Error::Values(format!(
@@ -150,6 +183,7 @@ pub struct ChartValues {
     pub image_pull_secrets: Vec<LocalObjectReference>,
     pub replica_count: i32,
     pub backend: String,
+    pub gallery: Gallery,
     pub gpu: Gpu,
     pub placement: Placement,
     pub node_selector: BTreeMap<String, String>,
@@ -176,6 +210,61 @@ pub struct Image {
     pub tag: String,
     pub cuda_tag_suffix: String,
     pub pull_policy: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Gallery {
+    pub store: Store,
+    pub catch_up_seconds: u32,
+    pub postgres: Postgres,
+}
+
+impl Gallery {
+    /// The chart renders a CloudNativePG Cluster.
+    pub fn cloudnativepg(&self) -> bool {
+        self.store == Store::Postgres && self.postgres.cloudnativepg.enabled
+    }
+}
+
+/// Where the gallery of record lives: the StatefulSet's SQLite file, or
+/// PostgreSQL followed by every replica of a Deployment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Store {
+    Sqlite,
+    Postgres,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Postgres {
+    pub existing_secret: String,
+    pub existing_secret_key: String,
+    pub ca_secret: SecretKey,
+    pub cloudnativepg: CloudNativePg,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretKey {
+    pub name: String,
+    pub key: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CloudNativePg {
+    pub enabled: bool,
+    pub instances: u32,
+    pub storage: CloudNativePgStorage,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CloudNativePgStorage {
+    pub size: Quantity,
+    pub storage_class: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -303,6 +392,11 @@ mod tests {
             Some("gpu")
         );
         assert_eq!(v.chart.persistence.size, Quantity("1Gi".into()));
+        assert_eq!(v.chart.gallery.store, Store::Sqlite);
+        assert_eq!(v.chart.gallery.catch_up_seconds, 5);
+        assert_eq!(v.chart.gallery.postgres.existing_secret_key, "uri");
+        assert_eq!(v.chart.gallery.postgres.ca_secret.key, "ca.crt");
+        assert!(!v.chart.gallery.cloudnativepg());
         assert_eq!(DeployValues::new("kv", "kubevision", "{}").unwrap(), v);
     }
 
@@ -336,6 +430,11 @@ mod tests {
                 "cannot be combined with gpu.enabled",
             ),
             ("[unclosed", "invalid values"),
+            ("gallery: {store: mysql}", "unknown variant `mysql`"),
+            (
+                "replicaCount: 2",
+                "with SQLite every replica would keep a gallery of its own",
+            ),
         ] {
             let err = DeployValues::new("kv", "ns", yaml).unwrap_err().to_string();
             assert!(err.contains(words), "{yaml}: {err}");

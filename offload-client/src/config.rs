@@ -1,13 +1,26 @@
 //! How the client connects, waits and retries.
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use crate::balance::Resolver;
 use crate::breaker::BreakerPolicy;
 
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
     /// `http://host:port`, or `https://host:port` with [`ClientConfig::tls`].
+    /// A host name is looked up, and calls are spread over every address it
+    /// has (a headless Service has one per pod); an IP address is used as is.
     pub endpoint: String,
+    /// Looks the endpoint's host name up; `None`: the system's resolver.
+    pub resolver: Option<Arc<dyn Resolver>>,
+    /// How often the host name is looked up again, to follow pods that come
+    /// and go (a failing address also prompts a look-up, at most once a second).
+    pub resolve_every: Duration,
+    /// The pause before re-probing an address that failed, doubled after
+    /// each failed probe up to `probe_max_backoff`.
+    pub probe_backoff: Duration,
+    pub probe_max_backoff: Duration,
     pub connect_timeout: Duration,
     /// Deadline of each attempt of a unary call.
     pub request_timeout: Duration,
@@ -28,6 +41,10 @@ impl ClientConfig {
     pub fn new(endpoint: impl Into<String>) -> Self {
         Self {
             endpoint: endpoint.into(),
+            resolver: None,
+            resolve_every: Duration::from_secs(10),
+            probe_backoff: Duration::from_millis(500),
+            probe_max_backoff: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(1),
             request_timeout: Duration::from_secs(2),
             sync_timeout: Duration::from_secs(120),
@@ -64,17 +81,27 @@ impl RetryPolicy {
     /// to initial × 2^(attempt-1), capped, so that many kiosks retrying after
     /// one hiccup do not arrive together.
     pub fn backoff(&self, attempt: u32) -> Duration {
-        let ceiling = self
-            .initial_backoff
-            .saturating_mul(1 << attempt.saturating_sub(1).min(16))
-            .min(self.max_backoff);
-        ceiling.mul_f64(jitter())
+        backoff(self.initial_backoff, self.max_backoff, attempt)
     }
+}
+
+/// A random time up to initial × 2^(attempt-1), capped at `max`, and at
+/// least half of that.
+pub(crate) fn backoff(initial: Duration, max: Duration, attempt: u32) -> Duration {
+    let ceiling = initial
+        .saturating_mul(1 << attempt.saturating_sub(1).min(16))
+        .min(max);
+    ceiling.mul_f64(jitter())
 }
 
 /// A number in [0.5, 1): enough randomness for spreading retries, from the
 /// standard library's randomly seeded hasher.
 fn jitter() -> f64 {
+    0.5 + (random() >> 11) as f64 / (1u64 << 54) as f64
+}
+
+/// A random number from the standard library's randomly seeded hasher.
+pub(crate) fn random() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_u64(
@@ -82,7 +109,7 @@ fn jitter() -> f64 {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64),
     );
-    0.5 + (h.finish() >> 11) as f64 / (1u64 << 54) as f64
+    h.finish()
 }
 
 /// TLS towards the service.

@@ -8,6 +8,12 @@
 //! of waiting out a deadline at every sign-in: see
 //! [`ClientError::should_fall_back`].
 //!
+//! Calls are spread over the service's replicas: every address of the
+//! endpoint's host name (a headless Service has one per pod), followed as
+//! pods come and go, a failing one set aside until it answers again, and a
+//! retry sent to another replica: see the `balance` module and
+//! [`OffloadClient::endpoints`].
+//!
 //! ```no_run
 //! # async fn demo() -> Result<(), kubevision_offload_client::ClientError> {
 //! use kubevision_offload_client::{ClientConfig, OffloadClient};
@@ -17,6 +23,7 @@
 //! # Ok(()) }
 //! ```
 
+mod balance;
 mod breaker;
 mod config;
 mod error;
@@ -34,27 +41,40 @@ use proto::{
     UpdateOperatorRequest, VerifyRequest, VerifyResponse,
 };
 use tonic::metadata::{Ascii, MetadataValue};
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
+use tonic::transport::Channel;
 use tonic::{Code, Request, Response, Status};
 
+use balance::Balancer;
+pub use balance::{EndpointStatus, Resolver};
 pub use breaker::{BreakerPolicy, CircuitBreaker};
 pub use config::{ClientConfig, RetryPolicy, TlsSettings};
 pub use error::ClientError;
 
-/// A cheap-to-clone handle on one connection (HTTP/2 multiplexes calls).
+/// A cheap-to-clone handle on one connection per replica (HTTP/2
+/// multiplexes calls).
 #[derive(Clone)]
 pub struct OffloadClient {
-    stubs: Stubs,
+    balancer: Balancer,
     config: Arc<ClientConfig>,
     breaker: Arc<CircuitBreaker>,
     authorization: Option<MetadataValue<Ascii>>,
 }
 
-/// The generated clients (cheap to clone: they share the channel).
-#[derive(Clone)]
+/// The generated clients on one replica's channel.
 struct Stubs {
     recognition: RecognitionServiceClient<Channel>,
     gallery: GalleryServiceClient<Channel>,
+}
+
+impl Stubs {
+    fn new(channel: Channel, max_message_bytes: usize) -> Self {
+        Self {
+            recognition: RecognitionServiceClient::new(channel.clone())
+                .max_decoding_message_size(max_message_bytes),
+            gallery: GalleryServiceClient::new(channel)
+                .max_decoding_message_size(max_message_bytes),
+        }
+    }
 }
 
 /// Everything a sync brought: apply `changes` in order to a copy at
@@ -67,12 +87,11 @@ pub struct GallerySync {
 }
 
 impl OffloadClient {
-    /// Sets up the connection; it is made on first use (and remade after a
-    /// failure), so a kiosk can start while the service is down.
+    /// Sets up the connections; they are made on first use (and remade after
+    /// a failure), so a kiosk can start while the service is down. Call it
+    /// inside a Tokio runtime: the connections and the look-ups of the
+    /// host name run as tasks there.
     pub fn new(config: ClientConfig) -> Result<Self, ClientError> {
-        let endpoint = endpoint(&config)?;
-        let channel = endpoint.connect_lazy();
-        let max = config.max_message_bytes;
         let authorization =
             match &config.token {
                 Some(token) => Some(format!("Bearer {token}").parse().map_err(|_| {
@@ -81,11 +100,7 @@ impl OffloadClient {
                 None => None,
             };
         Ok(Self {
-            stubs: Stubs {
-                recognition: RecognitionServiceClient::new(channel.clone())
-                    .max_decoding_message_size(max),
-                gallery: GalleryServiceClient::new(channel).max_decoding_message_size(max),
-            },
+            balancer: Balancer::new(&config, authorization.clone())?,
             breaker: Arc::new(CircuitBreaker::new(config.breaker)),
             config: Arc::new(config),
             authorization,
@@ -95,6 +110,12 @@ impl OffloadClient {
     /// The breaker, for status displays.
     pub fn breaker(&self) -> &CircuitBreaker {
         &self.breaker
+    }
+
+    /// The service's addresses known now, and which are in use (for status
+    /// displays); empty until a host name has been looked up.
+    pub fn endpoints(&self) -> Vec<EndpointStatus> {
+        self.balancer.endpoints()
     }
 
     /// Who is this? (idempotent: retried)
@@ -192,7 +213,8 @@ impl OffloadClient {
         .await
     }
 
-    /// One call: breaker check, deadline, token, retries for idempotent calls.
+    /// One call: breaker check, replica, deadline, token, retries for
+    /// idempotent calls (each on a replica not tried yet, if one is up).
     async fn call<Req, Resp, Fut>(
         &self,
         idempotent: bool,
@@ -210,23 +232,35 @@ impl OffloadClient {
         } else {
             1
         };
+        let mut tried = Vec::new();
         for attempt in 1..=attempts {
             self.breaker.admit()?;
-            let mut request = Request::new(message.clone());
-            // Sent as grpc-timeout, so the server drops work nobody waits for.
-            request.set_timeout(timeout);
-            if let Some(auth) = &self.authorization {
-                request.metadata_mut().insert("authorization", auth.clone());
-            }
-            let started = std::time::Instant::now();
-            let outcome = send(self.stubs.clone(), request).await.map_err(|status| {
-                // tonic reports its own expired deadline as CANCELLED; call it what it is.
-                if status.code() == Code::Cancelled && started.elapsed() >= timeout {
-                    Status::deadline_exceeded(format!("no answer within the {timeout:?} deadline"))
-                } else {
-                    status
+            let outcome = match self.balancer.pick(&tried).await {
+                Ok(replica) => {
+                    tried.push(replica.address());
+                    let mut request = Request::new(message.clone());
+                    // Sent as grpc-timeout, so the server drops work nobody waits for.
+                    request.set_timeout(timeout);
+                    if let Some(auth) = &self.authorization {
+                        request.metadata_mut().insert("authorization", auth.clone());
+                    }
+                    let stubs = Stubs::new(replica.channel(), self.config.max_message_bytes);
+                    let started = std::time::Instant::now();
+                    let outcome = send(stubs, request).await;
+                    self.balancer.report(&replica, outcome.as_ref().err());
+                    outcome.map_err(|status| {
+                        // tonic reports its own expired deadline as CANCELLED; call it what it is.
+                        if status.code() == Code::Cancelled && started.elapsed() >= timeout {
+                            Status::deadline_exceeded(format!(
+                                "no answer within the {timeout:?} deadline"
+                            ))
+                        } else {
+                            status
+                        }
+                    })
                 }
-            });
+                Err(status) => Err(status), // the host name has no address
+            };
             match outcome {
                 Ok(response) => {
                     self.breaker.record(true);
@@ -277,27 +311,4 @@ async fn collect_sync(
     Err(Status::unavailable(
         "the sync stream ended before its completion marker",
     ))
-}
-
-fn endpoint(config: &ClientConfig) -> Result<Endpoint, ClientError> {
-    let mut endpoint = Channel::from_shared(config.endpoint.clone())
-        .map_err(|e| ClientError::Config(format!("invalid endpoint {:?}: {e}", config.endpoint)))?
-        .connect_timeout(config.connect_timeout)
-        .tcp_nodelay(true)
-        .http2_keep_alive_interval(Duration::from_secs(30))
-        .keep_alive_while_idle(true);
-    if let Some(tls) = &config.tls {
-        let mut tls_config =
-            ClientTlsConfig::new().ca_certificate(Certificate::from_pem(&tls.ca_pem));
-        if let Some((cert, key)) = &tls.client_identity_pem {
-            tls_config = tls_config.identity(Identity::from_pem(cert, key));
-        }
-        if let Some(domain) = &tls.domain {
-            tls_config = tls_config.domain_name(domain.clone());
-        }
-        endpoint = endpoint
-            .tls_config(tls_config)
-            .map_err(|e| ClientError::Config(format!("TLS: {e}")))?;
-    }
-    Ok(endpoint)
 }

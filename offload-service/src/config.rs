@@ -10,6 +10,7 @@ use std::time::Duration;
 use clap::Parser;
 
 use crate::backend::BackendChoice;
+use crate::store::StoreLocation;
 
 #[derive(Debug, Clone, Parser)]
 #[command(
@@ -37,6 +38,37 @@ pub struct Config {
         default_value = "/var/lib/kubevision"
     )]
     pub data_dir: PathBuf,
+
+    /// The gallery's store of record: "sqlite" (a file in --data-dir, for one
+    /// replica) or a PostgreSQL URL (postgres://user:password@host:5432/db?sslmode=…),
+    /// which several replicas share as one gallery.
+    #[arg(
+        long,
+        env = "KUBEVISION_STORE",
+        default_value = "sqlite",
+        hide_env_values = true
+    )]
+    pub store: StoreLocation,
+
+    /// PEM CA bundle for the PostgreSQL server's certificate; with it, TLS to
+    /// the database is required (and always verified).
+    #[arg(long, env = "KUBEVISION_STORE_CA_FILE")]
+    pub store_ca_file: Option<PathBuf>,
+
+    /// Connections to PostgreSQL per replica.
+    #[arg(long, env = "KUBEVISION_STORE_POOL_SIZE", default_value_t = 8)]
+    pub store_pool_size: u32,
+
+    /// How long a gallery change waits for the database before it fails
+    /// with UNAVAILABLE, in milliseconds.
+    #[arg(long, env = "KUBEVISION_STORE_TIMEOUT_MS", default_value_t = 2000)]
+    pub store_timeout_ms: u64,
+
+    /// How often a replica catches up with the store by version even when
+    /// no change was announced, in seconds (a lost notification is picked
+    /// up within this period).
+    #[arg(long, env = "KUBEVISION_CATCH_UP_SECS", default_value_t = 5.0)]
+    pub catch_up_secs: f64,
 
     /// Matching backend.
     #[arg(long, env = "KUBEVISION_BACKEND", value_enum, default_value = "auto")]
@@ -114,6 +146,26 @@ pub struct Config {
     /// After SIGTERM, how long in-flight requests get to finish, in seconds.
     #[arg(long, env = "KUBEVISION_SHUTDOWN_GRACE_SECS", default_value_t = 20)]
     pub shutdown_grace_secs: u64,
+
+    /// SyncGallery streams served at once, in a pool of their own (so that
+    /// unread streams cannot take the slots Identify needs); default: a
+    /// quarter of --max-concurrency + --max-queue, 1 to 64.
+    #[arg(long, env = "KUBEVISION_MAX_STREAMS")]
+    pub max_streams: Option<usize>,
+
+    /// Most decoded pixels one request's frames may add up to, checked from
+    /// the image headers before anything is decoded.
+    #[arg(
+        long,
+        env = "KUBEVISION_MAX_REQUEST_PIXELS",
+        default_value_t = crate::frames::DEFAULT_MAX_REQUEST_PIXELS
+    )]
+    pub max_request_pixels: u64,
+
+    /// Request bytes all authenticated calls together may have in flight
+    /// while they are read and decoded; beyond it, RESOURCE_EXHAUSTED.
+    #[arg(long, env = "KUBEVISION_MAX_DECODING_BYTES", default_value_t = 128 << 20)]
+    pub max_decoding_bytes: usize,
 }
 
 impl Config {
@@ -121,6 +173,10 @@ impl Config {
         self.max_concurrency
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
             .max(1)
+    }
+
+    pub fn catch_up_period(&self) -> Duration {
+        Duration::from_secs_f64(self.catch_up_secs)
     }
 
     pub fn batch_window(&self) -> Duration {
@@ -141,9 +197,19 @@ impl Config {
                 self.burst_min_agreement
             ));
         }
+        if !(self.catch_up_secs.is_finite() && self.catch_up_secs >= 0.01) {
+            return Err(format!(
+                "--catch-up-secs must be at least 0.01, not {}",
+                self.catch_up_secs
+            ));
+        }
+        if self.store_ca_file.is_some() && self.store == StoreLocation::Sqlite {
+            return Err("--store-ca-file is for a PostgreSQL store; --store is sqlite".into());
+        }
         for (name, value) in [
             ("--max-message-bytes", self.max_message_bytes),
             ("--max-batch", self.max_batch),
+            ("--store-pool-size", self.store_pool_size as usize),
             ("--burst-min-frames", self.burst_min_frames),
             (
                 "--max-templates-per-operator",
@@ -210,6 +276,7 @@ mod tests {
         assert_eq!(config.metrics_listen.to_string(), "0.0.0.0:9090");
         assert_eq!(config.data_dir, PathBuf::from("/var/lib/kubevision"));
         assert_eq!(config.backend, BackendChoice::Auto);
+        assert_eq!(config.store, StoreLocation::Sqlite);
         config
             .validate()
             .expect("the defaults (vision's calibrated threshold included) are valid");

@@ -13,6 +13,8 @@ use crate::store::StoreError;
 pub enum ServiceError {
     #[error("missing or wrong bearer token: send the metadata \"authorization: Bearer <token>\"")]
     Unauthenticated,
+    #[error("this replica is still loading the gallery from its store; try another replica or retry shortly")]
+    NotReady,
     #[error("{0}")]
     InvalidArgument(String),
     #[error("operator {0:?} is not enrolled")]
@@ -46,15 +48,23 @@ impl ServiceError {
             E::Frame(FrameError::NoDetector { .. }) => Code::FailedPrecondition,
             E::Frame(FrameError::Detection { .. }) => Code::Internal,
             E::Frame(_) => Code::InvalidArgument,
-            E::Admission(AdmissionError::Full(_)) => Code::ResourceExhausted,
-            E::Admission(AdmissionError::Closed) | E::Batch(BatchError::Stopped) => {
-                Code::Unavailable
-            }
+            E::Admission(
+                AdmissionError::Full(_)
+                | AdmissionError::StreamsFull(_)
+                | AdmissionError::DecodeBudget(_),
+            ) => Code::ResourceExhausted,
+            E::Admission(AdmissionError::Cancelled) => Code::Cancelled,
+            E::Admission(AdmissionError::StreamDeadline(_)) => Code::DeadlineExceeded,
+            E::NotReady
+            | E::Admission(AdmissionError::Closed)
+            | E::Batch(BatchError::Stopped)
+            | E::Gallery(GalleryError::Store(StoreError::Unavailable(_))) => Code::Unavailable,
             E::Gallery(GalleryError::Store(StoreError::AlreadyEnrolled(_))) => Code::AlreadyExists,
             E::Gallery(GalleryError::Store(StoreError::UnknownOperator(_))) => Code::NotFound,
             E::Gallery(GalleryError::Store(StoreError::TooManyTemplates { .. })) => {
                 Code::FailedPrecondition
             }
+            E::Gallery(GalleryError::Store(StoreError::Corrupt { .. })) => Code::DataLoss,
             E::Template(_)
             | E::Admission(AdmissionError::WorkerFailed(_))
             | E::Batch(_)

@@ -6,6 +6,7 @@
 
 use std::sync::Mutex;
 
+use image::ImageDecoder;
 use kubevision_proto::v1::{frame::Content, Frame, RawFaceCrop};
 use vision::detect::FaceDetector;
 use vision::pipeline::{FacePipeline, FrameError as PipelineError};
@@ -26,6 +27,14 @@ pub enum FrameError {
         width: u32,
         height: u32,
         max: u64,
+    },
+    #[error("frame {index}: the frames up to this one add up to {total} pixels, more than the {max} pixels this server accepts in one request")]
+    RequestTooLarge { index: usize, total: u64, max: u64 },
+    #[error("frame {index}: the image has {bits} bits per channel ({color:?}); this server accepts images of 8 bits per channel (grey, grey with alpha, RGB or RGBA)")]
+    TooDeep {
+        index: usize,
+        bits: u16,
+        color: image::ColorType,
     },
     #[error("frame {index}: a face crop must be {FACE_WIDTH} × {FACE_HEIGHT} pixels, not {width} × {height}")]
     WrongCropSize {
@@ -56,12 +65,17 @@ pub enum Unusable {
     PoorQuality(String),
 }
 
+/// Decoded pixels one request may add up to by default: a whole burst of
+/// 32 frames from the kiosk's 1024 × 768 camera pass.
+pub const DEFAULT_MAX_REQUEST_PIXELS: u64 = 32 * 1024 * 768;
+
 /// Decodes frames and finds faces. OpenCV's detector is not thread-safe, so
 /// each worker borrows a pipeline from a small pool (grown on demand, at most
 /// one per concurrent worker).
 pub struct FaceReader {
     detector: Result<Mutex<Vec<FacePipeline>>, String>,
     max_image_pixels: u64,
+    max_request_pixels: u64,
 }
 
 impl FaceReader {
@@ -73,7 +87,39 @@ impl FaceReader {
         Self {
             detector,
             max_image_pixels,
+            max_request_pixels: DEFAULT_MAX_REQUEST_PIXELS.max(max_image_pixels),
         }
+    }
+
+    /// Sets the pixel budget of a whole request (the sum over its frames).
+    pub fn with_request_pixels(mut self, max_request_pixels: u64) -> Self {
+        self.max_request_pixels = max_request_pixels;
+        self
+    }
+
+    /// Checks a request's frames as a whole before any is decoded: each
+    /// encoded image's header (its size and depth), and the sum of their
+    /// pixels against the request's budget. Costs a header parse per frame.
+    pub fn check_request(&self, frames: &[Frame]) -> Result<(), FrameError> {
+        let mut total = 0u64;
+        for (index, frame) in frames.iter().enumerate() {
+            let pixels = match &frame.content {
+                Some(Content::CameraImage(bytes) | Content::FaceCropImage(bytes)) => self
+                    .header(index, bytes)?
+                    .map_or(0, |(w, h)| u64::from(w) * u64::from(h)),
+                Some(Content::RawFaceCrop(raw)) => raw.pixels.len() as u64,
+                None => 0,
+            };
+            total = total.saturating_add(pixels);
+            if total > self.max_request_pixels {
+                return Err(FrameError::RequestTooLarge {
+                    index,
+                    total,
+                    max: self.max_request_pixels,
+                });
+            }
+        }
+        Ok(())
     }
 
     /// Why camera images cannot be taken, if they cannot.
@@ -130,25 +176,42 @@ impl FaceReader {
         }
     }
 
-    /// Decodes after checking the header's size, so that a small file that
-    /// claims a gigantic image never gets its pixels allocated.
+    /// Decodes after checking the header, so that a small file that claims
+    /// a gigantic or 16-bit image never gets its pixels allocated.
     fn decode(&self, index: usize, bytes: &[u8]) -> Result<GrayImage, FrameError> {
-        if let Ok((width, height)) = image::ImageReader::new(std::io::Cursor::new(bytes))
-            .with_guessed_format()
-            .map_err(|_| ())
-            .and_then(|r| r.into_dimensions().map_err(|_| ()))
-        {
-            if u64::from(width) * u64::from(height) > self.max_image_pixels {
-                return Err(FrameError::TooLarge {
-                    index,
-                    width,
-                    height,
-                    max: self.max_image_pixels,
-                });
-            }
-        }
+        self.header(index, bytes)?;
         vision::imageio::decode_gray(bytes)
             .map_err(|source| FrameError::Undecodable { index, source })
+    }
+
+    /// An encoded image's size from its header, refused if it has more
+    /// pixels than one image may have or more than 8 bits per channel (a
+    /// 16-bit RGBA image decodes to 8 bytes a pixel, and a camera never
+    /// sends one). `None`: the header is unreadable, and decoding will say
+    /// why in its own words.
+    fn header(&self, index: usize, bytes: &[u8]) -> Result<Option<(u32, u32)>, FrameError> {
+        let Ok(decoder) = image::ImageReader::new(std::io::Cursor::new(bytes))
+            .with_guessed_format()
+            .map_err(|_| ())
+            .and_then(|r| r.into_decoder().map_err(|_| ()))
+        else {
+            return Ok(None);
+        };
+        let (width, height) = decoder.dimensions();
+        if u64::from(width) * u64::from(height) > self.max_image_pixels {
+            return Err(FrameError::TooLarge {
+                index,
+                width,
+                height,
+                max: self.max_image_pixels,
+            });
+        }
+        let color = decoder.color_type();
+        let bits = color.bits_per_pixel() / u16::from(color.channel_count().max(1));
+        if bits > 8 {
+            return Err(FrameError::TooDeep { index, bits, color });
+        }
+        Ok(Some((width, height)))
     }
 }
 
@@ -213,6 +276,69 @@ mod tests {
             reader.face(3, &Frame { content: None }),
             Err(FrameError::Missing { index: 3 })
         ));
+    }
+
+    fn png(width: u32, height: u32, sixteen_bit: bool) -> Frame {
+        let mut bytes = Vec::new();
+        let cursor = &mut std::io::Cursor::new(&mut bytes);
+        if sixteen_bit {
+            image::ImageBuffer::<image::Rgba<u16>, _>::new(width, height)
+                .write_to(cursor, image::ImageFormat::Png)
+                .unwrap();
+        } else {
+            image::GrayImage::new(width, height)
+                .write_to(cursor, image::ImageFormat::Png)
+                .unwrap();
+        }
+        Frame {
+            content: Some(Content::CameraImage(bytes.into())),
+        }
+    }
+
+    #[test]
+    fn a_request_has_a_pixel_budget_over_all_its_frames() {
+        let reader = FaceReader::new(1_000_000).with_request_pixels(250_000);
+        let frames = vec![png(300, 300, false); 3];
+        assert!(reader.check_request(&frames[..2]).is_ok());
+        let err = reader.check_request(&frames).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                FrameError::RequestTooLarge {
+                    index: 2,
+                    total: 270_000,
+                    max: 250_000
+                }
+            ),
+            "{err}"
+        );
+        assert!(err.to_string().contains("in one request"), "{err}");
+        // Raw crops count too.
+        let n = (FACE_WIDTH * FACE_HEIGHT) as usize;
+        let crops = vec![raw(FACE_WIDTH, FACE_HEIGHT, n); 25];
+        assert!(matches!(
+            reader.check_request(&crops),
+            Err(FrameError::RequestTooLarge { index: 24, .. })
+        ));
+    }
+
+    #[test]
+    fn sixteen_bit_images_are_refused_from_the_header() {
+        let reader = FaceReader::new(1_000_000);
+        let err = reader.check_request(&[png(64, 64, true)]).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                FrameError::TooDeep {
+                    index: 0,
+                    bits: 16,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(err.to_string().contains("8 bits per channel"), "{err}");
+        assert!(reader.check_request(&[png(64, 64, false)]).is_ok());
     }
 
     #[test]

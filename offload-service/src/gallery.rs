@@ -1,21 +1,36 @@
-//! The gallery as the service sees it: the SQLite store, the matching
-//! backend's copy of the templates, and operator ids ↔ backend labels, kept
-//! in step.
+//! The gallery as one replica sees it: the store of record, the matching
+//! backend's copy of the templates, and operator ids ↔ backend labels, with
+//! the copy following the store.
 //!
-//! A change is committed to SQLite first and applied to the backend second,
-//! under one lock, so the backend always equals the store's latest state and
-//! sees changes in the store's order. At start-up the backend is loaded from
-//! the store.
+//! There is one way a change reaches the matcher: **catch-up by version**.
+//! [`OperatorGallery::catch_up`] asks the store for every change after the
+//! version this replica has applied and applies them in order. It runs
+//! - at start, before the replica reports SERVING;
+//! - right after a change this replica committed (so a client that enrolled
+//!   here can identify here at once);
+//! - when the store's [`ChangeFeed`](crate::store::ChangeFeed) announces a
+//!   change another replica committed (PostgreSQL's LISTEN/NOTIFY);
+//! - every `catch_up_period`, so that a notification lost in a reconnect, or
+//!   a change written by hand, is still picked up.
+//!
+//! Catching up is idempotent (an upsert carries all of an operator's current
+//! templates), so running it too often costs a query and nothing else. While
+//! the store is unreachable the copy keeps answering identifications, and
+//! [`OperatorGallery::follow`] reconnects by itself.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock, Weak};
+use std::time::{Duration, SystemTime};
 
+use tokio::sync::watch;
 use vision::lbph::{LbphParams, Template};
 
 use crate::backend::{BackendError, MatchBackend};
 use crate::metrics::Metrics;
-use crate::store::{Committed, GalleryStore, StoreError, StoreStatus, UpdateMode};
+use crate::store::{
+    Change, ChangeKind, Committed, GalleryStore, StoreError, StoreStatus, UpdateMode,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum GalleryError {
@@ -38,58 +53,44 @@ struct Ids {
 }
 
 pub struct OperatorGallery {
-    store: GalleryStore,
+    store: Arc<dyn GalleryStore>,
     backend: Arc<dyn MatchBackend>,
     params: LbphParams,
-    gallery_id: String,
     ids: RwLock<Ids>,
+    /// The version of the latest change applied to the matcher.
     version: AtomicU64,
-    /// Serialises changes across store and backend.
-    changing: Mutex<()>,
+    /// The store's identity, learned at the first catch-up.
+    gallery_id: OnceLock<String>,
+    /// Serialises catch-ups, the only writers of the matcher and `ids`.
+    applying: Mutex<()>,
+    /// The newest version the store is known to have (for the lag metric).
+    store_head: AtomicU64,
+    /// Becomes true at the first complete catch-up.
+    caught_up: watch::Sender<bool>,
     metrics: Arc<Metrics>,
 }
 
 impl OperatorGallery {
-    /// Loads every stored template into `backend`.
-    pub fn load(
-        store: GalleryStore,
+    /// An empty copy of `store`; nothing is read until the first catch-up.
+    pub fn new(
+        store: Arc<dyn GalleryStore>,
         backend: Arc<dyn MatchBackend>,
         params: LbphParams,
         metrics: Arc<Metrics>,
-    ) -> Result<Self, GalleryError> {
-        let mut ids = Ids::default();
-        for op in store.load_all()? {
-            let templates = op
-                .templates
-                .iter()
-                .enumerate()
-                .map(|(index, bytes)| {
-                    Template::from_bytes(bytes).map_err(|source| GalleryError::CorruptTemplate {
-                        operator_id: op.operator_id.clone(),
-                        index,
-                        source,
-                    })
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            backend.update_label(op.label, templates, true)?;
-            let id: Arc<str> = op.operator_id.into();
-            ids.by_label.insert(op.label, id.clone());
-            ids.by_operator.insert(id, op.label);
-        }
-        let status = store.status()?;
+    ) -> Self {
         metrics.backend.with_label_values(&[backend.name()]).set(1);
-        let gallery = Self {
+        Self {
             store,
             backend,
             params,
-            gallery_id: status.gallery_id,
-            ids: RwLock::new(ids),
-            version: AtomicU64::new(status.version),
-            changing: Mutex::new(()),
+            ids: RwLock::default(),
+            version: AtomicU64::new(0),
+            gallery_id: OnceLock::new(),
+            applying: Mutex::new(()),
+            store_head: AtomicU64::new(0),
+            caught_up: watch::channel(false).0,
             metrics,
-        };
-        gallery.publish_size();
-        Ok(gallery)
+        }
     }
 
     pub fn params(&self) -> &LbphParams {
@@ -100,13 +101,8 @@ impl OperatorGallery {
         &self.backend
     }
 
-    pub fn store(&self) -> &GalleryStore {
-        &self.store
-    }
-
-    /// The store's identity (fixed when it was created).
-    pub fn gallery_id(&self) -> &str {
-        &self.gallery_id
+    pub fn store(&self) -> &dyn GalleryStore {
+        self.store.as_ref()
     }
 
     /// The version of the latest applied change.
@@ -114,8 +110,34 @@ impl OperatorGallery {
         self.version.load(Ordering::Acquire)
     }
 
+    /// Whether the first catch-up has completed (the replica may serve).
+    pub fn is_caught_up(&self) -> bool {
+        *self.caught_up.borrow()
+    }
+
+    /// Resolves once the first catch-up has completed.
+    pub fn caught_up(&self) -> watch::Receiver<bool> {
+        self.caught_up.subscribe()
+    }
+
+    /// The store's status; while the store is unreachable, this replica's
+    /// own view of it (which is what identifications are answered from).
     pub fn status(&self) -> Result<StoreStatus, GalleryError> {
-        Ok(self.store.status()?)
+        match self.store.status() {
+            Err(StoreError::Unavailable(why)) => match self.gallery_id.get() {
+                Some(gallery_id) => {
+                    tracing::debug!(%why, "gallery status from memory: the store is unavailable");
+                    Ok(StoreStatus {
+                        gallery_id: gallery_id.clone(),
+                        version: self.version(),
+                        operators: self.ids().by_label.len(),
+                        templates: self.backend.template_count(),
+                    })
+                }
+                None => Err(StoreError::Unavailable(why).into()),
+            },
+            other => Ok(other?),
+        }
     }
 
     pub fn label_of(&self, operator_id: &str) -> Option<i32> {
@@ -130,79 +152,220 @@ impl OperatorGallery {
     pub fn enroll(
         &self,
         operator_id: &str,
-        templates: Vec<Template>,
+        templates: &[Template],
         profile: Option<&[u8]>,
     ) -> Result<Committed, GalleryError> {
-        let encoded = encode(&templates);
-        self.change(
-            |store| store.enroll(operator_id, &encoded, profile),
-            |backend, c| backend.update_label(c.label, templates, true),
-            |ids, c| {
-                let id: Arc<str> = operator_id.into();
-                ids.by_label.insert(c.label, id.clone());
-                ids.by_operator.insert(id, c.label);
-            },
-        )
+        let encoded = encode(templates);
+        self.change(|store| store.enroll(operator_id, &encoded, profile))
     }
 
     pub fn update(
         &self,
         operator_id: &str,
-        templates: Vec<Template>,
+        templates: &[Template],
         mode: UpdateMode,
         profile: Option<&[u8]>,
     ) -> Result<Committed, GalleryError> {
-        let encoded = encode(&templates);
-        self.change(
-            |store| store.update(operator_id, &encoded, mode, profile),
-            |backend, c| backend.update_label(c.label, templates, mode == UpdateMode::Replace),
-            |_, _| {},
-        )
+        let encoded = encode(templates);
+        self.change(|store| store.update(operator_id, &encoded, mode, profile))
     }
 
     pub fn remove(&self, operator_id: &str) -> Result<Committed, GalleryError> {
-        self.change(
-            |store| store.remove(operator_id),
-            |backend, c| {
-                backend.remove_label(c.label);
-                Ok(())
-            },
-            |ids, c| {
-                ids.by_label.remove(&c.label);
-                ids.by_operator.remove(operator_id);
-            },
-        )
+        self.change(|store| store.remove(operator_id))
     }
 
+    /// Commits a change to the store, then brings the matcher up to it. The
+    /// change is acknowledged once committed: if the catch-up fails (the
+    /// store went away in between), the follower applies it later.
     fn change(
         &self,
-        commit: impl FnOnce(&GalleryStore) -> Result<Committed, StoreError>,
-        apply: impl FnOnce(&dyn MatchBackend, &Committed) -> Result<(), BackendError>,
-        rename: impl FnOnce(&mut Ids, &Committed),
+        commit: impl FnOnce(&dyn GalleryStore) -> Result<Committed, StoreError>,
     ) -> Result<Committed, GalleryError> {
-        let _changing = self.changing.lock().unwrap_or_else(|p| p.into_inner());
-        let committed = commit(&self.store)?;
-        apply(self.backend.as_ref(), &committed)?;
-        rename(
-            &mut self.ids.write().unwrap_or_else(|p| p.into_inner()),
-            &committed,
-        );
-        self.version.store(committed.version, Ordering::Release);
-        self.publish_size();
+        let committed = commit(self.store.as_ref())?;
+        self.store_head
+            .fetch_max(committed.version, Ordering::AcqRel);
+        if self.version() < committed.version {
+            if let Err(e) = self.catch_up() {
+                tracing::warn!(error = %e, version = committed.version,
+                    "committed, but not yet applied here; the follower will retry");
+            }
+        }
         Ok(committed)
+    }
+
+    /// Applies every change the store has after this replica's version, and
+    /// returns the version reached.
+    pub fn catch_up(&self) -> Result<u64, GalleryError> {
+        let _applying = self.applying.lock().unwrap_or_else(|p| p.into_inner());
+        let since = self.version();
+        let mut applied = since;
+        let mut newest_at: Option<SystemTime> = None;
+        let mut failure = None;
+        let read = self
+            .store
+            .changes_since(since, &mut |change| match self.apply(&change) {
+                Ok(()) => {
+                    applied = change.version;
+                    newest_at = change.committed_at.or(newest_at);
+                    true
+                }
+                Err(e) => {
+                    failure = Some(e);
+                    false
+                }
+            });
+        let outcome = match (read, failure) {
+            (Ok(status), None) => {
+                let _ = self.gallery_id.set(status.gallery_id);
+                self.store_head.fetch_max(status.version, Ordering::AcqRel);
+                applied = applied.max(status.version);
+                Ok(applied)
+            }
+            (_, Some(e)) => Err(e),
+            (Err(e), None) => Err(e.into()),
+        };
+        // What was applied stays applied, even when the read broke off.
+        self.version.store(applied, Ordering::Release);
+        self.publish(newest_at, applied > since);
+        if outcome.is_ok() && !self.is_caught_up() {
+            self.caught_up.send_replace(true);
+            tracing::info!(
+                version = applied,
+                store = self.store.kind(),
+                "gallery caught up"
+            );
+        }
+        outcome
+    }
+
+    /// Applies one change to the matcher and the id maps.
+    fn apply(&self, change: &Change) -> Result<(), GalleryError> {
+        let operator_id = change.operator_id.as_str();
+        let mut ids = self.ids.write().unwrap_or_else(|p| p.into_inner());
+        match &change.kind {
+            ChangeKind::Upsert {
+                label, templates, ..
+            } => {
+                let decoded = templates
+                    .iter()
+                    .enumerate()
+                    .map(|(index, bytes)| {
+                        Template::from_bytes(bytes).map_err(|source| {
+                            GalleryError::CorruptTemplate {
+                                operator_id: operator_id.to_owned(),
+                                index,
+                                source,
+                            }
+                        })
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                // Removed and enrolled again: the store gave them a new label.
+                if let Some(old) = ids.by_operator.get(operator_id).copied() {
+                    if old != *label {
+                        self.backend.remove_label(old);
+                        ids.by_label.remove(&old);
+                    }
+                }
+                self.backend.update_label(*label, decoded, true)?;
+                let id: Arc<str> = operator_id.into();
+                ids.by_label.insert(*label, id.clone());
+                ids.by_operator.insert(id, *label);
+            }
+            ChangeKind::Removal => {
+                if let Some(label) = ids.by_operator.remove(operator_id) {
+                    self.backend.remove_label(label);
+                    ids.by_label.remove(&label);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Keeps the matcher following the store until the gallery is dropped:
+    /// a thread that listens to the store's change feed, catches up on every
+    /// announcement and every `period`, and reconnects after failures.
+    pub fn follow(self: &Arc<Self>, period: Duration) -> std::thread::JoinHandle<()> {
+        let gallery = Arc::downgrade(self);
+        std::thread::Builder::new()
+            .name("gallery-follower".into())
+            .spawn(move || follow(gallery, period))
+            .expect("a thread can be started")
     }
 
     fn ids(&self) -> std::sync::RwLockReadGuard<'_, Ids> {
         self.ids.read().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn publish_size(&self) {
-        self.metrics
-            .gallery_operators
-            .set(self.ids().by_label.len() as i64);
-        self.metrics
-            .gallery_templates
+    fn publish(&self, newest_at: Option<SystemTime>, applied_any: bool) {
+        let m = &self.metrics;
+        let version = self.version();
+        m.gallery_operators.set(self.ids().by_label.len() as i64);
+        m.gallery_templates
             .set(self.backend.template_count() as i64);
+        m.gallery_applied_version.set(version as i64);
+        let head = self.store_head.load(Ordering::Acquire);
+        m.gallery_lag_versions
+            .set(head.saturating_sub(version) as i64);
+        if applied_any {
+            let lag = newest_at
+                .and_then(|at| SystemTime::now().duration_since(at).ok())
+                .unwrap_or_default();
+            m.gallery_lag_seconds.set(lag.as_secs_f64());
+        } else if head <= version {
+            m.gallery_lag_seconds.set(0.0);
+        }
+    }
+}
+
+/// The follower's loop; ends when the gallery is dropped.
+fn follow(gallery: Weak<OperatorGallery>, period: Duration) {
+    let mut backoff = Duration::from_millis(200);
+    let mut connected = None::<bool>;
+    loop {
+        let Some(g) = gallery.upgrade() else { return };
+        let feed = g.store.watch();
+        let mut feed = match feed {
+            Ok(feed) => feed,
+            Err(e) => {
+                if connected != Some(false) {
+                    tracing::warn!(error = %e, "gallery store unreachable; identifying from memory, retrying");
+                    connected = Some(false);
+                }
+                g.metrics.store_connected.set(0);
+                drop(g);
+                std::thread::sleep(backoff);
+                backoff = (backoff * 2).min(period.max(Duration::from_millis(200)));
+                continue;
+            }
+        };
+        // Listening first, then catching up: nothing committed in between
+        // can be missed.
+        g.metrics.store_connected.set(1);
+        if connected != Some(true) {
+            tracing::info!(store = g.store.kind(), "following the gallery store");
+            connected = Some(true);
+        }
+        backoff = Duration::from_millis(200);
+        drop(g);
+        loop {
+            let Some(g) = gallery.upgrade() else { return };
+            if let Err(e) = g.catch_up() {
+                tracing::warn!(error = %e, "gallery catch-up failed");
+                if matches!(e, GalleryError::Store(StoreError::Unavailable(_))) {
+                    break;
+                }
+            }
+            drop(g);
+            match feed.wait(period) {
+                Ok(Some(version)) => {
+                    if let Some(g) = gallery.upgrade() {
+                        g.store_head.fetch_max(version, Ordering::AcqRel);
+                    }
+                }
+                Ok(None) => {}
+                Err(_) => break,
+            }
+        }
     }
 }
 

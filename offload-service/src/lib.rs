@@ -3,9 +3,11 @@
 //!
 //! A request flows: [`service`] (token check, admission, metrics) →
 //! [`frames`] (decode, detect, crop) → [`batcher`] → [`backend`] (matching),
-//! with [`gallery`] keeping the [`store`] (SQLite) and the backend in step.
+//! with [`gallery`] keeping the backend in step with the [`store`] of record
+//! (SQLite for one replica, PostgreSQL for several).
 
 pub mod admission;
+pub mod auth;
 pub mod backend;
 pub mod batcher;
 pub mod config;

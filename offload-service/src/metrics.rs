@@ -9,8 +9,8 @@ use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry, TextEncoder,
 };
 
 pub struct Metrics {
@@ -29,6 +29,15 @@ pub struct Metrics {
     pub backend: IntGaugeVec,
     /// Probes per batch handed to the backend.
     pub batch_size: Histogram,
+    /// The version of the latest store change applied to this replica's matcher.
+    pub gallery_applied_version: IntGauge,
+    /// Versions the store is known to have that this replica has not applied.
+    pub gallery_lag_versions: IntGauge,
+    /// Seconds from the store's commit of the newest change applied at the
+    /// last catch-up to its application here (0 when up to date).
+    pub gallery_lag_seconds: Gauge,
+    /// 1 while the follower holds a connection to the store (its change feed).
+    pub store_connected: IntGauge,
     /// Set while the service takes traffic (cleared at shutdown): /readyz.
     pub ready: AtomicBool,
 }
@@ -75,6 +84,26 @@ impl Metrics {
                 .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0]),
         )
         .unwrap();
+        let gallery_applied_version = IntGauge::new(
+            "gallery_applied_version",
+            "Version of the latest store change applied to this replica",
+        )
+        .unwrap();
+        let gallery_lag_versions = IntGauge::new(
+            "gallery_lag_versions",
+            "Store versions known but not yet applied to this replica",
+        )
+        .unwrap();
+        let gallery_lag_seconds = Gauge::new(
+            "gallery_lag_seconds",
+            "Seconds from commit to application of the newest change applied at the last catch-up",
+        )
+        .unwrap();
+        let store_connected = IntGauge::new(
+            "store_connected",
+            "1 while the replica follows the store over a live connection",
+        )
+        .unwrap();
         for c in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(latency.clone()),
@@ -84,6 +113,10 @@ impl Metrics {
             Box::new(gallery_templates.clone()),
             Box::new(backend.clone()),
             Box::new(batch_size.clone()),
+            Box::new(gallery_applied_version.clone()),
+            Box::new(gallery_lag_versions.clone()),
+            Box::new(gallery_lag_seconds.clone()),
+            Box::new(store_connected.clone()),
         ] {
             registry.register(c).expect("metric names are unique");
         }
@@ -97,6 +130,10 @@ impl Metrics {
             gallery_templates,
             backend,
             batch_size,
+            gallery_applied_version,
+            gallery_lag_versions,
+            gallery_lag_seconds,
+            store_connected,
             ready: AtomicBool::new(false),
         })
     }

@@ -24,7 +24,9 @@ use crate::frames::FaceReader;
 use crate::gallery::{GalleryError, OperatorGallery};
 use crate::metrics::{self, Metrics};
 use crate::service::{Core, GalleryApi, RecognitionApi};
-use crate::store::{GalleryStore, StoreError};
+use crate::store::{
+    GalleryStore, PostgresSettings, PostgresStore, SqliteStore, StoreError, StoreLocation,
+};
 use crate::tls::{self, TlsError};
 
 /// The gRPC services whose health is reported by name (besides "").
@@ -74,9 +76,33 @@ impl Server {
         let metrics = Metrics::new();
         let params = LbphParams::default();
         let backend = backend::create(config.backend, params)?;
-        let store = GalleryStore::open(&config.data_dir, config.max_templates_per_operator)?;
-        let gallery = OperatorGallery::load(store, backend.clone(), params, metrics.clone())?;
-        let faces = FaceReader::new(config.max_image_pixels);
+        let store = open_store(&config)?;
+        let gallery = Arc::new(OperatorGallery::new(
+            store,
+            backend.clone(),
+            params,
+            metrics.clone(),
+        ));
+        // The first catch-up, here: a store that cannot be read is a problem
+        // to report at start, except one that is merely unreachable (the
+        // follower keeps trying, and the replica is NOT_SERVING meanwhile).
+        // (The store's clients block: off the async threads.)
+        let first = tokio::task::spawn_blocking({
+            let gallery = gallery.clone();
+            move || gallery.catch_up()
+        });
+        match first
+            .await
+            .map_err(|e| ServerError::Config(format!("the first catch-up failed: {e}")))?
+        {
+            Ok(_) => {}
+            Err(GalleryError::Store(StoreError::Unavailable(why))) => {
+                tracing::warn!(%why, "the gallery store is unreachable: not serving until it can be read");
+            }
+            Err(e) => return Err(e.into()),
+        }
+        let faces =
+            FaceReader::new(config.max_image_pixels).with_request_pixels(config.max_request_pixels);
         if let Some(problem) = faces.detector_problem() {
             tracing::warn!(%problem, "no face detector: camera images will be refused, face crops still work");
         }
@@ -91,7 +117,7 @@ impl Server {
                 workers + config.max_queue,
                 metrics.clone(),
             ),
-            admission: Admission::new(workers, config.max_queue, metrics.clone()),
+            admission: Admission::from_config(&config, metrics.clone()),
             metrics,
             token: config.token.clone(),
             threshold: config.threshold,
@@ -110,6 +136,7 @@ impl Server {
         let metrics = bind("metrics", config.metrics_listen).await?;
         tracing::info!(
             backend = backend.name(),
+            store = core.gallery.store().kind(),
             templates = backend.template_count(),
             gallery_version = core.gallery.version(),
             tls = tls.is_some(),
@@ -149,7 +176,21 @@ impl Server {
             tls,
         } = self;
         let (health, health_service) = tonic_health::server::health_reporter();
-        set_health(&health, ServingStatus::Serving).await;
+        // NOT_SERVING until the gallery has caught up with the store: a
+        // replica that answered from an empty or stale copy would turn
+        // enrolled operators away.
+        set_health(&health, ServingStatus::NotServing).await;
+        let _follower = core.gallery.follow(config.catch_up_period());
+        let mut caught_up = core.gallery.caught_up();
+        let serving = tokio::spawn({
+            let (health, core) = (health.clone(), core.clone());
+            async move {
+                if caught_up.wait_for(|&c| c).await.is_ok() {
+                    core.metrics.ready.store(true, Ordering::Relaxed);
+                    set_health(&health, ServingStatus::Serving).await;
+                }
+            }
+        });
         let reflection = || {
             tonic_reflection::server::Builder::configure()
                 .register_encoded_file_descriptor_set(kubevision_proto::FILE_DESCRIPTOR_SET)
@@ -158,7 +199,8 @@ impl Server {
         let max = config.max_message_bytes;
         let mut builder = tonic::transport::Server::builder()
             .timeout(Duration::from_secs(config.request_timeout_secs))
-            .http2_keepalive_interval(Some(Duration::from_secs(30)));
+            .http2_keepalive_interval(Some(Duration::from_secs(30)))
+            .layer(crate::auth::layer(&config));
         if let Some(tls) = tls {
             builder = builder.tls_config(tls)?;
         }
@@ -190,8 +232,7 @@ impl Server {
                 let _ = metrics_stopped.await;
             },
         ));
-        core.metrics.ready.store(true, Ordering::Relaxed);
-        tracing::info!(grpc = %grpc_addr, metrics = %metrics_addr, "serving");
+        tracing::info!(grpc = %grpc_addr, metrics = %metrics_addr, "listening");
 
         tokio::select! {
             _ = shutdown => {}
@@ -206,6 +247,7 @@ impl Server {
             ?grace,
             "shutting down: draining in-flight requests"
         );
+        serving.abort();
         core.metrics.ready.store(false, Ordering::Relaxed);
         set_health(&health, ServingStatus::NotServing).await;
         let _ = stop_grpc.send(());
@@ -222,6 +264,22 @@ impl Server {
         tracing::info!("stopped");
         Ok(())
     }
+}
+
+fn open_store(config: &Config) -> Result<Arc<dyn GalleryStore>, StoreError> {
+    Ok(match &config.store {
+        StoreLocation::Sqlite => Arc::new(SqliteStore::open(
+            &config.data_dir,
+            config.max_templates_per_operator,
+        )?),
+        StoreLocation::Postgres(url) => Arc::new(PostgresStore::open(&PostgresSettings {
+            url: url.clone(),
+            ca_file: config.store_ca_file.clone(),
+            pool_size: config.store_pool_size,
+            connect_timeout: Duration::from_millis(config.store_timeout_ms),
+            max_templates_per_operator: config.max_templates_per_operator,
+        })?),
+    })
 }
 
 async fn set_health(health: &tonic_health::server::HealthReporter, status: ServingStatus) {

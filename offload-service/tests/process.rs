@@ -4,83 +4,12 @@
 
 mod common;
 
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::process::Process;
 use common::*;
 use kubevision_offload_client::proto::{sync_event::Event, EnrollRequest, IdentifyRequest};
-use kubevision_offload_client::{ClientConfig, OffloadClient};
-
-struct Process {
-    child: Child,
-    url: String,
-    metrics: std::net::SocketAddr,
-}
-
-impl Process {
-    /// Starts the binary on a free loopback port and waits until it answers.
-    async fn start(data_dir: &Path, extra: &[&str]) -> Self {
-        let (port, metrics) = (free_port(), free_port());
-        let child = Command::new(env!("CARGO_BIN_EXE_kubevision-offload"))
-            .args([
-                format!("--listen=127.0.0.1:{port}"),
-                format!("--metrics-listen=127.0.0.1:{metrics}"),
-            ])
-            .arg(format!("--data-dir={}", data_dir.display()))
-            .arg(format!("--threshold={ACCEPT_ALL}"))
-            .args(extra)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("the server binary starts");
-        let process = Self {
-            child,
-            url: format!("http://127.0.0.1:{port}"),
-            metrics: format!("127.0.0.1:{metrics}").parse().unwrap(),
-        };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while process.client().gallery_status().await.is_err() {
-            assert!(Instant::now() < deadline, "the server did not come up");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        process
-    }
-
-    /// A client that fails fast: no retries, no breaker in the way.
-    fn client(&self) -> OffloadClient {
-        let mut config = ClientConfig::new(self.url.clone());
-        config.retry.max_attempts = 1;
-        config.breaker.failure_threshold = u32::MAX;
-        config.request_timeout = Duration::from_secs(10);
-        OffloadClient::new(config).unwrap()
-    }
-
-    fn signal(&self, name: &str) {
-        let status = Command::new("kill")
-            .arg(format!("-{name}"))
-            .arg(self.child.id().to_string())
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_during_enrollments_loses_no_acknowledged_enrollment() {

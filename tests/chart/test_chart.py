@@ -5,7 +5,10 @@ comparison of `helm template` (UPDATE_GOLDEN=1 rewrites tests/chart/golden/),
 validation of every rendered object against the Kubernetes API schemas that
 kubernetes-validate bundles (offline), and assertions on what the manifests
 must do: GPU scheduling or none, gallery retention, security context, probes,
-network policy, TLS and token wiring. helm comes from .tools/bin (installed by
+network policy, TLS and token wiring, the gallery store (SQLite StatefulSet
+or PostgreSQL Deployment, the connection string and CA from Secrets, the
+CloudNativePG Cluster). Every file in tests/chart/refused/ must be refused,
+with the words its first line gives. helm comes from .tools/bin (installed by
 scripts/setup-test-tools); without it the tests fail rather than skip.
 """
 
@@ -26,13 +29,15 @@ CHART = REPO / "chart"
 HELM = REPO / ".tools" / "bin" / "helm"
 HERE = Path(__file__).resolve().parent
 VALUE_SETS = sorted(p.stem for p in (HERE / "values").glob("*.yaml"))
+REFUSED_SETS = sorted(p.stem for p in (HERE / "refused").glob("*.yaml"))
 RELEASE, NAMESPACE = "kv", "kubevision"
 FULLNAME = "kv-kubevision-offload"
 # The chart's minimum (Chart.yaml kubeVersion) and the kubectl it ships with.
 KUBE_VERSIONS = ("1.27.0", "1.33.0")
 GRPC_PORT, METRICS_PORT = 50051, 9090
-GPU_SETS = ("defaults", "gpu")
-CPU_SETS = ("cpu", "persistence")
+GPU_SETS = ("defaults", "gpu", "postgres-cnpg")
+CPU_SETS = ("cpu", "persistence", "postgres-secret")
+POSTGRES_SETS = ("postgres-cnpg", "postgres-secret")
 TLS_SETS = ("gpu", "ingress-tls", "persistence")
 
 # kubernetes-validate has no schemas for cert-manager's CRDs. These hand-written
@@ -88,6 +93,49 @@ CERT_MANAGER_SCHEMAS = {
 }
 
 
+# Nor for CloudNativePG's Cluster: the fields of postgresql.cnpg.io/v1 the
+# chart sets, no others.
+CNPG_CLUSTER_SCHEMA = {
+    "type": "object",
+    "required": ["apiVersion", "kind", "metadata", "spec"],
+    "additionalProperties": False,
+    "properties": {
+        "apiVersion": {"const": "postgresql.cnpg.io/v1"},
+        "kind": {"const": "Cluster"},
+        "metadata": {
+            "type": "object",
+            "required": ["name", "namespace"],
+            # Cluster names become Service names (<name>-rw): DNS-1035 labels.
+            "properties": {"name": {"type": "string", "pattern": "^[a-z]([-a-z0-9]{0,48}[a-z0-9])?-db$"}},
+        },
+        "spec": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["instances", "storage"],
+            "properties": {
+                "instances": {"type": "integer", "minimum": 1},
+                "bootstrap": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "properties": {"initdb": {
+                        "type": "object",
+                        "additionalProperties": False,
+                        "required": ["database", "owner"],
+                        "properties": {"database": {"type": "string"}, "owner": {"type": "string"}},
+                    }},
+                },
+                "storage": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "required": ["size"],
+                    "properties": {"size": {"type": "string"}, "storageClass": {"type": "string"}},
+                },
+            },
+        },
+    },
+}
+
+
 def helm(*args: str) -> subprocess.CompletedProcess:
     if not HELM.is_file():
         pytest.fail(f"{HELM} is missing: run scripts/setup-test-tools")
@@ -123,8 +171,14 @@ def of_kind(docs: list[dict], kind: str) -> list[dict]:
     return [d for d in docs if d["kind"] == kind]
 
 
+def workload(docs: list[dict]) -> dict:
+    """The StatefulSet (SQLite) or the Deployment (PostgreSQL): exactly one of them."""
+    (w,) = [d for d in docs if d["kind"] in ("StatefulSet", "Deployment")]
+    return w
+
+
 def pod_spec(docs: list[dict]) -> dict:
-    return only(docs, "StatefulSet")["spec"]["template"]["spec"]
+    return workload(docs)["spec"]["template"]["spec"]
 
 
 def container(docs: list[dict]) -> dict:
@@ -164,6 +218,8 @@ def test_objects_match_api_schemas(value_set, kube_version):
     for doc in rendered(value_set):
         if doc["apiVersion"].startswith("cert-manager.io/"):
             jsonschema.validate(doc, CERT_MANAGER_SCHEMAS[doc["kind"]])
+        elif doc["apiVersion"].startswith("postgresql.cnpg.io/"):
+            jsonschema.validate(doc, CNPG_CLUSTER_SCHEMA)
         else:
             # strict: unknown fields are errors, as with kubectl's field validation.
             kubernetes_validate.validate(doc, kube_version, strict=True)
@@ -172,7 +228,7 @@ def test_objects_match_api_schemas(value_set, kube_version):
 def test_value_sets_cover_the_features():
     kinds = {d["kind"] for s in VALUE_SETS for d in rendered(s)}
     assert kinds == {
-        "StatefulSet", "Service", "Secret", "Ingress", "Issuer", "Certificate",
+        "StatefulSet", "Deployment", "Cluster", "Service", "Secret", "Ingress", "Issuer", "Certificate",
         "NetworkPolicy", "PodDisruptionBudget", "HorizontalPodAutoscaler",
     }
 
@@ -192,6 +248,44 @@ def test_invalid_values_are_refused(args, error):
     proc = helm("template", RELEASE, str(CHART), *args)
     assert proc.returncode != 0, "rendered although the values are invalid"
     assert error in proc.stderr
+
+
+def refusal(value_set: str) -> str:
+    """The words a refused value set must be refused with: its first line, `# refused: <words>`."""
+    first = (HERE / "refused" / f"{value_set}.yaml").read_text().splitlines()[0]
+    assert first.startswith("# refused: "), first
+    return first.removeprefix("# refused: ")
+
+
+def test_refused_sets_exist():
+    assert len(REFUSED_SETS) >= 6, REFUSED_SETS
+
+
+@pytest.mark.parametrize("value_set", REFUSED_SETS)
+def test_refused_value_sets(value_set):
+    args = ["-f", str(HERE / "refused" / f"{value_set}.yaml")]
+    # The schema refuses, and its message (a "missing property" named by the
+    # reason: helm shows no schema descriptions) says why.
+    proc = helm("template", RELEASE, str(CHART), *args)
+    assert proc.returncode != 0, "rendered although the values are invalid"
+    assert "missing property" in proc.stderr
+    assert refusal(value_set) in proc.stderr, proc.stderr
+    # Without the schema, the chart's own fail says the same.
+    proc = helm("template", RELEASE, str(CHART), "--skip-schema-validation", *args)
+    assert proc.returncode != 0, "rendered although the values are invalid"
+    assert "execution error" in proc.stderr
+    assert refusal(value_set) in proc.stderr, proc.stderr
+
+
+def test_sqlite_replica_refusal_reads_well():
+    proc = helm("template", RELEASE, str(CHART), "--set", "replicaCount=3")
+    assert proc.returncode != 0
+    assert ("missing property 'gallery.store=postgres for replicaCount > 1 or autoscaling.enabled: "
+            "with SQLite every replica would keep a gallery of its own'") in proc.stderr, proc.stderr
+    # One replica is fine either way, and so are several with PostgreSQL.
+    assert render("--set", "replicaCount=1")
+    assert render("--set", "replicaCount=3,gallery.store=postgres,gallery.postgres.existingSecret=db")
+    assert render("--set", "autoscaling.enabled=true,gallery.store=postgres,gallery.postgres.existingSecret=db")
 
 
 def test_values_rancher_injects_are_accepted():
@@ -297,7 +391,7 @@ def test_gallery_in_emptydir_without_persistence():
     assert "volumeClaimTemplates" not in sts
     assert "persistentVolumeClaimRetentionPolicy" not in sts
     assert {"name": "data", "emptyDir": {}} in sts["template"]["spec"]["volumes"]
-    assert sts["replicas"] == 2
+    assert sts["replicas"] == 1
 
 
 @pytest.mark.parametrize("value_set", VALUE_SETS)
@@ -335,15 +429,19 @@ def test_probes(value_set):
 @pytest.mark.parametrize("value_set", VALUE_SETS)
 def test_services_and_network_policy_select_the_pods(value_set):
     docs = rendered(value_set)
-    sts = only(docs, "StatefulSet")
+    sts = workload(docs)
     selector = sts["spec"]["selector"]["matchLabels"]
     pod_labels = sts["spec"]["template"]["metadata"]["labels"]
     assert selector.items() <= pod_labels.items()
     services = {s["metadata"]["name"]: s["spec"] for s in of_kind(docs, "Service")}
     assert services.keys() == {FULLNAME, f"{FULLNAME}-headless"}
     assert services[FULLNAME]["type"] == "ClusterIP"
-    assert services[f"{FULLNAME}-headless"]["clusterIP"] == "None"
-    assert sts["spec"]["serviceName"] == f"{FULLNAME}-headless"
+    headless = services[f"{FULLNAME}-headless"]
+    assert headless["clusterIP"] == "None"
+    # The kiosks balance over the headless name's addresses: ready pods only.
+    assert not headless.get("publishNotReadyAddresses", False)
+    if sts["kind"] == "StatefulSet":
+        assert sts["spec"]["serviceName"] == f"{FULLNAME}-headless"
     for spec in services.values():
         assert spec["selector"] == selector
         assert {p["name"]: (p["port"], p["targetPort"]) for p in spec["ports"]} == {
@@ -475,10 +573,115 @@ def test_token_from_an_existing_secret():
 
 
 def test_autoscaler_owns_the_replica_count():
-    docs = rendered("persistence")
+    docs = rendered("postgres-cnpg")
     hpa = only(docs, "HorizontalPodAutoscaler")["spec"]
-    assert hpa["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "StatefulSet", "name": FULLNAME}
-    assert (hpa["minReplicas"], hpa["maxReplicas"]) == (2, 6)
+    assert hpa["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": FULLNAME}
+    assert (hpa["minReplicas"], hpa["maxReplicas"]) == (2, 4)
     # A replicas field would reset the autoscaler's choice on every helm upgrade.
-    assert "replicas" not in only(docs, "StatefulSet")["spec"]
+    assert "replicas" not in only(docs, "Deployment")["spec"]
     assert not of_kind(rendered("defaults"), "HorizontalPodAutoscaler")
+
+
+# --- the gallery store --------------------------------------------------------
+
+
+@pytest.mark.parametrize("value_set", VALUE_SETS)
+def test_workload_kind_follows_the_store(value_set):
+    docs = rendered(value_set)
+    kind = "Deployment" if value_set in POSTGRES_SETS else "StatefulSet"
+    assert workload(docs)["kind"] == kind
+    # The PodDisruptionBudget and the autoscaler act on that workload's pods.
+    w = workload(docs)
+    assert only(docs, "PodDisruptionBudget")["spec"]["selector"] == w["spec"]["selector"]
+    for hpa in of_kind(docs, "HorizontalPodAutoscaler"):
+        assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": kind, "name": w["metadata"]["name"]}
+    names = {e for e in env(docs) if e.startswith("KUBEVISION_STORE") or e == "KUBEVISION_CATCH_UP_SECS"}
+    if kind == "StatefulSet":
+        # SQLite, as before: no database variables, one replica at most.
+        assert not names
+        assert w["spec"].get("replicas", 1) <= 1
+        assert not of_kind(docs, "HorizontalPodAutoscaler")
+    else:
+        assert names >= {"KUBEVISION_STORE", "KUBEVISION_CATCH_UP_SECS"}
+        # No state in the pods: no claims, the data directory is scratch.
+        assert "volumeClaimTemplates" not in w["spec"]
+        assert {"name": "data", "emptyDir": {}} in pod_spec(docs)["volumes"]
+        assert "serviceName" not in w["spec"]
+
+
+def test_rolling_updates_need_no_spare_gpu():
+    gpu = only(rendered("postgres-cnpg"), "Deployment")["spec"]["strategy"]
+    assert gpu == {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1}}
+    cpu = only(rendered("postgres-secret"), "Deployment")["spec"]["strategy"]
+    assert cpu == {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}
+
+
+def db_ca_wiring(docs: list[dict]) -> tuple[dict, str] | None:
+    """The db-ca volume and the Secret key KUBEVISION_STORE_CA_FILE reads, or None."""
+    variables = env(docs)
+    volumes = [v for v in pod_spec(docs)["volumes"] if v["name"] == "db-ca"]
+    mounts = [m for m in container(docs)["volumeMounts"] if m["name"] == "db-ca"]
+    if "KUBEVISION_STORE_CA_FILE" not in variables:
+        assert not volumes and not mounts
+        return None
+    (volume,), (mount,) = volumes, mounts
+    assert mount["readOnly"] is True
+    directory, file = variables["KUBEVISION_STORE_CA_FILE"]["value"].rsplit("/", 1)
+    assert directory == mount["mountPath"]
+    # Only the certificate is projected (a CloudNativePG CA Secret holds the CA's key too).
+    (item,) = volume["secret"]["items"]
+    assert item["path"] == file
+    return volume, item["key"]
+
+
+def test_postgres_from_an_existing_secret():
+    docs = rendered("postgres-secret")
+    variables = env(docs)
+    assert variables["KUBEVISION_STORE"]["valueFrom"]["secretKeyRef"] == {"name": "plant-gallery-db", "key": "connection"}
+    assert variables["KUBEVISION_CATCH_UP_SECS"]["value"] == "10"
+    volume, key = db_ca_wiring(docs)
+    assert (volume["secret"]["secretName"], key) == ("plant-db-ca", "root.crt")
+    assert only(docs, "Deployment")["spec"]["replicas"] == 3
+    assert not of_kind(docs, "Cluster")
+    assert not of_kind(docs, "Secret"), "the connection string is never written by the chart"
+
+
+def test_postgres_without_a_ca():
+    docs = render("--set", "gallery.store=postgres,gallery.postgres.existingSecret=db")
+    assert env(docs)["KUBEVISION_STORE"]["valueFrom"]["secretKeyRef"] == {"name": "db", "key": "uri"}
+    assert env(docs)["KUBEVISION_CATCH_UP_SECS"]["value"] == "5"
+    assert db_ca_wiring(docs) is None
+
+
+def test_postgres_with_cloudnativepg():
+    docs = rendered("postgres-cnpg")
+    cluster = only(docs, "Cluster")
+    name = f"{FULLNAME}-db"
+    assert cluster["apiVersion"] == "postgresql.cnpg.io/v1"
+    assert cluster["metadata"]["name"] == name
+    assert cluster["spec"] == {
+        "instances": 3,
+        "bootstrap": {"initdb": {"database": "kubevision", "owner": "kubevision"}},
+        "storage": {"size": "20Gi", "storageClass": "longhorn"},
+    }
+    # Its volumes are the gallery: kept on uninstall like the SQLite claims.
+    assert cluster["metadata"]["annotations"] == {"helm.sh/resource-policy": "keep"}
+    # The Secrets CloudNativePG writes: <cluster>-app (uri) and <cluster>-ca (ca.crt).
+    assert env(docs)["KUBEVISION_STORE"]["valueFrom"]["secretKeyRef"] == {"name": f"{name}-app", "key": "uri"}
+    volume, key = db_ca_wiring(docs)
+    assert (volume["secret"]["secretName"], key) == (f"{name}-ca", "ca.crt")
+
+    gone = render(*template_args("postgres-cnpg"), "--set", "persistence.keep=false")
+    assert "annotations" not in only(gone, "Cluster")["metadata"]
+    default_class = render(*template_args("postgres-cnpg"), "--set", "gallery.postgres.cloudnativepg.storage.storageClass=")
+    assert "storageClass" not in only(default_class, "Cluster")["spec"]["storage"]
+
+
+def test_cloudnativepg_names_fit_its_services():
+    # The longest object name the chart makes (63 characters).
+    docs = render(*template_args("postgres-cnpg"), "--set", "fullnameOverride=" + "k" * 63)
+    name = only(docs, "Cluster")["metadata"]["name"]
+    assert name == "k" * 50 + "-db"
+    jsonschema.validate(only(docs, "Cluster"), CNPG_CLUSTER_SCHEMA)
+    # <cluster>-rw, -ro and -r are Service names: at most 63 characters.
+    assert name.endswith("-db") and len(name) + len("-rw") <= 63, name

@@ -1,11 +1,15 @@
 """Fixtures for the offload service tests: Python stubs generated from proto/
-at test time, and a real kubevision-offload process on loopback."""
+at test time, a real kubevision-offload process on loopback, a real
+PostgreSQL server, and three service replicas sharing it."""
 
 import importlib
 import os
+import pwd
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -89,3 +93,245 @@ def orl():
     """ORL photo bytes by (person, photo)."""
     assert ORL.is_dir(), f"the ORL faces belong in {ORL}"
     return lambda person, photo: (ORL / f"s{person}" / f"{photo}.pgm").read_bytes()
+
+
+# --- PostgreSQL -------------------------------------------------------------
+# A real server for the store tests: a throwaway cluster made by initdb in a
+# temporary folder and run by pg_ctl on a free loopback port; no system
+# service. The binaries come from KUBEVISION_PG_BINDIR, else the highest
+# /usr/lib/postgresql/<major>/bin (Debian's postgresql package, installed by
+# scripts/setup-test-tools), else PATH. initdb and postgres refuse to run as
+# root, so as root the folder belongs to the `postgres` system user and every
+# PostgreSQL binary runs as that user through setpriv.
+
+PG_TOOLS = ("initdb", "pg_ctl", "postgres", "psql")
+PG_ENV_DROP = ("PGHOST", "PGHOSTADDR", "PGPORT", "PGUSER", "PGDATABASE", "PGPASSWORD", "PGSERVICE", "PGSSLMODE", "PGSSLROOTCERT", "PGOPTIONS", "PGDATA")
+
+
+def pg_bindir():
+    def has_tools(d):
+        return all((d / tool).is_file() for tool in PG_TOOLS)
+
+    if os.environ.get("KUBEVISION_PG_BINDIR"):
+        d = Path(os.environ["KUBEVISION_PG_BINDIR"])
+        assert has_tools(d), f"KUBEVISION_PG_BINDIR={d} lacks one of {PG_TOOLS}"
+        return d
+    root = Path("/usr/lib/postgresql")
+    majors = sorted(
+        (int(d.name), d / "bin") for d in (root.iterdir() if root.is_dir() else []) if d.name.isdigit() and has_tools(d / "bin")
+    )
+    if majors:
+        return majors[-1][1]
+    for d in os.environ.get("PATH", "").split(os.pathsep):
+        if d and has_tools(Path(d)):
+            return Path(d)
+    pytest.fail(
+        "no PostgreSQL server binaries (initdb, pg_ctl, postgres, psql) in /usr/lib/postgresql/<major>/bin "
+        "or on PATH: the store tests need a real server; install Debian's `postgresql` package "
+        "(scripts/setup-test-tools does) or set KUBEVISION_PG_BINDIR"
+    )
+
+
+def pg_temp_parent(as_postgres):
+    """The usual temporary folder, unless the postgres user cannot traverse it
+    (pytest's own folders are 0700) or the Unix socket's path would be too long."""
+    tmp = Path(tempfile.gettempdir())
+    reachable = not as_postgres or all(os.stat(d).st_mode & 0o001 for d in [tmp, *tmp.parents])
+    return tmp if reachable and len(str(tmp)) <= 60 else Path("/tmp")
+
+
+class Postgres:
+    """A throwaway PostgreSQL cluster with database `kubevision`; trust
+    authentication on the Unix socket and on 127.0.0.1."""
+
+    database = "kubevision"
+
+    def __init__(self):
+        self.bindir = pg_bindir()
+        self.run_as = None
+        if os.geteuid() == 0:
+            try:
+                user = pwd.getpwnam("postgres")
+            except KeyError:
+                pytest.fail(
+                    "running as root, the PostgreSQL tests run the server as the `postgres` user, and there is none: "
+                    "install Debian's `postgresql` package (scripts/setup-test-tools does)"
+                )
+            self.run_as = (user.pw_uid, user.pw_gid)
+        self.root = Path(tempfile.mkdtemp(prefix="kv-pg-", dir=pg_temp_parent(self.run_as is not None)))
+        self.data = self.root / "data"
+        self.socket = self.root / "sock"
+        self.logfile = self.root / "server.log"
+        self.port = None
+        try:
+            self._give(self.root)
+            self.socket.mkdir()
+            self._give(self.socket)
+            self._check("initdb", self._run("initdb", "-D", str(self.data), "-U", "postgres", "-A", "trust", "-E", "UTF8", "--locale=C", "--no-sync"))
+            self._write(self.data / "pg_hba.conf", "local all all trust\nhost all all 127.0.0.1/32 trust\n")
+            with open(self.data / "postgresql.conf", "a") as conf:
+                conf.write(
+                    "\n# kubevision tests\n"
+                    "listen_addresses = '127.0.0.1'\n"
+                    f"unix_socket_directories = '{self.socket}'\n"
+                    "max_connections = 200\n"
+                    "shared_buffers = 32MB\n"
+                    "include 'kubevision-port.conf'\n"
+                )
+            for attempt in range(5):  # a free port can be taken before the bind
+                self.port = free_port()
+                self._write(self.data / "kubevision-port.conf", f"port = {self.port}\n")
+                started = self._pg_ctl("-t", "60", "start")
+                if started.returncode == 0:
+                    break
+                if attempt == 4 or "could not bind" not in self.log():
+                    self._check("pg_ctl start", started)
+            self._psql("postgres", f"CREATE DATABASE {self.database}")
+        except BaseException:
+            self.close()
+            raise
+
+    @property
+    def url(self):
+        return f"postgres://postgres@127.0.0.1:{self.port}/{self.database}"
+
+    def psql(self, sql):
+        """Runs `sql` in database kubevision (psql -X -q -A -t over the Unix
+        socket): one line per row, columns separated by `|`. Fails the test
+        with psql's stderr when psql fails."""
+        return self._psql(self.database, sql)
+
+    def restart_fast(self):
+        self._check("pg_ctl restart", self._pg_ctl("-m", "fast", "-t", "60", "restart"))
+
+    def stop(self):
+        self._check("pg_ctl stop", self._pg_ctl("-m", "fast", "-t", "60", "stop"))
+
+    def start_again(self):
+        self._check("pg_ctl start", self._pg_ctl("-t", "60", "start"))
+
+    def log(self):
+        return self.logfile.read_text(errors="replace") if self.logfile.exists() else ""
+
+    def close(self):
+        if (self.data / "postmaster.pid").exists():
+            self._pg_ctl("-m", "immediate", "-t", "30", "stop")
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    def _psql(self, database, sql):
+        out = self._run(
+            "psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-f", "-",
+            "-h", str(self.socket), "-p", str(self.port), "-U", "postgres", "-d", database,
+            input=sql,
+        )
+        if out.returncode != 0:
+            pytest.fail(f"psql failed on {sql!r}:\n{out.stderr}{out.stdout}")
+        return out.stdout
+
+    def _pg_ctl(self, *args):
+        # -l matters: without it the server would hold pg_ctl's stdout pipe open.
+        return self._run("pg_ctl", "-D", str(self.data), "-l", str(self.logfile), "-w", *args)
+
+    def _run(self, program, *args, input=None):
+        prefix = []
+        if self.run_as:
+            uid, gid = self.run_as
+            prefix = ["setpriv", f"--reuid={uid}", f"--regid={gid}", "--init-groups", "--"]
+        env = {k: v for k, v in os.environ.items() if k not in PG_ENV_DROP}
+        env.update(HOME=str(self.root), LC_ALL="C")
+        return subprocess.run(
+            [*prefix, str(self.bindir / program), *args],
+            cwd=self.root,
+            env=env,
+            input=input,
+            stdin=None if input is not None else subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    def _check(self, what, out):
+        if out.returncode != 0:
+            pytest.fail(f"{what} failed ({out.returncode}):\n{out.stdout}{out.stderr}\nserver log:\n{self.log()}")
+
+    def _give(self, path):
+        if self.run_as:
+            os.chown(path, *self.run_as)
+
+    def _write(self, path, text):
+        path.write_text(text)
+        os.chmod(path, 0o600)
+        self._give(path)
+
+
+@pytest.fixture(scope="module")
+def postgres():
+    """A real PostgreSQL server of this module's own; stopped and deleted after."""
+    server = Postgres()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+class Replica(Server):
+    def __init__(self, name, process, address, metrics, log):
+        super().__init__(process, address, metrics)
+        self.name = name
+        self.log = log
+
+    def __repr__(self):
+        return f"replica {self.name} at {self.address}"
+
+
+REPLICA_READY_S = 30
+
+
+@pytest.fixture(scope="module")
+def replicas(postgres, tmp_path_factory):
+    """Three kubevision-offload processes (A, B, C) sharing the `postgres`
+    database through --store, each with its own ports and data directory,
+    each answering gRPC health SERVING (caught up with the store)."""
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    assert BINARY.exists(), f"{BINARY} is missing: run `cargo build --workspace --bins` first"
+    started = []
+    try:
+        for name in "ABC":
+            tmp = tmp_path_factory.mktemp(f"replica-{name}")
+            port, metrics = free_port(), free_port()
+            log = tmp / "server.log"
+            with open(log, "w") as out:
+                process = subprocess.Popen(
+                    [
+                        str(BINARY),
+                        f"--listen=127.0.0.1:{port}",
+                        f"--metrics-listen=127.0.0.1:{metrics}",
+                        f"--data-dir={tmp / 'data'}",
+                        f"--store={postgres.url}",
+                    ],
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    env={**os.environ, "RUST_LOG": "info"},
+                )
+            started.append(Replica(name, process, f"127.0.0.1:{port}", metrics, log))
+        # Started together (so that they race for the migrations), then awaited.
+        deadline = time.monotonic() + REPLICA_READY_S
+        for replica in started:
+            with replica.channel() as channel:
+                health = health_pb2_grpc.HealthStub(channel)
+                while True:
+                    assert replica.process.poll() is None, f"{replica} exited:\n{replica.log.read_text()}"
+                    try:
+                        status = health.Check(health_pb2.HealthCheckRequest(), timeout=1).status
+                        if status == health_pb2.HealthCheckResponse.SERVING:
+                            break
+                    except grpc.RpcError:
+                        pass
+                    assert time.monotonic() < deadline, f"{replica} is not SERVING after {REPLICA_READY_S} s:\n{replica.log.read_text()}"
+                    time.sleep(0.05)
+        yield started
+    finally:
+        for replica in started:
+            replica.process.kill()
+            replica.process.wait()

@@ -3,6 +3,7 @@
 //! `tests/cluster/render_matches_helm.rs` compares this with the real
 //! `helm template` for the value sets in `tests/chart/values/`.
 
+mod deployment;
 mod network;
 mod statefulset;
 
@@ -12,13 +13,16 @@ use kube::api::DynamicObject;
 use serde_json::{json, Value};
 
 use crate::error::Error;
-use crate::values::{chart_meta, ChartValues, DeployValues};
+use crate::values::{chart_meta, ChartValues, DeployValues, Store};
 use crate::FIELD_MANAGER;
+use deployment::{cloudnativepg_cluster, deployment};
+pub(crate) use deployment::{CNPG_API_VERSION, CNPG_KIND};
 use network::{cert_manager, ingress, network_policy, services};
 use statefulset::statefulset;
 
 /// The objects `helm template` renders for the same values, in apply order
-/// (Secrets and Services before the StatefulSet that uses them).
+/// (Secrets, Services and the database before the workload that uses them):
+/// a StatefulSet for gallery.store=sqlite, a Deployment for postgres.
 pub fn render(values: &DeployValues) -> Result<Vec<DynamicObject>, Error> {
     values.validate()?;
     let names = Names::new(values)?;
@@ -44,7 +48,13 @@ pub fn render(values: &DeployValues) -> Result<Vec<DynamicObject>, Error> {
     if v.ingress.enabled {
         docs.push(ingress(&names, v));
     }
-    docs.push(statefulset(&names, v, &secrets));
+    if v.gallery.cloudnativepg() {
+        docs.push(cloudnativepg_cluster(&names, v));
+    }
+    docs.push(match v.gallery.store {
+        Store::Sqlite => statefulset(&names, v, &secrets),
+        Store::Postgres => deployment(&names, v, &secrets),
+    });
     if v.autoscaling.enabled {
         docs.push(hpa(&names, v));
     }
@@ -129,6 +139,34 @@ impl Names {
         format!("{}-headless", self.fullname)
     }
 
+    /// _helpers.tpl "kubevision.cnpgName": short enough for its Services (`<cluster>-rw`).
+    fn cnpg_name(&self) -> String {
+        format!("{}-db", trunc(&self.fullname, 50))
+    }
+
+    /// Where the PostgreSQL connection string and the database's CA come
+    /// from; `None` with SQLite.
+    fn store(&self, v: &ChartValues) -> Option<StoreSecrets> {
+        let pg = &v.gallery.postgres;
+        if v.gallery.store != Store::Postgres {
+            None
+        } else if v.gallery.cloudnativepg() {
+            let cluster = self.cnpg_name();
+            Some(StoreSecrets {
+                secret: format!("{cluster}-app"),
+                key: "uri".into(),
+                ca: Some((format!("{cluster}-ca"), "ca.crt".into())),
+            })
+        } else {
+            Some(StoreSecrets {
+                secret: pg.existing_secret.clone(),
+                key: pg.existing_secret_key.clone(),
+                ca: Some((pg.ca_secret.name.clone(), pg.ca_secret.key.clone()))
+                    .filter(|(name, _)| !name.is_empty()),
+            })
+        }
+    }
+
     fn tls_secret(&self, v: &ChartValues) -> String {
         or_default(&v.tls.existing_secret, || format!("{}-tls", self.fullname))
     }
@@ -146,9 +184,21 @@ impl Names {
     }
 }
 
+/// The Secret and key of KUBEVISION_STORE, and those of the CA file.
+struct StoreSecrets {
+    secret: String,
+    key: String,
+    ca: Option<(String, String)>,
+}
+
 /// Helm's `trunc 63 | trimSuffix "-"`.
 fn trunc63(s: &str) -> String {
-    let cut: String = s.chars().take(63).collect();
+    trunc(s, 63)
+}
+
+/// Helm's `trunc <len> | trimSuffix "-"`.
+fn trunc(s: &str, len: usize) -> String {
+    let cut: String = s.chars().take(len).collect();
     cut.strip_suffix('-').map(str::to_owned).unwrap_or(cut)
 }
 
@@ -160,11 +210,15 @@ fn or_default(value: &str, default: impl FnOnce() -> String) -> String {
     }
 }
 
-/// hpa.yaml: scales the StatefulSet on CPU load.
+/// hpa.yaml: scales the workload on CPU load.
 fn hpa(names: &Names, v: &ChartValues) -> Value {
     let a = &v.autoscaling;
+    let kind = match v.gallery.store {
+        Store::Sqlite => "StatefulSet",
+        Store::Postgres => "Deployment",
+    };
     names.object("autoscaling/v2", "HorizontalPodAutoscaler", &names.fullname, json!({
-        "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "StatefulSet", "name": names.fullname},
+        "scaleTargetRef": {"apiVersion": "apps/v1", "kind": kind, "name": names.fullname},
         "minReplicas": a.min_replicas,
         "maxReplicas": a.max_replicas,
         "metrics": [{"type": "Resource", "resource": {

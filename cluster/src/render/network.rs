@@ -7,7 +7,8 @@ use serde_json::{json, Map, Value};
 use super::Names;
 use crate::values::ChartValues;
 
-/// services.yaml: the ClusterIP Service and the headless one.
+/// services.yaml: the ClusterIP Service and the headless one (one address
+/// per ready pod, which the kiosks' client resolves to balance).
 pub(super) fn services(names: &Names, v: &ChartValues) -> Vec<Value> {
     let ports = json!([
         {"name": "grpc", "port": v.ports.grpc, "targetPort": "grpc", "protocol": "TCP", "appProtocol": "grpc"},
@@ -22,7 +23,8 @@ pub(super) fn services(names: &Names, v: &ChartValues) -> Vec<Value> {
         service(&names.fullname, json!({"type": "ClusterIP"})),
         service(
             &names.headless(),
-            json!({"clusterIP": "None", "publishNotReadyAddresses": true}),
+            // Only ready pods: the kiosks balance over the ready replicas.
+            json!({"clusterIP": "None"}),
         ),
     ]
 }

@@ -1,22 +1,24 @@
-//! statefulset.yaml and the helpers it includes: the pods, their
-//! scheduling, resources and volumes.
+//! statefulset.yaml and _pod.tpl with the helpers it includes: the SQLite
+//! workload, and the pods of either workload with their scheduling,
+//! resources and volumes.
 
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 
 use super::{or_default, Names};
-use crate::values::ChartValues;
+use crate::values::{ChartValues, Store};
 
 const DATA_DIR: &str = "/var/lib/kubevision";
 const TLS_DIR: &str = "/etc/kubevision/tls";
+const DB_CA_DIR: &str = "/etc/kubevision/db-ca";
 
-/// statefulset.yaml.
+/// statefulset.yaml (gallery.store=sqlite): one pod and its gallery claim.
 pub(super) fn statefulset(names: &Names, v: &ChartValues, secrets: &[Value]) -> Value {
     let mut spec = json!({
         "serviceName": names.headless(),
         "podManagementPolicy": "Parallel",
         "selector": {"matchLabels": names.selector_labels()},
-        "template": {"metadata": {"labels": names.labels()}, "spec": pod_spec(names, v)},
+        "template": pod_template(names, v, secrets),
     });
     if !v.autoscaling.enabled {
         spec["replicas"] = json!(v.replica_count);
@@ -41,6 +43,12 @@ pub(super) fn statefulset(names: &Names, v: &ChartValues, secrets: &[Value]) -> 
             "spec": claim,
         }]);
     }
+    names.object("apps/v1", "StatefulSet", &names.fullname, spec)
+}
+
+/// _pod.tpl "kubevision.podTemplate": the same pods for either workload.
+pub(super) fn pod_template(names: &Names, v: &ChartValues, secrets: &[Value]) -> Value {
+    let mut template = json!({"metadata": {"labels": names.labels()}, "spec": pod_spec(names, v)});
     let mut annotations: Map<String, Value> = Map::new();
     if !secrets.is_empty() {
         // Restarts the pods when the Secrets change (the token is read once at start).
@@ -52,9 +60,9 @@ pub(super) fn statefulset(names: &Names, v: &ChartValues, secrets: &[Value]) -> 
             .map(|(k, val)| (k.clone(), json!(val))),
     );
     if !annotations.is_empty() {
-        spec["template"]["metadata"]["annotations"] = Value::Object(annotations);
+        template["metadata"]["annotations"] = Value::Object(annotations);
     }
-    names.object("apps/v1", "StatefulSet", &names.fullname, spec)
+    template
 }
 
 /// Helm hashes the text of secrets.yaml; any digest that changes with the
@@ -139,6 +147,24 @@ fn container(names: &Names, v: &ChartValues) -> Value {
         env_value("KUBEVISION_DATA_DIR", DATA_DIR.to_owned()),
         env_value("KUBEVISION_BACKEND", backend),
     ];
+    let store = names.store(v);
+    if let Some(store) = &store {
+        env.push(
+            json!({"name": "KUBEVISION_STORE", "valueFrom": {"secretKeyRef": {
+                "name": store.secret, "key": store.key,
+            }}}),
+        );
+        if let Some((_, key)) = &store.ca {
+            env.push(env_value(
+                "KUBEVISION_STORE_CA_FILE",
+                format!("{DB_CA_DIR}/{key}"),
+            ));
+        }
+        env.push(env_value(
+            "KUBEVISION_CATCH_UP_SECS",
+            v.gallery.catch_up_seconds.to_string(),
+        ));
+    }
     if v.tls.enabled {
         env.push(env_value(
             "KUBEVISION_TLS_CERT",
@@ -181,6 +207,9 @@ fn container(names: &Names, v: &ChartValues) -> Value {
     if v.tls.enabled {
         mounts.push(json!({"name": "tls", "mountPath": TLS_DIR, "readOnly": true}));
     }
+    if store.is_some_and(|s| s.ca.is_some()) {
+        mounts.push(json!({"name": "db-ca", "mountPath": DB_CA_DIR, "readOnly": true}));
+    }
     json!({
         "name": "offload",
         "image": format!("{}:{tag}", v.image.repository),
@@ -213,12 +242,20 @@ fn resources(v: &ChartValues) -> Value {
 
 fn volumes(names: &Names, v: &ChartValues) -> Value {
     let mut volumes = Vec::new();
-    if !v.persistence.enabled {
+    // With PostgreSQL the data directory is scratch: the pods hold no state.
+    if v.gallery.store == Store::Postgres || !v.persistence.enabled {
         volumes.push(json!({"name": "data", "emptyDir": {}}));
     }
     volumes.push(json!({"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}}));
     if v.tls.enabled {
         volumes.push(json!({"name": "tls", "secret": {"secretName": names.tls_secret(v)}}));
+    }
+    if let Some((secret, key)) = names.store(v).and_then(|s| s.ca) {
+        // Only the certificate: a CloudNativePG <cluster>-ca Secret also holds the CA's key.
+        volumes.push(json!({"name": "db-ca", "secret": {
+            "secretName": secret,
+            "items": [{"key": key, "path": key}],
+        }}));
     }
     json!(volumes)
 }

@@ -4,7 +4,9 @@ use kubevision_cluster::{deploy, render, Endpoint, Error, FIELD_MANAGER};
 use serde_json::{json, Value};
 
 use crate::fake_api::{path_of, FakeApi, Recorded};
-use crate::fixtures::{connect, deployed, plant_nodes, values, NAMESPACE, RELEASE, STS_PATH};
+use crate::fixtures::{
+    connect, deployed, plant_nodes, values, values_file, DEPLOY_PATH, NAMESPACE, RELEASE, STS_PATH,
+};
 
 const APPLY: &str = "application/apply-patch+yaml";
 
@@ -146,4 +148,101 @@ fn without_tls_the_endpoint_is_plain() {
             tls: false
         }
     );
+}
+
+#[tokio::test]
+async fn moving_the_gallery_to_postgres_replaces_the_statefulset_with_a_deployment() {
+    let (fake, conn, _, _dir) = deployed("persistence", plant_nodes()).await;
+    assert_eq!(
+        fake.get(STS_PATH).unwrap()["spec"]["persistentVolumeClaimRetentionPolicy"]["whenDeleted"],
+        "Delete"
+    );
+    let before = fake.requests().len();
+    let yaml = format!(
+        "{}\nreplicaCount: 3\ngallery: {{store: postgres, postgres: {{existingSecret: plant-gallery-db}}}}",
+        values_file("persistence")
+    );
+    let postgres = kubevision_cluster::DeployValues::new(RELEASE, NAMESPACE, &yaml).unwrap();
+    let deployment = deploy(&conn, &postgres).await.unwrap();
+
+    assert!(deployment.objects.iter().any(|o| o.kind == "Deployment"));
+    let new = fake.get(DEPLOY_PATH).expect("the Deployment was applied");
+    assert_eq!(new["spec"]["replicas"], 3);
+    // Like helm upgrade: the StatefulSet the values no longer render is
+    // deleted, after being told to keep its SQLite claim (persistence.keep=false).
+    assert!(fake.get(STS_PATH).is_none(), "the StatefulSet is left");
+    let requests = fake.requests().split_off(before);
+    let retain = requests
+        .iter()
+        .position(|r| r.path == STS_PATH && r.method == "PATCH")
+        .expect("the claim retention was switched to Retain");
+    let delete = requests
+        .iter()
+        .position(|r| r.path == STS_PATH && r.method == "DELETE")
+        .unwrap();
+    assert!(retain < delete);
+    assert_eq!(
+        requests[retain].content_type.as_deref(),
+        Some("application/merge-patch+json")
+    );
+    // Nothing else was deleted.
+    let deleted: Vec<&str> = requests
+        .iter()
+        .filter(|r| r.method == "DELETE")
+        .map(|r| r.path.as_str())
+        .collect();
+    assert_eq!(deleted, [STS_PATH]);
+}
+
+#[tokio::test]
+async fn a_cluster_without_cloudnativepg_is_explained() {
+    let fake = FakeApi::start().await;
+    fake.without_group("postgresql.cnpg.io");
+    let dir = tempfile::tempdir().unwrap();
+    let conn = connect(&fake, &dir).await;
+    let err = deploy(&conn, &values("postgres-cnpg")).await.unwrap_err();
+    assert!(matches!(err, Error::MissingApi { .. }), "{err}");
+    assert!(
+        err.to_string().starts_with(
+            "the cluster has no Cluster (postgresql.cnpg.io/v1) API: install the CloudNativePG operator"
+        ),
+        "{err}"
+    );
+    // No Deployment whose pods would wait for the database's Secrets.
+    assert!(fake.get(DEPLOY_PATH).is_none());
+}
+
+#[tokio::test]
+async fn the_postgres_cluster_is_applied_before_the_deployment() {
+    let fake = FakeApi::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let conn = connect(&fake, &dir).await;
+    deploy(&conn, &values("postgres-cnpg")).await.unwrap();
+    let kinds: Vec<String> = patches(&fake.requests())
+        .iter()
+        .map(|r| r.body["kind"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "Namespace",
+            "Service",
+            "Service",
+            "NetworkPolicy",
+            "PodDisruptionBudget",
+            "Cluster",
+            "Deployment",
+            "HorizontalPodAutoscaler"
+        ]
+    );
+    let cluster = fake
+        .get("/apis/postgresql.cnpg.io/v1/namespaces/kubevision/clusters/kv-kubevision-offload-db")
+        .unwrap();
+    assert_eq!(cluster["spec"]["instances"], 3);
+    assert_eq!(
+        cluster["metadata"]["annotations"]["helm.sh/resource-policy"],
+        "keep"
+    );
+    // Nothing of the release is pruned on a first install.
+    assert!(!fake.requests().iter().any(|r| r.method == "DELETE"));
 }

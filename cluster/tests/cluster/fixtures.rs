@@ -11,6 +11,10 @@ pub const NAMESPACE: &str = "kubevision";
 pub const FULLNAME: &str = "kv-kubevision-offload";
 pub const STS_PATH: &str = "/apis/apps/v1/namespaces/kubevision/statefulsets/kv-kubevision-offload";
 pub const REVISION: &str = "kv-kubevision-offload-6d8f9c7b5d";
+pub const DEPLOY_PATH: &str =
+    "/apis/apps/v1/namespaces/kubevision/deployments/kv-kubevision-offload";
+/// The pod-template-hash of the Deployment's current ReplicaSet.
+pub const TEMPLATE_HASH: &str = "7c9d5b8f4d";
 
 pub fn values_file(set: &str) -> String {
     let path = format!(
@@ -117,6 +121,60 @@ pub fn with_status(mut set: Value, ready: i32) -> Value {
         "currentRevision": REVISION, "updateRevision": REVISION, "collisionCount": 0,
     });
     set
+}
+
+/// The Deployment as the fake stores it after `deploy`, with the status its
+/// controller writes once every replica runs the current template and
+/// `ready` of them are ready.
+pub fn deployment_with(fake: &FakeApi, ready: i32) -> Value {
+    let mut deployment = fake.get(DEPLOY_PATH).expect("deploy stored the Deployment");
+    let replicas = deployment["spec"]["replicas"].as_i64().unwrap_or(1);
+    let progressing = if ready as i64 >= replicas {
+        (
+            "NewReplicaSetAvailable",
+            format!("ReplicaSet \"{FULLNAME}-{TEMPLATE_HASH}\" has successfully progressed."),
+        )
+    } else {
+        (
+            "ReplicaSetUpdated",
+            format!("ReplicaSet \"{FULLNAME}-{TEMPLATE_HASH}\" is progressing."),
+        )
+    };
+    deployment["status"] = json!({
+        "observedGeneration": deployment["metadata"]["generation"], "replicas": replicas,
+        "updatedReplicas": replicas, "readyReplicas": ready, "availableReplicas": ready,
+        "unavailableReplicas": replicas - ready as i64,
+        "conditions": [
+            {"type": "Available", "status": if ready as i64 >= replicas { "True" } else { "False" },
+             "reason": if ready as i64 >= replicas { "MinimumReplicasAvailable" } else { "MinimumReplicasUnavailable" },
+             "lastUpdateTime": "2026-11-23T02:00:20Z", "lastTransitionTime": "2026-11-23T02:00:20Z"},
+            {"type": "Progressing", "status": "True", "reason": progressing.0, "message": progressing.1,
+             "lastUpdateTime": "2026-11-23T02:00:20Z", "lastTransitionTime": "2026-11-23T02:00:02Z"},
+        ],
+    });
+    deployment
+}
+
+/// A replica of the deployed Deployment (named by its ReplicaSet and `suffix`), with `status`.
+pub fn deployment_pod(fake: &FakeApi, suffix: &str, status: Value) -> Value {
+    let deployment = fake.get(DEPLOY_PATH).expect("deploy stored the Deployment");
+    let replica_set = format!("{FULLNAME}-{TEMPLATE_HASH}");
+    let name = format!("{replica_set}-{suffix}");
+    let mut labels = deployment["spec"]["template"]["metadata"]["labels"].clone();
+    labels["pod-template-hash"] = json!(TEMPLATE_HASH);
+    let mut spec = deployment["spec"]["template"]["spec"].clone();
+    spec["restartPolicy"] = json!("Always");
+    spec["schedulerName"] = json!("default-scheduler");
+    json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {
+            "name": name, "namespace": NAMESPACE, "labels": labels,
+            "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": replica_set,
+                                 "uid": "5d0c2b1e-7a4f-4c55-9d1e-0b6f3e2a9c11", "controller": true, "blockOwnerDeletion": true}],
+        },
+        "spec": spec,
+        "status": status,
+    })
 }
 
 /// Replica `ordinal` of the deployed StatefulSet, with `status`.

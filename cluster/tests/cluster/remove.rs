@@ -5,8 +5,8 @@ use serde_json::{json, Value};
 
 use crate::fake_api::{FakeApi, Recorded};
 use crate::fixtures::{
-    crash_loop, deployed, plant_nodes, pod, pod_path, running, statefulset_with, FULLNAME,
-    NAMESPACE, STS_PATH,
+    crash_loop, deployed, deployment_pod, deployment_with, plant_nodes, pod, running,
+    statefulset_with, DEPLOY_PATH, FULLNAME, NAMESPACE, STS_PATH,
 };
 
 const CLAIM_PATH: &str =
@@ -71,16 +71,37 @@ async fn status_of_a_ready_release() {
 
 #[tokio::test]
 async fn status_explains_a_crash_loop_and_an_absent_release() {
-    let (fake, conn, values, _dir) = deployed("cpu", plant_nodes()).await;
-    fake.put(statefulset_with(&fake, 1));
+    // A PostgreSQL gallery: three replicas of a Deployment, one crashing.
+    let (fake, conn, values, _dir) = deployed("postgres-secret", plant_nodes()).await;
+    fake.put(deployment_with(&fake, 2));
     let image = "ghcr.io/kubevision/kubevision-offload:0.1.0";
-    fake.put(pod(&fake, 0, running(image, true)));
-    fake.put(pod(&fake, 1, crash_loop(image)));
+    fake.put(deployment_pod(&fake, "x2k9p", running(image, true)));
+    fake.put(deployment_pod(&fake, "q7m4w", running(image, true)));
+    let crashing = deployment_pod(&fake, "b5t8z", crash_loop(image));
+    let crashing_path = format!(
+        "/api/v1/namespaces/{NAMESPACE}/pods/{}",
+        crashing["metadata"]["name"].as_str().unwrap()
+    );
+    fake.put(crashing);
     // No log of a previous run: the current one's is shown.
-    let log = "2026-11-23T02:01:11Z INFO kubevision_offload: loading the gallery\nError: no such table: faces";
-    fake.set_log(&pod_path(1), false, log);
+    let log = "2026-11-23T02:01:11Z INFO kubevision_offload: connecting to the gallery store\n\
+               Error: the database refused the connection: password authentication failed for user \"kubevision\"";
+    fake.set_log(&crashing_path, false, log);
     let s = status(&conn, &values.release).await.unwrap();
-    assert_eq!((s.ready, s.desired, s.rolled_out), (1, 2, false));
+    assert_eq!((s.ready, s.desired, s.rolled_out), (2, 3, false));
+    assert_eq!(
+        s.objects
+            .iter()
+            .map(|o| o.kind.as_str())
+            .collect::<Vec<_>>(),
+        [
+            "Service",
+            "Service",
+            "NetworkPolicy",
+            "PodDisruptionBudget",
+            "Deployment"
+        ]
+    );
     let last_logs = log.lines().map(str::to_owned).collect();
     assert_eq!(
         s.failures,
@@ -126,7 +147,6 @@ async fn remove_keeps_the_galleries() {
     );
     let deleted = remove(&conn, &release, false).await.unwrap();
     let kinds = [
-        "HorizontalPodAutoscaler",
         "StatefulSet",
         "PodDisruptionBudget",
         "NetworkPolicy",
@@ -136,10 +156,7 @@ async fn remove_keeps_the_galleries() {
     let headless = format!("{FULLNAME}-headless");
     assert_eq!(
         deleted,
-        refs(
-            &kinds,
-            &[FULLNAME, FULLNAME, FULLNAME, FULLNAME, &headless, FULLNAME]
-        )
+        refs(&kinds, &[FULLNAME, FULLNAME, FULLNAME, &headless, FULLNAME])
     );
 
     let requests = fake.requests();
@@ -183,4 +200,41 @@ async fn remove_deletes_the_galleries_when_asked() {
     );
     assert!(fake.get(CLAIM_PATH).is_none());
     assert!(!fake.requests().iter().any(is_merge_patch));
+}
+
+const DB_PATH: &str =
+    "/apis/postgresql.cnpg.io/v1/namespaces/kubevision/clusters/kv-kubevision-offload-db";
+
+#[tokio::test]
+async fn remove_keeps_the_postgres_gallery_unless_asked() {
+    // The CloudNativePG cluster's volumes are the gallery: deleting the
+    // Cluster deletes them, so it stays like the SQLite claims.
+    let (fake, conn, values, _dir) = deployed("postgres-cnpg", plant_nodes()).await;
+    assert!(fake.get(DB_PATH).is_some());
+    assert!(fake.get(DEPLOY_PATH).is_some());
+    let deleted = remove(&conn, &values.release, false).await.unwrap();
+    let headless = format!("{FULLNAME}-headless");
+    assert_eq!(
+        deleted,
+        refs(
+            &[
+                "HorizontalPodAutoscaler",
+                "Deployment",
+                "PodDisruptionBudget",
+                "NetworkPolicy",
+                "Service",
+                "Service"
+            ],
+            &[FULLNAME, FULLNAME, FULLNAME, FULLNAME, &headless, FULLNAME]
+        )
+    );
+    assert!(
+        fake.get(DB_PATH).is_some(),
+        "the database cluster was deleted"
+    );
+    assert!(fake.get(DEPLOY_PATH).is_none());
+
+    let deleted = remove(&conn, &values.release, true).await.unwrap();
+    assert_eq!(deleted, refs(&["Cluster"], &["kv-kubevision-offload-db"]));
+    assert!(fake.get(DB_PATH).is_none());
 }

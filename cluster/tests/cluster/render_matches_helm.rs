@@ -134,7 +134,7 @@ fn by_kind_and_name(docs: Vec<Value>, managed_by: &str) -> Vec<(String, Value, b
 #[test]
 fn every_value_set_renders_what_helm_renders() {
     let sets = value_sets();
-    assert!(sets.len() >= 5, "value sets: {sets:?}");
+    assert!(sets.len() >= 7, "value sets: {sets:?}");
     for set in &sets {
         let helm = by_kind_and_name(helm_template(set), "Helm");
         let ours = by_kind_and_name(ours(set), "kubevision");
@@ -155,6 +155,50 @@ fn every_value_set_renders_what_helm_renders() {
             );
         }
     }
+}
+
+/// tests/chart/refused/: value sets the chart must refuse, each with the
+/// words its first line gives (`# refused: <words>`); `DeployValues` refuses
+/// them with the same words.
+#[test]
+fn every_refused_value_set_is_refused_with_the_charts_words() {
+    let dir = repo().join("tests/chart/refused");
+    let mut count = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let yaml = std::fs::read_to_string(&path).unwrap();
+        let words = yaml
+            .lines()
+            .next()
+            .and_then(|l| l.strip_prefix("# refused: "))
+            .unwrap_or_else(|| panic!("{}: no `# refused:` line", path.display()));
+        let err = kubevision_cluster::DeployValues::new(RELEASE, NAMESPACE, &yaml)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(words), "{}: {err}", path.display());
+        // And helm's template `fail` (past the schema) says the same.
+        let output = Command::new(helm())
+            .args(["template", RELEASE, "--skip-schema-validation"])
+            .arg(repo().join("chart"))
+            .arg("-f")
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(!output.status.success(), "{}", path.display());
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let theirs = stderr
+            .lines()
+            .find_map(|l| l.split_once("): ").map(|(_, m)| m))
+            .unwrap_or_default();
+        assert_eq!(
+            err,
+            format!("invalid values: {theirs}"),
+            "{}",
+            path.display()
+        );
+        count += 1;
+    }
+    assert!(count >= 6, "refused value sets: {count}");
 }
 
 #[test]

@@ -7,8 +7,8 @@ use serde_json::Value;
 
 use crate::fake_api::FakeApi;
 use crate::fixtures::{
-    crash_loop, deployed, image_pull_backoff, node, plant_nodes, pod, pod_path, running,
-    statefulset_with, unschedulable,
+    crash_loop, deployed, deployment_pod, deployment_with, image_pull_backoff, node, plant_nodes,
+    pod, pod_path, running, statefulset_with, unschedulable, DEPLOY_PATH,
 };
 
 const TIMEOUT: Duration = Duration::from_secs(20);
@@ -55,6 +55,78 @@ async fn follows_the_pods_until_every_replica_is_ready() {
     );
     assert_eq!(watch.query["timeoutSeconds"], "10");
     assert!(watch.query["resourceVersion"].parse::<u64>().unwrap() > 0);
+}
+
+#[tokio::test]
+async fn follows_a_postgres_deployment_until_every_replica_is_ready() {
+    // gallery.store=postgres: three replicas of a Deployment, no StatefulSet.
+    let (fake, conn, values, _dir) = deployed("postgres-secret", plant_nodes()).await;
+    let before = fake.requests().len();
+    let image = "ghcr.io/kubevision/kubevision-offload:0.1.0";
+    fake.put(deployment_with(&fake, 1));
+    fake.put(deployment_pod(&fake, "x2k9p", running(image, true)));
+    // Catching up with the database: NOT_SERVING, so not ready yet.
+    fake.put(deployment_pod(&fake, "q7m4w", running(image, false)));
+    fake.put(deployment_pod(&fake, "b5t8z", running(image, false)));
+    fake.on_next_watch(vec![
+        deployment_pod(&fake, "q7m4w", running(image, true)),
+        deployment_pod(&fake, "b5t8z", running(image, true)),
+        deployment_with(&fake, 3),
+    ]);
+
+    let mut seen = Vec::new();
+    let done = rollout(&conn, &values.release, TIMEOUT, |p| seen.push(p.clone()))
+        .await
+        .unwrap();
+    let progress = |ready, message: &str| Progress {
+        ready,
+        desired: 3,
+        message: message.into(),
+    };
+    assert_eq!(
+        seen,
+        [
+            progress(1, "1 of 3 replicas ready"),
+            progress(3, "all 3 replicas ready")
+        ]
+    );
+    assert_eq!(done, seen[1]);
+    let requests = fake.requests().split_off(before);
+    let read = |path: &str| {
+        requests
+            .iter()
+            .filter(|r| {
+                r.method == "GET" && r.path == path && r.query.contains_key("labelSelector")
+            })
+            .count()
+    };
+    // Each look reads the StatefulSets (none) and then the Deployments.
+    assert_eq!(read("/apis/apps/v1/namespaces/kubevision/statefulsets"), 2);
+    assert_eq!(read("/apis/apps/v1/namespaces/kubevision/deployments"), 2);
+    assert!(fake.get(DEPLOY_PATH).is_some());
+}
+
+#[tokio::test]
+async fn a_deployment_with_old_replicas_left_is_not_rolled_out() {
+    let (fake, conn, values, _dir) = deployed("postgres-secret", plant_nodes()).await;
+    let mut deployment = deployment_with(&fake, 3);
+    // The new ReplicaSet is complete, one pod of the old one still runs.
+    deployment["status"]["replicas"] = 4.into();
+    fake.put(deployment);
+    let err = rollout(&conn, &values.release, Duration::from_millis(1200), |_| {})
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Rollout(Failure::Timeout {
+                ready: 3,
+                desired: 3,
+                ..
+            })
+        ),
+        "{err:?}"
+    );
 }
 
 /// The failure a rollout of `set` stops with, when replica 0 is in `status`.
@@ -173,11 +245,6 @@ async fn waiting_in_vain_times_out_with_the_schedulers_words() {
                    2 node(s) had untolerated taint {node.kubernetes.io/unreachable: }.";
     fake.put(statefulset_with(&fake, 0));
     fake.put(pod(&fake, 0, unschedulable(message)));
-    fake.put(pod(
-        &fake,
-        1,
-        running("ghcr.io/kubevision/kubevision-offload:0.1.0", false),
-    ));
     let mut seen = Vec::new();
     let err = rollout(&conn, &values.release, Duration::from_millis(1500), |p| {
         seen.push(p.clone())
@@ -187,7 +254,7 @@ async fn waiting_in_vain_times_out_with_the_schedulers_words() {
     let Error::Rollout(Failure::Timeout {
         waited,
         ready: 0,
-        desired: 2,
+        desired: 1,
     }) = err
     else {
         panic!("{err:?}")

@@ -16,10 +16,10 @@ use tonic::{Request, Response, Status};
 use vision::lbph::{Layout, Template};
 
 use super::{check_operator_id, invalid, profile, Core, MAX_FRAMES, MAX_TEMPLATES};
-use crate::admission::Ticket;
+use crate::admission::{Bounded, Ticket};
 use crate::error::ServiceError;
 use crate::gallery::{GalleryError, OperatorGallery};
-use crate::store::{Change, Committed, UpdateMode};
+use crate::store::{ChangeKind, Committed, UpdateMode};
 
 /// Sync events buffered ahead of a slow client.
 const SYNC_BUFFER: usize = 4;
@@ -38,14 +38,14 @@ impl GalleryService for GalleryApi {
             .handle(
                 "Enroll",
                 request,
-                |core, ticket, req: EnrollRequest| async move {
-                    check_operator_id(&req.operator_id)?;
+                |core, ticket, mut req: EnrollRequest| async move {
+                    req.operator_id = check_operator_id(&req.operator_id)?;
                     let profile = req.profile.as_ref().map(profile::encode).transpose()?;
                     let templates =
                         enrollment_templates(&core, &ticket, req.frames, req.templates, false)
                             .await?;
                     commit(&ticket, core, req.operator_id, move |gallery, id| {
-                        gallery.enroll(id, templates, profile.as_deref())
+                        gallery.enroll(id, &templates, profile.as_deref())
                     })
                     .await
                 },
@@ -61,8 +61,8 @@ impl GalleryService for GalleryApi {
             .handle(
                 "UpdateOperator",
                 request,
-                |core, ticket, req: UpdateOperatorRequest| async move {
-                    check_operator_id(&req.operator_id)?;
+                |core, ticket, mut req: UpdateOperatorRequest| async move {
+                    req.operator_id = check_operator_id(&req.operator_id)?;
                     let mode = match req.mode() {
                         Mode::Unspecified | Mode::Append => UpdateMode::Append,
                         Mode::Replace => UpdateMode::Replace,
@@ -86,7 +86,7 @@ impl GalleryService for GalleryApi {
                         mode
                     };
                     commit(&ticket, core, req.operator_id, move |gallery, id| {
-                        gallery.update(id, templates, mode, profile.as_deref())
+                        gallery.update(id, &templates, mode, profile.as_deref())
                     })
                     .await
                 },
@@ -102,8 +102,8 @@ impl GalleryService for GalleryApi {
             .handle(
                 "RemoveOperator",
                 request,
-                |core, ticket, req: RemoveOperatorRequest| async move {
-                    check_operator_id(&req.operator_id)?;
+                |core, ticket, mut req: RemoveOperatorRequest| async move {
+                    req.operator_id = check_operator_id(&req.operator_id)?;
                     commit(&ticket, core, req.operator_id, |gallery, id| {
                         gallery.remove(id)
                     })
@@ -138,36 +138,44 @@ impl GalleryService for GalleryApi {
             .await
     }
 
-    type SyncGalleryStream = SyncStream;
+    type SyncGalleryStream = Bounded<SyncStream>;
 
     async fn sync_gallery(
         &self,
         request: Request<SyncGalleryRequest>,
-    ) -> Result<Response<SyncStream>, Status> {
-        self.0.handle("SyncGallery", request, sync).await
+    ) -> Result<Response<Bounded<SyncStream>>, Status> {
+        self.0.handle_stream("SyncGallery", request, sync).await
     }
 }
 
-/// Streams the changes from a blocking thread that reads one SQLite
+/// Streams the changes from a blocking thread that reads one store
 /// snapshot; the small channel applies back-pressure, so a large gallery is
-/// never held in memory at once. The admission ticket travels with the
-/// stream, so concurrent syncs count against the queue bound.
+/// never held in memory at once. Everything comes from the store of record,
+/// not this replica's copy, so every replica gives the same answer. The
+/// admission ticket travels with the stream, so concurrent syncs count
+/// against the queue bound.
 async fn sync(
     core: Arc<Core>,
     ticket: Ticket,
     req: SyncGalleryRequest,
 ) -> Result<SyncStream, ServiceError> {
-    let current = core.gallery.version();
-    if req.since_version > current {
+    let since = req.since_version;
+    let store_status = ticket.run({
+        let core = core.clone();
+        move || core.gallery.store().status()
+    });
+    let status = store_status.await?.map_err(GalleryError::from)?;
+    // Versions only grow, so the snapshot read below is at least this new.
+    if since > status.version {
         return Err(ServiceError::ClientAhead {
-            since: req.since_version,
-            current,
+            since,
+            current: status.version,
         });
     }
     let (tx, rx) = mpsc::channel(SYNC_BUFFER);
     let header = SyncHeader {
-        gallery_id: core.gallery.gallery_id().to_owned(),
-        since_version: req.since_version,
+        gallery_id: status.gallery_id,
+        since_version: since,
         template_format: Some(core.template_format()),
     };
     tokio::task::spawn_blocking(move || {
@@ -179,25 +187,19 @@ async fn sync(
         if !send(sync_event::Event::Header(header)) {
             return;
         }
-        let result = core.gallery.store().changes_since(req.since_version, |c| {
-            send(match c {
-                Change::Upsert {
-                    operator_id,
-                    version,
-                    templates,
-                    profile,
+        let result = core.gallery.store().changes_since(since, &mut |c| {
+            send(match c.kind {
+                ChangeKind::Upsert {
+                    templates, profile, ..
                 } => sync_event::Event::Upsert(OperatorUpsert {
-                    operator_id,
-                    version,
+                    operator_id: c.operator_id,
+                    version: c.version,
                     templates: templates.into_iter().map(Into::into).collect(),
                     profile: profile.as_deref().and_then(profile::decode),
                 }),
-                Change::Removal {
-                    operator_id,
-                    version,
-                } => sync_event::Event::Removal(OperatorRemoval {
-                    operator_id,
-                    version,
+                ChangeKind::Removal => sync_event::Event::Removal(OperatorRemoval {
+                    operator_id: c.operator_id,
+                    version: c.version,
                 }),
             })
         });
@@ -246,9 +248,9 @@ async fn enrollment_templates(
     }
     let core = core.clone();
     ticket
-        .run(move || {
+        .run_cancellable(move |cancel| {
             let mut made = Vec::with_capacity(frames.len() + templates.len());
-            for (index, probe) in core.probes(&frames)?.into_iter().enumerate() {
+            for (index, probe) in core.probes(&frames, cancel)?.into_iter().enumerate() {
                 made.push(probe.map_err(|unusable| ServiceError::NoUsableFace {
                     index,
                     reason: unusable.to_string(),

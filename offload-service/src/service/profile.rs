@@ -1,22 +1,29 @@
 //! Operator profiles: what a kiosk needs to sign in someone enrolled at
 //! another line. The service checks their shape and stores them encoded;
-//! it never sees a secret, only Argon2id hashes, and never interprets them.
+//! it never sees a secret, only Argon2id hashes, whose PHC strings it
+//! parses and whose cost it bounds ([`kubevision_proto::credential`], the
+//! rule the kiosk applies to the same hashes).
 
+use kubevision_proto::credential::check_phc;
 use kubevision_proto::v1::credential::Kind;
 use kubevision_proto::v1::operator_profile::Role;
 use kubevision_proto::v1::OperatorProfile;
 use prost::Message;
 
-use super::{check_text, invalid};
+use super::{check_text, invalid, TextKind};
 use crate::error::ServiceError;
 
-/// Longest PHC string, in bytes (Argon2id's are about 100).
-pub const MAX_PHC_BYTES: usize = 256;
-
-/// Checks a profile and encodes it for the store.
+/// Checks a profile and encodes it for the store, its display name in NFC.
 pub fn encode(profile: &OperatorProfile) -> Result<Vec<u8>, ServiceError> {
-    check(profile)?;
-    Ok(profile.encode_to_vec())
+    let display_name = check(profile)?;
+    if display_name == profile.display_name {
+        return Ok(profile.encode_to_vec());
+    }
+    Ok(OperatorProfile {
+        display_name,
+        ..profile.clone()
+    }
+    .encode_to_vec())
 }
 
 /// A stored profile; `None` if it cannot be read (a store written by a
@@ -27,11 +34,12 @@ pub fn decode(bytes: &[u8]) -> Option<OperatorProfile> {
         .ok()
 }
 
-fn check(p: &OperatorProfile) -> Result<(), ServiceError> {
+/// The display name as stored (NFC), or why the profile is refused.
+fn check(p: &OperatorProfile) -> Result<String, ServiceError> {
     if p.display_name.trim().is_empty() {
         return Err(invalid("profile.display_name is blank".into()));
     }
-    check_text("profile.display_name", &p.display_name)?;
+    let display_name = check_text("profile.display_name", &p.display_name, TextKind::Name)?;
     match Role::try_from(p.role) {
         Ok(Role::Unspecified) | Err(_) => {
             return Err(invalid(format!(
@@ -59,16 +67,14 @@ fn check(p: &OperatorProfile) -> Result<(), ServiceError> {
             )));
         }
         seen.push(kind);
-        let phc_like = c.phc.starts_with("$argon2id$")
-            && c.phc.len() <= MAX_PHC_BYTES
-            && c.phc.bytes().all(|b| b.is_ascii_graphic());
-        if !phc_like {
+        if let Err(e) = check_phc(&c.phc) {
             return Err(invalid(format!(
-                "profile.credentials[{index}].phc is not an Argon2id PHC string of at most {MAX_PHC_BYTES} bytes"
+                "profile.credentials[{index}].phc: {e} (field {})",
+                e.field()
             )));
         }
     }
-    Ok(())
+    Ok(display_name)
 }
 
 #[cfg(test)]
@@ -91,6 +97,14 @@ mod tests {
     }
 
     #[test]
+    fn display_names_are_stored_in_nfc() {
+        let mut p = profile();
+        p.display_name = "Jo\u{0308}rg".into();
+        let stored = decode(&encode(&p).unwrap()).unwrap();
+        assert_eq!(stored.display_name, "J\u{00F6}rg");
+    }
+
+    #[test]
     fn a_good_profile_round_trips() {
         let bytes = encode(&profile()).unwrap();
         assert_eq!(decode(&bytes), Some(profile()));
@@ -99,12 +113,35 @@ mod tests {
     #[test]
     fn each_bad_field_is_named() {
         type Spoil = fn(&mut OperatorProfile);
-        let cases: [(&str, Spoil); 5] = [
+        let cases: [(&str, Spoil); 12] = [
             ("display_name", |p| p.display_name = " ".into()),
+            ("display_name contains the bidirectional control", |p| {
+                p.display_name = "Ada \u{202E}rebeW".into()
+            }),
             ("role", |p| p.role = 9),
             ("kind", |p| p.credentials[0].kind = 0),
-            ("phc", |p| p.credentials[0].phc = "1234".into()),
+            ("phc: not a PHC string", |p| {
+                p.credentials[0].phc = "1234".into()
+            }),
             ("a second", |p| p.credentials.push(p.credentials[0].clone())),
+            ("m (memory, KiB) is 8", |p| {
+                p.credentials[0].phc = PHC.replace("m=19456,t=2", "m=8,t=1")
+            }),
+            ("m (memory, KiB) is 4194304", |p| {
+                p.credentials[0].phc = PHC.replace("m=19456,t=2", "m=4194304,t=4294967295")
+            }),
+            ("t (passes) is 4294967295", |p| {
+                p.credentials[0].phc = PHC.replace("t=2", "t=4294967295")
+            }),
+            ("p (lanes) is 255", |p| {
+                p.credentials[0].phc = PHC.replace("p=1", "p=255")
+            }),
+            ("only argon2id", |p| {
+                p.credentials[0].phc = PHC.replace("argon2id", "argon2i")
+            }),
+            ("field v", |p| {
+                p.credentials[0].phc = PHC.replace("v=19", "v=16")
+            }),
         ];
         for (needle, spoil) in cases {
             let mut p = profile();

@@ -53,9 +53,9 @@ async fn identify(
     let gallery_version = core.gallery.version();
     let frames = req.frames;
     let probes = ticket
-        .run({
+        .run_cancellable({
             let core = core.clone();
-            move || core.probes(&frames)
+            move |cancel| core.probes(&frames, cancel)
         })
         .await??;
     let (usable, templates): (Vec<usize>, Vec<Template>) = probes
@@ -124,9 +124,9 @@ async fn identify(
 async fn verify(
     core: Arc<Core>,
     ticket: crate::admission::Ticket,
-    req: VerifyRequest,
+    mut req: VerifyRequest,
 ) -> Result<VerifyResponse, ServiceError> {
-    check_operator_id(&req.operator_id)?;
+    req.operator_id = check_operator_id(&req.operator_id)?;
     check_frames(&req.frames)?;
     let rule = core.burst_rule(req.threshold, req.min_usable_frames, req.frames.len())?;
     let label = core
@@ -136,10 +136,10 @@ async fn verify(
     let gallery_version = core.gallery.version();
     let frames = req.frames;
     let (probes, distances) = ticket
-        .run({
+        .run_cancellable({
             let core = core.clone();
-            move || -> Result<_, ServiceError> {
-                let probes = core.probes(&frames)?;
+            move |cancel| -> Result<_, ServiceError> {
+                let probes = core.probes(&frames, cancel)?;
                 let templates: Vec<Template> = probes
                     .iter()
                     .filter_map(|p| p.as_ref().ok().cloned())

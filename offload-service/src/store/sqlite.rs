@@ -1,17 +1,25 @@
-//! The plant-wide gallery on disk: operators and their templates in SQLite.
+//! The gallery in SQLite: a file in the data directory, for a service that
+//! runs as one replica.
 //!
-//! Every change is one transaction that also bumps the gallery version, and
-//! the database runs in WAL mode with `synchronous = FULL`, so a change is on
-//! disk before the RPC that made it is acknowledged. Removed operators leave a
-//! tombstone carrying the removal's version, which is what lets a kiosk ask
-//! for "every change since version N" without a separate change log.
+//! Every change is one immediate transaction that bumps the gallery version
+//! and writes a change-log row; the database runs in WAL mode with
+//! `synchronous = FULL`, so a change is on disk before the RPC that made it
+//! is acknowledged. Removed operators leave a tombstone carrying the
+//! removal's version. Only this process writes the file, so its change feed
+//! has nothing to announce: the gallery's periodic catch-up still picks up a
+//! change written to the file by hand.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Transaction};
 use rusqlite_migration::{Migrations, M};
+
+use super::{
+    check_count, checksum, to_sql_version, verify, Change, ChangeFeed, ChangeKind, Committed,
+    GalleryStore, StoreError, StoreStatus, UpdateMode,
+};
 
 /// The database file inside the data directory.
 pub const DB_FILE: &str = "gallery.sqlite3";
@@ -44,96 +52,28 @@ const MIGRATIONS: &[M<'static>] = &[
     // The operator's profile (an encoded kubevision.v1.OperatorProfile) as a
     // kiosk sent it; opaque to the store.
     M::up("ALTER TABLE operators ADD COLUMN profile BLOB;"),
+    // One row per change, written in the change's transaction: the history
+    // (who changed, when, how) that the version sequence numbers.
+    M::up(
+        "CREATE TABLE change_log (
+         version INTEGER PRIMARY KEY,
+         operator_id TEXT NOT NULL,
+         action TEXT NOT NULL CHECK (action IN ('enroll', 'update', 'remove')),
+         committed_at_ms INTEGER NOT NULL
+     );",
+    ),
+    // Each template's SHA-256, filled in for older rows at open.
+    M::up("ALTER TABLE templates ADD COLUMN checksum BLOB;"),
 ];
 
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("cannot create the data directory {path}: {source}")]
-    CreateDir {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("gallery database {path}: {source}")]
-    Open {
-        path: PathBuf,
-        source: rusqlite::Error,
-    },
-    #[error("gallery database {path}: cannot bring the schema up to date: {source}")]
-    Migrate {
-        path: PathBuf,
-        source: rusqlite_migration::Error,
-    },
-    #[error("gallery database: {0}")]
-    Sql(#[from] rusqlite::Error),
-    #[error("operator {0:?} is already enrolled")]
-    AlreadyEnrolled(String),
-    #[error("operator {0:?} is not enrolled")]
-    UnknownOperator(String),
-    #[error("operator {operator_id:?} would have {count} templates; the limit is {limit} (replace instead of appending)")]
-    TooManyTemplates {
-        operator_id: String,
-        count: usize,
-        limit: usize,
-    },
-    #[error("the gallery has run out of operator labels")]
-    LabelsExhausted,
-}
-
-/// An operator as loaded at start-up.
-#[derive(Debug, Clone, PartialEq)]
-pub struct StoredOperator {
-    pub label: i32,
-    pub operator_id: String,
-    pub templates: Vec<Vec<u8>>,
-}
-
-/// What a committed change did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Committed {
-    pub label: i32,
-    pub version: u64,
-    pub template_count: usize,
-}
-
-/// Counts and identity of the stored gallery.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StoreStatus {
-    pub gallery_id: String,
-    pub version: u64,
-    pub operators: usize,
-    pub templates: usize,
-}
-
-/// One change reported by [`GalleryStore::changes_since`].
-#[derive(Debug, Clone, PartialEq)]
-pub enum Change {
-    Upsert {
-        operator_id: String,
-        version: u64,
-        templates: Vec<Vec<u8>>,
-        profile: Option<Vec<u8>>,
-    },
-    Removal {
-        operator_id: String,
-        version: u64,
-    },
-}
-
-/// How new templates combine with an operator's existing ones.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum UpdateMode {
-    Append,
-    Replace,
-}
-
-pub struct GalleryStore {
+pub struct SqliteStore {
     path: PathBuf,
     /// The one writing connection; SQLite allows one writer at a time anyway.
     writer: Mutex<Connection>,
     max_templates_per_operator: usize,
 }
 
-impl GalleryStore {
+impl SqliteStore {
     /// Opens (creating if needed) the gallery in `data_dir`.
     pub fn open(data_dir: &Path, max_templates_per_operator: usize) -> Result<Self, StoreError> {
         std::fs::create_dir_all(data_dir).map_err(|source| StoreError::CreateDir {
@@ -152,7 +92,7 @@ impl GalleryStore {
             .map_err(open_err)?;
         conn.pragma_update(None, "foreign_keys", true)
             .map_err(open_err)?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))
+        conn.busy_timeout(Duration::from_secs(5))
             .map_err(open_err)?;
         Migrations::from_slice(MIGRATIONS)
             .to_latest(&mut conn)
@@ -165,6 +105,7 @@ impl GalleryStore {
             [new_gallery_id()],
         )
         .map_err(open_err)?;
+        add_missing_checksums(&mut conn).map_err(open_err)?;
         Ok(Self {
             path,
             writer: Mutex::new(conn),
@@ -172,51 +113,65 @@ impl GalleryStore {
         })
     }
 
-    /// Every operator with their templates, for loading the matcher.
-    pub fn load_all(&self) -> Result<Vec<StoredOperator>, StoreError> {
-        let conn = self.writer();
-        let mut operators: Vec<StoredOperator> = conn
-            .prepare("SELECT label, operator_id FROM operators ORDER BY label")?
-            .query_map([], |r| {
-                Ok(StoredOperator {
-                    label: r.get(0)?,
-                    operator_id: r.get(1)?,
-                    templates: Vec::new(),
-                })
-            })?
-            .collect::<Result<_, _>>()?;
-        let index: HashMap<i32, usize> = operators
-            .iter()
-            .enumerate()
-            .map(|(i, o)| (o.label, i))
-            .collect();
-        let mut templates = conn.prepare("SELECT label, data FROM templates ORDER BY id")?;
-        let mut rows = templates.query([])?;
-        while let Some(row) = rows.next()? {
-            // The foreign key guarantees the operator; skipping is the safe reading otherwise.
-            if let Some(&i) = index.get(&row.get(0)?) {
-                operators[i].templates.push(row.get(1)?);
-            }
-        }
-        Ok(operators)
+    fn writer(&self) -> std::sync::MutexGuard<'_, Connection> {
+        // A panic while holding the lock cannot leave a half-done transaction
+        // behind (it rolls back on drop), so a poisoned lock is still usable.
+        self.writer
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    pub fn status(&self) -> Result<StoreStatus, StoreError> {
+    /// Runs `f` in one immediate transaction with the next gallery version
+    /// (SQLite integers are i64; versions never come near its limit), and
+    /// logs the change in the same transaction.
+    fn change(
+        &self,
+        operator_id: &str,
+        action: &str,
+        f: impl FnOnce(&Transaction<'_>, i64) -> Result<Committed, StoreError>,
+    ) -> Result<Committed, StoreError> {
+        let mut conn = self.writer();
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let version: i64 = tx.query_row(
+            "UPDATE gallery SET version = version + 1 RETURNING version",
+            [],
+            |r| r.get(0),
+        )?;
+        let out = f(&tx, version)?;
+        tx.execute(
+            "INSERT INTO change_log (version, operator_id, action, committed_at_ms)
+             VALUES (?1, ?2, ?3, ?4)",
+            params![version, operator_id, action, now_ms()],
+        )?;
+        tx.commit()?;
+        Ok(out)
+    }
+}
+
+impl GalleryStore for SqliteStore {
+    fn kind(&self) -> &'static str {
+        "sqlite"
+    }
+
+    fn status(&self) -> Result<StoreStatus, StoreError> {
         status_of(&self.writer())
     }
 
-    /// Adds a new operator, with their profile if one was sent.
-    pub fn enroll(
+    fn enroll(
         &self,
         operator_id: &str,
         templates: &[Vec<u8>],
         profile: Option<&[u8]>,
     ) -> Result<Committed, StoreError> {
-        self.change(|tx, version| {
+        self.change(operator_id, "enroll", |tx, version| {
             if label_of(tx, operator_id)?.is_some() {
                 return Err(StoreError::AlreadyEnrolled(operator_id.to_owned()));
             }
-            self.check_count(operator_id, templates.len())?;
+            check_count(
+                operator_id,
+                templates.len(),
+                self.max_templates_per_operator,
+            )?;
             tx.execute(
                 "INSERT INTO operators (operator_id, version, profile) VALUES (?1, ?2, ?3)",
                 params![operator_id, version, profile],
@@ -233,39 +188,47 @@ impl GalleryStore {
         })
     }
 
-    /// Appends to or replaces an enrolled operator's templates, and replaces
-    /// their profile if one was sent.
-    pub fn update(
+    fn update(
         &self,
         operator_id: &str,
         templates: &[Vec<u8>],
         mode: UpdateMode,
         profile: Option<&[u8]>,
     ) -> Result<Committed, StoreError> {
-        self.change(|tx, version| {
-            let label = label_of(tx, operator_id)?.ok_or_else(|| StoreError::UnknownOperator(operator_id.to_owned()))?;
+        self.change(operator_id, "update", |tx, version| {
+            let label = label_of(tx, operator_id)?
+                .ok_or_else(|| StoreError::UnknownOperator(operator_id.to_owned()))?;
             let kept: usize = match mode {
                 UpdateMode::Replace => {
                     tx.execute("DELETE FROM templates WHERE label = ?1", [label])?;
                     0
                 }
-                UpdateMode::Append => {
-                    tx.query_row("SELECT COUNT(*) FROM templates WHERE label = ?1", [label], |r| r.get::<_, i64>(0))? as usize
-                }
+                UpdateMode::Append => tx.query_row(
+                    "SELECT COUNT(*) FROM templates WHERE label = ?1",
+                    [label],
+                    |r| r.get::<_, i64>(0),
+                )? as usize,
             };
-            self.check_count(operator_id, kept + templates.len())?;
+            check_count(
+                operator_id,
+                kept + templates.len(),
+                self.max_templates_per_operator,
+            )?;
             tx.execute(
                 "UPDATE operators SET version = ?1, profile = coalesce(?3, profile) WHERE label = ?2",
                 params![version, label, profile],
             )?;
             insert_templates(tx, label, templates)?;
-            Ok(Committed { label, version: version as u64, template_count: kept + templates.len() })
+            Ok(Committed {
+                label,
+                version: version as u64,
+                template_count: kept + templates.len(),
+            })
         })
     }
 
-    /// Removes an operator, leaving a tombstone for incremental sync.
-    pub fn remove(&self, operator_id: &str) -> Result<Committed, StoreError> {
-        self.change(|tx, version| {
+    fn remove(&self, operator_id: &str) -> Result<Committed, StoreError> {
+        self.change(operator_id, "remove", |tx, version| {
             let label = label_of(tx, operator_id)?
                 .ok_or_else(|| StoreError::UnknownOperator(operator_id.to_owned()))?;
             tx.execute("DELETE FROM operators WHERE label = ?1", [label])?;
@@ -282,13 +245,12 @@ impl GalleryStore {
         })
     }
 
-    /// Reports every change after `since`, in version order, from one
-    /// consistent snapshot taken on a connection of its own (so that a slow
-    /// reader never holds up writers). `emit` returns false to stop early.
-    pub fn changes_since(
+    /// Reads on a connection of its own, in one read transaction (a WAL
+    /// snapshot), so that a slow reader never holds up writers.
+    fn changes_since(
         &self,
         since: u64,
-        mut emit: impl FnMut(Change) -> bool,
+        emit: &mut dyn FnMut(Change) -> bool,
     ) -> Result<StoreStatus, StoreError> {
         let mut conn = Connection::open_with_flags(&self.path, OpenFlags::SQLITE_OPEN_READ_ONLY)
             .map_err(|source| StoreError::Open {
@@ -297,33 +259,44 @@ impl GalleryStore {
             })?;
         let tx = conn.transaction()?;
         let status = status_of(&tx)?;
-        let mut upserts = tx.prepare(
-            "SELECT version, operator_id, label, 0, profile FROM operators WHERE version > ?1
-             UNION ALL SELECT version, operator_id, 0, 1, NULL FROM removals WHERE version > ?1
-             ORDER BY 1",
+        let mut changed = tx.prepare(
+            "SELECT c.version, c.operator_id, c.label, c.removed, c.profile, l.committed_at_ms
+             FROM (SELECT version, operator_id, label, 0 AS removed, profile FROM operators
+                   WHERE version > ?1
+                   UNION ALL
+                   SELECT version, operator_id, 0, 1, NULL FROM removals WHERE version > ?1) c
+             LEFT JOIN change_log l ON l.version = c.version
+             ORDER BY c.version",
         )?;
         let mut templates =
-            tx.prepare("SELECT data FROM templates WHERE label = ?1 ORDER BY id")?;
-        let mut rows = upserts.query([to_sql_version(since)])?;
+            tx.prepare("SELECT data, checksum FROM templates WHERE label = ?1 ORDER BY id")?;
+        let mut rows = changed.query([to_sql_version(since)])?;
         while let Some(row) = rows.next()? {
-            let (version, operator_id, label, removed): (i64, String, i64, bool) =
-                (row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?);
-            let version = version as u64;
-            let change = if removed {
-                Change::Removal {
-                    operator_id,
-                    version,
-                }
+            let label: i32 = row.get(2)?;
+            let removed: bool = row.get(3)?;
+            let operator_id: String = row.get(1)?;
+            let kind = if removed {
+                ChangeKind::Removal
             } else {
-                let templates = templates
-                    .query_map([label], |r| r.get(0))?
-                    .collect::<Result<_, _>>()?;
-                Change::Upsert {
-                    operator_id,
-                    version,
-                    templates,
+                let (data, sums): (Vec<Vec<u8>>, Vec<Option<Vec<u8>>>) = templates
+                    .query_map([label], |r| Ok((r.get(0)?, r.get(1)?)))?
+                    .collect::<Result<Vec<_>, _>>()?
+                    .into_iter()
+                    .unzip();
+                verify(&operator_id, &data, &sums)?;
+                ChangeKind::Upsert {
+                    label,
+                    templates: data,
                     profile: row.get(4)?,
                 }
+            };
+            let change = Change {
+                version: row.get::<_, i64>(0)? as u64,
+                operator_id,
+                committed_at: row
+                    .get::<_, Option<i64>>(5)?
+                    .map(|ms| UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64)),
+                kind,
             };
             if !emit(change) {
                 break;
@@ -332,41 +305,18 @@ impl GalleryStore {
         Ok(status)
     }
 
-    fn writer(&self) -> std::sync::MutexGuard<'_, Connection> {
-        // A panic while holding the lock cannot leave a half-done transaction
-        // behind (it rolls back on drop), so a poisoned lock is still usable.
-        self.writer
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    fn watch(&self) -> Result<Box<dyn ChangeFeed>, StoreError> {
+        Ok(Box::new(Quiet))
     }
+}
 
-    /// Runs `f` in one immediate transaction with the next gallery version
-    /// (SQLite integers are i64; versions never come near its limit).
-    fn change<T>(
-        &self,
-        f: impl FnOnce(&Transaction<'_>, i64) -> Result<T, StoreError>,
-    ) -> Result<T, StoreError> {
-        let mut conn = self.writer();
-        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let version: i64 = tx.query_row(
-            "UPDATE gallery SET version = version + 1 RETURNING version",
-            [],
-            |r| r.get(0),
-        )?;
-        let out = f(&tx, version)?;
-        tx.commit()?;
-        Ok(out)
-    }
+/// The feed of a store only this process writes: nothing to announce.
+struct Quiet;
 
-    fn check_count(&self, operator_id: &str, count: usize) -> Result<(), StoreError> {
-        if count > self.max_templates_per_operator {
-            return Err(StoreError::TooManyTemplates {
-                operator_id: operator_id.to_owned(),
-                count,
-                limit: self.max_templates_per_operator,
-            });
-        }
-        Ok(())
+impl ChangeFeed for Quiet {
+    fn wait(&mut self, timeout: Duration) -> Result<Option<u64>, StoreError> {
+        std::thread::sleep(timeout);
+        Ok(None)
     }
 }
 
@@ -401,17 +351,34 @@ fn insert_templates(
     label: i32,
     templates: &[Vec<u8>],
 ) -> Result<(), StoreError> {
-    let mut insert = tx.prepare_cached("INSERT INTO templates (label, data) VALUES (?1, ?2)")?;
+    let mut insert =
+        tx.prepare_cached("INSERT INTO templates (label, data, checksum) VALUES (?1, ?2, ?3)")?;
     for t in templates {
-        insert.execute(params![label, t])?;
+        insert.execute(params![label, t, checksum(t)])?;
     }
     Ok(())
 }
 
-/// Versions above i64::MAX cannot exist in the store; clamping keeps a
-/// client's absurd `since_version` an ordinary "nothing newer" query.
-fn to_sql_version(version: u64) -> i64 {
-    i64::try_from(version).unwrap_or(i64::MAX)
+/// Rows written before templates had checksums get theirs, once.
+fn add_missing_checksums(conn: &mut Connection) -> rusqlite::Result<()> {
+    let tx = conn.transaction()?;
+    {
+        let mut missing = tx.prepare("SELECT id, data FROM templates WHERE checksum IS NULL")?;
+        let rows: Vec<(i64, Vec<u8>)> = missing
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<_, _>>()?;
+        let mut set = tx.prepare("UPDATE templates SET checksum = ?2 WHERE id = ?1")?;
+        for (id, data) in rows {
+            set.execute(params![id, checksum(&data)])?;
+        }
+    }
+    tx.commit()
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// A random-enough identifier for a new store: it only has to differ between
@@ -422,121 +389,12 @@ fn new_gallery_id() -> String {
     for _ in 0..2 {
         let mut h = std::collections::hash_map::RandomState::new().build_hasher();
         h.write_u128(
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_nanos()),
         );
         h.write_u32(std::process::id());
         id.push_str(&format!("{:016x}", h.finish()));
     }
     id
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn store() -> (tempfile::TempDir, GalleryStore) {
-        let dir = tempfile::tempdir().unwrap();
-        let store = GalleryStore::open(dir.path(), 4).unwrap();
-        (dir, store)
-    }
-
-    #[test]
-    fn changes_are_versioned_and_survive_reopening() {
-        let (dir, store) = store();
-        let a = store.enroll("A-1", &[vec![1], vec![2]], None).unwrap();
-        let b = store.enroll("B-2", &[vec![3]], None).unwrap();
-        assert_eq!((a.version, b.version), (1, 2));
-        assert_ne!(a.label, b.label);
-        assert!(matches!(
-            store.enroll("A-1", &[vec![9]], None),
-            Err(StoreError::AlreadyEnrolled(_))
-        ));
-        let up = store
-            .update("A-1", &[vec![4]], UpdateMode::Append, None)
-            .unwrap();
-        assert_eq!((up.version, up.template_count), (3, 3));
-        let id = store.status().unwrap().gallery_id;
-        drop(store);
-
-        let store = GalleryStore::open(dir.path(), 4).unwrap();
-        let status = store.status().unwrap();
-        assert_eq!(
-            (
-                status.gallery_id,
-                status.version,
-                status.operators,
-                status.templates
-            ),
-            (id, 3, 2, 4)
-        );
-        let all = store.load_all().unwrap();
-        assert_eq!(all[0].templates, vec![vec![1], vec![2], vec![4]]);
-        assert_eq!(all[1].templates, vec![vec![3]]);
-    }
-
-    #[test]
-    fn failed_changes_leave_no_trace() {
-        let (_dir, store) = store();
-        store.enroll("A", &[vec![1], vec![2]], None).unwrap();
-        let err = store
-            .update("A", &[vec![3], vec![4], vec![5]], UpdateMode::Append, None)
-            .unwrap_err();
-        assert!(
-            matches!(err, StoreError::TooManyTemplates { count: 5, .. }),
-            "{err}"
-        );
-        assert!(matches!(
-            store.remove("nobody"),
-            Err(StoreError::UnknownOperator(_))
-        ));
-        let status = store.status().unwrap();
-        assert_eq!(
-            (status.version, status.templates),
-            (1, 2),
-            "the failed changes must roll back the version too"
-        );
-    }
-
-    #[test]
-    fn sync_reports_upserts_and_tombstones_since_a_version() {
-        let (_dir, store) = store();
-        store.enroll("A", &[vec![1]], None).unwrap(); // v1
-        store.enroll("B", &[vec![2]], None).unwrap(); // v2
-        store.remove("A").unwrap(); // v3
-        store
-            .update("B", &[vec![5]], UpdateMode::Replace, None)
-            .unwrap(); // v4
-        let collect = |since| {
-            let mut changes = Vec::new();
-            let status = store.changes_since(since, |c| {
-                changes.push(c);
-                true
-            });
-            (status.unwrap().version, changes)
-        };
-        let (version, changes) = collect(2);
-        assert_eq!(version, 4);
-        assert_eq!(
-            changes,
-            vec![
-                Change::Removal {
-                    operator_id: "A".into(),
-                    version: 3
-                },
-                Change::Upsert {
-                    operator_id: "B".into(),
-                    version: 4,
-                    templates: vec![vec![5]],
-                    profile: None
-                },
-            ]
-        );
-        assert_eq!(collect(4).1, vec![]);
-        assert_eq!(collect(u64::MAX).1, vec![]);
-        // Re-enrolling a removed operator replaces the tombstone.
-        store.enroll("A", &[vec![7]], None).unwrap();
-        assert_eq!(collect(0).1.len(), 2);
-    }
 }

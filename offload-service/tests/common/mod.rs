@@ -3,6 +3,9 @@
 
 #![allow(dead_code)] // each test binary uses its own subset
 
+pub mod postgres;
+pub mod process;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 

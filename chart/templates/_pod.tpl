@@ -1,0 +1,152 @@
+{{/*
+The pod template of the workload, StatefulSet (SQLite) or Deployment
+(PostgreSQL): the same pods either way, but for where the gallery lives.
+Usage: include "kubevision.podTemplate" . | nindent 4
+*/}}
+{{- define "kubevision.podTemplate" -}}
+{{- $dataDir := "/var/lib/kubevision" -}}
+{{- $tlsDir := "/etc/kubevision/tls" -}}
+{{- $dbCaDir := "/etc/kubevision/db-ca" -}}
+{{- $postgres := include "kubevision.postgres" . -}}
+{{- $dbCa := and $postgres (include "kubevision.storeCaSecretName" .) -}}
+metadata:
+  labels:
+    {{- include "kubevision.labels" . | nindent 4 }}
+  {{- $secrets := print (include "kubevision.createsTlsSecret" .) (include "kubevision.createsTokenSecret" .) }}
+  {{- if or $secrets .Values.podAnnotations }}
+  annotations:
+    {{- if $secrets }}
+    # Restarts the pods when the chart's Secrets change: the token reaches
+    # the process as an environment variable, read once at start.
+    checksum/secrets: {{ include (print $.Template.BasePath "/secrets.yaml") . | sha256sum }}
+    {{- end }}
+    {{- with .Values.podAnnotations }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+  {{- end }}
+spec:
+  # The service never talks to the Kubernetes API.
+  automountServiceAccountToken: false
+  {{- with .Values.imagePullSecrets }}
+  imagePullSecrets:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  securityContext:
+    {{- toYaml .Values.podSecurityContext | nindent 4 }}
+  {{- with include "kubevision.scheduling" . | trim }}
+  {{- nindent 2 . }}
+  {{- end }}
+  containers:
+    - name: offload
+      image: {{ include "kubevision.image" . }}
+      imagePullPolicy: {{ .Values.image.pullPolicy }}
+      securityContext:
+        {{- toYaml .Values.securityContext | nindent 8 }}
+      env:
+        - name: KUBEVISION_LISTEN
+          value: "0.0.0.0:{{ .Values.ports.grpc }}"
+        - name: KUBEVISION_METRICS_LISTEN
+          value: "0.0.0.0:{{ .Values.ports.metrics }}"
+        - name: KUBEVISION_DATA_DIR
+          value: {{ $dataDir }}
+        - name: KUBEVISION_BACKEND
+          value: {{ include "kubevision.backend" . }}
+        {{- if $postgres }}
+        # The gallery of record: PostgreSQL, shared by every replica.
+        - name: KUBEVISION_STORE
+          valueFrom:
+            secretKeyRef:
+              name: {{ include "kubevision.storeSecretName" . }}
+              key: {{ include "kubevision.storeSecretKey" . }}
+        {{- if $dbCa }}
+        # With a CA the service requires TLS to the database and verifies it.
+        - name: KUBEVISION_STORE_CA_FILE
+          value: {{ $dbCaDir }}/{{ include "kubevision.storeCaSecretKey" . }}
+        {{- end }}
+        - name: KUBEVISION_CATCH_UP_SECS
+          value: {{ .Values.gallery.catchUpSeconds | quote }}
+        {{- end }}
+        {{- if .Values.tls.enabled }}
+        - name: KUBEVISION_TLS_CERT
+          value: {{ $tlsDir }}/tls.crt
+        - name: KUBEVISION_TLS_KEY
+          value: {{ $tlsDir }}/tls.key
+        {{- if .Values.tls.mtls }}
+        - name: KUBEVISION_TLS_CLIENT_CA
+          value: {{ $tlsDir }}/ca.crt
+        {{- end }}
+        {{- end }}
+        {{- if or .Values.auth.token .Values.auth.existingSecret }}
+        - name: KUBEVISION_TOKEN
+          valueFrom:
+            secretKeyRef:
+              name: {{ include "kubevision.tokenSecretName" . }}
+              key: {{ if .Values.auth.existingSecret }}{{ .Values.auth.existingSecretKey }}{{ else }}token{{ end }}
+        {{- end }}
+        {{- with .Values.extraEnv }}
+        {{- toYaml . | nindent 8 }}
+        {{- end }}
+      ports:
+        - name: grpc
+          containerPort: {{ .Values.ports.grpc }}
+          protocol: TCP
+        - name: metrics
+          containerPort: {{ .Values.ports.metrics }}
+          protocol: TCP
+      # Startup allows for loading the gallery (with PostgreSQL: catching up
+      # with the database) and initialising CUDA before liveness may restart
+      # the container.
+      startupProbe:
+        {{- include "kubevision.probeAction" . | nindent 8 }}
+        periodSeconds: 5
+        failureThreshold: 60
+      livenessProbe:
+        {{- include "kubevision.probeAction" . | nindent 8 }}
+        periodSeconds: 10
+        failureThreshold: 3
+      readinessProbe:
+        {{- include "kubevision.probeAction" . | nindent 8 }}
+        periodSeconds: 5
+        failureThreshold: 2
+      resources:
+        {{- include "kubevision.resources" . | nindent 8 }}
+      volumeMounts:
+        - name: data
+          mountPath: {{ $dataDir }}
+        # The root filesystem is read-only; /tmp is the one other place
+        # the service writes to.
+        - name: tmp
+          mountPath: /tmp
+        {{- if .Values.tls.enabled }}
+        - name: tls
+          mountPath: {{ $tlsDir }}
+          readOnly: true
+        {{- end }}
+        {{- if $dbCa }}
+        - name: db-ca
+          mountPath: {{ $dbCaDir }}
+          readOnly: true
+        {{- end }}
+  volumes:
+    {{- if or $postgres (not .Values.persistence.enabled) }}
+    - name: data
+      emptyDir: {}
+    {{- end }}
+    - name: tmp
+      emptyDir:
+        sizeLimit: 256Mi
+    {{- if .Values.tls.enabled }}
+    - name: tls
+      secret:
+        secretName: {{ include "kubevision.tlsSecretName" . }}
+    {{- end }}
+    {{- if $dbCa }}
+    # Only the certificate: a CloudNativePG <cluster>-ca Secret also holds the CA's key.
+    - name: db-ca
+      secret:
+        secretName: {{ include "kubevision.storeCaSecretName" . }}
+        items:
+          - key: {{ include "kubevision.storeCaSecretKey" . }}
+            path: {{ include "kubevision.storeCaSecretKey" . }}
+    {{- end }}
+{{- end }}

@@ -1,0 +1,313 @@
+//! The plant-wide gallery of record: operators, their templates and profiles,
+//! and the history of changes, behind one interface with two stores.
+//!
+//! - [`sqlite`]: a file in the data directory. The embedded default, for a
+//!   service that runs as one replica.
+//! - [`postgres`]: a PostgreSQL database, chosen with `--store postgres://…`.
+//!   Several replicas then share one gallery: one `gallery_id`, one version
+//!   sequence, one change log.
+//!
+//! Both keep the same contract, which is what lets every replica follow the
+//! store (see [`crate::gallery`]):
+//! - every change is one transaction that takes the next gallery version,
+//!   writes a change-log row and only then commits, so versions are handed
+//!   out in commit order and a change acknowledged to a client is durable;
+//! - [`GalleryStore::changes_since`] reads one consistent snapshot and
+//!   reports, in version order, every operator changed after a version (with
+//!   all of their current templates) and every removal (a tombstone);
+//! - every template is stored with its SHA-256, checked whenever it is read
+//!   (a replica loading it, a kiosk syncing it): a damaged or edited row is
+//!   an error that names the operator, never a template served as good;
+//! - [`GalleryStore::watch`] opens a [`ChangeFeed`] that wakes its reader
+//!   when another writer commits (PostgreSQL's LISTEN/NOTIFY); the reader
+//!   still catches up by version periodically, so a lost notification never
+//!   loses a change.
+
+pub mod postgres;
+pub mod sqlite;
+
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::{Duration, SystemTime};
+
+pub use self::postgres::{PostgresSettings, PostgresStore};
+pub use self::sqlite::SqliteStore;
+
+/// Every way a store operation can fail.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot create the data directory {path}: {source}")]
+    CreateDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("gallery database {path}: {source}")]
+    Open {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+    #[error("gallery database {path}: cannot bring the schema up to date: {source}")]
+    Migrate {
+        path: PathBuf,
+        source: rusqlite_migration::Error,
+    },
+    #[error("gallery database: {0}")]
+    Sql(#[from] rusqlite::Error),
+    /// The store cannot be reached (the database is down or restarting):
+    /// nothing was changed, and the same request may succeed later.
+    #[error("the gallery database is unavailable: {0}")]
+    Unavailable(String),
+    /// The store answered, but not as it should (a constraint, a bad row).
+    #[error("gallery database: {0}")]
+    Database(String),
+    /// The store's settings cannot work (a bad connection string, CA file).
+    #[error("gallery store settings: {0}")]
+    Config(String),
+    #[error("operator {0:?} is already enrolled")]
+    AlreadyEnrolled(String),
+    #[error("operator {0:?} is not enrolled")]
+    UnknownOperator(String),
+    #[error("operator {operator_id:?} would have {count} templates; the limit is {limit} (replace instead of appending)")]
+    TooManyTemplates {
+        operator_id: String,
+        count: usize,
+        limit: usize,
+    },
+    #[error("the gallery has run out of operator labels")]
+    LabelsExhausted,
+    /// A stored template does not match the checksum written with it: the
+    /// database was damaged or edited behind the service's back.
+    #[error("stored template {index} of operator {operator_id:?} does not match its checksum: the gallery database was damaged or altered; restore it from a backup, or remove and re-enrol the operator")]
+    Corrupt { operator_id: String, index: usize },
+}
+
+/// What a committed change did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Committed {
+    pub label: i32,
+    pub version: u64,
+    pub template_count: usize,
+}
+
+/// Counts and identity of the stored gallery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreStatus {
+    pub gallery_id: String,
+    pub version: u64,
+    pub operators: usize,
+    pub templates: usize,
+}
+
+/// One change reported by [`GalleryStore::changes_since`]: the latest
+/// change of one operator after the version asked for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Change {
+    pub operator_id: String,
+    pub version: u64,
+    /// When the store committed it, by the store's clock (None for changes
+    /// older than the change log).
+    pub committed_at: Option<SystemTime>,
+    pub kind: ChangeKind,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ChangeKind {
+    /// The operator as they are now: their label (the matcher's integer,
+    /// shared by every replica), all their templates and their profile.
+    Upsert {
+        label: i32,
+        templates: Vec<Vec<u8>>,
+        profile: Option<Vec<u8>>,
+    },
+    /// The operator was removed (a tombstone).
+    Removal,
+}
+
+/// How new templates combine with an operator's existing ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpdateMode {
+    Append,
+    Replace,
+}
+
+/// The gallery of record. Blocking: the service calls it from its worker
+/// threads, never from the async executor.
+pub trait GalleryStore: Send + Sync {
+    /// "sqlite" or "postgres", for logs and metrics.
+    fn kind(&self) -> &'static str;
+
+    fn status(&self) -> Result<StoreStatus, StoreError>;
+
+    /// Adds a new operator, with their profile if one was sent.
+    fn enroll(
+        &self,
+        operator_id: &str,
+        templates: &[Vec<u8>],
+        profile: Option<&[u8]>,
+    ) -> Result<Committed, StoreError>;
+
+    /// Appends to or replaces an enrolled operator's templates, and replaces
+    /// their profile if one was sent.
+    fn update(
+        &self,
+        operator_id: &str,
+        templates: &[Vec<u8>],
+        mode: UpdateMode,
+        profile: Option<&[u8]>,
+    ) -> Result<Committed, StoreError>;
+
+    /// Removes an operator, leaving a tombstone for incremental sync.
+    fn remove(&self, operator_id: &str) -> Result<Committed, StoreError>;
+
+    /// Reports every change after `since`, in version order, from one
+    /// consistent snapshot, and returns that snapshot's status. `emit`
+    /// returns false to stop early.
+    fn changes_since(
+        &self,
+        since: u64,
+        emit: &mut dyn FnMut(Change) -> bool,
+    ) -> Result<StoreStatus, StoreError>;
+
+    /// Opens a feed that tells of changes committed by other writers.
+    fn watch(&self) -> Result<Box<dyn ChangeFeed>, StoreError>;
+}
+
+/// Tells a replica that the store has changed.
+pub trait ChangeFeed: Send {
+    /// Waits up to `timeout`. `Ok(Some(v))`: a change with version `v` was
+    /// committed; `Ok(None)`: nothing was heard (which proves nothing: the
+    /// reader catches up anyway); `Err`: the feed is broken, open another.
+    fn wait(&mut self, timeout: Duration) -> Result<Option<u64>, StoreError>;
+}
+
+/// Which store to open: `--store` / `KUBEVISION_STORE`.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub enum StoreLocation {
+    /// SQLite in the data directory.
+    #[default]
+    Sqlite,
+    /// A PostgreSQL connection string (`postgres://…` or `postgresql://…`).
+    Postgres(String),
+}
+
+impl FromStr for StoreLocation {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s.is_empty() || s == "sqlite" {
+            Ok(Self::Sqlite)
+        } else if s.starts_with("postgres://") || s.starts_with("postgresql://") {
+            Ok(Self::Postgres(s.to_owned()))
+        } else {
+            Err(
+                "the store is \"sqlite\" or a PostgreSQL URL (postgres://user@host:5432/database)"
+                    .into(),
+            )
+        }
+    }
+}
+
+/// The connection string may hold a password: logs get it redacted.
+impl fmt::Debug for StoreLocation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Sqlite => f.write_str("sqlite"),
+            Self::Postgres(url) => f.write_str(&redact_password(url)),
+        }
+    }
+}
+
+/// `postgres://user:secret@host/db` → `postgres://user:<redacted>@host/db`,
+/// and any `password=` parameter likewise.
+fn redact_password(url: &str) -> String {
+    let mut out = url.to_owned();
+    if let Some(scheme_end) = out.find("://") {
+        let rest = &out[scheme_end + 3..];
+        let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+        if let Some(at) = rest[..authority_end].rfind('@') {
+            if let Some(colon) = rest[..at].find(':') {
+                let start = scheme_end + 3 + colon + 1;
+                out.replace_range(start..scheme_end + 3 + at, "<redacted>");
+            }
+        }
+    }
+    if let Some(p) = out.find("password=") {
+        let end = out[p..].find('&').map_or(out.len(), |e| p + e);
+        out.replace_range(p + "password=".len()..end, "<redacted>");
+    }
+    out
+}
+
+/// Versions above i64::MAX cannot exist in a store; clamping keeps a
+/// client's absurd `since_version` an ordinary "nothing newer" query.
+fn to_sql_version(version: u64) -> i64 {
+    i64::try_from(version).unwrap_or(i64::MAX)
+}
+
+/// The checksum stored beside every template (SHA-256 of its bytes).
+fn checksum(template: &[u8]) -> Vec<u8> {
+    use sha2::Digest;
+    sha2::Sha256::digest(template).to_vec()
+}
+
+/// Checks an operator's templates against their stored checksums.
+fn verify(
+    operator_id: &str,
+    templates: &[Vec<u8>],
+    sums: &[Option<Vec<u8>>],
+) -> Result<(), StoreError> {
+    for (index, template) in templates.iter().enumerate() {
+        if sums.get(index).cloned().flatten() != Some(checksum(template)) {
+            return Err(StoreError::Corrupt {
+                operator_id: operator_id.to_owned(),
+                index,
+            });
+        }
+    }
+    Ok(())
+}
+
+fn check_count(operator_id: &str, count: usize, limit: usize) -> Result<(), StoreError> {
+    if count > limit {
+        return Err(StoreError::TooManyTemplates {
+            operator_id: operator_id.to_owned(),
+            count,
+            limit,
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn locations_parse_and_never_log_a_password() {
+        assert_eq!("sqlite".parse::<StoreLocation>(), Ok(StoreLocation::Sqlite));
+        assert_eq!("".parse::<StoreLocation>(), Ok(StoreLocation::Sqlite));
+        assert!("mysql://x".parse::<StoreLocation>().is_err());
+        let pg: StoreLocation = "postgresql://app:hunter2@db:5432/app?sslmode=require"
+            .parse()
+            .unwrap();
+        let logged = format!("{pg:?}");
+        assert!(!logged.contains("hunter2"), "{logged}");
+        assert_eq!(
+            logged,
+            "postgresql://app:<redacted>@db:5432/app?sslmode=require"
+        );
+        let kv: StoreLocation = "postgres://db/app?user=a&password=hunter2&sslmode=disable"
+            .parse()
+            .unwrap();
+        let logged = format!("{kv:?}");
+        assert!(!logged.contains("hunter2"), "{logged}");
+        assert!(logged.ends_with("sslmode=disable"), "{logged}");
+        assert_eq!(
+            format!(
+                "{:?}",
+                "postgres://app@db/app".parse::<StoreLocation>().unwrap()
+            ),
+            "postgres://app@db/app"
+        );
+    }
+}

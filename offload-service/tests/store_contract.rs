@@ -1,0 +1,341 @@
+//! The store contract, run against both stores: SQLite in a temporary
+//! folder, and PostgreSQL on a throwaway server started by the test
+//! (`initdb` + `pg_ctl`). What only PostgreSQL has — several writers, a
+//! change feed, migrations under a lock, outages — is tested on it alone.
+
+mod common;
+
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+
+use common::postgres::PgServer;
+use kubevision_offload::store::{
+    postgres::PostgresSettings, ChangeKind, GalleryStore, PostgresStore, SqliteStore, StoreError,
+    UpdateMode,
+};
+
+const LIMIT: usize = 4;
+
+fn pg_store(server: &PgServer) -> PostgresStore {
+    PostgresStore::open(&PostgresSettings {
+        url: server.url(),
+        ca_file: None,
+        pool_size: 4,
+        connect_timeout: Duration::from_secs(2),
+        max_templates_per_operator: LIMIT,
+    })
+    .unwrap()
+}
+
+/// One change: operator, version, templates (None for a removal).
+type Seen = (String, u64, Option<Vec<Vec<u8>>>);
+
+/// Every change after `since`, and the snapshot's version.
+fn changes(store: &dyn GalleryStore, since: u64) -> (u64, Vec<Seen>) {
+    let mut out = Vec::new();
+    let status = store
+        .changes_since(since, &mut |c| {
+            let templates = match c.kind {
+                ChangeKind::Upsert { templates, .. } => Some(templates),
+                ChangeKind::Removal => None,
+            };
+            out.push((c.operator_id, c.version, templates));
+            true
+        })
+        .unwrap();
+    (status.version, out)
+}
+
+fn versioned_changes(store: &dyn GalleryStore) {
+    let a = store.enroll("A-1", &[vec![1], vec![2]], None).unwrap();
+    let b = store.enroll("B-2", &[vec![3]], Some(b"profile")).unwrap();
+    assert_eq!((a.version, b.version), (1, 2));
+    assert_ne!(a.label, b.label);
+    let err = store.enroll("A-1", &[vec![9]], None).unwrap_err();
+    assert!(matches!(err, StoreError::AlreadyEnrolled(_)), "{err}");
+    let up = store
+        .update("A-1", &[vec![4]], UpdateMode::Append, None)
+        .unwrap();
+    assert_eq!((up.version, up.template_count, up.label), (3, 3, a.label));
+    let status = store.status().unwrap();
+    assert_eq!(
+        (status.version, status.operators, status.templates),
+        (3, 2, 4)
+    );
+    assert_eq!(status.gallery_id.len(), 32, "{}", status.gallery_id);
+    let (_, all) = changes(store, 0);
+    assert_eq!(
+        all,
+        vec![
+            ("B-2".into(), 2, Some(vec![vec![3]])),
+            ("A-1".into(), 3, Some(vec![vec![1], vec![2], vec![4]])),
+        ]
+    );
+}
+
+fn failed_changes_leave_no_trace(store: &dyn GalleryStore) {
+    store.enroll("A", &[vec![1], vec![2]], None).unwrap();
+    let err = store
+        .update("A", &[vec![3], vec![4], vec![5]], UpdateMode::Append, None)
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::TooManyTemplates { count: 5, .. }),
+        "{err}"
+    );
+    let err = store.remove("nobody").unwrap_err();
+    assert!(matches!(err, StoreError::UnknownOperator(_)), "{err}");
+    let status = store.status().unwrap();
+    assert_eq!(
+        (status.version, status.templates),
+        (1, 2),
+        "the failed changes must roll back the version too"
+    );
+}
+
+fn sync_reports_upserts_and_tombstones(store: &dyn GalleryStore) {
+    store.enroll("A", &[vec![1]], None).unwrap(); // v1
+    store.enroll("B", &[vec![2]], None).unwrap(); // v2
+    store.remove("A").unwrap(); // v3
+    store
+        .update("B", &[vec![5]], UpdateMode::Replace, None)
+        .unwrap(); // v4
+    let (version, since_2) = changes(store, 2);
+    assert_eq!(version, 4);
+    assert_eq!(
+        since_2,
+        vec![("A".into(), 3, None), ("B".into(), 4, Some(vec![vec![5]]))]
+    );
+    assert_eq!(changes(store, 4).1, vec![]);
+    assert_eq!(changes(store, u64::MAX).1, vec![]);
+    // A stale update never undoes the removal.
+    let err = store
+        .update("A", &[vec![8]], UpdateMode::Append, None)
+        .unwrap_err();
+    assert!(matches!(err, StoreError::UnknownOperator(_)), "{err}");
+    // Enrolling a removed operator again replaces the tombstone, with a new label.
+    let again = store.enroll("A", &[vec![7]], None).unwrap();
+    let (_, all) = changes(store, 0);
+    assert_eq!(all.len(), 2, "{all:?}");
+    assert_eq!(all[1], ("A".into(), again.version, Some(vec![vec![7]])));
+}
+
+fn every_change_is_logged_with_its_time(store: &dyn GalleryStore) {
+    let before = std::time::SystemTime::now() - Duration::from_secs(60);
+    store.enroll("A", &[vec![1]], None).unwrap();
+    let mut times = Vec::new();
+    store
+        .changes_since(0, &mut |c| {
+            times.push(c.committed_at);
+            true
+        })
+        .unwrap();
+    assert_eq!(times.len(), 1);
+    let at = times[0].expect("a change made now is in the change log");
+    assert!(at > before, "{at:?}");
+}
+
+macro_rules! contract {
+    ($($name:ident),*) => {
+        mod sqlite {
+            $(#[test]
+            fn $name() {
+                let dir = tempfile::tempdir().unwrap();
+                let store = super::SqliteStore::open(dir.path(), super::LIMIT).unwrap();
+                super::$name(&store);
+            })*
+        }
+        mod postgres {
+            $(#[test]
+            fn $name() {
+                let server = super::PgServer::start();
+                super::$name(&super::pg_store(&server));
+            })*
+        }
+    };
+}
+
+contract!(
+    versioned_changes,
+    failed_changes_leave_no_trace,
+    sync_reports_upserts_and_tombstones,
+    every_change_is_logged_with_its_time
+);
+
+#[test]
+fn sqlite_changes_survive_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path(), LIMIT).unwrap();
+    store.enroll("A", &[vec![1]], None).unwrap();
+    let id = store.status().unwrap().gallery_id;
+    drop(store);
+    let store = SqliteStore::open(dir.path(), LIMIT).unwrap();
+    let status = store.status().unwrap();
+    assert_eq!((status.gallery_id, status.version), (id, 1));
+}
+
+#[test]
+fn postgres_replicas_share_one_gallery_and_migrate_once() {
+    let server = PgServer::start();
+    // Three replicas connecting to a fresh database at the same moment.
+    let barrier = Arc::new(Barrier::new(3));
+    let ids: Vec<String> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..3)
+            .map(|_| {
+                let (barrier, server) = (barrier.clone(), &server);
+                s.spawn(move || {
+                    let store = pg_store(server);
+                    barrier.wait();
+                    store.status().unwrap().gallery_id
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert!(ids.iter().all(|id| *id == ids[0]), "{ids:?}");
+    assert_eq!(
+        server
+            .psql("SELECT count(*), max(version) FROM kubevision_migrations")
+            .trim(),
+        "1|1"
+    );
+    let (a, b) = (pg_store(&server), pg_store(&server));
+    a.enroll("X", &[vec![1]], None).unwrap();
+    assert_eq!(b.status().unwrap().version, 1);
+    b.enroll("Y", &[vec![2]], None).unwrap();
+    assert_eq!(changes(&a, 0).1.len(), 2);
+}
+
+#[test]
+fn postgres_concurrent_enrolments_of_one_operator_one_wins() {
+    let server = PgServer::start();
+    let stores: Vec<PostgresStore> = (0..2).map(|_| pg_store(&server)).collect();
+    stores[0].status().unwrap(); // migrated before the race
+    for round in 0..10 {
+        let id = format!("op-{round}");
+        let barrier = Barrier::new(2);
+        let results: Vec<_> = std::thread::scope(|s| {
+            let handles: Vec<_> = stores
+                .iter()
+                .map(|store| {
+                    let (barrier, id) = (&barrier, &id);
+                    s.spawn(move || {
+                        barrier.wait();
+                        store.enroll(id, &[vec![round as u8]], None)
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let ok = results.iter().filter(|r| r.is_ok()).count();
+        assert_eq!(ok, 1, "round {round}: {results:?}");
+        assert!(
+            results
+                .iter()
+                .any(|r| matches!(r, Err(StoreError::AlreadyEnrolled(_)))),
+            "{results:?}"
+        );
+    }
+    assert_eq!(stores[1].status().unwrap().operators, 10);
+}
+
+#[test]
+fn postgres_feed_announces_commits_from_other_writers() {
+    let server = PgServer::start();
+    let (writer, reader) = (pg_store(&server), pg_store(&server));
+    reader.status().unwrap();
+    let mut feed = reader.watch().unwrap();
+    assert_eq!(feed.wait(Duration::from_millis(50)).unwrap(), None);
+    let committed = writer.enroll("A", &[vec![1]], None).unwrap();
+    let heard = feed.wait(Duration::from_secs(5)).unwrap();
+    assert_eq!(heard, Some(committed.version));
+    // A rolled-back change announces nothing.
+    writer.enroll("A", &[vec![1]], None).unwrap_err();
+    assert_eq!(feed.wait(Duration::from_millis(300)).unwrap(), None);
+}
+
+#[test]
+fn postgres_outage_is_unavailable_and_the_pool_reconnects() {
+    let server = PgServer::start();
+    let store = pg_store(&server);
+    store.enroll("A", &[vec![1]], None).unwrap();
+    let mut feed = store.watch().unwrap();
+    server.stop();
+    let started = Instant::now();
+    let err = store.enroll("B", &[vec![2]], None).unwrap_err();
+    assert!(matches!(err, StoreError::Unavailable(_)), "{err}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        feed.wait(Duration::from_secs(2)).is_err(),
+        "a feed on a closed connection must say so"
+    );
+    server.start_again();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        match store.enroll("B", &[vec![2]], None) {
+            Ok(c) => {
+                assert_eq!(c.version, 2);
+                break;
+            }
+            Err(e) => assert!(Instant::now() < deadline, "no reconnect: {e}"),
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(store.status().unwrap().operators, 2);
+}
+
+#[test]
+fn postgres_newer_schema_is_refused_by_name() {
+    let server = PgServer::start();
+    pg_store(&server).status().unwrap();
+    server.psql("INSERT INTO kubevision_migrations (version) VALUES (99)");
+    let err = pg_store(&server).status().unwrap_err();
+    assert!(err.to_string().contains("schema is at version 99"), "{err}");
+}
+
+/// 200 flipped bytes in a stored template: reading it (a replica loading,
+/// a kiosk syncing) is an error naming the operator, never a template served.
+fn assert_corrupt(store: &dyn GalleryStore) {
+    let err = store.changes_since(0, &mut |_| true).unwrap_err();
+    match &err {
+        StoreError::Corrupt { operator_id, index } => {
+            assert_eq!((operator_id.as_str(), *index), ("A", 1), "{err}")
+        }
+        other => panic!("expected a checksum failure, got {other}"),
+    }
+    assert!(err.to_string().contains("checksum"), "{err}");
+}
+
+#[test]
+fn sqlite_damaged_templates_are_refused_by_their_checksum() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path(), LIMIT).unwrap();
+    store
+        .enroll("A", &[vec![7; 300], vec![9; 300]], None)
+        .unwrap();
+    let db = rusqlite::Connection::open(dir.path().join("gallery.sqlite3")).unwrap();
+    db.execute(
+        "UPDATE templates SET data = CAST(zeroblob(200) || substr(data, 201) AS BLOB)
+         WHERE id = (SELECT max(id) FROM templates)",
+        [],
+    )
+    .unwrap();
+    assert_corrupt(&store);
+}
+
+#[test]
+fn postgres_damaged_templates_are_refused_by_their_checksum() {
+    let server = PgServer::start();
+    let store = pg_store(&server);
+    store
+        .enroll("A", &[vec![7; 300], vec![9; 300]], None)
+        .unwrap();
+    server.psql(
+        "UPDATE templates SET data = overlay(data placing decode(repeat('00', 200), 'hex') from 1)
+         WHERE id = (SELECT max(id) FROM templates)",
+    );
+    assert_corrupt(&store);
+}

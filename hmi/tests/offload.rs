@@ -331,6 +331,37 @@ fn an_enrollment_made_offline_reaches_the_service_when_it_is_back() {
 }
 
 #[test]
+fn after_a_plant_gallery_reset_the_kiosk_pushes_its_operators_back() {
+    let mut l = line();
+    let worker = seed_worker(&l.data);
+    l.backend.sync_now().unwrap();
+    let mut expected = vec![l.admin.personnel_no.clone(), worker.personnel_no.clone()];
+    expected.sort();
+    let mut on_service = l.service.operators();
+    on_service.sort();
+    assert_eq!(on_service, expected);
+
+    // The service comes back with a new, empty gallery (a lost volume, or
+    // `--new-gallery` after a damaged one).
+    l.service.kill();
+    l.service.data = l.root.path().join("service-after-reset");
+    l.service.resume();
+    assert!(
+        l.service.operators().is_empty(),
+        "a new gallery starts empty"
+    );
+
+    // The kiosk's background sync sees another gallery_id and restores it.
+    wait_until("the kiosk's operators back in the plant gallery", || {
+        let mut now = l.service.operators();
+        now.sort();
+        now == expected
+    });
+    // And it still knows them itself: nothing was removed locally.
+    assert_signs_in(&mut l.backend, WORKER, label_of(worker.id), OFFLOAD);
+}
+
+#[test]
 fn someone_enrolled_at_another_line_signs_in_here_with_the_cluster_down() {
     // This kiosk knows only its administrator.
     let mut l = line();
@@ -366,14 +397,14 @@ fn someone_enrolled_at_another_line_signs_in_here_with_the_cluster_down() {
     store2
         .create_enrolled_operator(&admin2, &templates(12), None, now_millis())
         .unwrap();
-    let mut backend2 = OffloadBackend::connect(
-        ClientConfig::new(l.service.url()),
-        &line2.join(DB_FILE),
-        store2.secrets(),
-        None,
-        SYNC,
-    )
-    .unwrap();
+    // Line 2's own circuit breaker is not what this test is about: while
+    // the service is down its background sync may open it, and the push
+    // below must not wait that out.
+    let mut config2 = ClientConfig::new(l.service.url());
+    config2.breaker.failure_threshold = u32::MAX;
+    let mut backend2 =
+        OffloadBackend::connect(config2, &line2.join(DB_FILE), store2.secrets(), None, SYNC)
+            .unwrap();
     backend2.sync_now().unwrap();
 
     let here = |no: &str| {

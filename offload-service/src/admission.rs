@@ -56,7 +56,7 @@ pub struct Admission {
     stream_capacity: usize,
     workers: Arc<Semaphore>,
     /// The longest any call may run, whatever its client's deadline.
-    request_timeout: Duration,
+    stream_timeout: Duration,
     metrics: Arc<Metrics>,
 }
 
@@ -85,7 +85,7 @@ impl Admission {
     }
 
     /// Everything from the configuration: workers, queue, the stream share
-    /// and the request timeout that bounds a stream's life.
+    /// and the sync timeout that bounds a stream's life.
     pub fn from_config(config: &Config, metrics: Arc<Metrics>) -> Self {
         let workers = config.max_concurrency();
         let streams = config
@@ -95,7 +95,7 @@ impl Admission {
             workers,
             config.max_queue,
             streams,
-            Duration::from_secs(config.request_timeout_secs),
+            Duration::from_secs(config.sync_timeout_secs),
             metrics,
         )
     }
@@ -104,7 +104,7 @@ impl Admission {
         workers: usize,
         queue: usize,
         streams: usize,
-        request_timeout: Duration,
+        stream_timeout: Duration,
         metrics: Arc<Metrics>,
     ) -> Self {
         let capacity = workers + queue;
@@ -115,7 +115,7 @@ impl Admission {
             streams: Arc::new(Semaphore::new(streams)),
             stream_capacity: streams,
             workers: Arc::new(Semaphore::new(workers)),
-            request_timeout,
+            stream_timeout,
             metrics,
         }
     }
@@ -149,13 +149,13 @@ impl Admission {
     }
 
     /// How long a call may live: the client's `grpc-timeout`, capped by
-    /// the server's request timeout.
+    /// `--sync-timeout-secs`.
     pub fn deadline(&self, metadata: &MetadataMap) -> Duration {
         metadata
             .get("grpc-timeout")
             .and_then(|v| v.to_str().ok())
             .and_then(parse_grpc_timeout)
-            .map_or(self.request_timeout, |t| t.min(self.request_timeout))
+            .map_or(self.stream_timeout, |t| t.min(self.stream_timeout))
     }
 }
 

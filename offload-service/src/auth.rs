@@ -1,11 +1,16 @@
-//! The gate in front of the gRPC services: the bearer token is checked on
-//! the HTTP request's headers, before a byte of its body is read, and an
-//! authenticated body is read under a server-wide budget of request bytes
-//! and checked for its protobuf structure before tonic decodes it.
+//! The gate in front of the gRPC services: the caller's identity is
+//! resolved from the HTTP request's headers (bearer token) and its TLS
+//! peer certificate, and its scope checked against the method, before a
+//! byte of its body is read; an authenticated body is read under a
+//! server-wide budget of request bytes and checked for its protobuf
+//! structure before tonic decodes it.
 //!
 //! * Unauthenticated: answered UNAUTHENTICATED from the headers alone; the
 //!   body is dropped unread (HTTP/2 resets the stream), so an anonymous
 //!   16 MiB request costs nothing but the socket buffers.
+//! * Out of scope: answered PERMISSION_DENIED (naming the identity, the
+//!   method and the scope it lacks) the same way, unread. A known caller
+//!   goes on with its [`Caller`] in the request extensions.
 //! * Budget: the bytes of all authenticated requests being read and worked
 //!   on together stay under `--max-decoding-bytes`; a request that would go
 //!   over it is turned away with RESOURCE_EXHAUSTED. The bytes are held
@@ -27,11 +32,13 @@ use http_body_util::{BodyExt, Full};
 use prost::bytes::{Bytes, BytesMut};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tonic::body::Body;
+use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
 use tonic::Status;
 
 use crate::admission::AdmissionError;
-use crate::config::{Config, Secret};
+use crate::config::Config;
 use crate::error::ServiceError;
+use crate::identity::{Caller, Registry, Scope};
 
 /// Protobuf fields (at every depth) a request of `len` bytes may carry:
 /// 16384, and one more per 64 bytes. A decoded field costs at most about
@@ -55,20 +62,20 @@ const OPEN: &[&str] = &[
 #[derive(Clone)]
 pub struct HeldBytes(#[allow(dead_code)] Arc<Option<OwnedSemaphorePermit>>);
 
-/// The tower layer: `Server::builder().layer(auth::layer(&config))`.
+/// The tower layer: `Server::builder().layer(auth::layer(&config, registry))`.
 #[derive(Clone)]
 pub struct GateLayer(Arc<Limits>);
 
 struct Limits {
-    token: Option<Secret>,
+    identities: Arc<Registry>,
     budget: Arc<Semaphore>,
     budget_bytes: usize,
     max_message_bytes: usize,
 }
 
-pub fn layer(config: &Config) -> GateLayer {
+pub fn layer(config: &Config, identities: Arc<Registry>) -> GateLayer {
     GateLayer::new(
-        config.token.clone(),
+        identities,
         config.max_message_bytes,
         config.max_decoding_bytes,
     )
@@ -77,12 +84,16 @@ pub fn layer(config: &Config) -> GateLayer {
 impl GateLayer {
     /// A budget below one largest message would refuse every large
     /// request, so it is raised to that.
-    pub fn new(token: Option<Secret>, max_message_bytes: usize, max_decoding_bytes: usize) -> Self {
+    pub fn new(
+        identities: Arc<Registry>,
+        max_message_bytes: usize,
+        max_decoding_bytes: usize,
+    ) -> Self {
         let budget_bytes = max_decoding_bytes
             .max(max_message_bytes.saturating_add(5))
             .min(Semaphore::MAX_PERMITS);
         Self(Arc::new(Limits {
-            token,
+            identities,
             budget: Arc::new(Semaphore::new(budget_bytes)),
             budget_bytes,
             max_message_bytes,
@@ -125,16 +136,17 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, request: http::Request<Body>) -> Self::Future {
+    fn call(&mut self, mut request: http::Request<Body>) -> Self::Future {
         let path = request.uri().path();
         if OPEN.iter().any(|open| path.starts_with(open)) {
             return Box::pin(self.inner.call(request));
         }
-        if !self.limits.authorized(request.headers()) {
+        match self.limits.authorize(&request) {
+            Ok(caller) => {
+                request.extensions_mut().insert(caller);
+            }
             // The body is dropped unread.
-            return Box::pin(std::future::ready(Ok(refuse(
-                ServiceError::Unauthenticated,
-            ))));
+            Err(refusal) => return Box::pin(std::future::ready(Ok(refuse(refusal)))),
         }
         // The service that was polled ready is the one to call.
         let clone = self.inner.clone();
@@ -162,17 +174,44 @@ fn refuse(error: ServiceError) -> http::Response<Body> {
 }
 
 impl Limits {
-    fn authorized(&self, headers: &http::HeaderMap) -> bool {
-        let Some(token) = &self.token else {
-            return true;
+    /// The caller, from the bearer token and the verified TLS client
+    /// certificate, if it may call the request's method.
+    fn authorize(&self, request: &http::Request<Body>) -> Result<Caller, ServiceError> {
+        let bearer = match request.headers().get(http::header::AUTHORIZATION) {
+            None => None,
+            Some(value) => Some(
+                value
+                    .to_str()
+                    .ok()
+                    .and_then(|v| v.strip_prefix("Bearer "))
+                    .ok_or(ServiceError::Unauthenticated)?,
+            ),
         };
-        let sent = headers
-            .get(http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
-        sent.is_some_and(|sent| {
-            crate::service::constant_time_eq(sent.as_bytes(), token.expose().as_bytes())
-        })
+        let names = request
+            .extensions()
+            .get::<TlsConnectInfo<TcpConnectInfo>>()
+            .and_then(TlsConnectInfo::peer_certs)
+            .and_then(|chain| {
+                chain
+                    .first()
+                    .map(|leaf| crate::identity::certificate_names(leaf))
+            })
+            .unwrap_or_default();
+        let caller = self
+            .identities
+            .resolve(bearer, &names)
+            .map_err(|refusal| ServiceError::UnknownCaller(refusal.to_string()))?;
+        let method = request.uri().path().rsplit('/').next().unwrap_or_default();
+        let scope = Scope::for_method(method);
+        if !caller.may(scope) {
+            tracing::info!(identity = %caller.name, method, scope = scope.name(), "call outside the caller's scopes refused");
+            return Err(ServiceError::PermissionDenied {
+                identity: caller.name.to_string(),
+                method: method.to_owned(),
+                scope: scope.name(),
+            });
+        }
+        Ok(caller)
     }
 
     /// Reads the whole body under the budget and checks its messages'

@@ -143,6 +143,13 @@ pub struct Config {
     #[arg(long, env = "KUBEVISION_REQUEST_TIMEOUT_SECS", default_value_t = 30)]
     pub request_timeout_secs: u64,
 
+    /// Longest a gallery sync stream may run, whatever deadline the client
+    /// set, in seconds: a stream nobody reads gives its slot back by then.
+    /// A kiosk's first sync of a large gallery needs minutes, not the
+    /// request timeout's seconds.
+    #[arg(long, env = "KUBEVISION_SYNC_TIMEOUT_SECS", default_value_t = 300)]
+    pub sync_timeout_secs: u64,
+
     /// After SIGTERM, how long in-flight requests get to finish, in seconds.
     #[arg(long, env = "KUBEVISION_SHUTDOWN_GRACE_SECS", default_value_t = 20)]
     pub shutdown_grace_secs: u64,
@@ -166,7 +173,41 @@ pub struct Config {
     /// while they are read and decoded; beyond it, RESOURCE_EXHAUSTED.
     #[arg(long, env = "KUBEVISION_MAX_DECODING_BYTES", default_value_t = 128 << 20)]
     pub max_decoding_bytes: usize,
+
+    /// Most other operators one enrolled template may lie within the accept
+    /// threshold (--threshold) of; a template nearer to more is refused as
+    /// a "wolf" (it would be the nearest match of their sign-ins). An honest
+    /// ORL face is within the threshold of at most 1 other person.
+    #[arg(
+        long,
+        env = "KUBEVISION_MAX_WOLF_MATCHES",
+        default_value_t = DEFAULT_MAX_WOLF_MATCHES
+    )]
+    pub max_wolf_matches: usize,
+
+    /// JSON file of caller identities: each a name, its scopes (identify,
+    /// enrol, sync, admin) and its client certificate name (CN or SAN DNS,
+    /// signed by --tls-client-ca) and/or the SHA-256 hex of its token. See
+    /// the README, "Identities and scopes".
+    #[arg(long, env = "KUBEVISION_IDENTITIES")]
+    pub identities: Option<PathBuf>,
+
+    /// File holding the legacy shared bearer token (one line, 32+
+    /// characters): the --token without putting it in the process list.
+    #[arg(long, env = "KUBEVISION_TOKEN_FILE", conflicts_with = "token")]
+    pub token_file: Option<PathBuf>,
+
+    /// SQLite store: when the data directory's `gallery.id` names a gallery
+    /// that the database lost (missing, emptied, another gallery's, older
+    /// than recorded), start a new, empty gallery instead of refusing to
+    /// start; the old files are renamed `*.lost-<unix time>`, never deleted.
+    /// Does nothing to an intact gallery.
+    #[arg(long, env = "KUBEVISION_NEW_GALLERY")]
+    pub new_gallery: bool,
 }
+
+/// See [`Config::max_wolf_matches`].
+pub const DEFAULT_MAX_WOLF_MATCHES: usize = 3;
 
 impl Config {
     pub fn max_concurrency(&self) -> usize {

@@ -13,6 +13,14 @@ use crate::store::StoreError;
 pub enum ServiceError {
     #[error("missing or wrong bearer token: send the metadata \"authorization: Bearer <token>\"")]
     Unauthenticated,
+    #[error("unauthenticated: {0}")]
+    UnknownCaller(String),
+    #[error("identity {identity:?} may not call {method}: it lacks the {scope:?} scope")]
+    PermissionDenied {
+        identity: String,
+        method: String,
+        scope: &'static str,
+    },
     #[error("this replica is still loading the gallery from its store; try another replica or retry shortly")]
     NotReady,
     #[error("{0}")]
@@ -21,6 +29,15 @@ pub enum ServiceError {
     UnknownOperator(String),
     #[error("frame {index}: no usable face for enrollment: {reason}")]
     NoUsableFace { index: usize, reason: String },
+    /// A template within the accept threshold of too many enrolled people
+    /// (a "wolf": it would be the nearest match of their sign-ins).
+    #[error("{what} is closer than the accept threshold ({threshold:.2}) to {near} other enrolled operators, more than the {limit} an honest face is allowed (--max-wolf-matches): refused as a template that would match other people")]
+    Wolf {
+        what: String,
+        near: usize,
+        limit: usize,
+        threshold: f64,
+    },
     #[error("the client's gallery copy is at version {since}, ahead of this gallery's {current}: resync from version 0")]
     ClientAhead { since: u64, current: u64 },
     #[error("cannot make a template of the face: {0}")]
@@ -42,9 +59,11 @@ impl ServiceError {
         use ServiceError as E;
         match self {
             E::Unauthenticated => Code::Unauthenticated,
+            E::UnknownCaller(_) => Code::Unauthenticated,
+            E::PermissionDenied { .. } => Code::PermissionDenied,
             E::InvalidArgument(_) | E::NoUsableFace { .. } => Code::InvalidArgument,
             E::UnknownOperator(_) => Code::NotFound,
-            E::ClientAhead { .. } => Code::FailedPrecondition,
+            E::ClientAhead { .. } | E::Wolf { .. } => Code::FailedPrecondition,
             E::Frame(FrameError::NoDetector { .. }) => Code::FailedPrecondition,
             E::Frame(FrameError::Detection { .. }) => Code::Internal,
             E::Frame(_) => Code::InvalidArgument,
@@ -65,6 +84,8 @@ impl ServiceError {
                 Code::FailedPrecondition
             }
             E::Gallery(GalleryError::Store(StoreError::Corrupt { .. })) => Code::DataLoss,
+            E::Gallery(GalleryError::Store(StoreError::GalleryLost { .. })) => Code::DataLoss,
+            E::Gallery(GalleryError::GalleryReplaced { .. }) => Code::DataLoss,
             E::Template(_)
             | E::Admission(AdmissionError::WorkerFailed(_))
             | E::Batch(_)

@@ -44,6 +44,10 @@ pub enum GalleryError {
         index: usize,
         source: vision::Error,
     },
+    /// The store holds another gallery than the one this replica loaded (its
+    /// database was emptied or replaced): nothing of it is applied.
+    #[error("the gallery store now holds gallery {now}, not gallery {was} that this replica has loaded: it was emptied or replaced; not applying it (restore the store, or restart the replicas to serve the new gallery)")]
+    GalleryReplaced { was: String, now: String },
 }
 
 #[derive(Default)]
@@ -149,29 +153,32 @@ impl OperatorGallery {
         self.ids().by_label.get(&label).cloned()
     }
 
+    /// `actor`: the caller's identity, kept in the store's change log.
     pub fn enroll(
         &self,
+        actor: &str,
         operator_id: &str,
         templates: &[Template],
         profile: Option<&[u8]>,
     ) -> Result<Committed, GalleryError> {
         let encoded = encode(templates);
-        self.change(|store| store.enroll(operator_id, &encoded, profile))
+        self.change(|store| store.enroll(actor, operator_id, &encoded, profile))
     }
 
     pub fn update(
         &self,
+        actor: &str,
         operator_id: &str,
         templates: &[Template],
         mode: UpdateMode,
         profile: Option<&[u8]>,
     ) -> Result<Committed, GalleryError> {
         let encoded = encode(templates);
-        self.change(|store| store.update(operator_id, &encoded, mode, profile))
+        self.change(|store| store.update(actor, operator_id, &encoded, mode, profile))
     }
 
-    pub fn remove(&self, operator_id: &str) -> Result<Committed, GalleryError> {
-        self.change(|store| store.remove(operator_id))
+    pub fn remove(&self, actor: &str, operator_id: &str) -> Result<Committed, GalleryError> {
+        self.change(|store| store.remove(actor, operator_id))
     }
 
     /// Commits a change to the store, then brings the matcher up to it. The
@@ -201,19 +208,43 @@ impl OperatorGallery {
         let mut applied = since;
         let mut newest_at: Option<SystemTime> = None;
         let mut failure = None;
-        let read = self
-            .store
-            .changes_since(since, &mut |change| match self.apply(&change) {
-                Ok(()) => {
-                    applied = change.version;
-                    newest_at = change.committed_at.or(newest_at);
-                    true
+        let mut on_change = |change: Change| match self.apply(&change) {
+            Ok(()) => {
+                applied = change.version;
+                newest_at = change.committed_at.or(newest_at);
+                true
+            }
+            Err(e) => {
+                failure = Some(e);
+                false
+            }
+        };
+        // Once the gallery is known, changes wait until the snapshot's
+        // gallery_id is checked: a store emptied or replaced behind this
+        // replica's back is reported, never loaded over the gallery it has.
+        let known = self.gallery_id.get().cloned();
+        let mut held = Vec::new();
+        let read = self.store.changes_since(since, &mut |change| {
+            if known.is_some() {
+                held.push(change);
+                true
+            } else {
+                on_change(change)
+            }
+        });
+        if let (Ok(status), Some(was)) = (&read, known) {
+            if status.gallery_id != was {
+                let now = status.gallery_id.clone();
+                tracing::error!(%was, %now, "the gallery store holds another gallery: not applying it; still serving the one loaded");
+                self.metrics.store_connected.set(0);
+                return Err(GalleryError::GalleryReplaced { was, now });
+            }
+            for change in held {
+                if !on_change(change) {
+                    break;
                 }
-                Err(e) => {
-                    failure = Some(e);
-                    false
-                }
-            });
+            }
+        }
         let outcome = match (read, failure) {
             (Ok(status), None) => {
                 let _ = self.gallery_id.set(status.gallery_id);

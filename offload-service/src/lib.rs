@@ -14,6 +14,7 @@ pub mod config;
 pub mod error;
 pub mod frames;
 pub mod gallery;
+pub mod identity;
 pub mod metrics;
 pub mod server;
 pub mod service;

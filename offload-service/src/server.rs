@@ -22,6 +22,7 @@ use crate::batcher::Batcher;
 use crate::config::Config;
 use crate::frames::FaceReader;
 use crate::gallery::{GalleryError, OperatorGallery};
+use crate::identity::Registry;
 use crate::metrics::{self, Metrics};
 use crate::service::{Core, GalleryApi, RecognitionApi};
 use crate::store::{
@@ -66,6 +67,7 @@ pub struct Server {
     grpc: TcpListener,
     metrics: TcpListener,
     tls: Option<ServerTlsConfig>,
+    identities: Arc<Registry>,
 }
 
 impl Server {
@@ -73,6 +75,7 @@ impl Server {
     pub async fn bind(config: Config) -> Result<Self, ServerError> {
         config.validate().map_err(ServerError::Config)?;
         let tls = tls::server_config(&config)?;
+        let identities = Arc::new(Registry::from_config(&config).map_err(ServerError::Config)?);
         let metrics = Metrics::new();
         let params = LbphParams::default();
         let backend = backend::create(config.backend, params)?;
@@ -121,6 +124,7 @@ impl Server {
             metrics,
             token: config.token.clone(),
             threshold: config.threshold,
+            max_wolf_matches: config.max_wolf_matches,
             burst: BurstRule {
                 min_frames: config.burst_min_frames,
                 min_agreement: config.burst_min_agreement,
@@ -141,6 +145,7 @@ impl Server {
             gallery_version = core.gallery.version(),
             tls = tls.is_some(),
             mtls = config.tls_client_ca.is_some(),
+            identities = identities.len(),
             "gallery loaded"
         );
         Ok(Self {
@@ -149,6 +154,7 @@ impl Server {
             grpc,
             metrics,
             tls,
+            identities,
         })
     }
 
@@ -174,6 +180,7 @@ impl Server {
             grpc,
             metrics: metrics_listener,
             tls,
+            identities,
         } = self;
         let (health, health_service) = tonic_health::server::health_reporter();
         // NOT_SERVING until the gallery has caught up with the store: a
@@ -200,7 +207,7 @@ impl Server {
         let mut builder = tonic::transport::Server::builder()
             .timeout(Duration::from_secs(config.request_timeout_secs))
             .http2_keepalive_interval(Some(Duration::from_secs(30)))
-            .layer(crate::auth::layer(&config));
+            .layer(crate::auth::layer(&config, identities));
         if let Some(tls) = tls {
             builder = builder.tls_config(tls)?;
         }
@@ -268,9 +275,10 @@ impl Server {
 
 fn open_store(config: &Config) -> Result<Arc<dyn GalleryStore>, StoreError> {
     Ok(match &config.store {
-        StoreLocation::Sqlite => Arc::new(SqliteStore::open(
+        StoreLocation::Sqlite => Arc::new(SqliteStore::open_with(
             &config.data_dir,
             config.max_templates_per_operator,
+            config.new_gallery,
         )?),
         StoreLocation::Postgres(url) => Arc::new(PostgresStore::open(&PostgresSettings {
             url: url.clone(),

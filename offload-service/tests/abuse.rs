@@ -261,7 +261,7 @@ fn empty_frames_bomb() -> Bytes {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn unread_sync_streams_give_their_slots_back_and_identify_still_answers() {
-    let server = serve(&["--request-timeout-secs=3"]).await;
+    let server = serve(&["--sync-timeout-secs=3"]).await;
     let channel = server.channel().await;
     // A gallery of more events than the stream buffers and the stingy
     // windows take: 40 operators of 3 templates each.

@@ -198,8 +198,8 @@ async fn a_change_written_by_sql_without_notification_is_picked_up() {
          UPDATE gallery SET version = version + 1;
          DELETE FROM operators WHERE operator_id = 'alice';
          INSERT INTO removals (operator_id, version) SELECT 'alice', version FROM gallery;
-         INSERT INTO change_log (version, operator_id, action)
-             SELECT version, 'alice', 'remove' FROM gallery;
+         INSERT INTO change_log (version, operator_id, action, actor)
+             SELECT version, 'alice', 'remove', 'dba' FROM gallery;
          COMMIT;",
     );
     let started = Instant::now();
@@ -243,9 +243,10 @@ async fn kill_9_of_one_replica_loses_no_acknowledged_enrolment() {
             })
         })
         .collect();
-    while acknowledged.lock().unwrap().len() < 40 {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    eventually("40 acknowledged enrolments", || async {
+        acknowledged.lock().unwrap().len() >= 40
+    })
+    .await;
     r[1].child.kill().unwrap(); // SIGKILL, mid-stream
     r[1].child.wait().unwrap();
     for w in writers {

@@ -47,14 +47,18 @@ fn changes(store: &dyn GalleryStore, since: u64) -> (u64, Vec<Seen>) {
 }
 
 fn versioned_changes(store: &dyn GalleryStore) {
-    let a = store.enroll("A-1", &[vec![1], vec![2]], None).unwrap();
-    let b = store.enroll("B-2", &[vec![3]], Some(b"profile")).unwrap();
+    let a = store
+        .enroll("test", "A-1", &[vec![1], vec![2]], None)
+        .unwrap();
+    let b = store
+        .enroll("test", "B-2", &[vec![3]], Some(b"profile"))
+        .unwrap();
     assert_eq!((a.version, b.version), (1, 2));
     assert_ne!(a.label, b.label);
-    let err = store.enroll("A-1", &[vec![9]], None).unwrap_err();
+    let err = store.enroll("test", "A-1", &[vec![9]], None).unwrap_err();
     assert!(matches!(err, StoreError::AlreadyEnrolled(_)), "{err}");
     let up = store
-        .update("A-1", &[vec![4]], UpdateMode::Append, None)
+        .update("test", "A-1", &[vec![4]], UpdateMode::Append, None)
         .unwrap();
     assert_eq!((up.version, up.template_count, up.label), (3, 3, a.label));
     let status = store.status().unwrap();
@@ -74,15 +78,23 @@ fn versioned_changes(store: &dyn GalleryStore) {
 }
 
 fn failed_changes_leave_no_trace(store: &dyn GalleryStore) {
-    store.enroll("A", &[vec![1], vec![2]], None).unwrap();
+    store
+        .enroll("test", "A", &[vec![1], vec![2]], None)
+        .unwrap();
     let err = store
-        .update("A", &[vec![3], vec![4], vec![5]], UpdateMode::Append, None)
+        .update(
+            "test",
+            "A",
+            &[vec![3], vec![4], vec![5]],
+            UpdateMode::Append,
+            None,
+        )
         .unwrap_err();
     assert!(
         matches!(err, StoreError::TooManyTemplates { count: 5, .. }),
         "{err}"
     );
-    let err = store.remove("nobody").unwrap_err();
+    let err = store.remove("test", "nobody").unwrap_err();
     assert!(matches!(err, StoreError::UnknownOperator(_)), "{err}");
     let status = store.status().unwrap();
     assert_eq!(
@@ -93,11 +105,11 @@ fn failed_changes_leave_no_trace(store: &dyn GalleryStore) {
 }
 
 fn sync_reports_upserts_and_tombstones(store: &dyn GalleryStore) {
-    store.enroll("A", &[vec![1]], None).unwrap(); // v1
-    store.enroll("B", &[vec![2]], None).unwrap(); // v2
-    store.remove("A").unwrap(); // v3
+    store.enroll("test", "A", &[vec![1]], None).unwrap(); // v1
+    store.enroll("test", "B", &[vec![2]], None).unwrap(); // v2
+    store.remove("test", "A").unwrap(); // v3
     store
-        .update("B", &[vec![5]], UpdateMode::Replace, None)
+        .update("test", "B", &[vec![5]], UpdateMode::Replace, None)
         .unwrap(); // v4
     let (version, since_2) = changes(store, 2);
     assert_eq!(version, 4);
@@ -109,11 +121,11 @@ fn sync_reports_upserts_and_tombstones(store: &dyn GalleryStore) {
     assert_eq!(changes(store, u64::MAX).1, vec![]);
     // A stale update never undoes the removal.
     let err = store
-        .update("A", &[vec![8]], UpdateMode::Append, None)
+        .update("test", "A", &[vec![8]], UpdateMode::Append, None)
         .unwrap_err();
     assert!(matches!(err, StoreError::UnknownOperator(_)), "{err}");
     // Enrolling a removed operator again replaces the tombstone, with a new label.
-    let again = store.enroll("A", &[vec![7]], None).unwrap();
+    let again = store.enroll("test", "A", &[vec![7]], None).unwrap();
     let (_, all) = changes(store, 0);
     assert_eq!(all.len(), 2, "{all:?}");
     assert_eq!(all[1], ("A".into(), again.version, Some(vec![vec![7]])));
@@ -121,7 +133,7 @@ fn sync_reports_upserts_and_tombstones(store: &dyn GalleryStore) {
 
 fn every_change_is_logged_with_its_time(store: &dyn GalleryStore) {
     let before = std::time::SystemTime::now() - Duration::from_secs(60);
-    store.enroll("A", &[vec![1]], None).unwrap();
+    store.enroll("test", "A", &[vec![1]], None).unwrap();
     let mut times = Vec::new();
     store
         .changes_since(0, &mut |c| {
@@ -165,8 +177,20 @@ contract!(
 fn sqlite_changes_survive_reopening() {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(dir.path(), LIMIT).unwrap();
-    store.enroll("A", &[vec![1]], None).unwrap();
+    store.enroll("kiosk-line-3", "A", &[vec![1]], None).unwrap();
     let id = store.status().unwrap().gallery_id;
+    let db = rusqlite::Connection::open(dir.path().join("gallery.sqlite3")).unwrap();
+    let logged: String = db
+        .query_row(
+            "SELECT action || ' by ' || actor FROM change_log",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(
+        logged, "enroll by kiosk-line-3",
+        "the change log names who made the change"
+    );
     drop(store);
     let store = SqliteStore::open(dir.path(), LIMIT).unwrap();
     let status = store.status().unwrap();
@@ -199,9 +223,16 @@ fn postgres_replicas_share_one_gallery_and_migrate_once() {
         "1|1"
     );
     let (a, b) = (pg_store(&server), pg_store(&server));
-    a.enroll("X", &[vec![1]], None).unwrap();
+    a.enroll("kiosk-line-3", "X", &[vec![1]], None).unwrap();
+    assert_eq!(
+        server
+            .psql("SELECT action || ' by ' || actor FROM change_log WHERE operator_id = 'X'")
+            .trim(),
+        "enroll by kiosk-line-3",
+        "the change log names who made the change"
+    );
     assert_eq!(b.status().unwrap().version, 1);
-    b.enroll("Y", &[vec![2]], None).unwrap();
+    b.enroll("test", "Y", &[vec![2]], None).unwrap();
     assert_eq!(changes(&a, 0).1.len(), 2);
 }
 
@@ -220,7 +251,7 @@ fn postgres_concurrent_enrolments_of_one_operator_one_wins() {
                     let (barrier, id) = (&barrier, &id);
                     s.spawn(move || {
                         barrier.wait();
-                        store.enroll(id, &[vec![round as u8]], None)
+                        store.enroll("test", id, &[vec![round as u8]], None)
                     })
                 })
                 .collect();
@@ -245,11 +276,11 @@ fn postgres_feed_announces_commits_from_other_writers() {
     reader.status().unwrap();
     let mut feed = reader.watch().unwrap();
     assert_eq!(feed.wait(Duration::from_millis(50)).unwrap(), None);
-    let committed = writer.enroll("A", &[vec![1]], None).unwrap();
+    let committed = writer.enroll("test", "A", &[vec![1]], None).unwrap();
     let heard = feed.wait(Duration::from_secs(5)).unwrap();
     assert_eq!(heard, Some(committed.version));
     // A rolled-back change announces nothing.
-    writer.enroll("A", &[vec![1]], None).unwrap_err();
+    writer.enroll("test", "A", &[vec![1]], None).unwrap_err();
     assert_eq!(feed.wait(Duration::from_millis(300)).unwrap(), None);
 }
 
@@ -257,11 +288,11 @@ fn postgres_feed_announces_commits_from_other_writers() {
 fn postgres_outage_is_unavailable_and_the_pool_reconnects() {
     let server = PgServer::start();
     let store = pg_store(&server);
-    store.enroll("A", &[vec![1]], None).unwrap();
+    store.enroll("test", "A", &[vec![1]], None).unwrap();
     let mut feed = store.watch().unwrap();
     server.stop();
     let started = Instant::now();
-    let err = store.enroll("B", &[vec![2]], None).unwrap_err();
+    let err = store.enroll("test", "B", &[vec![2]], None).unwrap_err();
     assert!(matches!(err, StoreError::Unavailable(_)), "{err}");
     assert!(
         started.elapsed() < Duration::from_secs(10),
@@ -275,7 +306,7 @@ fn postgres_outage_is_unavailable_and_the_pool_reconnects() {
     server.start_again();
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        match store.enroll("B", &[vec![2]], None) {
+        match store.enroll("test", "B", &[vec![2]], None) {
             Ok(c) => {
                 assert_eq!(c.version, 2);
                 break;
@@ -314,7 +345,7 @@ fn sqlite_damaged_templates_are_refused_by_their_checksum() {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(dir.path(), LIMIT).unwrap();
     store
-        .enroll("A", &[vec![7; 300], vec![9; 300]], None)
+        .enroll("test", "A", &[vec![7; 300], vec![9; 300]], None)
         .unwrap();
     let db = rusqlite::Connection::open(dir.path().join("gallery.sqlite3")).unwrap();
     db.execute(
@@ -331,7 +362,7 @@ fn postgres_damaged_templates_are_refused_by_their_checksum() {
     let server = PgServer::start();
     let store = pg_store(&server);
     store
-        .enroll("A", &[vec![7; 300], vec![9; 300]], None)
+        .enroll("test", "A", &[vec![7; 300], vec![9; 300]], None)
         .unwrap();
     server.psql(
         "UPDATE templates SET data = overlay(data placing decode(repeat('00', 200), 'hex') from 1)

@@ -135,6 +135,44 @@ pub async fn sync_once(
     store: &mut SyncStore,
     client: &OffloadClient,
 ) -> Result<bool, BackendError> {
+    push_pending(store, client).await?;
+    let (gallery_id, version) = store.synced()?;
+    let mut sync = client.sync_gallery(version).await;
+    let stale = match &sync {
+        Ok(s) => s.header.gallery_id != gallery_id && version != 0,
+        Err(e) => e.code() == Some(Code::FailedPrecondition),
+    };
+    if stale {
+        // Another gallery, or one reset behind our version: start over.
+        sync = client.sync_gallery(0).await;
+    }
+    let sync = sync?;
+    if !gallery_id.is_empty() && sync.header.gallery_id != gallery_id {
+        // The plant gallery was reset or replaced: put this kiosk's people
+        // back before following it (until the new identity is recorded
+        // below, every round does this again, so a failed push is retried).
+        let queued = store.queue_all_after_reset(now_millis())?;
+        tracing::warn!(
+            was = %gallery_id,
+            now = %sync.header.gallery_id,
+            queued,
+            "the plant gallery has another identity (reset or replaced): pushing this kiosk's operators back"
+        );
+        push_pending(store, client).await?;
+    }
+    let changes: Vec<Incoming> = sync.changes.iter().filter_map(incoming).collect();
+    let applied = store.apply(
+        &sync.header.gallery_id,
+        sync.version,
+        &changes,
+        now_millis(),
+    )?;
+    Ok(applied > 0)
+}
+
+/// Pushes the queued changes in order; a change refused for good is
+/// dropped from the queue with a warning.
+async fn push_pending(store: &mut SyncStore, client: &OffloadClient) -> Result<(), BackendError> {
     for pending in store.pending()? {
         let outgoing = store.outgoing(&pending.personnel_no)?;
         match push(client, &pending.personnel_no, pending.what, outgoing).await {
@@ -151,25 +189,7 @@ pub async fn sync_once(
             }
         }
     }
-    let (gallery_id, version) = store.synced()?;
-    let mut sync = client.sync_gallery(version).await;
-    let stale = match &sync {
-        Ok(s) => s.header.gallery_id != gallery_id && version != 0,
-        Err(e) => e.code() == Some(Code::FailedPrecondition),
-    };
-    if stale {
-        // Another gallery, or one reset behind our version: start over.
-        sync = client.sync_gallery(0).await;
-    }
-    let sync = sync?;
-    let changes: Vec<Incoming> = sync.changes.iter().filter_map(incoming).collect();
-    let applied = store.apply(
-        &sync.header.gallery_id,
-        sync.version,
-        &changes,
-        now_millis(),
-    )?;
-    Ok(applied > 0)
+    Ok(())
 }
 
 /// How often the background sync runs.

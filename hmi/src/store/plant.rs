@@ -206,6 +206,29 @@ impl SyncStore {
         Ok(())
     }
 
+    /// The plant gallery was reset (it answers with another `gallery_id`
+    /// than the one this copy follows): every operator known here is queued
+    /// for the service, in one transaction, so that the kiosks restore the
+    /// plant gallery instead of following it into emptiness. Returns how
+    /// many were queued. A person the new gallery already has is then
+    /// updated with this kiosk's copy, as after any local change.
+    pub fn queue_all_after_reset(&mut self, now: Millis) -> Result<usize, StoreError> {
+        let tx = write_transaction(&mut self.conn, &self.secrets)?;
+        let numbers: Vec<String> = tx
+            .prepare(
+                "SELECT personnel_no FROM operators o
+                 WHERE EXISTS (SELECT 1 FROM templates t WHERE t.operator_id = o.id)
+                 ORDER BY id",
+            )?
+            .query_map([], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+        for personnel_no in &numbers {
+            queue(&tx, personnel_no, Outbound::Upsert, now)?;
+        }
+        tx.commit()?;
+        Ok(numbers.len())
+    }
+
     /// The service gallery the local copy follows, and its version.
     pub fn synced(&self) -> Result<(String, u64), StoreError> {
         Ok(self

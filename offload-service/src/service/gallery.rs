@@ -15,7 +15,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 use vision::lbph::{Layout, Template};
 
-use super::{check_operator_id, invalid, profile, Core, MAX_FRAMES, MAX_TEMPLATES};
+use super::{check_operator_id, invalid, profile, wolf, Core, MAX_FRAMES, MAX_TEMPLATES};
 use crate::admission::{Bounded, Ticket};
 use crate::error::ServiceError;
 use crate::gallery::{GalleryError, OperatorGallery};
@@ -41,11 +41,17 @@ impl GalleryService for GalleryApi {
                 |core, ticket, mut req: EnrollRequest| async move {
                     req.operator_id = check_operator_id(&req.operator_id)?;
                     let profile = req.profile.as_ref().map(profile::encode).transpose()?;
-                    let templates =
-                        enrollment_templates(&core, &ticket, req.frames, req.templates, false)
-                            .await?;
-                    commit(&ticket, core, req.operator_id, move |gallery, id| {
-                        gallery.enroll(id, &templates, profile.as_deref())
+                    let templates = enrollment_templates(
+                        &core,
+                        &ticket,
+                        &req.operator_id,
+                        req.frames,
+                        req.templates,
+                        false,
+                    )
+                    .await?;
+                    commit(&ticket, core, req.operator_id, move |gallery, actor, id| {
+                        gallery.enroll(actor, id, &templates, profile.as_deref())
                     })
                     .await
                 },
@@ -74,6 +80,7 @@ impl GalleryService for GalleryApi {
                     let templates = enrollment_templates(
                         &core,
                         &ticket,
+                        &req.operator_id,
                         req.frames,
                         req.templates,
                         profile.is_some(),
@@ -85,8 +92,8 @@ impl GalleryService for GalleryApi {
                     } else {
                         mode
                     };
-                    commit(&ticket, core, req.operator_id, move |gallery, id| {
-                        gallery.update(id, &templates, mode, profile.as_deref())
+                    commit(&ticket, core, req.operator_id, move |gallery, actor, id| {
+                        gallery.update(actor, id, &templates, mode, profile.as_deref())
                     })
                     .await
                 },
@@ -104,8 +111,8 @@ impl GalleryService for GalleryApi {
                 request,
                 |core, ticket, mut req: RemoveOperatorRequest| async move {
                     req.operator_id = check_operator_id(&req.operator_id)?;
-                    commit(&ticket, core, req.operator_id, |gallery, id| {
-                        gallery.remove(id)
+                    commit(&ticket, core, req.operator_id, |gallery, actor, id| {
+                        gallery.remove(actor, id)
                     })
                     .await
                 },
@@ -218,11 +225,14 @@ async fn sync(
 }
 
 /// One template per frame, every frame showing a usable face, then the
-/// templates a kiosk made, each in this gallery's format. `may_be_empty`:
-/// an update that only replaces the profile.
+/// templates a kiosk made, each in this gallery's format, none of them a
+/// "wolf" near many other operators of the gallery (see [`wolf`];
+/// `operator_id`'s own templates do not count). `may_be_empty`: an update
+/// that only replaces the profile.
 async fn enrollment_templates(
     core: &Arc<Core>,
     ticket: &Ticket,
+    operator_id: &str,
     frames: Vec<Frame>,
     templates: Vec<Bytes>,
     may_be_empty: bool,
@@ -247,6 +257,8 @@ async fn enrollment_templates(
         _ => {}
     }
     let core = core.clone();
+    let operator_id = operator_id.to_owned();
+    let limit = core.max_wolf_matches;
     ticket
         .run_cancellable(move |cancel| {
             let mut made = Vec::with_capacity(frames.len() + templates.len());
@@ -263,20 +275,37 @@ async fn enrollment_templates(
                     .map_err(|e| invalid(format!("template {index}: {e}")))?;
                 made.push(template);
             }
+            wolf::check(
+                core.gallery.backend().as_ref(),
+                &made,
+                frames.len(),
+                core.gallery.label_of(&operator_id),
+                // The limit is calibrated at vision's calibrated threshold:
+                // a looser accept threshold (the tests' accept-all one)
+                // would make every face near everyone.
+                core.threshold.min(vision::lbph::DEFAULT_THRESHOLD),
+                limit,
+            )?;
             Ok(made)
         })
         .await?
 }
 
-/// Applies a change to the gallery on a worker and reports it.
+/// Applies a change to the gallery on a worker and reports it; the change
+/// log records the caller's identity (read here: the task-local does not
+/// reach the worker thread).
 async fn commit(
     ticket: &Ticket,
     core: Arc<Core>,
     operator_id: String,
-    change: impl FnOnce(&OperatorGallery, &str) -> Result<Committed, GalleryError> + Send + 'static,
+    change: impl FnOnce(&OperatorGallery, &str, &str) -> Result<Committed, GalleryError>
+        + Send
+        + 'static,
 ) -> Result<GalleryChange, ServiceError> {
+    let actor =
+        crate::identity::current().map_or_else(|| "unknown".to_owned(), |c| c.name.to_string());
     let (operator_id, c) = ticket
-        .run(move || change(&core.gallery, &operator_id).map(|c| (operator_id, c)))
+        .run(move || change(&core.gallery, &actor, &operator_id).map(|c| (operator_id, c)))
         .await??;
     Ok(GalleryChange {
         operator_id,

@@ -4,13 +4,13 @@
 mod gallery;
 mod profile;
 mod recognition;
+mod wolf;
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Instant;
 
-use kubevision_proto::v1::{Frame, TemplateFormat};
-use tonic::metadata::MetadataMap;
+use kubevision_proto::v1::{Frame, GalleryChange, TemplateFormat};
 use tonic::{Code, Request, Response, Status};
 use vision::burst::BurstRule;
 use vision::lbph::Template;
@@ -26,6 +26,7 @@ use crate::config::Secret;
 use crate::error::ServiceError;
 use crate::frames::{FaceReader, Unusable};
 use crate::gallery::OperatorGallery;
+use crate::identity::Caller;
 use crate::metrics::Metrics;
 
 /// Frames one request may carry.
@@ -48,6 +49,8 @@ pub struct Core {
     pub token: Option<Secret>,
     pub threshold: f64,
     pub burst: BurstRule,
+    /// `--max-wolf-matches`: see [`wolf`].
+    pub max_wolf_matches: usize,
 }
 
 /// A frame turned into a probe, or the reason it could not be.
@@ -64,6 +67,7 @@ impl Core {
     ) -> Result<Response<Resp>, Status>
     where
         Fut: Future<Output = Result<Resp, ServiceError>>,
+        Resp: 'static,
     {
         self.run(method, request, Pool::Requests, handler)
             .await
@@ -73,7 +77,7 @@ impl Core {
     /// Runs one server-streaming RPC like [`handle`](Self::handle), with
     /// two differences: its slot comes from the streams' own pool, and the
     /// stream it returns is [`Bounded`] by the call's deadline (the client's
-    /// `grpc-timeout`, capped by the server's request timeout), so that a
+    /// `grpc-timeout`, capped by `--sync-timeout-secs`), so that a
     /// stream nobody reads gives its slot back when the deadline passes.
     async fn handle_stream<Req, S, Fut>(
         self: &Arc<Self>,
@@ -101,6 +105,7 @@ impl Core {
     ) -> Result<Resp, Status>
     where
         Fut: Future<Output = Result<Resp, ServiceError>>,
+        Resp: 'static,
     {
         let mut observed = Observed {
             metrics: &self.metrics,
@@ -112,7 +117,7 @@ impl Core {
         // until the handler is done (the message refers to them).
         let _held = request.extensions().get::<HeldBytes>().cloned();
         let result = async {
-            self.authorize(request.metadata())?;
+            let caller = self.authorize(&request)?;
             // An empty or stale copy of the gallery would turn enrolled
             // operators away: not before the first catch-up.
             if !self.gallery.is_caught_up() {
@@ -122,7 +127,11 @@ impl Core {
                 Pool::Requests => self.admission.admit()?,
                 Pool::Streams => self.admission.admit_stream()?,
             };
-            handler(self.clone(), ticket, request.into_inner()).await
+            // The handler runs with its caller as `identity::current()`.
+            let handler = handler(self.clone(), ticket, request.into_inner());
+            let done = crate::identity::scope(caller.clone(), handler).await?;
+            log_change(&caller, method, &done);
+            Ok(done)
         }
         .await
         .map_err(Status::from);
@@ -130,18 +139,15 @@ impl Core {
         result
     }
 
-    fn authorize(&self, metadata: &MetadataMap) -> Result<(), ServiceError> {
-        let Some(token) = &self.token else {
-            return Ok(());
-        };
-        let sent = metadata
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
-        match sent {
-            Some(sent) if constant_time_eq(sent.as_bytes(), token.expose().as_bytes()) => Ok(()),
-            _ => Err(ServiceError::Unauthenticated),
-        }
+    /// The caller the gate ([`crate::auth`]) identified, and checked the
+    /// method's scope of, before the body was read. A request that did not
+    /// pass the gate has none and is refused: the check fails closed.
+    fn authorize<Req>(&self, request: &Request<Req>) -> Result<Caller, ServiceError> {
+        request
+            .extensions()
+            .get::<Caller>()
+            .cloned()
+            .ok_or(ServiceError::Unauthenticated)
     }
 
     /// Decodes every frame and makes a template of each usable face, after
@@ -206,6 +212,19 @@ impl Core {
             face_width: FACE_WIDTH,
             face_height: FACE_HEIGHT,
         }
+    }
+}
+
+/// Records a gallery change with the identity that made it.
+fn log_change(caller: &Caller, method: &'static str, response: &dyn std::any::Any) {
+    if let Some(change) = response.downcast_ref::<GalleryChange>() {
+        tracing::info!(
+            identity = %caller.name,
+            method,
+            operator_id = %change.operator_id,
+            version = change.gallery_version,
+            "gallery changed"
+        );
     }
 }
 

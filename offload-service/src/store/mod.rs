@@ -10,7 +10,7 @@
 //! Both keep the same contract, which is what lets every replica follow the
 //! store (see [`crate::gallery`]):
 //! - every change is one transaction that takes the next gallery version,
-//!   writes a change-log row and only then commits, so versions are handed
+//!   writes a change-log row (with the caller's identity) and only then commits, so versions are handed
 //!   out in commit order and a change acknowledged to a client is durable;
 //! - [`GalleryStore::changes_since`] reads one consistent snapshot and
 //!   reports, in version order, every operator changed after a version (with
@@ -80,6 +80,23 @@ pub enum StoreError {
     /// database was damaged or edited behind the service's back.
     #[error("stored template {index} of operator {operator_id:?} does not match its checksum: the gallery database was damaged or altered; restore it from a backup, or remove and re-enrol the operator")]
     Corrupt { operator_id: String, index: usize },
+    /// The data directory remembers a gallery (its `gallery.id` file) that
+    /// the database no longer holds: the file was deleted, emptied, replaced
+    /// or rolled back. Starting would serve an empty gallery under a new id.
+    #[error("the gallery store in {dir} has lost gallery {gallery_id}: {found}. Refusing to start an empty or older gallery in its place: restore the database from a backup, or start with --new-gallery (KUBEVISION_NEW_GALLERY=true) to begin a new, empty gallery (the old files are kept, renamed *.lost-<unix time>)")]
+    GalleryLost {
+        dir: PathBuf,
+        gallery_id: String,
+        found: String,
+    },
+    /// A file of the store beside the database (`gallery.id`, or one being
+    /// moved aside for `--new-gallery`) could not be read or written.
+    #[error("gallery store file {path}: cannot {action}: {source}")]
+    StoreFile {
+        path: PathBuf,
+        action: &'static str,
+        source: std::io::Error,
+    },
 }
 
 /// What a committed change did.
@@ -139,9 +156,11 @@ pub trait GalleryStore: Send + Sync {
 
     fn status(&self) -> Result<StoreStatus, StoreError>;
 
-    /// Adds a new operator, with their profile if one was sent.
+    /// Adds a new operator, with their profile if one was sent. `actor`:
+    /// the caller's identity, kept in the change log.
     fn enroll(
         &self,
+        actor: &str,
         operator_id: &str,
         templates: &[Vec<u8>],
         profile: Option<&[u8]>,
@@ -151,6 +170,7 @@ pub trait GalleryStore: Send + Sync {
     /// their profile if one was sent.
     fn update(
         &self,
+        actor: &str,
         operator_id: &str,
         templates: &[Vec<u8>],
         mode: UpdateMode,
@@ -158,7 +178,7 @@ pub trait GalleryStore: Send + Sync {
     ) -> Result<Committed, StoreError>;
 
     /// Removes an operator, leaving a tombstone for incremental sync.
-    fn remove(&self, operator_id: &str) -> Result<Committed, StoreError>;
+    fn remove(&self, actor: &str, operator_id: &str) -> Result<Committed, StoreError>;
 
     /// Reports every change after `since`, in version order, from one
     /// consistent snapshot, and returns that snapshot's status. `emit`

@@ -26,6 +26,16 @@
 //! - **Outages.** A connection that cannot be had within
 //!   [`PostgresSettings::connect_timeout`] is [`StoreError::Unavailable`]:
 //!   the RPC layer answers UNAVAILABLE, the pool reconnects by itself.
+//! - **Durability and identity.** The database is the store of record: its
+//!   durability (fsync, replication, backups) is the database's, and the
+//!   service keeps nothing of the gallery outside it. Replicas are stateless,
+//!   so an emptied database (tables dropped, restored from the wrong dump)
+//!   makes the next replica to start migrate a new, empty gallery under a
+//!   new `gallery_id`. A replica that has already served a gallery notices
+//!   the changed `gallery_id` at its next catch-up and stops applying
+//!   ([`crate::gallery::GalleryError::GalleryReplaced`]: an error in the log,
+//!   `kubevision_store_connected` 0), keeping the operators it had; restore
+//!   the database, or restart the replicas to serve the new gallery.
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -81,7 +91,8 @@ const MIGRATIONS: &[&str] = &["CREATE TABLE gallery (
          version BIGINT PRIMARY KEY,
          operator_id TEXT NOT NULL,
          action TEXT NOT NULL CHECK (action IN ('enroll', 'update', 'remove')),
-         committed_at TIMESTAMPTZ NOT NULL DEFAULT clock_timestamp()
+         committed_at TIMESTAMPTZ NOT NULL DEFAULT clock_timestamp(),
+         actor TEXT NOT NULL
      );"];
 
 /// How to reach the database.
@@ -154,6 +165,7 @@ impl PostgresStore {
     /// announces the change in it, and commits.
     fn change(
         &self,
+        actor: &str,
         operator_id: &str,
         action: &str,
         f: impl FnOnce(&mut Transaction<'_>, i64) -> Result<Committed, StoreError>,
@@ -169,8 +181,8 @@ impl PostgresStore {
             .get(0);
         let out = f(&mut tx, version)?;
         tx.execute(
-            "INSERT INTO change_log (version, operator_id, action) VALUES ($1, $2, $3)",
-            &[&version, &operator_id, &action],
+            "INSERT INTO change_log (version, operator_id, action, actor) VALUES ($1, $2, $3, $4)",
+            &[&version, &operator_id, &action, &actor],
         )
         .map_err(pg)?;
         tx.execute(
@@ -194,11 +206,12 @@ impl GalleryStore for PostgresStore {
 
     fn enroll(
         &self,
+        actor: &str,
         operator_id: &str,
         templates: &[Vec<u8>],
         profile: Option<&[u8]>,
     ) -> Result<Committed, StoreError> {
-        self.change(operator_id, "enroll", |tx, version| {
+        self.change(actor, operator_id, "enroll", |tx, version| {
             if label_of(tx, operator_id)?.is_some() {
                 return Err(StoreError::AlreadyEnrolled(operator_id.to_owned()));
             }
@@ -236,12 +249,13 @@ impl GalleryStore for PostgresStore {
 
     fn update(
         &self,
+        actor: &str,
         operator_id: &str,
         templates: &[Vec<u8>],
         mode: UpdateMode,
         profile: Option<&[u8]>,
     ) -> Result<Committed, StoreError> {
-        self.change(operator_id, "update", |tx, version| {
+        self.change(actor, operator_id, "update", |tx, version| {
             let label = label_of(tx, operator_id)?
                 .ok_or_else(|| StoreError::UnknownOperator(operator_id.to_owned()))?;
             let kept = match mode {
@@ -277,8 +291,8 @@ impl GalleryStore for PostgresStore {
         })
     }
 
-    fn remove(&self, operator_id: &str) -> Result<Committed, StoreError> {
-        self.change(operator_id, "remove", |tx, version| {
+    fn remove(&self, actor: &str, operator_id: &str) -> Result<Committed, StoreError> {
+        self.change(actor, operator_id, "remove", |tx, version| {
             let label = label_of(tx, operator_id)?
                 .ok_or_else(|| StoreError::UnknownOperator(operator_id.to_owned()))?;
             tx.execute("DELETE FROM operators WHERE label = $1", &[&label])

@@ -8,9 +8,17 @@
 //! removal's version. Only this process writes the file, so its change feed
 //! has nothing to announce: the gallery's periodic catch-up still picks up a
 //! change written to the file by hand.
+//!
+//! The gallery's identity is also kept outside the database, in
+//! [`ID_FILE`] beside it: its `gallery_id` and the highest version seen. A
+//! database that later turns out missing, empty, another gallery's, or older
+//! than recorded (a write-ahead log lost after a crash, an old copy put
+//! back) is refused at open instead of silently becoming a new, empty
+//! gallery; see [`SqliteStore::open_with`].
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{mpsc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Transaction};
@@ -23,6 +31,17 @@ use super::{
 
 /// The database file inside the data directory.
 pub const DB_FILE: &str = "gallery.sqlite3";
+
+/// The gallery's identity beside the database: `gallery_id=…` and
+/// `version=…` lines, written atomically (temporary file, fsync, rename).
+pub const ID_FILE: &str = "gallery.id";
+
+/// How often the version in [`ID_FILE`] is brought up to the database's
+/// (and once more when the store is closed). A read of one row, and a small
+/// file write only when the version moved: cheap. Changes committed less
+/// than this long before a crash that lost the write-ahead log are not
+/// covered; every older one is.
+const ID_REFRESH: Duration = Duration::from_secs(2);
 
 const MIGRATIONS: &[M<'static>] = &[
     M::up(
@@ -64,9 +83,14 @@ const MIGRATIONS: &[M<'static>] = &[
     ),
     // Each template's SHA-256, filled in for older rows at open.
     M::up("ALTER TABLE templates ADD COLUMN checksum BLOB;"),
+    // Who made each change (the caller's identity; '' before identities).
+    M::up("ALTER TABLE change_log ADD COLUMN actor TEXT NOT NULL DEFAULT '';"),
 ];
 
 pub struct SqliteStore {
+    /// First, so that it is dropped (its last update written) before the
+    /// writer closes the database.
+    _identity: IdentityKeeper,
     path: PathBuf,
     /// The one writing connection; SQLite allows one writer at a time anyway.
     writer: Mutex<Connection>,
@@ -74,13 +98,56 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
-    /// Opens (creating if needed) the gallery in `data_dir`.
+    /// Opens (creating if needed) the gallery in `data_dir`; a gallery that
+    /// the data directory remembers but the database lost is refused (see
+    /// [`Self::open_with`]).
     pub fn open(data_dir: &Path, max_templates_per_operator: usize) -> Result<Self, StoreError> {
-        std::fs::create_dir_all(data_dir).map_err(|source| StoreError::CreateDir {
-            path: data_dir.to_owned(),
-            source,
-        })?;
+        Self::open_with(data_dir, max_templates_per_operator, false)
+    }
+
+    /// Opens (creating if needed) the gallery in `data_dir`, made 0700 if it
+    /// is created here.
+    ///
+    /// When [`ID_FILE`] names a gallery and the database is missing, 0 bytes,
+    /// unreadable, has no gallery row, holds another gallery or an older
+    /// version than recorded, the open fails with
+    /// [`StoreError::GalleryLost`], unless `new_gallery` (`--new-gallery`):
+    /// then the old files are renamed `<name>.lost-<unix time>` (never
+    /// deleted) and a new, empty gallery is started. `new_gallery` does
+    /// nothing to an intact gallery. A database without [`ID_FILE`] (made by
+    /// an older release) is taken as it is, and the file is written.
+    pub fn open_with(
+        data_dir: &Path,
+        max_templates_per_operator: usize,
+        new_gallery: bool,
+    ) -> Result<Self, StoreError> {
+        create_data_dir(data_dir)?;
         let path = data_dir.join(DB_FILE);
+        let id_path = data_dir.join(ID_FILE);
+        // A leftover of a crash in the middle of writing the identity.
+        let _ = std::fs::remove_file(temp_path(&id_path));
+        if let Some(known) = read_identity(&id_path)? {
+            match lost(&path, &known)? {
+                Some(found) if !new_gallery => {
+                    return Err(StoreError::GalleryLost {
+                        dir: data_dir.to_owned(),
+                        gallery_id: known.gallery_id,
+                        found,
+                    })
+                }
+                Some(found) => {
+                    let stamp = move_aside(data_dir)?;
+                    tracing::warn!(dir = %data_dir.display(), was = %known.gallery_id, %found,
+                        kept_as = %format!("*.lost-{stamp}"),
+                        "--new-gallery: the lost gallery's files are moved aside; starting a new, empty gallery");
+                }
+                None if new_gallery => {
+                    tracing::warn!(dir = %data_dir.display(), gallery_id = %known.gallery_id,
+                        "--new-gallery ignored: the gallery is intact");
+                }
+                None => {}
+            }
+        }
         let open_err = |source| StoreError::Open {
             path: path.clone(),
             source,
@@ -106,7 +173,18 @@ impl SqliteStore {
         )
         .map_err(open_err)?;
         add_missing_checksums(&mut conn).map_err(open_err)?;
+        // The database file itself now holds everything committed so far,
+        // so that a write-ahead log lost later loses only newer changes.
+        conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+            .map_err(open_err)?;
+        let status = status_of(&conn)?;
+        let identity = Identity {
+            gallery_id: status.gallery_id,
+            version: status.version,
+        };
+        write_identity(&id_path, &identity)?;
         Ok(Self {
+            _identity: IdentityKeeper::start(path.clone(), id_path, identity),
             path,
             writer: Mutex::new(conn),
             max_templates_per_operator,
@@ -126,6 +204,7 @@ impl SqliteStore {
     /// logs the change in the same transaction.
     fn change(
         &self,
+        actor: &str,
         operator_id: &str,
         action: &str,
         f: impl FnOnce(&Transaction<'_>, i64) -> Result<Committed, StoreError>,
@@ -139,9 +218,9 @@ impl SqliteStore {
         )?;
         let out = f(&tx, version)?;
         tx.execute(
-            "INSERT INTO change_log (version, operator_id, action, committed_at_ms)
-             VALUES (?1, ?2, ?3, ?4)",
-            params![version, operator_id, action, now_ms()],
+            "INSERT INTO change_log (version, operator_id, action, committed_at_ms, actor)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![version, operator_id, action, now_ms(), actor],
         )?;
         tx.commit()?;
         Ok(out)
@@ -159,11 +238,12 @@ impl GalleryStore for SqliteStore {
 
     fn enroll(
         &self,
+        actor: &str,
         operator_id: &str,
         templates: &[Vec<u8>],
         profile: Option<&[u8]>,
     ) -> Result<Committed, StoreError> {
-        self.change(operator_id, "enroll", |tx, version| {
+        self.change(actor, operator_id, "enroll", |tx, version| {
             if label_of(tx, operator_id)?.is_some() {
                 return Err(StoreError::AlreadyEnrolled(operator_id.to_owned()));
             }
@@ -190,12 +270,13 @@ impl GalleryStore for SqliteStore {
 
     fn update(
         &self,
+        actor: &str,
         operator_id: &str,
         templates: &[Vec<u8>],
         mode: UpdateMode,
         profile: Option<&[u8]>,
     ) -> Result<Committed, StoreError> {
-        self.change(operator_id, "update", |tx, version| {
+        self.change(actor, operator_id, "update", |tx, version| {
             let label = label_of(tx, operator_id)?
                 .ok_or_else(|| StoreError::UnknownOperator(operator_id.to_owned()))?;
             let kept: usize = match mode {
@@ -227,8 +308,8 @@ impl GalleryStore for SqliteStore {
         })
     }
 
-    fn remove(&self, operator_id: &str) -> Result<Committed, StoreError> {
-        self.change(operator_id, "remove", |tx, version| {
+    fn remove(&self, actor: &str, operator_id: &str) -> Result<Committed, StoreError> {
+        self.change(actor, operator_id, "remove", |tx, version| {
             let label = label_of(tx, operator_id)?
                 .ok_or_else(|| StoreError::UnknownOperator(operator_id.to_owned()))?;
             tx.execute("DELETE FROM operators WHERE label = ?1", [label])?;
@@ -308,6 +389,300 @@ impl GalleryStore for SqliteStore {
     fn watch(&self) -> Result<Box<dyn ChangeFeed>, StoreError> {
         Ok(Box::new(Quiet))
     }
+}
+
+/// The gallery's identity as [`ID_FILE`] records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Identity {
+    gallery_id: String,
+    version: u64,
+}
+
+/// Creates the data directory (0700 on Unix); an existing one is kept as it
+/// is.
+fn create_data_dir(data_dir: &Path) -> Result<(), StoreError> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder
+        .create(data_dir)
+        .map_err(|source| StoreError::CreateDir {
+            path: data_dir.to_owned(),
+            source,
+        })
+}
+
+fn temp_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".tmp");
+    PathBuf::from(name)
+}
+
+fn read_identity(path: &Path) -> Result<Option<Identity>, StoreError> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => {
+            return Err(StoreError::StoreFile {
+                path: path.to_owned(),
+                action: "read the gallery's identity",
+                source,
+            })
+        }
+    };
+    let field = |key: &str| {
+        text.lines()
+            .find_map(|line| line.strip_prefix(key)?.strip_prefix('='))
+            .map(str::trim)
+    };
+    match (
+        field("gallery_id").filter(|id| !id.is_empty()),
+        field("version").map(str::parse::<u64>),
+    ) {
+        (Some(gallery_id), Some(Ok(version))) => Ok(Some(Identity {
+            gallery_id: gallery_id.to_owned(),
+            version,
+        })),
+        _ => Err(StoreError::StoreFile {
+            path: path.to_owned(),
+            action: "read the gallery's identity",
+            source: std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "expected \"gallery_id=<id>\" and \"version=<number>\" lines",
+            ),
+        }),
+    }
+}
+
+/// Writes [`ID_FILE`] atomically, 0600: a temporary file, fsync, rename,
+/// fsync of the directory.
+fn write_identity(path: &Path, identity: &Identity) -> Result<(), StoreError> {
+    let temp = temp_path(path);
+    let err = |action| {
+        move |source| StoreError::StoreFile {
+            path: path.to_owned(),
+            action,
+            source,
+        }
+    };
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options
+        .open(&temp)
+        .map_err(err("write the gallery's identity"))?;
+    file.write_all(
+        format!(
+            "gallery_id={}\nversion={}\n",
+            identity.gallery_id, identity.version
+        )
+        .as_bytes(),
+    )
+    .and_then(|()| file.sync_all())
+    .map_err(err("write the gallery's identity"))?;
+    drop(file);
+    std::fs::rename(&temp, path).map_err(err("write the gallery's identity"))?;
+    sync_dir(path.parent().unwrap_or(Path::new(".")));
+    Ok(())
+}
+
+/// Makes renames in `dir` durable (best effort: not every platform can).
+fn sync_dir(dir: &Path) {
+    #[cfg(unix)]
+    if let Err(e) = std::fs::File::open(dir).and_then(|d| d.sync_all()) {
+        tracing::warn!(dir = %dir.display(), error = %e, "cannot fsync the data directory");
+    }
+}
+
+/// What is wrong with the database at `db`, if it is not (or no longer) the
+/// gallery `known`.
+fn lost(db: &Path, known: &Identity) -> Result<Option<String>, StoreError> {
+    match std::fs::metadata(db) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Ok(Some(format!("its database {DB_FILE} is missing")))
+        }
+        Err(source) => {
+            return Err(StoreError::StoreFile {
+                path: db.to_owned(),
+                action: "read its size",
+                source,
+            })
+        }
+        Ok(meta) if meta.len() == 0 => {
+            return Ok(Some(format!("its database {DB_FILE} is empty (0 bytes)")))
+        }
+        Ok(_) => {}
+    }
+    let read = || -> rusqlite::Result<Option<(String, i64)>> {
+        // Read-write but never created: a -wal left by a crash is recovered.
+        let conn = Connection::open_with_flags(db, OpenFlags::SQLITE_OPEN_READ_WRITE)?;
+        let tables: i64 = conn.query_row(
+            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'gallery'",
+            [],
+            |r| r.get(0),
+        )?;
+        if tables == 0 {
+            return Ok(None);
+        }
+        conn.query_row(
+            "SELECT gallery_id, version FROM gallery WHERE id = 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()
+    };
+    Ok(match read() {
+        Ok(None) => Some(format!("its database {DB_FILE} holds no gallery")),
+        Ok(Some((id, _))) if id != known.gallery_id => Some(format!(
+            "its database {DB_FILE} holds another gallery, {id}"
+        )),
+        Ok(Some((_, version))) if (version.max(0) as u64) < known.version => Some(format!(
+            "its database {DB_FILE} is at version {version}, older than the version {} recorded \
+             in {ID_FILE} (a write-ahead log {DB_FILE}-wal lost after a crash, or an older copy \
+             put back; if it is a backup restored on purpose, delete {ID_FILE} to accept it)",
+            known.version
+        )),
+        Ok(Some(_)) => None,
+        Err(rusqlite::Error::SqliteFailure(e, detail))
+            if matches!(
+                e.code,
+                rusqlite::ErrorCode::NotADatabase | rusqlite::ErrorCode::DatabaseCorrupt
+            ) =>
+        {
+            Some(format!(
+                "its database {DB_FILE} is unreadable ({})",
+                detail.unwrap_or_else(|| e.to_string())
+            ))
+        }
+        Err(source) => {
+            return Err(StoreError::Open {
+                path: db.to_owned(),
+                source,
+            })
+        }
+    })
+}
+
+/// Renames the database, its -wal and -shm, and then [`ID_FILE`] to
+/// `<name>.lost-<unix time>` (the database's companions keep the names
+/// SQLite looks for, so the lost gallery can still be opened), never over an
+/// existing file. Returns the suffix's time.
+fn move_aside(data_dir: &Path) -> Result<u64, StoreError> {
+    let names = |stamp: u64| {
+        let db = format!("{DB_FILE}.lost-{stamp}");
+        [
+            (DB_FILE.to_owned(), db.clone()),
+            (format!("{DB_FILE}-wal"), format!("{db}-wal")),
+            (format!("{DB_FILE}-shm"), format!("{db}-shm")),
+            // Last: until it is gone, a start without the flag still refuses.
+            (ID_FILE.to_owned(), format!("{ID_FILE}.lost-{stamp}")),
+        ]
+    };
+    let mut stamp = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    while names(stamp)
+        .iter()
+        .any(|(_, to)| data_dir.join(to).symlink_metadata().is_ok())
+    {
+        stamp += 1;
+    }
+    for (from, to) in names(stamp) {
+        let from = data_dir.join(from);
+        match std::fs::rename(&from, data_dir.join(to)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(source) => {
+                return Err(StoreError::StoreFile {
+                    path: from,
+                    action: "move it aside for --new-gallery",
+                    source,
+                })
+            }
+        }
+    }
+    sync_dir(data_dir);
+    Ok(stamp)
+}
+
+/// Keeps the version in [`ID_FILE`] following the database's: a thread
+/// that reads it every [`ID_REFRESH`] and once more when the store is
+/// dropped, and rewrites the file when it has grown (never for another
+/// gallery, never backwards).
+struct IdentityKeeper {
+    stop: Option<mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl IdentityKeeper {
+    fn start(db: PathBuf, id_path: PathBuf, mut recorded: Identity) -> Self {
+        let (stop, stopped) = mpsc::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("gallery-id".into())
+            .spawn(move || {
+                let mut conn = None;
+                loop {
+                    let last = matches!(
+                        stopped.recv_timeout(ID_REFRESH),
+                        Err(mpsc::RecvTimeoutError::Disconnected)
+                    );
+                    if let Err(e) = refresh_identity(&db, &id_path, &mut conn, &mut recorded) {
+                        tracing::warn!(error = %e, "cannot update the gallery's identity file");
+                        conn = None;
+                    }
+                    if last {
+                        return;
+                    }
+                }
+            })
+            .map_err(|e| tracing::warn!(error = %e, "cannot start the gallery-id thread: gallery.id keeps the version seen at start"))
+            .ok();
+        Self {
+            stop: Some(stop),
+            thread,
+        }
+    }
+}
+
+impl Drop for IdentityKeeper {
+    fn drop(&mut self) {
+        self.stop.take();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn refresh_identity(
+    db: &Path,
+    id_path: &Path,
+    conn: &mut Option<Connection>,
+    recorded: &mut Identity,
+) -> Result<(), StoreError> {
+    let conn = match conn {
+        Some(conn) => conn,
+        None => conn.insert(Connection::open_with_flags(
+            db,
+            OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )?),
+    };
+    let (gallery_id, version): (String, i64) = conn.query_row(
+        "SELECT gallery_id, version FROM gallery WHERE id = 1",
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    let version = version.max(0) as u64;
+    if gallery_id == recorded.gallery_id && version > recorded.version {
+        let next = Identity {
+            gallery_id,
+            version,
+        };
+        write_identity(id_path, &next)?;
+        *recorded = next;
+    }
+    Ok(())
 }
 
 /// The feed of a store only this process writes: nothing to announce.

@@ -370,3 +370,57 @@ fn postgres_damaged_templates_are_refused_by_their_checksum() {
     );
     assert_corrupt(&store);
 }
+
+#[test]
+fn postgres_over_tls_verifies_the_servers_certificate() {
+    let rcgen::CertifiedKey { cert, signing_key } =
+        rcgen::generate_simple_self_signed(vec!["127.0.0.1".into()]).unwrap();
+    let server = PgServer::start_with_tls(&cert.pem(), &signing_key.serialize_pem());
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("db-ca.pem");
+    std::fs::write(&ca, cert.pem()).unwrap();
+    let open = |url: String, ca_file: Option<std::path::PathBuf>| {
+        PostgresStore::open(&PostgresSettings {
+            url,
+            ca_file,
+            pool_size: 2,
+            connect_timeout: Duration::from_secs(2),
+            max_templates_per_operator: LIMIT,
+        })
+        .unwrap()
+    };
+
+    // A CA file and no sslmode: TLS is required, and the certificate checked.
+    let store = open(server.base_url(), Some(ca.clone()));
+    store.enroll("test", "A", &[vec![1]], None).unwrap();
+    assert_eq!(
+        server
+            .psql(
+                "SELECT bool_and(s.ssl) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid)
+                 WHERE a.application_name = 'kubevision-offload'"
+            )
+            .trim(),
+        "t",
+        "every connection of the store is encrypted"
+    );
+    // libpq's spelling works too.
+    let url = format!(
+        "{}?sslmode=verify-full&sslrootcert={}",
+        server.base_url(),
+        ca.display()
+    );
+    assert_eq!(open(url, None).status().unwrap().operators, 1);
+
+    // A server whose certificate another CA signed is not trusted.
+    let other = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into()]).unwrap();
+    let other_ca = dir.path().join("other-ca.pem");
+    std::fs::write(&other_ca, other.cert.pem()).unwrap();
+    let err = open(server.base_url(), Some(other_ca))
+        .status()
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Unavailable(_)), "{err}");
+    assert!(
+        err.to_string().to_lowercase().contains("certificate"),
+        "{err}"
+    );
+}

@@ -45,8 +45,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use postgres::fallible_iterator::FallibleIterator;
 use postgres::{Client, Config, IsolationLevel, Transaction};
-use r2d2_postgres::r2d2::{Pool, PooledConnection};
-use r2d2_postgres::PostgresConnectionManager;
+use r2d2::{ManageConnection, Pool, PooledConnection};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::{
@@ -111,10 +110,10 @@ pub struct PostgresSettings {
 }
 
 type Tls = MakeRustlsConnect;
-type Connection = PooledConnection<PostgresConnectionManager<Tls>>;
+type Connection = PooledConnection<Manager>;
 
 pub struct PostgresStore {
-    pool: Pool<PostgresConnectionManager<Tls>>,
+    pool: Pool<Manager>,
     /// For the change feed's own connection (LISTEN needs one that stays).
     config: Config,
     tls: Tls,
@@ -132,7 +131,10 @@ impl PostgresStore {
             .keepalives(true)
             .keepalives_idle(Duration::from_secs(10))
             .application_name("kubevision-offload");
-        let manager = PostgresConnectionManager::new(config.clone(), tls.clone());
+        let manager = Manager {
+            config: config.clone(),
+            tls: tls.clone(),
+        };
         let pool = Pool::builder()
             .max_size(settings.pool_size.max(1))
             .min_idle(Some(0))
@@ -388,6 +390,49 @@ impl GalleryStore for PostgresStore {
     }
 }
 
+/// The pool's connections. Ours rather than r2d2-postgres's so that a
+/// failed connection keeps its cause ("invalid peer certificate:
+/// UnknownIssuer", "password authentication failed"), which is what the
+/// person reading the log needs.
+struct Manager {
+    config: Config,
+    tls: Tls,
+}
+
+/// A connection failure in words, cause included.
+#[derive(Debug)]
+struct Described(String);
+
+impl std::fmt::Display for Described {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Described {}
+
+impl ManageConnection for Manager {
+    type Connection = Client;
+    type Error = Described;
+
+    fn connect(&self) -> Result<Client, Described> {
+        self.config
+            .connect(self.tls.clone())
+            .map_err(|e| Described(describe(&e)))
+    }
+
+    fn is_valid(&self, client: &mut Client) -> Result<(), Described> {
+        client
+            .simple_query("")
+            .map(drop)
+            .map_err(|e| Described(describe(&e)))
+    }
+
+    fn has_broken(&self, client: &mut Client) -> bool {
+        client.is_closed()
+    }
+}
+
 struct Listener {
     client: Client,
 }
@@ -518,18 +563,28 @@ fn pg(e: postgres::Error) -> StoreError {
                     || c == "53300" // too many connections
             }
         };
-    // The Display of a server error is only "db error"; its source says what.
-    let text = match e.as_db_error() {
-        Some(db) => format!("{}: {}", db.code().code(), db.message()),
-        None => match std::error::Error::source(&e) {
-            Some(source) => format!("{e}: {source}"),
-            None => e.to_string(),
-        },
-    };
+    let text = describe(&e);
     if unavailable {
         StoreError::Unavailable(text)
     } else {
         StoreError::Database(text)
+    }
+}
+
+/// The Display of a server error is only "db error", and of a TLS failure
+/// only "error performing TLS handshake": their sources say what.
+fn describe(e: &postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{}: {}", db.code().code(), db.message()),
+        None => {
+            let mut text = e.to_string();
+            let mut source = std::error::Error::source(e);
+            while let Some(cause) = source {
+                text.push_str(&format!(": {cause}"));
+                source = cause.source();
+            }
+            text
+        }
     }
 }
 

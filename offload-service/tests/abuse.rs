@@ -12,6 +12,7 @@ mod common;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::raw::Raw;
 use common::*;
 use kubevision_offload_client::proto::gallery_service_client::GalleryServiceClient;
 use kubevision_offload_client::proto::recognition_service_client::RecognitionServiceClient;
@@ -19,8 +20,7 @@ use kubevision_offload_client::proto::{
     credential::Kind, frame::Content, operator_profile::Role, Credential, EnrollRequest, Frame,
     IdentifyRequest, OperatorProfile, SyncGalleryRequest,
 };
-use prost::bytes::{Buf, BufMut, Bytes};
-use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
+use prost::bytes::Bytes;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status};
 
@@ -202,41 +202,6 @@ async fn enroll(channel: &Channel, person: u32, photos: u32) {
 
 /// Sends already-encoded protobuf bytes as a request, so that a hostile
 /// message need not be built (or allocated) in this process.
-#[derive(Clone, Default)]
-struct Raw;
-struct RawEncoder;
-struct RawDecoder;
-
-impl Codec for Raw {
-    type Encode = Bytes;
-    type Decode = Bytes;
-    type Encoder = RawEncoder;
-    type Decoder = RawDecoder;
-    fn encoder(&mut self) -> RawEncoder {
-        RawEncoder
-    }
-    fn decoder(&mut self) -> RawDecoder {
-        RawDecoder
-    }
-}
-
-impl Encoder for RawEncoder {
-    type Item = Bytes;
-    type Error = Status;
-    fn encode(&mut self, item: Bytes, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
-        dst.put(item);
-        Ok(())
-    }
-}
-
-impl Decoder for RawDecoder {
-    type Item = Bytes;
-    type Error = Status;
-    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Bytes>, Status> {
-        Ok(Some(src.copy_to_bytes(src.remaining())))
-    }
-}
-
 async fn raw_identify(channel: Channel, body: Bytes, token: Option<&str>) -> Result<(), Status> {
     let mut grpc = tonic::client::Grpc::new(channel);
     grpc.ready()

@@ -7,16 +7,16 @@ mod common;
 
 use std::path::Path;
 
+use common::raw::Raw;
 use common::*;
 use kubevision_offload::identity::token_sha256_hex;
 use kubevision_offload_client::proto::{EnrollRequest, IdentifyRequest};
 use kubevision_offload_client::{ClientConfig, OffloadClient, TlsSettings};
-use prost::bytes::{Buf, BufMut, Bytes};
+use prost::bytes::Bytes;
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DistinguishedName, DnType,
     ExtendedKeyUsagePurpose, IsCa, KeyPair,
 };
-use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::{Code, Status};
 
 /// Tokens as a kiosk keeps them: 32 random bytes, hex (here fixed).
@@ -362,39 +362,4 @@ async fn raw_call(server: &InProcess, path: &str, body: Bytes, token: Option<&st
     grpc.unary::<Bytes, Bytes, _>(request, path.parse().unwrap(), Raw)
         .await
         .expect_err("refused")
-}
-
-#[derive(Clone, Default)]
-struct Raw;
-struct RawEncoder;
-struct RawDecoder;
-
-impl Codec for Raw {
-    type Encode = Bytes;
-    type Decode = Bytes;
-    type Encoder = RawEncoder;
-    type Decoder = RawDecoder;
-    fn encoder(&mut self) -> RawEncoder {
-        RawEncoder
-    }
-    fn decoder(&mut self) -> RawDecoder {
-        RawDecoder
-    }
-}
-
-impl Encoder for RawEncoder {
-    type Item = Bytes;
-    type Error = Status;
-    fn encode(&mut self, item: Bytes, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
-        dst.put(item);
-        Ok(())
-    }
-}
-
-impl Decoder for RawDecoder {
-    type Item = Bytes;
-    type Error = Status;
-    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Bytes>, Status> {
-        Ok(Some(src.copy_to_bytes(src.remaining())))
-    }
 }

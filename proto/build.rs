@@ -10,6 +10,7 @@ const PROTOS: &[&str] = &[
     "kubevision/v1/frames.proto",
     "kubevision/v1/recognition.proto",
     "kubevision/v1/gallery.proto",
+    "kubevision/v1/sign_in.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -110,6 +110,20 @@ only name a "missing property", so the explanation is that property's name.
 {{- if and (eq $g.store "sqlite") $pg.cloudnativepg.enabled }}
 {{- fail "gallery.postgres.cloudnativepg.enabled needs gallery.store=postgres: the database cluster would be unused with SQLite" }}
 {{- end }}
+{{- $a := .Values.auth -}}
+{{- if and $a.kioskCA.certManager (not (and .Values.tls.enabled .Values.tls.mtls)) }}
+{{- fail "set tls.enabled=true and tls.mtls=true for auth.kioskCA.certManager: kiosks prove themselves with certificates from the kiosk CA over mutual TLS" }}
+{{- end }}
+{{- if not (or $a.identities $a.existingIdentitiesSecret $a.kioskCA.certManager $a.token $a.existingSecret .Values.tls.mtls $a.allowUnauthenticated) }}
+{{- fail "set auth.identities, auth.existingIdentitiesSecret, auth.kioskCA.certManager=true, a token or tls.mtls (or auth.allowUnauthenticated=true for a trial): without credentials anyone who reaches the port can change the gallery" }}
+{{- end }}
+{{- if not .Values.tls.mtls }}
+{{- range $a.identities }}
+{{- if .certificate }}
+{{- fail "set tls.mtls=true for identities with a certificate: the service can verify client certificates only with mutual TLS" }}
+{{- end }}
+{{- end }}
+{{- end }}
 {{- end }}
 
 {{- define "kubevision.tlsSecretName" -}}
@@ -149,9 +163,55 @@ group: cert-manager.io
 {{- .Values.backend | default (ternary "cuda" "cpu" .Values.gpu.enabled) }}
 {{- end }}
 
-{{/* Whether the chart itself writes the TLS / token Secret (else: none or an existing one). */}}
+{{/* Whether the chart itself writes the TLS / token / identities Secret (else: none or an existing one). */}}
 {{- define "kubevision.createsTlsSecret" -}}
-{{- if and .Values.tls.enabled (not .Values.tls.existingSecret) }}true{{ end }}
+{{- if and .Values.tls.enabled (not .Values.tls.existingSecret) (not (include "kubevision.issuesServerCertificate" .)) }}true{{ end }}
+{{- end }}
+
+{{- define "kubevision.createsIdentitiesSecret" -}}
+{{- if .Values.auth.identities }}true{{ end }}
+{{- end }}
+
+{{/*
+The kiosk CA (auth.kioskCA.certManager): its Issuer, Certificate and Secret
+share one name; the Secret <fullname>-kiosks holds the registered kiosks'
+identities (one key each, written by `kubevision cluster register-kiosk`).
+*/}}
+{{- define "kubevision.kioskCaName" -}}
+{{- include "kubevision.fullname" . }}-kiosk-ca
+{{- end }}
+
+{{- define "kubevision.kiosksSecretName" -}}
+{{- include "kubevision.fullname" . }}-kiosks
+{{- end }}
+
+{{- define "kubevision.identitiesSecretName" -}}
+{{- include "kubevision.fullname" . }}-identities
+{{- end }}
+
+{{/* cert-manager issues the service's own certificate from the kiosk CA when no other is given. */}}
+{{- define "kubevision.issuesServerCertificate" -}}
+{{- if and .Values.auth.kioskCA.certManager .Values.tls.enabled (not .Values.tls.existingSecret) (not .Values.tls.cert) }}true{{ end }}
+{{- end }}
+
+{{/* Whether the service gets --identities (a directory of identities files). */}}
+{{- define "kubevision.identities" -}}
+{{- with .Values.auth }}{{ if or .identities .existingIdentitiesSecret .kioskCA.certManager }}true{{ end }}{{ end }}
+{{- end }}
+
+{{/*
+The identities file of auth.identities, in the service's format (keys
+sorted, as toJson writes them; cluster/src/render writes the same bytes).
+*/}}
+{{- define "kubevision.identitiesJson" -}}
+{{- $out := list -}}
+{{- range .Values.auth.identities -}}
+{{- $e := dict "name" .name "scopes" .scopes -}}
+{{- with .certificate }}{{ $_ := set $e "certificate" . }}{{ end -}}
+{{- with .tokenSha256 }}{{ $_ := set $e "token_sha256" . }}{{ end -}}
+{{- $out = append $out $e -}}
+{{- end -}}
+{{- dict "identities" $out | toJson -}}
 {{- end }}
 
 {{- define "kubevision.createsTokenSecret" -}}

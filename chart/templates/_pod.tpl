@@ -7,12 +7,16 @@ Usage: include "kubevision.podTemplate" . | nindent 4
 {{- $dataDir := "/var/lib/kubevision" -}}
 {{- $tlsDir := "/etc/kubevision/tls" -}}
 {{- $dbCaDir := "/etc/kubevision/db-ca" -}}
+{{- $kioskCaDir := "/etc/kubevision/kiosk-ca" -}}
+{{- $identitiesDir := "/etc/kubevision/identities" -}}
+{{- $kioskCa := .Values.auth.kioskCA.certManager -}}
+{{- $identities := include "kubevision.identities" . -}}
 {{- $postgres := include "kubevision.postgres" . -}}
 {{- $dbCa := and $postgres (include "kubevision.storeCaSecretName" .) -}}
 metadata:
   labels:
     {{- include "kubevision.labels" . | nindent 4 }}
-  {{- $secrets := print (include "kubevision.createsTlsSecret" .) (include "kubevision.createsTokenSecret" .) }}
+  {{- $secrets := print (include "kubevision.createsTlsSecret" .) (include "kubevision.createsTokenSecret" .) (include "kubevision.createsIdentitiesSecret" .) }}
   {{- if or $secrets .Values.podAnnotations }}
   annotations:
     {{- if $secrets }}
@@ -73,8 +77,14 @@ spec:
           value: {{ $tlsDir }}/tls.key
         {{- if .Values.tls.mtls }}
         - name: KUBEVISION_TLS_CLIENT_CA
-          value: {{ $tlsDir }}/ca.crt
+          value: {{ if $kioskCa }}{{ $kioskCaDir }}{{ else }}{{ $tlsDir }}{{ end }}/ca.crt
         {{- end }}
+        {{- end }}
+        {{- if $identities }}
+        # A directory of identities files, read again when Kubernetes
+        # updates the Secrets (a registered kiosk gets in without a restart).
+        - name: KUBEVISION_IDENTITIES
+          value: {{ $identitiesDir }}
         {{- end }}
         {{- if or .Values.auth.token .Values.auth.existingSecret }}
         - name: KUBEVISION_TOKEN
@@ -127,6 +137,16 @@ spec:
           mountPath: {{ $dbCaDir }}
           readOnly: true
         {{- end }}
+        {{- if $kioskCa }}
+        - name: kiosk-ca
+          mountPath: {{ $kioskCaDir }}
+          readOnly: true
+        {{- end }}
+        {{- if $identities }}
+        - name: identities
+          mountPath: {{ $identitiesDir }}
+          readOnly: true
+        {{- end }}
   volumes:
     {{- if or $postgres (not .Values.persistence.enabled) }}
     - name: data
@@ -148,5 +168,33 @@ spec:
         items:
           - key: {{ include "kubevision.storeCaSecretKey" . }}
             path: {{ include "kubevision.storeCaSecretKey" . }}
+    {{- end }}
+    {{- if $kioskCa }}
+    # Only the CA's certificate: its Secret also holds the CA's key.
+    - name: kiosk-ca
+      secret:
+        secretName: {{ include "kubevision.kioskCaName" . }}
+        items:
+          - key: ca.crt
+            path: ca.crt
+    {{- end }}
+    {{- if $identities }}
+    - name: identities
+      projected:
+        sources:
+          {{- if include "kubevision.createsIdentitiesSecret" . }}
+          - secret:
+              name: {{ include "kubevision.identitiesSecretName" . }}
+          {{- end }}
+          {{- with .Values.auth.existingIdentitiesSecret }}
+          - secret:
+              name: {{ . }}
+          {{- end }}
+          {{- if $kioskCa }}
+          # Written by `kubevision cluster register-kiosk`; absent until the first registration.
+          - secret:
+              name: {{ include "kubevision.kiosksSecretName" . }}
+              optional: true
+          {{- end }}
     {{- end }}
 {{- end }}

@@ -74,6 +74,31 @@ enum Action {
         #[arg(long)]
         delete_gallery: bool,
     },
+    /// Register a kiosk: its client certificate from the release's kiosk CA,
+    /// its identity and scopes, and the plant PIN pepper, written to --out.
+    RegisterKiosk(RegisterArgs),
+    /// Remove a kiosk's identity and certificate (it is refused within seconds).
+    UnregisterKiosk {
+        /// The kiosk's identity name.
+        name: String,
+    },
+}
+
+#[derive(Args)]
+struct RegisterArgs {
+    /// The kiosk's identity name, also its certificate's common name
+    /// (lowercase letters, digits and '-', e.g. kiosk-line-3).
+    name: String,
+    /// What the kiosk may do: identify, sync, enrol (admin: everything).
+    #[arg(long, value_delimiter = ',', default_value = "identify,sync")]
+    scopes: Vec<String>,
+    /// The kiosk's secrets folder: tls.crt, tls.key, ca.crt and
+    /// plant-pepper.key are written there (0600; the folder 0700).
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+    /// How long to wait for cert-manager to issue the certificate.
+    #[arg(long, default_value = "120", value_name = "SECONDS")]
+    timeout: u64,
 }
 
 #[derive(Args)]
@@ -84,6 +109,12 @@ struct DeployArgs {
     /// How long to wait for the rollout.
     #[arg(long, default_value = "300", value_name = "SECONDS")]
     timeout: u64,
+    /// Deploy the chart's own defaults under --values, without the plant
+    /// profile (kiosk CA through cert-manager, TLS with client
+    /// certificates): the values must then give credentials, or
+    /// auth.allowUnauthenticated=true for a trial.
+    #[arg(long)]
+    chart_defaults: bool,
 }
 
 pub fn run(args: &ClusterArgs) -> anyhow::Result<ExitCode> {
@@ -116,7 +147,53 @@ async fn run_async(args: &ClusterArgs) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Action::RegisterKiosk(r) => register(&conn, &release, r).await,
+        Action::UnregisterKiosk { name } => {
+            let removed = cluster::unregister_kiosk(&conn, &release, name).await?;
+            if removed.is_empty() {
+                println!(
+                    "kiosk {name} was not registered with release {}",
+                    release.name
+                );
+            }
+            for object in &removed {
+                println!("removed {object}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
     }
+}
+
+async fn register(
+    conn: &Connection,
+    release: &Release,
+    args: &RegisterArgs,
+) -> anyhow::Result<ExitCode> {
+    let creds = cluster::register_kiosk(
+        conn,
+        release,
+        &args.name,
+        &args.scopes,
+        Duration::from_secs(args.timeout),
+    )
+    .await?;
+    let written = creds.write_to(&args.out)?;
+    println!(
+        "registered kiosk {} ({}) with release {}: Certificate {}, identity in Secret {}",
+        creds.name,
+        creds.scopes.join(", "),
+        release.name,
+        creds.certificate.name,
+        creds.identities_secret
+    );
+    if creds.pepper_created {
+        println!("created the plant PIN pepper (the first kiosk of this release)");
+    }
+    for path in written {
+        println!("wrote {}", path.display());
+    }
+    println!("the service lets the kiosk in within seconds, without a restart");
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn connect(c: &ConnectionArgs) -> anyhow::Result<Connection> {
@@ -194,7 +271,13 @@ async fn deploy(
             .with_context(|| format!("cannot read {}", path.display()))?,
         None => String::new(),
     };
-    let values = DeployValues::new(&release.name, &release.namespace, &yaml)?;
+    // The plant profile unless asked otherwise: kiosks are then registered
+    // with `register-kiosk`.
+    let values = if args.chart_defaults {
+        DeployValues::new(&release.name, &release.namespace, &yaml)?
+    } else {
+        DeployValues::for_plant(&release.name, &release.namespace, &yaml)?
+    };
     let deployment = cluster::deploy(conn, &values).await?;
     eprintln!(
         "applied {} objects as field manager {}",
@@ -213,6 +296,11 @@ async fn deploy(
     match deployment.endpoint {
         Some(endpoint) => println!("ready: point the kiosks' offload endpoint at {endpoint}"),
         None => println!("ready"),
+    }
+    if values.chart.auth.kiosk_ca.cert_manager {
+        println!(
+            "register each kiosk: kubevision cluster register-kiosk NAME --scopes identify,sync --out DIR"
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -46,8 +46,9 @@ pub async fn deploy(conn: &Connection, values: &DeployValues) -> Result<Deployme
             if is_not_found(&e) && resource.group == "cert-manager.io" {
                 Error::MissingApi {
                     kind: format!("{} ({})", resource.kind, resource.api_version),
-                    hint: "install cert-manager, or set ingress.certManager.enabled=false and create the \
-                           Ingress certificate Secret yourself"
+                    hint: "install cert-manager (the kiosk CA of auth.kioskCA.certManager, the default \
+                           of `kubevision cluster deploy`, and ingress.certManager need it), or turn those \
+                           off and give the certificates as Secrets yourself"
                         .into(),
                 }
             } else if is_not_found(&e) && resource.group == CNPG_GROUP {

@@ -39,6 +39,20 @@ pub enum Error {
     NotDeployed { release: String, namespace: String },
     #[error("{0}")]
     Rollout(Failure),
+    #[error("cannot register kiosk {name}: {reason}")]
+    Registration { name: String, reason: String },
+    #[error(
+        "cert-manager did not issue the certificate of kiosk {name} within {seconds} s: {reason} \
+         (kubectl describe certificate {certificate})"
+    )]
+    NotIssued {
+        name: String,
+        certificate: String,
+        seconds: u64,
+        reason: String,
+    },
+    #[error("cannot write {path}: {reason}")]
+    WriteFile { path: String, reason: String },
 }
 
 impl Error {

@@ -20,8 +20,13 @@
 //! - [`mod@remove`]: [`remove()`], deleting a release, its galleries (SQLite claims,
 //!   CloudNativePG cluster) only on request.
 //! - [`mod@status`]: [`status()`], a release's objects, readiness, endpoint and failures.
+//! - [`mod@register`]: [`register_kiosk()`], a kiosk's certificate from the
+//!   release's kiosk CA, its identity and the plant PIN pepper;
+//!   [`unregister_kiosk()`].
+//! - [`mod@certmanager`]: the cert-manager objects, typed.
 //! - [`mod@error`]: [`Error`], every failure in plain words.
 
+pub mod certmanager;
 pub mod connect;
 pub mod deploy;
 pub mod diagnose;
@@ -29,6 +34,7 @@ pub mod endpoint;
 pub mod error;
 mod kinds;
 pub mod nodes;
+pub mod register;
 pub mod remove;
 pub mod render;
 pub mod rollout;
@@ -42,11 +48,12 @@ pub use endpoint::Endpoint;
 pub use error::Error;
 pub use kinds::ObjectRef;
 pub use nodes::{list_nodes, NodeInfo};
+pub use register::{register_kiosk, unregister_kiosk, KioskCredentials};
 pub use remove::remove;
 pub use render::render;
 pub use rollout::{rollout, Progress};
 pub use status::{status, ReleaseStatus};
-pub use values::{ChartValues, DeployValues, Release};
+pub use values::{ChartValues, DeployValues, Release, PLANT_VALUES};
 
 /// The field manager of every server-side apply, so `kubectl get
 /// --show-managed-fields` tells our changes apart from Helm's or a person's.

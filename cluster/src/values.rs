@@ -18,6 +18,26 @@ use serde_json::{Map, Value};
 use crate::error::Error;
 
 const CHART_VALUES: &str = include_str!("../../chart/values.yaml");
+
+/// The plant profile: what `kubevision cluster deploy` (and the kiosk's
+/// cluster panel, through [`DeployValues::for_plant`]) put between the
+/// chart's defaults and the user's values. Kiosks prove themselves with
+/// certificates from the release's kiosk CA (cert-manager), which also
+/// issues the service's own certificate; each kiosk is let in by
+/// [`crate::register_kiosk`]. Needs cert-manager on the cluster.
+/// tests/chart/values/plant.yaml is the same set, rendered by helm.
+pub const PLANT_VALUES: &str = "tls:
+  enabled: true
+  mtls: true
+auth:
+  kioskCA:
+    certManager: true
+";
+
+/// The words of the chart's refusal of a gallery writable without credentials.
+pub const UNAUTHENTICATED_REFUSAL: &str = "set auth.identities, auth.existingIdentitiesSecret, \
+     auth.kioskCA.certManager=true, a token or tls.mtls (or auth.allowUnauthenticated=true for a \
+     trial): without credentials anyone who reaches the port can change the gallery";
 const CHART_YAML: &str = include_str!("../../chart/Chart.yaml");
 
 /// Where a release lives: `helm install <name> -n <namespace>`.
@@ -35,11 +55,26 @@ pub struct DeployValues {
 }
 
 impl DeployValues {
-    /// `values_yaml` is a Helm values file (`""` or `{}` for the chart's defaults).
+    /// `values_yaml` is a Helm values file (`""` or `{}` for the chart's
+    /// defaults, which refuse to deploy without credentials: see
+    /// [`Self::for_plant`]). Exactly what `helm install -f` would use.
     pub fn new(release: &str, namespace: &str, values_yaml: &str) -> Result<Self, Error> {
+        Self::layered(release, namespace, &[values_yaml])
+    }
+
+    /// The chart's defaults, then [`PLANT_VALUES`], then the user's values
+    /// (`helm install -f plant.yaml -f values.yaml`): what the plant's
+    /// tools deploy. The user's values may override any of it.
+    pub fn for_plant(release: &str, namespace: &str, values_yaml: &str) -> Result<Self, Error> {
+        Self::layered(release, namespace, &[PLANT_VALUES, values_yaml])
+    }
+
+    fn layered(release: &str, namespace: &str, layers: &[&str]) -> Result<Self, Error> {
         let mut merged = parse_yaml(CHART_VALUES).map_err(Error::EmbeddedChart)?;
-        let user = parse_yaml(values_yaml).map_err(Error::Values)?;
-        merge(&mut merged, user);
+        for layer in layers {
+            let user = parse_yaml(layer).map_err(Error::Values)?;
+            merge(&mut merged, user);
+        }
         let chart: ChartValues =
             serde_json::from_value(merged).map_err(|e| Error::Values(e.to_string()))?;
         let values = DeployValues {
@@ -61,8 +96,10 @@ impl DeployValues {
         if self.release.name.is_empty() || self.release.namespace.is_empty() {
             return refuse("the release name and the namespace must not be empty");
         }
+        let kiosk_ca = v.auth.kiosk_ca.cert_manager;
         if v.tls.enabled
             && v.tls.existing_secret.is_empty()
+            && !kiosk_ca
             && (v.tls.cert.is_empty() || v.tls.key.is_empty())
         {
             return refuse("tls.enabled without tls.existingSecret needs tls.cert and tls.key");
@@ -70,8 +107,17 @@ impl DeployValues {
         if v.tls.mtls && !v.tls.enabled {
             return refuse("tls.mtls is a TLS option: set tls.enabled too");
         }
-        if v.tls.mtls && v.tls.existing_secret.is_empty() && v.tls.client_ca.is_empty() {
+        if v.tls.mtls && v.tls.existing_secret.is_empty() && !kiosk_ca && v.tls.client_ca.is_empty()
+        {
             return refuse("tls.mtls needs tls.clientCA (or ca.crt in tls.existingSecret)");
+        }
+        for (index, identity) in v.auth.identities.iter().enumerate() {
+            identity.check().map_err(|why| {
+                Error::Values(format!(
+                    "auth.identities[{index}] ({:?}): {why}",
+                    identity.name
+                ))
+            })?;
         }
         if !v.auth.token.is_empty() && !v.auth.existing_secret.is_empty() {
             return refuse("auth.token and auth.existingSecret are alternatives: set one of them");
@@ -113,6 +159,22 @@ impl DeployValues {
             return refuse(
                 "gallery.postgres.cloudnativepg.enabled needs gallery.store=postgres: the database cluster \
                  would be unused with SQLite",
+            );
+        }
+        let a = &v.auth;
+        if a.kiosk_ca.cert_manager && !(v.tls.enabled && v.tls.mtls) {
+            return refuse(
+                "set tls.enabled=true and tls.mtls=true for auth.kioskCA.certManager: kiosks prove \
+                 themselves with certificates from the kiosk CA over mutual TLS",
+            );
+        }
+        if !a.has_credentials() && !v.tls.mtls && !a.allow_unauthenticated {
+            return refuse(UNAUTHENTICATED_REFUSAL);
+        }
+        if !v.tls.mtls && a.identities.iter().any(|i| i.certificate.is_some()) {
+            return refuse(
+                "set tls.mtls=true for identities with a certificate: the service can verify client \
+                 certificates only with mutual TLS",
             );
         }
         let p = &v.placement;
@@ -317,9 +379,110 @@ pub struct Tls {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Auth {
+    pub identities: Vec<IdentityValue>,
+    pub existing_identities_secret: String,
+    #[serde(rename = "kioskCA")]
+    pub kiosk_ca: KioskCa,
     pub token: String,
     pub existing_secret: String,
     pub existing_secret_key: String,
+    pub allow_unauthenticated: bool,
+}
+
+impl Auth {
+    /// Identities, a kiosk CA or a token (mTLS counts too: see `validate`).
+    pub fn has_credentials(&self) -> bool {
+        !self.identities.is_empty()
+            || !self.existing_identities_secret.is_empty()
+            || self.kiosk_ca.cert_manager
+            || !self.token.is_empty()
+            || !self.existing_secret.is_empty()
+    }
+
+    /// The service reads a directory of identities files.
+    pub fn uses_identities(&self) -> bool {
+        !self.identities.is_empty()
+            || !self.existing_identities_secret.is_empty()
+            || self.kiosk_ca.cert_manager
+    }
+}
+
+/// The scopes an identity may hold (offload-service/src/identity.rs).
+pub const SCOPES: [&str; 4] = ["identify", "enrol", "sync", "admin"];
+
+/// One entry of `auth.identities`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct IdentityValue {
+    pub name: String,
+    pub scopes: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_sha256: Option<String>,
+}
+
+impl IdentityValue {
+    /// values.schema.json's rules for one identity.
+    fn check(&self) -> Result<(), String> {
+        let name_char = |c: char| c.is_ascii_alphanumeric() || "._:@-".contains(c);
+        let starts_well = |s: &str, star: bool| {
+            s.chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphanumeric() || (star && c == '*'))
+        };
+        if !starts_well(&self.name, false)
+            || self.name.len() > 128
+            || !self.name.chars().all(name_char)
+        {
+            return Err(
+                "the name must be 1 to 128 letters, digits and . _ : @ -, starting with a letter or digit"
+                    .into(),
+            );
+        }
+        if self.scopes.is_empty() {
+            return Err("no scopes: give any of identify, enrol, sync, admin".into());
+        }
+        for (i, scope) in self.scopes.iter().enumerate() {
+            if !SCOPES.contains(&scope.as_str()) {
+                return Err(format!(
+                    "unknown scope {scope:?}: the scopes are identify, enrol, sync, admin"
+                ));
+            }
+            if self.scopes[..i].contains(scope) {
+                return Err(format!("the scope {scope:?} is given twice"));
+            }
+        }
+        if let Some(c) = &self.certificate {
+            if !starts_well(c, true) || c.len() > 253 || !c.chars().skip(1).all(name_char) {
+                return Err(
+                    "the certificate name must be a client certificate's CN or DNS name".into(),
+                );
+            }
+        }
+        if let Some(t) = &self.token_sha256 {
+            if t.len() != 64
+                || !t
+                    .chars()
+                    .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c))
+            {
+                return Err(
+                    "tokenSha256 must be 64 lowercase hex digits: the SHA-256 of the token, never the token"
+                        .into(),
+                );
+            }
+        }
+        if self.certificate.is_none() && self.token_sha256.is_none() {
+            return Err("no credential: give a certificate, a tokenSha256, or both".into());
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct KioskCa {
+    pub cert_manager: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -380,8 +543,21 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_plant_profile_needs_no_values_and_the_bare_chart_refuses() {
+        let err = DeployValues::new("kv", "kubevision", "").unwrap_err();
+        assert!(err.to_string().contains(UNAUTHENTICATED_REFUSAL), "{err}");
+        let plant = DeployValues::for_plant("kv", "kubevision", "").unwrap();
+        assert!(plant.chart.auth.kiosk_ca.cert_manager);
+        assert!(plant.chart.tls.enabled && plant.chart.tls.mtls);
+        // The user's values still win.
+        let cpu = DeployValues::for_plant("kv", "kubevision", "gpu: {enabled: false}").unwrap();
+        assert!(!cpu.chart.gpu.enabled && cpu.chart.auth.kiosk_ca.cert_manager);
+    }
+
+    #[test]
     fn defaults_are_the_charts() {
-        let v = DeployValues::new("kv", "kubevision", "").unwrap();
+        let v =
+            DeployValues::new("kv", "kubevision", "auth: {allowUnauthenticated: true}").unwrap();
         assert!(v.chart.gpu.enabled);
         assert_eq!(
             v.chart
@@ -397,7 +573,7 @@ mod tests {
         assert_eq!(v.chart.gallery.postgres.existing_secret_key, "uri");
         assert_eq!(v.chart.gallery.postgres.ca_secret.key, "ca.crt");
         assert!(!v.chart.gallery.cloudnativepg());
-        assert_eq!(DeployValues::new("kv", "kubevision", "{}").unwrap(), v);
+        assert!(v.chart.auth.identities.is_empty() && !v.chart.auth.kiosk_ca.cert_manager);
     }
 
     #[test]
@@ -405,7 +581,7 @@ mod tests {
         let v = DeployValues::new(
             "kv",
             "ns",
-            "gpu: {nodeSelector: {zone: a}, tolerations: []}",
+            "gpu: {nodeSelector: {zone: a}, tolerations: []}\nauth: {token: t}",
         )
         .unwrap();
         let keys: Vec<_> = v.chart.gpu.node_selector.keys().cloned().collect();
@@ -425,8 +601,17 @@ mod tests {
                 "ingress-nginx",
             ),
             ("auth: {token: t, existingSecret: s}", "alternatives"),
+            ("", "auth.allowUnauthenticated=true"),
             (
-                "placement: {site: premise}",
+                "auth: {identities: [{name: k, scopes: [identify, enroll], tokenSha256: x}]}",
+                "unknown scope \"enroll\"",
+            ),
+            (
+                "auth: {identities: [{name: k, scopes: [identify], token: plain}]}",
+                "unknown field `token`",
+            ),
+            (
+                "placement: {site: premise}\nauth: {token: t}",
                 "cannot be combined with gpu.enabled",
             ),
             ("[unclosed", "invalid values"),

@@ -74,6 +74,11 @@ impl Kiosk {
         text.text(self.settings.language)
     }
 
+    /// The kiosk's secrets folder, where registration leaves its files.
+    pub fn secrets_dir(&self) -> &std::path::Path {
+        self.secrets.dir()
+    }
+
     /// The signed-in operator's personnel number, for the audit log.
     pub fn actor(&self) -> Option<String> {
         self.auth.session().map(|s| s.operator.personnel_no.clone())

@@ -17,6 +17,11 @@ pub const RELEASE: &str = "kubevision";
 pub const NAMESPACE: &str = "kubevision";
 /// How long a rollout may take (image pulls on a fresh GPU node are slow).
 const ROLLOUT_TIMEOUT: Duration = Duration::from_secs(600);
+/// How long registration waits for cert-manager to issue the certificate.
+const REGISTRATION_TIMEOUT: Duration = Duration::from_secs(180);
+/// What a kiosk may do at the plant service: sign people in (and report
+/// the outcomes), follow the plant gallery, and enrol.
+pub const KIOSK_SCOPES: [&str; 3] = ["identify", "sync", "enrol"];
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
@@ -40,6 +45,12 @@ pub enum Command {
     Remove {
         delete_gallery: bool,
     },
+    /// Registers this kiosk as `name` (its certificate, its identity and
+    /// the plant's PIN pepper) and writes its files into `dir`.
+    Register {
+        name: String,
+        dir: PathBuf,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -48,6 +59,12 @@ pub enum Event {
     Status(ReleaseStatus),
     Progress(Progress),
     Removed(Vec<ObjectRef>),
+    /// The kiosk is registered: its certificate, key, CA and the plant
+    /// pepper were written (in `kubevision_cluster::register::FILES` order).
+    Registered {
+        name: String,
+        files: Vec<PathBuf>,
+    },
     /// A command failed; the error in plain words.
     Failed(String),
     /// The command is finished, whatever came of it.
@@ -149,7 +166,9 @@ async fn execute<W: Fn()>(
         Command::Refresh => refresh(connected(conn)?, release, out).await,
         Command::Deploy { gpu } => {
             let conn = connected(conn)?;
-            let values = DeployValues::new(
+            // The plant profile: kiosk CA through cert-manager, mTLS, only
+            // registered kiosks let in (the chart refuses an open gallery).
+            let values = DeployValues::for_plant(
                 &release.name,
                 &release.namespace,
                 &format!("gpu: {{enabled: {gpu}}}"),
@@ -163,6 +182,20 @@ async fn execute<W: Fn()>(
             let status = kubevision_cluster::status(conn, release).await?;
             out.send(Event::Status(status));
             rolled?;
+            Ok(())
+        }
+        Command::Register { name, dir } => {
+            let conn = connected(conn)?;
+            let credentials = kubevision_cluster::register_kiosk(
+                conn,
+                release,
+                &name,
+                &KIOSK_SCOPES,
+                REGISTRATION_TIMEOUT,
+            )
+            .await?;
+            let files = credentials.write_to(&dir)?;
+            out.send(Event::Registered { name, files });
             Ok(())
         }
         Command::Remove { delete_gallery } => {

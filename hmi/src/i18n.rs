@@ -109,6 +109,9 @@ pub enum T {
     Removed,
     UseAsOffloadEndpoint,
     EndpointSaved,
+    KioskName,
+    RegisterKiosk,
+    KioskRegistered,
 }
 
 impl T {
@@ -202,6 +205,12 @@ impl T {
             T::Removed => ("Removed", "Entfernt"),
             T::UseAsOffloadEndpoint => ("Use as offload endpoint", "Als Offload-Adresse verwenden"),
             T::EndpointSaved => ("Saved as the offload endpoint", "Als Offload-Adresse gespeichert"),
+            T::KioskName => ("Name of this kiosk", "Name dieses Kiosks"),
+            T::RegisterKiosk => ("Register this kiosk", "Diesen Kiosk registrieren"),
+            T::KioskRegistered => (
+                "Registered: certificate and plant PIN key saved. Restart the kiosk to use them.",
+                "Registriert: Zertifikat und PIN-Schlüssel der Anlage gespeichert. Kiosk neu starten, um sie zu verwenden.",
+            ),
         };
         match lang {
             En => en,

@@ -77,16 +77,92 @@ fn an_administrator_deploys_and_uses_the_endpoint() {
     );
     assert_eq!(applied.query["fieldManager"], "kubevision");
 
-    let endpoint = format!("http://{RELEASE}-kubevision-offload.{NAMESPACE}.svc:50051");
+    let endpoint = format!("https://{RELEASE}-kubevision-offload.{NAMESPACE}.svc:50051");
     wait_for_text(&mut h, &endpoint);
     tap(&mut h, "Use as offload endpoint");
     wait(&mut h, "the saved endpoint", |a| {
         a.kiosk().settings.offload_endpoint == endpoint
     });
     wait_for_text(&mut h, "Saved as the offload endpoint");
+
+    // Registration: cert-manager's part is played here (the Certificate
+    // the kiosk applies gets its Secret and turns Ready).
+    let issuing = runtime.spawn(issue_kiosk_certificate(fake.clone()));
+    tap(&mut h, "Register this kiosk");
+    wait(&mut h, "the registration", cluster_idle);
+    if let Screen::Cluster(c) = h.state().screen() {
+        assert_eq!(c.error(), None, "the registration failed");
+    }
+    runtime.block_on(issuing).unwrap();
+    wait_for_text(&mut h, "Restart the kiosk to use them");
+    let secrets = kubevision_hmi::store::Secrets::default_dir(&data);
+    wait(
+        &mut h,
+        "the settings pointing at the kiosk's certificate",
+        |a| a.kiosk().settings.tls_cert == secrets.join("tls.crt").display().to_string(),
+    );
     drop(h);
     let stored = Settings::load(&Store::open_in_dir(&data).unwrap()).unwrap();
     assert_eq!(stored.offload_endpoint, endpoint);
+    assert_eq!(
+        stored.tls_key,
+        secrets.join("tls.key").display().to_string()
+    );
+    assert_eq!(stored.tls_ca, secrets.join("ca.crt").display().to_string());
+    assert!(
+        std::fs::read_to_string(secrets.join("tls.crt"))
+            .unwrap()
+            .contains("CN="),
+        "the issued certificate is the kiosk's"
+    );
+    // The store opened above adopted the plant's pepper that registration
+    // left beside the kiosk's keys.
+    let pepper = std::fs::read_to_string(secrets.join(kubevision_hmi::store::PEPPER_FILE)).unwrap();
+    assert!(!secrets
+        .join(kubevision_hmi::store::PLANT_PEPPER_FILE)
+        .exists());
+    let created = fake
+        .requests()
+        .into_iter()
+        .any(|r| r.path.ends_with("-pin-pepper") || r.path.ends_with("/secrets"));
+    assert!(created, "the plant pepper Secret was read or created");
+    assert_eq!(pepper.trim().len(), 64);
+}
+
+/// cert-manager: once a kiosk Certificate is applied, its Secret is
+/// written and the Certificate is reported Ready.
+async fn issue_kiosk_certificate(fake: FakeApi) {
+    use base64::Engine;
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let path = loop {
+        if let Some(r) = fake.requests().into_iter().find(|r| {
+            r.method == "PATCH"
+                && r.path.contains("/certificates/")
+                && r.path.contains("-kiosk-")
+                && !r.path.ends_with("-kiosk-ca")
+        }) {
+            break r.path;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    let name = path.rsplit('/').next().unwrap().to_owned();
+    let cert = fake.get(&path).unwrap();
+    let cn = cert["spec"]["commonName"].as_str().unwrap().to_owned();
+    fake.put(serde_json::json!({
+        "apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
+        "metadata": {"name": name, "namespace": NAMESPACE},
+        "data": {
+            "tls.crt": b64(&format!("-----BEGIN CERTIFICATE-----\nCN={cn}\n-----END CERTIFICATE-----\n")),
+            "tls.key": b64("-----BEGIN PRIVATE KEY-----\nkey\n-----END PRIVATE KEY-----\n"),
+            "ca.crt": b64("-----BEGIN CERTIFICATE-----\nkiosk CA\n-----END CERTIFICATE-----\n"),
+        },
+    }));
+    let mut ready = fake.get(&path).unwrap();
+    ready["status"] = serde_json::json!({"conditions": [{
+        "type": "Ready", "status": "True", "reason": "Ready", "message": "issued",
+        "observedGeneration": ready["metadata"]["generation"],
+    }]});
+    fake.put(ready);
 }
 
 #[test]

@@ -21,8 +21,8 @@ use kubevision_hmi::recognition::{
 };
 use kubevision_hmi::service::label_of;
 use kubevision_hmi::store::{
-    now_millis, AuditAction, NewOperator, Operator, Role, SecretCheck, SecretKind, Secrets, Store,
-    DB_FILE, PEPPER_FILE,
+    now_millis, AuditAction, AuditEvent, NewOperator, Operator, Role, SecretCheck, SecretKind,
+    Secrets, Store, Subject, DB_FILE, PEPPER_FILE,
 };
 use kubevision_offload_client::{ClientConfig, OffloadClient};
 use support::*;
@@ -141,6 +141,7 @@ fn rule() -> BurstRule {
 const SYNC: SyncPolicy = SyncPolicy {
     every: Duration::from_millis(200),
     max_backoff: Duration::from_millis(500),
+    sign_ins_every: Duration::from_millis(100),
 };
 
 fn auto(data: &Path, service: &Service) -> AutoBackend {
@@ -454,6 +455,98 @@ fn someone_enrolled_at_another_line_signs_in_here_with_the_cluster_down() {
     wait_until("the background sync to remove M-7", || {
         here("M-7").is_none()
     });
+}
+
+/// A PIN guesser who moves from line 2 to this line finds the operator
+/// locked here too: line 2 reports its failures to the plant-wide count,
+/// this kiosk adopts the plant's lock at its next round, and a success
+/// clears the plant's count again.
+#[test]
+fn failures_at_another_line_lock_the_operator_here_too() {
+    let l = line();
+    let line2 = l.root.path().join("line2");
+    let secrets2 = Secrets::default_dir(&line2);
+    std::fs::create_dir_all(&secrets2).unwrap();
+    std::fs::copy(
+        Secrets::default_dir(&l.data).join(PEPPER_FILE),
+        secrets2.join(PEPPER_FILE),
+    )
+    .unwrap();
+    let mut store2 = Store::open_in_dir(&line2).unwrap();
+    let worker = NewOperator {
+        name: "Jana Keller",
+        personnel_no: "W-7",
+        role: Role::Operator,
+        pin: Some("8642"),
+        password: None,
+    };
+    let there = store2
+        .create_enrolled_operator(&worker, &templates(WORKER), None, now_millis())
+        .unwrap();
+    let mut config2 = ClientConfig::new(l.service.url());
+    config2.breaker.failure_threshold = u32::MAX;
+    let mut backend2 =
+        OffloadBackend::connect(config2, &line2.join(DB_FILE), store2.secrets(), None, SYNC)
+            .unwrap();
+    backend2.sync_now().unwrap();
+    let here = |no: &str| {
+        Store::open_in_dir(&l.data)
+            .unwrap()
+            .operator_by_personnel_no(no)
+            .unwrap()
+    };
+    wait_until("the sync to bring W-7 here", || here("W-7").is_some());
+    let w7 = here("W-7").unwrap();
+
+    // Four wrong PINs at line 2: three are free there, the fourth locks
+    // there (30 s, the kiosk's default) and plant-wide (the service's).
+    let wrong = AuditEvent::new(AuditAction::SignInFailed).actor("W-7");
+    for _ in 0..4 {
+        store2
+            .record_failure(Subject::Operator(there.id), &wrong, now_millis())
+            .unwrap();
+    }
+    backend2.sync_now().unwrap();
+
+    // This kiosk has seen no failure of W-7, yet locks them.
+    let locked_here = || {
+        Store::open_in_dir(&l.data)
+            .unwrap()
+            .locked_until(Subject::Operator(w7.id), now_millis())
+            .unwrap()
+    };
+    wait_until("this kiosk to adopt the plant's lock", || {
+        locked_here().is_some()
+    });
+    let until = locked_here().unwrap();
+    assert!(
+        until > now_millis() + 20_000,
+        "locked for about 30 s: {}",
+        until - now_millis()
+    );
+    let plant = audit(&l.data, AuditAction::LockedOut);
+    assert!(
+        plant
+            .iter()
+            .any(|r| r.detail.starts_with("plant-wide: 4 failed sign-ins")
+                && r.actor.as_deref() == Some("W-7")),
+        "the adopted lock is audited: {plant:?}"
+    );
+
+    // A success at line 2 clears the plant's count.
+    store2
+        .record_success(
+            Subject::Operator(there.id),
+            &AuditEvent::new(AuditAction::SignIn).actor("W-7"),
+            now_millis(),
+        )
+        .unwrap();
+    backend2.sync_now().unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let _inside = runtime.enter();
+    let client = OffloadClient::new(ClientConfig::new(l.service.url())).unwrap();
+    assert!(runtime.block_on(client.lockouts()).unwrap().is_empty());
+    drop(l.backend);
 }
 
 /// The whole kiosk (egui_kittest) set to Auto: a sign-in is decided by the

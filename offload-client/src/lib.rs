@@ -35,9 +35,11 @@ use std::time::Duration;
 pub use kubevision_proto::v1 as proto;
 use proto::gallery_service_client::GalleryServiceClient;
 use proto::recognition_service_client::RecognitionServiceClient;
+use proto::sign_in_service_client::SignInServiceClient;
 use proto::{
     sync_event, EnrollRequest, GalleryChange, GalleryStatus, GetGalleryStatusRequest,
-    IdentifyRequest, IdentifyResponse, RemoveOperatorRequest, SyncGalleryRequest, SyncHeader,
+    IdentifyRequest, IdentifyResponse, ListLockoutsRequest, RemoveOperatorRequest,
+    ReportSignInRequest, SignInOutcome, SignInStanding, SyncGalleryRequest, SyncHeader,
     UpdateOperatorRequest, VerifyRequest, VerifyResponse,
 };
 use tonic::metadata::{Ascii, MetadataValue};
@@ -64,6 +66,7 @@ pub struct OffloadClient {
 struct Stubs {
     recognition: RecognitionServiceClient<Channel>,
     gallery: GalleryServiceClient<Channel>,
+    sign_in: SignInServiceClient<Channel>,
 }
 
 impl Stubs {
@@ -71,8 +74,9 @@ impl Stubs {
         Self {
             recognition: RecognitionServiceClient::new(channel.clone())
                 .max_decoding_message_size(max_message_bytes),
-            gallery: GalleryServiceClient::new(channel)
+            gallery: GalleryServiceClient::new(channel.clone())
                 .max_decoding_message_size(max_message_bytes),
+            sign_in: SignInServiceClient::new(channel).max_decoding_message_size(max_message_bytes),
         }
     }
 }
@@ -211,6 +215,39 @@ impl OffloadClient {
             },
         )
         .await
+    }
+
+    /// Reports one sign-in outcome to the plant-wide count and returns the
+    /// operator's standing (not retried: a lost reply may still have
+    /// counted).
+    pub async fn report_sign_in(
+        &self,
+        operator_id: impl Into<String>,
+        outcome: SignInOutcome,
+    ) -> Result<SignInStanding, ClientError> {
+        let request = ReportSignInRequest {
+            operator_id: operator_id.into(),
+            outcome: outcome as i32,
+        };
+        self.call(
+            false,
+            self.config.request_timeout,
+            request,
+            |mut c, r| async move { c.sign_in.report_sign_in(r).await },
+        )
+        .await
+    }
+
+    /// Every operator locked plant-wide now (idempotent: retried).
+    pub async fn lockouts(&self) -> Result<Vec<SignInStanding>, ClientError> {
+        self.call(
+            true,
+            self.config.request_timeout,
+            ListLockoutsRequest {},
+            |mut c, r| async move { c.sign_in.list_lockouts(r).await },
+        )
+        .await
+        .map(|l| l.locked)
     }
 
     /// One call: breaker check, replica, deadline, token, retries for

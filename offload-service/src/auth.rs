@@ -38,7 +38,7 @@ use tonic::Status;
 use crate::admission::AdmissionError;
 use crate::config::Config;
 use crate::error::ServiceError;
-use crate::identity::{Caller, Registry, Scope};
+use crate::identity::{Caller, Identities, Scope};
 
 /// Protobuf fields (at every depth) a request of `len` bytes may carry:
 /// 16384, and one more per 64 bytes. A decoded field costs at most about
@@ -62,18 +62,21 @@ const OPEN: &[&str] = &[
 #[derive(Clone)]
 pub struct HeldBytes(#[allow(dead_code)] Arc<Option<OwnedSemaphorePermit>>);
 
-/// The tower layer: `Server::builder().layer(auth::layer(&config, registry))`.
+/// The tower layer: `Server::builder().layer(auth::layer(&config, identities))`.
+/// Each request is checked against the identities in force when it
+/// arrives ([`Identities::get`]), so a reloaded identities file applies to
+/// the next request.
 #[derive(Clone)]
 pub struct GateLayer(Arc<Limits>);
 
 struct Limits {
-    identities: Arc<Registry>,
+    identities: Arc<Identities>,
     budget: Arc<Semaphore>,
     budget_bytes: usize,
     max_message_bytes: usize,
 }
 
-pub fn layer(config: &Config, identities: Arc<Registry>) -> GateLayer {
+pub fn layer(config: &Config, identities: Arc<Identities>) -> GateLayer {
     GateLayer::new(
         identities,
         config.max_message_bytes,
@@ -85,7 +88,7 @@ impl GateLayer {
     /// A budget below one largest message would refuse every large
     /// request, so it is raised to that.
     pub fn new(
-        identities: Arc<Registry>,
+        identities: Arc<Identities>,
         max_message_bytes: usize,
         max_decoding_bytes: usize,
     ) -> Self {
@@ -199,6 +202,7 @@ impl Limits {
             .unwrap_or_default();
         let caller = self
             .identities
+            .get()
             .resolve(bearer, &names)
             .map_err(|refusal| ServiceError::UnknownCaller(refusal.to_string()))?;
         let method = request.uri().path().rsplit('/').next().unwrap_or_default();

@@ -187,10 +187,19 @@ pub struct Config {
 
     /// JSON file of caller identities: each a name, its scopes (identify,
     /// enrol, sync, admin) and its client certificate name (CN or SAN DNS,
-    /// signed by --tls-client-ca) and/or the SHA-256 hex of its token. See
-    /// the README, "Identities and scopes".
+    /// signed by --tls-client-ca) and/or the SHA-256 hex of its token; or a
+    /// directory of such files (e.g. a mounted Secret, one key per file).
+    /// With it, only the identities it names get in, even while it names
+    /// none. See the README, "Identities and scopes".
     #[arg(long, env = "KUBEVISION_IDENTITIES")]
     pub identities: Option<PathBuf>,
+
+    /// How often (seconds) --identities is read again: a changed file
+    /// (e.g. a Secret Kubernetes updated) takes effect without a restart;
+    /// one that does not parse is logged and the identities read before
+    /// stay. 0: read once, at start.
+    #[arg(long, env = "KUBEVISION_IDENTITIES_RELOAD_SECS", default_value_t = 5.0)]
+    pub identities_reload_secs: f64,
 
     /// File holding the legacy shared bearer token (one line, 32+
     /// characters): the --token without putting it in the process list.
@@ -204,12 +213,35 @@ pub struct Config {
     /// Does nothing to an intact gallery.
     #[arg(long, env = "KUBEVISION_NEW_GALLERY")]
     pub new_gallery: bool,
+
+    /// Plant-wide lockout (SignInService): failed sign-ins of one operator,
+    /// counted across every kiosk, that cost nothing.
+    #[arg(long, env = "KUBEVISION_LOCKOUT_FREE_ATTEMPTS", default_value_t = 3)]
+    pub lockout_free_attempts: u32,
+
+    /// The delay after the first failure beyond the free ones, in seconds;
+    /// it doubles with each further failure.
+    #[arg(long, env = "KUBEVISION_LOCKOUT_BASE_SECS", default_value_t = 30)]
+    pub lockout_base_secs: u32,
+
+    /// The longest plant-wide delay, in seconds.
+    #[arg(long, env = "KUBEVISION_LOCKOUT_MAX_SECS", default_value_t = 900)]
+    pub lockout_max_secs: u32,
 }
 
 /// See [`Config::max_wolf_matches`].
 pub const DEFAULT_MAX_WOLF_MATCHES: usize = 3;
 
 impl Config {
+    /// The plant-wide lockout rule (the kiosks' rule, with these settings).
+    pub fn lockout_policy(&self) -> kubevision_proto::lockout::LockoutPolicy {
+        kubevision_proto::lockout::LockoutPolicy {
+            free_attempts: self.lockout_free_attempts,
+            base_delay_ms: i64::from(self.lockout_base_secs) * 1000,
+            max_delay_ms: i64::from(self.lockout_max_secs.max(self.lockout_base_secs)) * 1000,
+        }
+    }
+
     pub fn max_concurrency(&self) -> usize {
         self.max_concurrency
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
@@ -224,8 +256,20 @@ impl Config {
         Duration::from_micros(self.batch_window_us)
     }
 
+    pub fn identities_reload_period(&self) -> Duration {
+        Duration::from_secs_f64(self.identities_reload_secs)
+    }
+
     /// Settings clap cannot check on its own.
     pub fn validate(&self) -> Result<(), String> {
+        if !(self.identities_reload_secs.is_finite()
+            && (0.0..=86_400.0).contains(&self.identities_reload_secs))
+        {
+            return Err(format!(
+                "--identities-reload-secs must be between 0 and 86400, not {}",
+                self.identities_reload_secs
+            ));
+        }
         if !(self.threshold.is_finite() && self.threshold > 0.0) {
             return Err(format!(
                 "--threshold must be a positive number, not {}",

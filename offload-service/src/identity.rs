@@ -1,7 +1,10 @@
 //! Who is calling, and what they may do: identities and their scopes.
 //!
 //! Each kiosk (or tool) has an identity: a name, its scopes and how it
-//! proves itself, read from `--identities FILE` (JSON):
+//! proves itself, read from `--identities PATH` (JSON), a file or a
+//! directory of such files (every regular file whose name does not start
+//! with a dot, in name order: the layout of a mounted Kubernetes Secret,
+//! one key per file):
 //!
 //! ```json
 //! { "identities": [
@@ -17,14 +20,22 @@
 //!   the file holds no secret that a copy of it gives away.
 //! * An identity with both must present both.
 //!
-//! Scopes: `identify` (Identify, Verify), `enrol` (Enroll, UpdateOperator,
+//! Scopes: `identify` (Identify, Verify, ReportSignIn, ListLockouts), `enrol` (Enroll, UpdateOperator,
 //! RemoveOperator), `sync` (SyncGallery, GetGalleryStatus), `admin` (every
 //! method, including any not listed here).
 //!
 //! The single `--token`/`--token-file` of earlier versions still works, as
 //! the identity `legacy-token` with every scope (not recommended: one
-//! secret shared by every kiosk). Without any identity, token or client CA
-//! the service is open, as before, to the identity `anonymous`.
+//! secret shared by every kiosk). Without `--identities`, a token or a
+//! client CA the service is open, as before, to the identity `anonymous`;
+//! with `--identities` it never is, even while the file or directory names
+//! no identity yet (every call is then refused until one is registered).
+//!
+//! The file (or directory) is read again every `--identities-reload-secs`
+//! ([`Identities::watch`]): Kubernetes updates a mounted Secret in place,
+//! so a kiosk registered later is let in without a restart. A new content
+//! that does not parse is logged as an error naming the problem, and the
+//! identities read before stay in force.
 //!
 //! The gate ([`crate::auth`]) resolves the caller from the headers and the
 //! TLS peer certificate and checks the scope before the body is read; the
@@ -33,8 +44,9 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::fmt;
-use std::path::Path;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
@@ -80,7 +92,7 @@ impl Scope {
     /// The scope a gRPC method needs; methods not listed need `admin`.
     pub fn for_method(method: &str) -> Scope {
         match method {
-            "Identify" | "Verify" => Scope::Identify,
+            "Identify" | "Verify" | "ReportSignIn" | "ListLockouts" => Scope::Identify,
             "Enroll" | "UpdateOperator" | "RemoveOperator" => Scope::Enrol,
             "SyncGallery" | "GetGalleryStatus" => Scope::Sync,
             _ => Scope::Admin,
@@ -164,6 +176,10 @@ pub struct Registry {
     by_certificate: HashMap<String, usize>,
     /// Whether requests need credentials at all.
     open: bool,
+    /// Whether the identities come from `--identities` (then a verified
+    /// client certificate that names no identity is refused, even while
+    /// none is registered).
+    configured: bool,
 }
 
 /// The identities file's shape.
@@ -188,23 +204,22 @@ impl Registry {
     /// The identities of the configuration: `--identities`, plus the
     /// legacy `--token`/`--token-file`. Errors name the file and the entry.
     pub fn from_config(config: &Config) -> Result<Self, String> {
-        let mut registry = match &config.identities {
-            Some(path) => {
-                let text = std::fs::read_to_string(path).map_err(|e| {
-                    format!("cannot read the identities file {}: {e}", path.display())
-                })?;
-                Self::parse(&text).map_err(|e| {
-                    format!("the identities file {} is invalid: {e}", path.display())
-                })?
-            }
-            None => Self::empty(),
+        warn_about_a_plain_token(config);
+        let sources = match &config.identities {
+            Some(path) => Some(read_sources(path)?),
+            None => None,
         };
-        if config.token.is_some() {
-            tracing::warn!(
-                "--token (KUBEVISION_TOKEN) is visible in the process list or environment, and one \
-                 shared token gives every kiosk every scope: prefer --identities with per-kiosk \
-                 tokens (or client certificates), or at least --token-file"
-            );
+        Self::from_sources(config, sources.as_deref())
+    }
+
+    /// The registry of `sources` (what [`read_sources`] read from
+    /// `--identities`; None without it) and the legacy token.
+    fn from_sources(config: &Config, sources: Option<&[Source]>) -> Result<Self, String> {
+        let mut registry = Self::empty();
+        for source in sources.unwrap_or_default() {
+            registry
+                .add_file(&source.text)
+                .map_err(|e| format!("the identities file {} is invalid: {e}", source.path))?;
         }
         let legacy = match (&config.token, &config.token_file) {
             (Some(_), Some(_)) => return Err("--token and --token-file: give one".into()),
@@ -224,7 +239,11 @@ impl Registry {
                 ));
             }
         }
-        registry.open = registry.entries.is_empty() && config.tls_client_ca.is_none();
+        // With --identities the service is never open, even with no
+        // identity registered yet.
+        registry.open =
+            sources.is_none() && registry.entries.is_empty() && config.tls_client_ca.is_none();
+        registry.configured = sources.is_some();
         Ok(registry)
     }
 
@@ -234,6 +253,7 @@ impl Registry {
             entries: Vec::new(),
             by_certificate: HashMap::new(),
             open: true,
+            configured: false,
         }
     }
 
@@ -271,9 +291,17 @@ impl Registry {
     /// Parses an identities file. Errors name the line (syntax) or the
     /// entry (meaning).
     pub fn parse(text: &str) -> Result<Self, String> {
-        let file: File = serde_json::from_str(text).map_err(|e| e.to_string())?;
         let mut registry = Self::empty();
-        let mut names = BTreeSet::new();
+        registry.add_file(text)?;
+        registry.open = registry.entries.is_empty();
+        Ok(registry)
+    }
+
+    /// Adds the identities of one file; names, tokens and certificate
+    /// names must stay unique across every file added.
+    fn add_file(&mut self, text: &str) -> Result<(), String> {
+        let file: File = serde_json::from_str(text).map_err(|e| e.to_string())?;
+        let registry = self;
         for (index, entry) in file.identities.into_iter().enumerate() {
             let at = |why: String| format!("entry {} ({:?}): {why}", index + 1, entry.name);
             let name = entry.name.trim();
@@ -286,7 +314,7 @@ impl Registry {
             if name.chars().any(char::is_control) || name == ANONYMOUS {
                 return Err(at("this name is not allowed".into()));
             }
-            if !names.insert(name.to_owned()) {
+            if registry.entries.iter().any(|e| &*e.caller.name == name) {
                 return Err(at("another entry has the same name".into()));
             }
             if entry.scopes.is_empty() {
@@ -351,8 +379,7 @@ impl Registry {
                 token_sha256,
             });
         }
-        registry.open = registry.entries.is_empty();
-        Ok(registry)
+        Ok(())
     }
 
     /// Identities known (the legacy token counts as one).
@@ -387,11 +414,16 @@ impl Registry {
             }
             (Some(i), _) | (None, Some(i)) => i,
             (None, None) if self.open => return Ok(Caller::all(ANONYMOUS)),
-            (None, None) if self.entries.is_empty() => {
+            (None, None) if self.entries.is_empty() && !self.configured => {
                 // mTLS alone, no identities: any certificate the client CA
                 // signed (the handshake required one) gets in, as before.
                 let name = certificate_names.first().map_or("unnamed", String::as_str);
                 return Ok(Caller::all(&format!("certificate:{name}")));
+            }
+            (None, None) if self.entries.is_empty() => {
+                return Err(Refusal::Unknown(
+                    "no identity is registered yet: --identities names none".into(),
+                ))
             }
             (None, None) => {
                 return Err(Refusal::Unknown(if certificate_names.is_empty() {
@@ -451,6 +483,219 @@ impl Registry {
             }
         }
         Ok(found)
+    }
+}
+
+fn warn_about_a_plain_token(config: &Config) {
+    if config.token.is_some() {
+        tracing::warn!(
+            "--token (KUBEVISION_TOKEN) is visible in the process list or environment, and one \
+             shared token gives every kiosk every scope: prefer --identities with per-kiosk \
+             tokens (or client certificates), or at least --token-file"
+        );
+    }
+}
+
+/// One identities file as read: where it came from and its text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Source {
+    path: String,
+    text: String,
+}
+
+/// Longest identities file read, in bytes.
+const MAX_IDENTITIES_FILE: u64 = 4 << 20;
+/// Most files read from an identities directory.
+const MAX_IDENTITIES_FILES: usize = 4096;
+
+/// The identities file, or every file of the identities directory whose
+/// name does not start with a dot (a mounted Secret's `..data` and
+/// timestamped directories do), following symbolic links (a mounted
+/// Secret's keys are links into `..data`), in name order.
+fn read_sources(path: &Path) -> Result<Vec<Source>, String> {
+    let read = |file: &Path| -> Result<Source, String> {
+        let cannot =
+            |e: std::io::Error| format!("cannot read the identities file {}: {e}", file.display());
+        let meta = std::fs::metadata(file).map_err(cannot)?;
+        if !meta.is_file() {
+            return Err(format!(
+                "the identities file {} is not a regular file",
+                file.display()
+            ));
+        }
+        if meta.len() > MAX_IDENTITIES_FILE {
+            return Err(format!(
+                "the identities file {} is larger than {MAX_IDENTITIES_FILE} bytes",
+                file.display()
+            ));
+        }
+        Ok(Source {
+            path: file.display().to_string(),
+            text: std::fs::read_to_string(file).map_err(cannot)?,
+        })
+    };
+    let meta = std::fs::metadata(path)
+        .map_err(|e| format!("cannot read the identities file {}: {e}", path.display()))?;
+    if !meta.is_dir() {
+        return Ok(vec![read(path)?]);
+    }
+    let listing = std::fs::read_dir(path).map_err(|e| {
+        format!(
+            "cannot read the identities directory {}: {e}",
+            path.display()
+        )
+    })?;
+    let mut files: Vec<PathBuf> = Vec::new();
+    for entry in listing {
+        let entry = entry.map_err(|e| {
+            format!(
+                "cannot read the identities directory {}: {e}",
+                path.display()
+            )
+        })?;
+        let name = entry.file_name();
+        if name.to_string_lossy().starts_with('.') {
+            continue;
+        }
+        let file = entry.path();
+        match std::fs::metadata(&file) {
+            // Directories (and links to them) are not identities files.
+            Ok(meta) if meta.is_dir() => continue,
+            // A link into a mounted Secret's old `..data`: a key being
+            // removed by the kubelet (it unlinks it right after the swap).
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            _ => {}
+        }
+        files.push(file);
+        if files.len() > MAX_IDENTITIES_FILES {
+            return Err(format!(
+                "the identities directory {} holds more than {MAX_IDENTITIES_FILES} files",
+                path.display()
+            ));
+        }
+    }
+    files.sort();
+    files.iter().map(|f| read(f)).collect()
+}
+
+/// The identities in force, shared by the gate and swapped whole when the
+/// identities file changes: a request sees the old table or the new one,
+/// never a mix.
+#[derive(Debug)]
+pub struct Identities {
+    current: RwLock<Arc<Registry>>,
+    /// What the registry in force was built from (None without --identities).
+    sources: RwLock<Option<Vec<Source>>>,
+}
+
+impl Identities {
+    /// Reads the configuration's identities (see [`Registry::from_config`]).
+    pub fn from_config(config: &Config) -> Result<Self, String> {
+        warn_about_a_plain_token(config);
+        let sources = match &config.identities {
+            Some(path) => Some(read_sources(path)?),
+            None => None,
+        };
+        let registry = Registry::from_sources(config, sources.as_deref())?;
+        Ok(Self {
+            current: RwLock::new(Arc::new(registry)),
+            sources: RwLock::new(sources),
+        })
+    }
+
+    /// A fixed registry (no file behind it).
+    pub fn fixed(registry: Registry) -> Self {
+        Self {
+            current: RwLock::new(Arc::new(registry)),
+            sources: RwLock::new(None),
+        }
+    }
+
+    /// The table in force now.
+    pub fn get(&self) -> Arc<Registry> {
+        self.current
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    /// Reads `--identities` again; when its content changed and parses,
+    /// the new table replaces the old one. Ok(true) when it was replaced,
+    /// Ok(false) when nothing changed; an error (the old table stays) names
+    /// the file and the problem.
+    pub fn reload(&self, config: &Config) -> Result<bool, String> {
+        let Some(path) = &config.identities else {
+            return Ok(false);
+        };
+        let sources = read_sources(path)?;
+        {
+            let old = self
+                .sources
+                .read()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            if old.as_deref() == Some(&sources[..]) {
+                return Ok(false);
+            }
+        }
+        let registry = Registry::from_sources(config, Some(&sources));
+        // Remember what was read either way: a bad file is reported once,
+        // not every period, and read again when it changes.
+        *self
+            .sources
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(sources);
+        let registry = registry?;
+        *self
+            .current
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(registry);
+        Ok(true)
+    }
+
+    /// Reloads every `period` on a background task (see [`Self::reload`]),
+    /// logging each change and each problem. Nothing without
+    /// `--identities` or with a zero period. The task ends when the
+    /// returned handle is dropped or aborted.
+    pub fn watch(self: &Arc<Self>, config: &Config, period: Duration) -> Option<WatchGuard> {
+        config.identities.as_ref()?;
+        if period.is_zero() {
+            return None;
+        }
+        let (identities, config) = (self.clone(), config.clone());
+        let task = tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(period);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            ticks.tick().await; // the first tick is immediate: the file was just read
+            loop {
+                ticks.tick().await;
+                let reloaded = {
+                    let (identities, config) = (identities.clone(), config.clone());
+                    tokio::task::spawn_blocking(move || identities.reload(&config)).await
+                };
+                match reloaded {
+                    Ok(Ok(true)) => tracing::info!(
+                        identities = identities.get().len(),
+                        "the identities file changed: the new identities are in force"
+                    ),
+                    Ok(Ok(false)) => {}
+                    Ok(Err(problem)) => tracing::error!(
+                        %problem,
+                        "the identities file changed but cannot be used: the identities read before stay in force"
+                    ),
+                    Err(e) => tracing::error!(%e, "reading the identities file failed"),
+                }
+            }
+        });
+        Some(WatchGuard(task))
+    }
+}
+
+/// Stops the reloading task of [`Identities::watch`] when dropped.
+pub struct WatchGuard(tokio::task::JoinHandle<()>);
+
+impl Drop for WatchGuard {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use kubevision_proto::v1::gallery_service_server::GalleryServiceServer;
 use kubevision_proto::v1::recognition_service_server::RecognitionServiceServer;
+use kubevision_proto::v1::sign_in_service_server::SignInServiceServer;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tonic::transport::server::TcpIncoming;
@@ -22,9 +23,9 @@ use crate::batcher::Batcher;
 use crate::config::Config;
 use crate::frames::FaceReader;
 use crate::gallery::{GalleryError, OperatorGallery};
-use crate::identity::Registry;
+use crate::identity::Identities;
 use crate::metrics::{self, Metrics};
-use crate::service::{Core, GalleryApi, RecognitionApi};
+use crate::service::{Core, GalleryApi, RecognitionApi, SignInApi};
 use crate::store::{
     GalleryStore, PostgresSettings, PostgresStore, SqliteStore, StoreError, StoreLocation,
 };
@@ -34,6 +35,7 @@ use crate::tls::{self, TlsError};
 const SERVICES: &[&str] = &[
     "kubevision.v1.RecognitionService",
     "kubevision.v1.GalleryService",
+    "kubevision.v1.SignInService",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -67,7 +69,7 @@ pub struct Server {
     grpc: TcpListener,
     metrics: TcpListener,
     tls: Option<ServerTlsConfig>,
-    identities: Arc<Registry>,
+    identities: Arc<Identities>,
 }
 
 impl Server {
@@ -75,7 +77,7 @@ impl Server {
     pub async fn bind(config: Config) -> Result<Self, ServerError> {
         config.validate().map_err(ServerError::Config)?;
         let tls = tls::server_config(&config)?;
-        let identities = Arc::new(Registry::from_config(&config).map_err(ServerError::Config)?);
+        let identities = Arc::new(Identities::from_config(&config).map_err(ServerError::Config)?);
         let metrics = Metrics::new();
         let params = LbphParams::default();
         let backend = backend::create(config.backend, params)?;
@@ -125,6 +127,7 @@ impl Server {
             token: config.token.clone(),
             threshold: config.threshold,
             max_wolf_matches: config.max_wolf_matches,
+            lockout: config.lockout_policy(),
             burst: BurstRule {
                 min_frames: config.burst_min_frames,
                 min_agreement: config.burst_min_agreement,
@@ -145,7 +148,7 @@ impl Server {
             gallery_version = core.gallery.version(),
             tls = tls.is_some(),
             mtls = config.tls_client_ca.is_some(),
-            identities = identities.len(),
+            identities = identities.get().len(),
             "gallery loaded"
         );
         Ok(Self {
@@ -188,6 +191,8 @@ impl Server {
         // enrolled operators away.
         set_health(&health, ServingStatus::NotServing).await;
         let _follower = core.gallery.follow(config.catch_up_period());
+        // A changed identities file (a registration) applies without a restart.
+        let _identities_watch = identities.watch(&config, config.identities_reload_period());
         let mut caught_up = core.gallery.caught_up();
         let serving = tokio::spawn({
             let (health, core) = (health.clone(), core.clone());
@@ -221,6 +226,9 @@ impl Server {
             )
             .add_service(
                 GalleryServiceServer::new(GalleryApi(core.clone())).max_decoding_message_size(max),
+            )
+            .add_service(
+                SignInServiceServer::new(SignInApi(core.clone())).max_decoding_message_size(max),
             );
 
         let (stop_grpc, grpc_stopped) = oneshot::channel::<()>();

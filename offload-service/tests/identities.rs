@@ -5,7 +5,9 @@
 
 mod common;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 use common::raw::Raw;
 use common::*;
@@ -362,4 +364,249 @@ async fn raw_call(server: &InProcess, path: &str, body: Bytes, token: Option<&st
     grpc.unary::<Bytes, Bytes, _>(request, path.parse().unwrap(), Raw)
         .await
         .expect_err("refused")
+}
+
+/// The service as its own process, its log in a file; killed when dropped.
+struct Served {
+    child: Child,
+    url: String,
+    log: PathBuf,
+}
+
+impl Served {
+    /// Starts the binary and waits until it answers (any gRPC status: with
+    /// identities, an unknown caller gets UNAUTHENTICATED).
+    async fn start(dir: &Path, flags: &[String]) -> Self {
+        let port = common::process::free_port();
+        let metrics = common::process::free_port();
+        let log = dir.join("server.log");
+        let child = Command::new(env!("CARGO_BIN_EXE_kubevision-offload"))
+            .arg(format!("--listen=127.0.0.1:{port}"))
+            .arg(format!("--metrics-listen=127.0.0.1:{metrics}"))
+            .arg(format!("--data-dir={}", dir.join("data").display()))
+            .arg(format!("--threshold={ACCEPT_ALL}"))
+            .args(flags)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("the server binary starts");
+        let served = Self {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+            log,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            match served.status(None).await {
+                Ok(()) => break,
+                Err(code) if code != Code::Unavailable && code != Code::Unknown => break,
+                Err(_) => {}
+            }
+            assert!(Instant::now() < deadline, "the server did not come up");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        served
+    }
+
+    /// GetGalleryStatus with `token`: Ok, or the status code.
+    async fn status(&self, token: Option<&str>) -> Result<(), Code> {
+        match client(self.url.clone(), token, None).gallery_status().await {
+            Ok(_) => Ok(()),
+            Err(e) => Err(e.code().unwrap_or(Code::Unavailable)),
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A directory laid out as the kubelet mounts a Secret: each key a link
+/// into `..data`, itself a link to a timestamped directory; an update
+/// writes a new directory and swaps `..data` in one rename.
+struct MountedSecret {
+    dir: PathBuf,
+    generation: u32,
+}
+
+impl MountedSecret {
+    fn new(dir: PathBuf, files: &[(&str, String)]) -> Self {
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut secret = Self { dir, generation: 0 };
+        secret.update(files);
+        secret
+    }
+
+    fn update(&mut self, files: &[(&str, String)]) {
+        self.generation += 1;
+        let version = format!(
+            "..2026_11_30_10_00_{:02}.{}",
+            self.generation, self.generation
+        );
+        std::fs::create_dir(self.dir.join(&version)).unwrap();
+        for (name, text) in files {
+            std::fs::write(self.dir.join(&version).join(name), text).unwrap();
+            let link = self.dir.join(name);
+            if std::fs::symlink_metadata(&link).is_err() {
+                std::os::unix::fs::symlink(format!("..data/{name}"), &link).unwrap();
+            }
+        }
+        let staged = self.dir.join("..data_tmp");
+        std::os::unix::fs::symlink(&version, &staged).unwrap();
+        std::fs::rename(&staged, self.dir.join("..data")).unwrap();
+        // Then the links of removed keys go (they dangle until then).
+        for entry in std::fs::read_dir(&self.dir).unwrap() {
+            let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+            if !name.starts_with('.') && !files.iter().any(|(f, _)| *f == name) {
+                std::fs::remove_file(self.dir.join(&name)).unwrap();
+            }
+        }
+    }
+}
+
+fn token_identity(name: &str, scopes: &str, token: &str) -> String {
+    format!(
+        r#"{{"identities": [{{"name": "{name}", "scopes": [{scopes}], "token_sha256": "{}"}}]}}"#,
+        token_sha256_hex(token)
+    )
+}
+
+/// Waits until `check` holds, polling every 100 ms for at most `limit`;
+/// returns how long it took.
+async fn within<F, Fut>(limit: Duration, mut check: F) -> Option<Duration>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if check().await {
+            return Some(start.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    None
+}
+
+/// A kiosk registered after the start (its identity added to the mounted
+/// Secret) gets in within the reload interval, without a restart; a
+/// broken update is logged, naming the problem, and the identities read
+/// before stay in force.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registration_applies_without_a_restart_and_a_bad_file_keeps_the_old_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let station = token_identity("enrol-station", r#""enrol", "sync""#, ENROL_TOKEN);
+    let mut secret = MountedSecret::new(
+        dir.path().join("identities"),
+        &[("values.json", station.clone())],
+    );
+    let served = Served::start(
+        dir.path(),
+        &[
+            format!("--identities={}", secret.dir.display()),
+            "--identities-reload-secs=1".into(),
+        ],
+    )
+    .await;
+    let pid = served.child.id();
+    assert_eq!(served.status(Some(ENROL_TOKEN)).await, Ok(()));
+    assert_eq!(
+        served.status(Some(KIOSK_TOKEN)).await,
+        Err(Code::Unauthenticated)
+    );
+
+    // Registration: a second key in the Secret.
+    let kiosk = token_identity("kiosk-line-3", r#""identify", "sync""#, KIOSK_TOKEN);
+    secret.update(&[
+        ("values.json", station.clone()),
+        ("kiosk-line-3.json", kiosk.clone()),
+    ]);
+    let took = within(Duration::from_secs(4), || async {
+        served.status(Some(KIOSK_TOKEN)).await.is_ok()
+    })
+    .await
+    .expect("the new kiosk's token works within the reload interval");
+    eprintln!("the registration applied after {took:?}");
+    assert_eq!(served.child.id(), pid, "no restart");
+    assert_eq!(served.status(Some(ENROL_TOKEN)).await, Ok(()));
+    assert!(
+        served.log().contains("the new identities are in force"),
+        "{}",
+        served.log()
+    );
+
+    // A broken update (an unknown scope): logged by name, old table kept.
+    let broken = token_identity("kiosk-line-4", r#""identify", "enroll""#, LEGACY_TOKEN);
+    secret.update(&[
+        ("values.json", station.clone()),
+        ("kiosk-line-3.json", kiosk.clone()),
+        ("kiosk-line-4.json", broken),
+    ]);
+    let logged = within(Duration::from_secs(4), || async {
+        served.log().contains("cannot be used")
+    })
+    .await;
+    assert!(logged.is_some(), "{}", served.log());
+    let log = served.log();
+    assert!(
+        log.contains("kiosk-line-4.json") && log.contains("unknown scope \"enroll\""),
+        "names the file and the problem: {log}"
+    );
+    for _ in 0..3 {
+        assert_eq!(served.status(Some(KIOSK_TOKEN)).await, Ok(()));
+        assert_eq!(served.status(Some(ENROL_TOKEN)).await, Ok(()));
+        assert_eq!(
+            served.status(Some(LEGACY_TOKEN)).await,
+            Err(Code::Unauthenticated)
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+
+    // Unregistration: the kiosk's key goes, and so does its access.
+    secret.update(&[("values.json", station)]);
+    within(Duration::from_secs(4), || async {
+        served.status(Some(KIOSK_TOKEN)).await == Err(Code::Unauthenticated)
+    })
+    .await
+    .expect("the removed kiosk is refused within the reload interval");
+    assert_eq!(served.child.id(), pid);
+}
+
+/// `--identities` naming no identity yet (a release before its first
+/// registration) lets nobody in: the service is not open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_identities_directory_lets_nobody_in() {
+    let dir = tempfile::tempdir().unwrap();
+    let identities = dir.path().join("identities");
+    std::fs::create_dir(&identities).unwrap();
+    let server = InProcess::start(config(
+        &dir.path().join("data"),
+        &[&format!("--identities={}", identities.display())],
+    ))
+    .await;
+    let refused = client(server.url(), None, None)
+        .enroll(enrollment(1))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Some(Code::Unauthenticated), "{refused}");
+    assert!(
+        refused
+            .to_string()
+            .contains("no identity is registered yet"),
+        "{refused}"
+    );
+    let refused = client(server.url(), Some(KIOSK_TOKEN), None)
+        .gallery_status()
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Some(Code::Unauthenticated), "{refused}");
+    server.stop().await;
 }

@@ -10,9 +10,10 @@ use std::time::{Duration, Instant};
 
 use common::postgres::PgServer;
 use kubevision_offload::store::{
-    postgres::PostgresSettings, ChangeKind, GalleryStore, PostgresStore, SqliteStore, StoreError,
-    UpdateMode,
+    postgres::PostgresSettings, ChangeKind, GalleryStore, PostgresStore, SignIn, SqliteStore,
+    StoreError, UpdateMode,
 };
+use kubevision_proto::lockout::LockoutPolicy;
 
 const LIMIT: usize = 4;
 
@@ -146,6 +147,63 @@ fn every_change_is_logged_with_its_time(store: &dyn GalleryStore) {
     assert!(at > before, "{at:?}");
 }
 
+/// Two free attempts, then 60 s doubling up to 240 s.
+const PLANT: LockoutPolicy = LockoutPolicy {
+    free_attempts: 2,
+    base_delay_ms: 60_000,
+    max_delay_ms: 240_000,
+};
+
+fn sign_in_failures_are_counted_until_a_success(store: &dyn GalleryStore) {
+    store.enroll("test", "A", &[vec![1]], None).unwrap();
+    store.enroll("test", "B", &[vec![2]], None).unwrap();
+    let version = store.status().unwrap().version;
+    let mut locked = Vec::new();
+    for _ in 0..5 {
+        let s = store.record_sign_in("A", SignIn::Failed, &PLANT).unwrap();
+        locked.push((s.failures, s.locked_for_ms.div_ceil(60_000)));
+    }
+    // Free, free, then 1, 2, 4 minutes (rounded up: the store's clock ran).
+    assert_eq!(locked, [(1, 0), (2, 0), (3, 1), (4, 2), (5, 4)]);
+    let b = store.record_sign_in("B", SignIn::Failed, &PLANT).unwrap();
+    assert_eq!(
+        (b.failures, b.locked_for_ms),
+        (1, 0),
+        "counts are per operator"
+    );
+    let now = store.lockouts().unwrap();
+    assert_eq!(now.len(), 1, "only A is locked: {now:?}");
+    assert_eq!((now[0].operator_id.as_str(), now[0].failures), ("A", 5));
+    assert!(now[0].locked_for_ms > 3 * 60_000, "{now:?}");
+    assert_eq!(
+        store.status().unwrap().version,
+        version,
+        "counting sign-ins is not a gallery change"
+    );
+    let ok = store
+        .record_sign_in("A", SignIn::Succeeded, &PLANT)
+        .unwrap();
+    assert_eq!((ok.failures, ok.locked_for_ms), (0, 0));
+    assert!(store.lockouts().unwrap().is_empty());
+    let err = store
+        .record_sign_in("nobody", SignIn::Failed, &PLANT)
+        .unwrap_err();
+    assert!(matches!(err, StoreError::UnknownOperator(_)), "{err}");
+}
+
+fn a_removed_operator_takes_their_count_along(store: &dyn GalleryStore) {
+    store.enroll("test", "A", &[vec![1]], None).unwrap();
+    for _ in 0..4 {
+        store.record_sign_in("A", SignIn::Failed, &PLANT).unwrap();
+    }
+    assert_eq!(store.lockouts().unwrap().len(), 1);
+    store.remove("test", "A").unwrap();
+    assert!(store.lockouts().unwrap().is_empty());
+    store.enroll("test", "A", &[vec![1]], None).unwrap();
+    let again = store.record_sign_in("A", SignIn::Failed, &PLANT).unwrap();
+    assert_eq!(again.failures, 1, "a re-enrolled operator starts afresh");
+}
+
 macro_rules! contract {
     ($($name:ident),*) => {
         mod sqlite {
@@ -170,8 +228,35 @@ contract!(
     versioned_changes,
     failed_changes_leave_no_trace,
     sync_reports_upserts_and_tombstones,
-    every_change_is_logged_with_its_time
+    every_change_is_logged_with_its_time,
+    sign_in_failures_are_counted_until_a_success,
+    a_removed_operator_takes_their_count_along
 );
+
+#[test]
+fn postgres_replicas_count_one_operators_failures_together() {
+    // Two replicas (two stores on one database), failures reported to both
+    // at once: every failure counts, none is lost to a race.
+    let server = PgServer::start();
+    let (a, b) = (pg_store(&server), pg_store(&server));
+    a.enroll("test", "A", &[vec![1]], None).unwrap();
+    let policy = LockoutPolicy {
+        free_attempts: 1000,
+        ..PLANT
+    };
+    std::thread::scope(|s| {
+        for store in [&a, &b] {
+            s.spawn(move || {
+                for _ in 0..25 {
+                    store.record_sign_in("A", SignIn::Failed, &policy).unwrap();
+                }
+            });
+        }
+    });
+    let last = b.record_sign_in("A", SignIn::Failed, &PLANT).unwrap();
+    assert_eq!(last.failures, 51);
+    assert_eq!(a.lockouts().unwrap()[0].failures, 51);
+}
 
 #[test]
 fn sqlite_changes_survive_reopening() {

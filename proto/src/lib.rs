@@ -6,6 +6,7 @@
 //! generate their own stubs from the same files.
 
 pub mod credential;
+pub mod lockout;
 
 /// Package `kubevision.v1`: messages, `*_client` and `*_server` modules.
 pub mod v1 {

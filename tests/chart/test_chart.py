@@ -7,7 +7,8 @@ kubernetes-validate bundles (offline), and assertions on what the manifests
 must do: GPU scheduling or none, gallery retention, security context, probes,
 network policy, TLS and token wiring, the gallery store (SQLite StatefulSet
 or PostgreSQL Deployment, the connection string and CA from Secrets, the
-CloudNativePG Cluster). Every file in tests/chart/refused/ must be refused,
+CloudNativePG Cluster), identities and the kiosk CA, and the refusal of a
+gallery anyone could change without credentials. Every file in tests/chart/refused/ must be refused,
 with the words its first line gives. helm comes from .tools/bin (installed by
 scripts/setup-test-tools); without it the tests fail rather than skip.
 """
@@ -15,6 +16,7 @@ scripts/setup-test-tools); without it the tests fail rather than skip.
 import base64
 import difflib
 import functools
+import json
 import os
 import subprocess
 from pathlib import Path
@@ -35,10 +37,12 @@ FULLNAME = "kv-kubevision-offload"
 # The chart's minimum (Chart.yaml kubeVersion) and the kubectl it ships with.
 KUBE_VERSIONS = ("1.27.0", "1.33.0")
 GRPC_PORT, METRICS_PORT = 50051, 9090
-GPU_SETS = ("defaults", "gpu", "postgres-cnpg")
+GPU_SETS = ("defaults", "gpu", "plant", "postgres-cnpg")
 CPU_SETS = ("cpu", "persistence", "postgres-secret")
 POSTGRES_SETS = ("postgres-cnpg", "postgres-secret")
-TLS_SETS = ("gpu", "ingress-tls", "persistence")
+TLS_SETS = ("gpu", "ingress-tls", "persistence", "plant", "postgres-cnpg")
+# The explicit trial opt-in, for renders that are about something else.
+TRIAL = "auth.allowUnauthenticated=true"
 
 # kubernetes-validate has no schemas for cert-manager's CRDs. These hand-written
 # schemas follow cert-manager.io/v1 closely enough to catch misspelt or missing
@@ -73,7 +77,9 @@ CERT_MANAGER_SCHEMAS = {
         "oneOf": [{"required": [t]} for t in ISSUER_TYPES],
     }),
     "Certificate": cert_manager_schema("Certificate", {
-        "required": ["secretName", "issuerRef", "dnsNames"],
+        "required": ["secretName", "issuerRef"],
+        # cert-manager needs a name for the subject: a common name or DNS names.
+        "anyOf": [{"required": ["commonName"]}, {"required": ["dnsNames"]}],
         "properties": {
             "secretName": {"type": "string", "minLength": 1},
             "dnsNames": {"type": "array", "minItems": 1, "items": {"type": "string"}},
@@ -234,14 +240,19 @@ def test_value_sets_cover_the_features():
 
 
 @pytest.mark.parametrize("args, error", [
-    (["--set", "placement.site=premise"], "placement.site=premise cannot be combined with gpu.enabled"),
+    (["--set", f"placement.site=premise,{TRIAL}"], "placement.site=premise cannot be combined with gpu.enabled"),
     (["--set", "backend=rocm"], "/backend"),
-    (["--set", "tls.enabled=true"], "/tls"),
+    (["--set", f"tls.enabled=true,{TRIAL}"], "/tls"),
     (["--set", "tls.enabled=true,tls.cert=c,tls.key=k,tls.mtls=true"], "/tls"),
     (["--set", "tls.mtls=true,tls.existingSecret=s"], "/tls"),
     (["--set", "auth.token=t,auth.existingSecret=s"], "/auth"),
     (["--set", "persistence.sizee=2Gi"], "sizee"),
     (["--set", "ingress.host=Not_A_Host"], "/ingress/host"),
+    (["--set", "auth.identities[0].name=k,auth.identities[0].scopes[0]=enroll,"
+               "auth.identities[0].tokenSha256=" + "0" * 64], "/auth/identities/0/scopes/0"),
+    (["--set", "auth.identities[0].name=k,auth.identities[0].scopes[0]=identify,"
+               "auth.identities[0].tokenSha256=plain-token"], "/auth/identities/0/tokenSha256"),
+    (["--set", "auth.identities[0].name=k,auth.identities[0].scopes[0]=identify"], "/auth/identities/0"),
     ([*template_args("gpu"), "--set", "ingress.enabled=true"], "ingress.enabled cannot be combined with tls.mtls"),
 ])
 def test_invalid_values_are_refused(args, error):
@@ -283,14 +294,14 @@ def test_sqlite_replica_refusal_reads_well():
     assert ("missing property 'gallery.store=postgres for replicaCount > 1 or autoscaling.enabled: "
             "with SQLite every replica would keep a gallery of its own'") in proc.stderr, proc.stderr
     # One replica is fine either way, and so are several with PostgreSQL.
-    assert render("--set", "replicaCount=1")
-    assert render("--set", "replicaCount=3,gallery.store=postgres,gallery.postgres.existingSecret=db")
-    assert render("--set", "autoscaling.enabled=true,gallery.store=postgres,gallery.postgres.existingSecret=db")
+    assert render("--set", f"replicaCount=1,{TRIAL}")
+    assert render("--set", f"replicaCount=3,gallery.store=postgres,gallery.postgres.existingSecret=db,{TRIAL}")
+    assert render("--set", f"autoscaling.enabled=true,gallery.store=postgres,gallery.postgres.existingSecret=db,{TRIAL}")
 
 
 def test_values_rancher_injects_are_accepted():
     # Rancher passes global.cattle.* to every chart it installs.
-    assert render("--set", "global.cattle.systemDefaultRegistry=registry.plant.example")
+    assert render("--set", f"global.cattle.systemDefaultRegistry=registry.plant.example,{TRIAL}")
 
 
 def test_rancher_questions_match_values():
@@ -358,7 +369,7 @@ def test_hybrid_placement():
 
 
 def test_gpu_nodes_with_a_separate_site_label():
-    docs = render("--set", "placement.site=premise,placement.labelKey=kubevision.io/site")
+    docs = render("--set", f"placement.site=premise,placement.labelKey=kubevision.io/site,{TRIAL}")
     spec = pod_spec(docs)
     assert spec["nodeSelector"] == {"hardware": "gpu"}
     (pref,) = spec["affinity"]["nodeAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
@@ -502,7 +513,7 @@ def test_ingress_with_cert_manager_certificate():
 
 def test_ingress_with_an_existing_cluster_issuer():
     docs = render("--set", "ingress.enabled=true,ingress.certManager.issuerRef.name=plant-ca,"
-                  "ingress.certManager.issuerRef.kind=ClusterIssuer")
+                  f"ingress.certManager.issuerRef.kind=ClusterIssuer,{TRIAL}")
     assert not of_kind(docs, "Issuer")
     assert only(docs, "Certificate")["spec"]["issuerRef"] == {
         "name": "plant-ca", "kind": "ClusterIssuer", "group": "cert-manager.io"}
@@ -517,7 +528,7 @@ def tls_wiring(docs: list[dict]) -> tuple[str, dict[str, str]]:
     assert mount["readOnly"] is True
     files = {}
     for var, entry in env(docs).items():
-        if var.startswith("KUBEVISION_TLS_"):
+        if var.startswith("KUBEVISION_TLS_") and not entry["value"].startswith("/etc/kubevision/kiosk-ca/"):
             directory, files[var] = entry["value"].rsplit("/", 1)
             assert directory == mount["mountPath"]
     return volume["secret"]["secretName"], files
@@ -647,7 +658,7 @@ def test_postgres_from_an_existing_secret():
 
 
 def test_postgres_without_a_ca():
-    docs = render("--set", "gallery.store=postgres,gallery.postgres.existingSecret=db")
+    docs = render("--set", f"gallery.store=postgres,gallery.postgres.existingSecret=db,{TRIAL}")
     assert env(docs)["KUBEVISION_STORE"]["valueFrom"]["secretKeyRef"] == {"name": "db", "key": "uri"}
     assert env(docs)["KUBEVISION_CATCH_UP_SECS"]["value"] == "5"
     assert db_ca_wiring(docs) is None
@@ -685,3 +696,127 @@ def test_cloudnativepg_names_fit_its_services():
     jsonschema.validate(only(docs, "Cluster"), CNPG_CLUSTER_SCHEMA)
     # <cluster>-rw, -ro and -r are Service names: at most 63 characters.
     assert name.endswith("-db") and len(name) + len("-rw") <= 63, name
+
+
+# --- identities, the kiosk CA, secure by default -------------------------------
+
+
+IDENTITIES_DIR = "/etc/kubevision/identities"
+
+
+def identities_sources(docs: list[dict]) -> list[dict]:
+    """The Secrets projected into the identities directory (checking its wiring)."""
+    variables = env(docs)
+    assert variables["KUBEVISION_IDENTITIES"]["value"] == IDENTITIES_DIR
+    (mount,) = [m for m in container(docs)["volumeMounts"] if m["name"] == "identities"]
+    assert mount == {"name": "identities", "mountPath": IDENTITIES_DIR, "readOnly": True}
+    (volume,) = [v for v in pod_spec(docs)["volumes"] if v["name"] == "identities"]
+    return [source["secret"] for source in volume["projected"]["sources"]]
+
+
+def test_defaults_refuse_a_gallery_anyone_could_change():
+    for args in ([], ["--skip-schema-validation"]):
+        proc = helm("template", RELEASE, str(CHART), *args)
+        assert proc.returncode != 0, "the defaults rendered without credentials"
+        assert "auth.allowUnauthenticated=true" in proc.stderr, proc.stderr
+        assert "without credentials anyone who reaches the port can change the gallery" in proc.stderr
+    # helm lint says the same about the defaults.
+    proc = helm("lint", "--strict", str(CHART))
+    assert proc.returncode != 0
+    assert "auth.allowUnauthenticated" in proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("setting", [
+    "auth.allowUnauthenticated=true",
+    "auth.token=a-token-of-32-characters-or-more!",
+    "auth.existingSecret=kiosk-token",
+    "auth.existingIdentitiesSecret=plant-identities",
+    "auth.identities[0].name=k,auth.identities[0].scopes[0]=identify,auth.identities[0].tokenSha256=" + "a" * 64,
+    "tls.enabled=true,tls.existingSecret=s,tls.mtls=true",
+    "tls.enabled=true,tls.mtls=true,auth.kioskCA.certManager=true",
+])
+def test_any_credential_or_the_trial_opt_in_renders(setting):
+    assert workload(render("--set", setting))
+
+
+def test_the_trial_opt_in_renders_an_open_service():
+    docs = rendered("defaults")
+    assert "KUBEVISION_IDENTITIES" not in env(docs)
+    assert all(v["name"] != "identities" for v in pod_spec(docs)["volumes"])
+
+
+def test_identities_from_the_values():
+    docs = rendered("cpu")
+    assert identities_sources(docs) == [{"name": f"{FULLNAME}-identities"}]
+    (secret,) = [s for s in of_kind(docs, "Secret") if s["metadata"]["name"] == f"{FULLNAME}-identities"]
+    assert secret["type"] == "Opaque"
+    assert list(secret["data"]) == ["values.json"]
+    values = yaml.safe_load((HERE / "values" / "cpu.yaml").read_text())["auth"]["identities"]
+    text = base64.b64decode(secret["data"]["values.json"]).decode()
+    # The service's format (offload-service/src/identity.rs): token_sha256, never a token.
+    assert json.loads(text) == {"identities": [
+        {"name": i["name"], "scopes": i["scopes"], "token_sha256": i["tokenSha256"]} for i in values]}
+    # The pods restart on a helm upgrade that changes them (the service also reloads them).
+    assert "checksum/secrets" in workload(docs)["spec"]["template"]["metadata"]["annotations"]
+
+
+def test_identities_from_an_existing_secret():
+    docs = rendered("postgres-secret")
+    assert identities_sources(docs) == [{"name": "plant-kiosk-identities"}]
+    assert not of_kind(docs, "Secret")
+
+
+def test_kiosk_ca_through_cert_manager():
+    docs = rendered("plant")
+    ca = f"{FULLNAME}-kiosk-ca"
+    issuers = {i["metadata"]["name"]: i["spec"] for i in of_kind(docs, "Issuer")}
+    assert issuers == {f"{ca}-bootstrap": {"selfSigned": {}}, ca: {"ca": {"secretName": ca}}}
+    certificates = {c["metadata"]["name"]: c["spec"] for c in of_kind(docs, "Certificate")}
+    ca_cert = certificates[ca]
+    assert ca_cert["isCA"] is True
+    assert ca_cert["secretName"] == ca
+    assert ca_cert["issuerRef"] == {"name": f"{ca}-bootstrap", "kind": "Issuer", "group": "cert-manager.io"}
+    # The service requires client certificates signed by that CA: only its ca.crt is mounted.
+    variables = env(docs)
+    directory, file = variables["KUBEVISION_TLS_CLIENT_CA"]["value"].rsplit("/", 1)
+    (volume,) = [v for v in pod_spec(docs)["volumes"] if v["name"] == "kiosk-ca"]
+    (mount,) = [m for m in container(docs)["volumeMounts"] if m["name"] == "kiosk-ca"]
+    assert (mount["mountPath"], mount["readOnly"]) == (directory, True)
+    assert volume["secret"] == {"secretName": ca, "items": [{"key": "ca.crt", "path": "ca.crt"}]}
+    assert file == "ca.crt"
+    # The service's own certificate is issued from the kiosk CA, for its in-cluster names.
+    server = certificates[f"{FULLNAME}-server"]
+    assert server["issuerRef"] == {"name": ca, "kind": "Issuer", "group": "cert-manager.io"}
+    assert f"{FULLNAME}.{NAMESPACE}.svc" in server["dnsNames"]
+    assert f"{FULLNAME}-headless.{NAMESPACE}.svc" in server["dnsNames"]
+    assert "server auth" in server["usages"]
+    name, files = tls_wiring(docs)
+    assert name == server["secretName"]
+    assert files == {"KUBEVISION_TLS_CERT": "tls.crt", "KUBEVISION_TLS_KEY": "tls.key"}
+    assert not of_kind(docs, "Secret"), "no key or certificate in the values or the manifests"
+    # Registered kiosks (register-kiosk) reach the service through this Secret, once it exists.
+    assert identities_sources(docs) == [{"name": f"{FULLNAME}-kiosks", "optional": True}]
+
+
+def test_kiosk_ca_with_a_server_certificate_from_the_values():
+    docs = rendered("postgres-cnpg")
+    assert f"{FULLNAME}-server" not in {c["metadata"]["name"] for c in of_kind(docs, "Certificate")}
+    (tls,) = [s for s in of_kind(docs, "Secret") if s["metadata"]["name"] == f"{FULLNAME}-tls"]
+    assert "ca.crt" not in tls["data"], "the client CA is the kiosk CA, not one from the values"
+    assert env(docs)["KUBEVISION_TLS_CLIENT_CA"]["value"] == "/etc/kubevision/kiosk-ca/ca.crt"
+    assert identities_sources(docs) == [
+        {"name": f"{FULLNAME}-identities"}, {"name": f"{FULLNAME}-kiosks", "optional": True}]
+
+
+def test_the_readme_issues_kiosk_certificates_from_the_kiosk_ca():
+    """chart/README.md's kiosk Certificate is one cert-manager accepts, from the chart's kiosk CA Issuer."""
+    readme = (CHART / "README.md").read_text()
+    blocks = [b.split("```", 1)[0] for b in readme.split("```yaml\n")[1:]]
+    (kiosk,) = [yaml.safe_load(b) for b in blocks if "client auth" in b]
+    jsonschema.validate({**kiosk, "metadata": {**kiosk["metadata"], "namespace": NAMESPACE}},
+                        CERT_MANAGER_SCHEMAS["Certificate"])
+    spec = kiosk["spec"]
+    assert spec["commonName"] == "kiosk-line-3"
+    assert spec["usages"] == ["client auth", "digital signature"]
+    assert spec["issuerRef"]["name"] == "<release>-kubevision-offload-kiosk-ca"
+    assert spec["issuerRef"]["kind"] == "Issuer"

@@ -36,7 +36,15 @@ def pb(tmp_path_factory):
     assert code == 0, "protoc failed on proto/"
     sys.path.insert(0, str(out))
     try:
-        names = ["frames_pb2", "recognition_pb2", "recognition_pb2_grpc", "gallery_pb2", "gallery_pb2_grpc"]
+        names = [
+            "frames_pb2",
+            "recognition_pb2",
+            "recognition_pb2_grpc",
+            "gallery_pb2",
+            "gallery_pb2_grpc",
+            "sign_in_pb2",
+            "sign_in_pb2_grpc",
+        ]
         yield {name: importlib.import_module(f"kubevision.v1.{name}") for name in names}
     finally:
         sys.path.remove(str(out))

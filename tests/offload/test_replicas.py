@@ -30,6 +30,7 @@ class Client:
         self.gallery = pb["gallery_pb2_grpc"].GalleryServiceStub(self.channel)
         self.recognition = pb["recognition_pb2_grpc"].RecognitionServiceStub(self.channel)
         self.health = health_pb2_grpc.HealthStub(self.channel)
+        self.sign_in = pb["sign_in_pb2_grpc"].SignInServiceStub(self.channel)
 
 
 @pytest.fixture(scope="module")
@@ -272,3 +273,37 @@ def test_the_same_operator_enrolled_at_two_replicas_at_once_is_enrolled_once(abc
         eventually(one_version_everywhere, f"{operator_id} at every replica")
         for client in abc:
             eventually(identified_as(client, orl, person, operator_id), f"{operator_id} identified at {client.name}")
+
+
+def test_failed_sign_ins_reported_to_two_replicas_lock_the_operator_at_the_third(abc, orl):
+    """A PIN guesser moving between kiosks (each kiosk talking to another
+    replica) is counted once, plant-wide, by the replicas' defaults: three
+    free failures, then 30 s."""
+    a, b, c = abc
+    pb = a.pb["sign_in_pb2"]
+    enroll(a, orl, "LOCK-1", person=12)
+
+    def report(client, outcome):
+        return client.sign_in.ReportSignIn(
+            pb.ReportSignInRequest(operator_id="LOCK-1", outcome=outcome), timeout=5
+        )
+
+    failed = pb.SignInOutcome.Value("SIGN_IN_OUTCOME_FAILED")
+    standings = [report(client, failed) for client in (a, b, a, b)]
+    assert [s.failures for s in standings] == [1, 2, 3, 4]
+    assert [s.locked_for_ms > 0 for s in standings] == [False, False, False, True]
+    assert 25_000 < standings[-1].locked_for_ms <= 30_000
+
+    locked = c.sign_in.ListLockouts(pb.ListLockoutsRequest(), timeout=5).locked
+    assert [(s.operator_id, s.failures) for s in locked] == [("LOCK-1", 4)]
+
+    ok = report(c, pb.SignInOutcome.Value("SIGN_IN_OUTCOME_SUCCEEDED"))
+    assert (ok.failures, ok.locked_for_ms) == (0, 0)
+    assert list(b.sign_in.ListLockouts(pb.ListLockoutsRequest(), timeout=5).locked) == []
+
+    with pytest.raises(grpc.RpcError) as unknown:
+        c.sign_in.ReportSignIn(pb.ReportSignInRequest(operator_id="NOBODY", outcome=failed), timeout=5)
+    assert unknown.value.code() == grpc.StatusCode.NOT_FOUND
+    with pytest.raises(grpc.RpcError) as unspecified:
+        c.sign_in.ReportSignIn(pb.ReportSignInRequest(operator_id="LOCK-1"), timeout=5)
+    assert unspecified.value.code() == grpc.StatusCode.INVALID_ARGUMENT

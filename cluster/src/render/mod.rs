@@ -13,11 +13,11 @@ use kube::api::DynamicObject;
 use serde_json::{json, Value};
 
 use crate::error::Error;
-use crate::values::{chart_meta, ChartValues, DeployValues, Store};
+use crate::values::{chart_meta, ChartValues, DeployValues, IdentityValue, Store};
 use crate::FIELD_MANAGER;
 use deployment::{cloudnativepg_cluster, deployment};
 pub(crate) use deployment::{CNPG_API_VERSION, CNPG_KIND};
-use network::{cert_manager, ingress, network_policy, services};
+use network::{cert_manager, ingress, kiosk_ca, network_policy, services};
 use statefulset::statefulset;
 
 /// The objects `helm template` renders for the same values, in apply order
@@ -45,6 +45,7 @@ pub fn render(values: &DeployValues) -> Result<Vec<DynamicObject>, Error> {
         ));
     }
     docs.extend(cert_manager(&names, v));
+    docs.extend(kiosk_ca(&names, v));
     if v.ingress.enabled {
         docs.push(ingress(&names, v));
     }
@@ -171,6 +172,19 @@ impl Names {
         or_default(&v.tls.existing_secret, || format!("{}-tls", self.fullname))
     }
 
+    /// _helpers.tpl "kubevision.issuesServerCertificate": cert-manager
+    /// issues the service's certificate from the kiosk CA.
+    fn issues_server_certificate(&self, v: &ChartValues) -> bool {
+        v.auth.kiosk_ca.cert_manager
+            && v.tls.enabled
+            && v.tls.existing_secret.is_empty()
+            && v.tls.cert.is_empty()
+    }
+
+    fn identities_secret(&self) -> String {
+        format!("{}-identities", self.fullname)
+    }
+
     fn token_secret(&self, v: &ChartValues) -> String {
         or_default(&v.auth.existing_secret, || {
             format!("{}-token", self.fullname)
@@ -237,9 +251,9 @@ fn secrets(names: &Names, v: &ChartValues) -> Vec<Value> {
         obj
     };
     let mut out = Vec::new();
-    if v.tls.enabled && v.tls.existing_secret.is_empty() {
+    if v.tls.enabled && v.tls.existing_secret.is_empty() && !names.issues_server_certificate(v) {
         let mut data = json!({"tls.crt": b64(&v.tls.cert), "tls.key": b64(&v.tls.key)});
-        if v.tls.mtls {
+        if v.tls.mtls && !v.auth.kiosk_ca.cert_manager {
             data["ca.crt"] = json!(b64(&v.tls.client_ca));
         }
         out.push(secret(names.tls_secret(v), "kubernetes.io/tls", data));
@@ -251,5 +265,43 @@ fn secrets(names: &Names, v: &ChartValues) -> Vec<Value> {
             json!({"token": b64(&v.auth.token)}),
         ));
     }
+    if !v.auth.identities.is_empty() {
+        out.push(secret(
+            names.identities_secret(),
+            "Opaque",
+            json!({"values.json": b64(&identities_json(&v.auth.identities))}),
+        ));
+    }
     out
+}
+
+/// _helpers.tpl "kubevision.identitiesJson": the service's identities
+/// file, byte for byte what Helm's `toJson` writes (keys sorted, compact;
+/// the schema keeps out the characters Go would escape).
+pub(crate) fn identities_json(identities: &[IdentityValue]) -> String {
+    #[derive(serde::Serialize)]
+    struct Entry<'a> {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        certificate: Option<&'a str>,
+        name: &'a str,
+        scopes: &'a [String],
+        #[serde(skip_serializing_if = "Option::is_none")]
+        token_sha256: Option<&'a str>,
+    }
+    #[derive(serde::Serialize)]
+    struct File<'a> {
+        identities: Vec<Entry<'a>>,
+    }
+    let file = File {
+        identities: identities
+            .iter()
+            .map(|i| Entry {
+                certificate: i.certificate.as_deref().filter(|c| !c.is_empty()),
+                name: &i.name,
+                scopes: &i.scopes,
+                token_sha256: i.token_sha256.as_deref().filter(|t| !t.is_empty()),
+            })
+            .collect(),
+    };
+    serde_json::to_string(&file).expect("plain strings serialise")
 }

@@ -5,6 +5,7 @@ use k8s_openapi::api::networking::v1::NetworkPolicyPeer;
 use serde_json::{json, Map, Value};
 
 use super::Names;
+use crate::certmanager::{self, CertificateSpec, IssuerRef, PrivateKey};
 use crate::values::ChartValues;
 
 /// services.yaml: the ClusterIP Service and the headless one (one address
@@ -83,6 +84,69 @@ pub(super) fn cert_manager(names: &Names, v: &ChartValues) -> Vec<Value> {
             "issuerRef": issuer_ref,
         }),
     ));
+    out
+}
+
+/// kiosk-ca.yaml: the kiosk CA (bootstrap Issuer, CA Certificate, CA
+/// Issuer) and, without a certificate in the values, the service's own.
+pub(super) fn kiosk_ca(names: &Names, v: &ChartValues) -> Vec<Value> {
+    if !v.auth.kiosk_ca.cert_manager {
+        return Vec::new();
+    }
+    let ca = certmanager::kiosk_ca_name(&names.fullname);
+    let bootstrap = format!("{ca}-bootstrap");
+    let certificate = |name: &str, spec: CertificateSpec| {
+        names.object(certmanager::API_VERSION, "Certificate", name, json!(spec))
+    };
+    let mut out = vec![
+        names.object(
+            certmanager::API_VERSION,
+            "Issuer",
+            &bootstrap,
+            json!({"selfSigned": {}}),
+        ),
+        certificate(
+            &ca,
+            CertificateSpec {
+                is_ca: true,
+                common_name: Some(ca.clone()),
+                secret_name: ca.clone(),
+                dns_names: Vec::new(),
+                duration: Some("87600h".into()),
+                usages: Vec::new(),
+                private_key: Some(PrivateKey::ecdsa_p256()),
+                issuer_ref: IssuerRef::issuer(&bootstrap),
+            },
+        ),
+        names.object(
+            certmanager::API_VERSION,
+            "Issuer",
+            &ca,
+            json!({"ca": {"secretName": ca}}),
+        ),
+    ];
+    if names.issues_server_certificate(v) {
+        let (name, ns, headless) = (&names.fullname, &names.namespace, names.headless());
+        out.push(certificate(
+            &format!("{name}-server"),
+            CertificateSpec {
+                is_ca: false,
+                common_name: None,
+                secret_name: names.tls_secret(v),
+                dns_names: vec![
+                    name.clone(),
+                    format!("{name}.{ns}.svc"),
+                    format!("{name}.{ns}.svc.cluster.local"),
+                    format!("{headless}.{ns}.svc"),
+                    format!("{headless}.{ns}.svc.cluster.local"),
+                ],
+                duration: None,
+                usages: vec!["server auth".into(), "digital signature".into()],
+                private_key: Some(PrivateKey::ecdsa_p256()),
+                issuer_ref: IssuerRef::issuer(&ca),
+            },
+        ));
+    }
     out
 }
 

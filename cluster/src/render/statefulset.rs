@@ -6,11 +6,14 @@ use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 
 use super::{or_default, Names};
+use crate::certmanager;
 use crate::values::{ChartValues, Store};
 
 const DATA_DIR: &str = "/var/lib/kubevision";
 const TLS_DIR: &str = "/etc/kubevision/tls";
 const DB_CA_DIR: &str = "/etc/kubevision/db-ca";
+const KIOSK_CA_DIR: &str = "/etc/kubevision/kiosk-ca";
+const IDENTITIES_DIR: &str = "/etc/kubevision/identities";
 
 /// statefulset.yaml (gallery.store=sqlite): one pod and its gallery claim.
 pub(super) fn statefulset(names: &Names, v: &ChartValues, secrets: &[Value]) -> Value {
@@ -175,11 +178,22 @@ fn container(names: &Names, v: &ChartValues) -> Value {
             format!("{TLS_DIR}/tls.key"),
         ));
         if v.tls.mtls {
+            let dir = if v.auth.kiosk_ca.cert_manager {
+                KIOSK_CA_DIR
+            } else {
+                TLS_DIR
+            };
             env.push(env_value(
                 "KUBEVISION_TLS_CLIENT_CA",
-                format!("{TLS_DIR}/ca.crt"),
+                format!("{dir}/ca.crt"),
             ));
         }
+    }
+    if v.auth.uses_identities() {
+        env.push(env_value(
+            "KUBEVISION_IDENTITIES",
+            IDENTITIES_DIR.to_owned(),
+        ));
     }
     if !v.auth.token.is_empty() || !v.auth.existing_secret.is_empty() {
         let key = if v.auth.existing_secret.is_empty() {
@@ -209,6 +223,12 @@ fn container(names: &Names, v: &ChartValues) -> Value {
     }
     if store.is_some_and(|s| s.ca.is_some()) {
         mounts.push(json!({"name": "db-ca", "mountPath": DB_CA_DIR, "readOnly": true}));
+    }
+    if v.auth.kiosk_ca.cert_manager {
+        mounts.push(json!({"name": "kiosk-ca", "mountPath": KIOSK_CA_DIR, "readOnly": true}));
+    }
+    if v.auth.uses_identities() {
+        mounts.push(json!({"name": "identities", "mountPath": IDENTITIES_DIR, "readOnly": true}));
     }
     json!({
         "name": "offload",
@@ -256,6 +276,30 @@ fn volumes(names: &Names, v: &ChartValues) -> Value {
             "secretName": secret,
             "items": [{"key": key, "path": key}],
         }}));
+    }
+    if v.auth.kiosk_ca.cert_manager {
+        // Only the CA's certificate: its Secret also holds the CA's key.
+        volumes.push(json!({"name": "kiosk-ca", "secret": {
+            "secretName": certmanager::kiosk_ca_name(&names.fullname),
+            "items": [{"key": "ca.crt", "path": "ca.crt"}],
+        }}));
+    }
+    if v.auth.uses_identities() {
+        let mut sources = Vec::new();
+        if !v.auth.identities.is_empty() {
+            sources.push(json!({"secret": {"name": names.identities_secret()}}));
+        }
+        if !v.auth.existing_identities_secret.is_empty() {
+            sources.push(json!({"secret": {"name": v.auth.existing_identities_secret}}));
+        }
+        if v.auth.kiosk_ca.cert_manager {
+            // Written by register-kiosk; absent until the first registration.
+            sources.push(json!({"secret": {
+                "name": certmanager::kiosks_secret_name(&names.fullname),
+                "optional": true,
+            }}));
+        }
+        volumes.push(json!({"name": "identities", "projected": {"sources": sources}}));
     }
     json!(volumes)
 }

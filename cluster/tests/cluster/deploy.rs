@@ -89,8 +89,12 @@ async fn applies_every_rendered_object_under_our_field_manager() {
 async fn an_upgrade_applies_the_new_values_over_the_old_objects() {
     let (fake, conn, _, _dir) = deployed("defaults", plant_nodes()).await;
     let before = fake.requests().len();
-    let upgraded =
-        kubevision_cluster::DeployValues::new(RELEASE, NAMESPACE, "image: {tag: 0.2.0}").unwrap();
+    let upgraded = kubevision_cluster::DeployValues::new(
+        RELEASE,
+        NAMESPACE,
+        "image: {tag: 0.2.0}\nauth: {allowUnauthenticated: true}",
+    )
+    .unwrap();
     deploy(&conn, &upgraded).await.unwrap();
 
     let requests = fake.requests().split_off(before);
@@ -226,10 +230,15 @@ async fn the_postgres_cluster_is_applied_before_the_deployment() {
         kinds,
         [
             "Namespace",
+            "Secret",
+            "Secret",
             "Service",
             "Service",
             "NetworkPolicy",
             "PodDisruptionBudget",
+            "Issuer",
+            "Certificate",
+            "Issuer",
             "Cluster",
             "Deployment",
             "HorizontalPodAutoscaler"

@@ -1,6 +1,7 @@
 //! An in-test Kubernetes API server: the paths, verbs and bodies kube-rs
 //! uses for what the crate does (get, list with label selectors,
-//! server-side apply and merge PATCH, DELETE, watch, pod logs), backed by an
+//! server-side apply and merge PATCH, create (POST), DELETE, watch, pod
+//! logs), backed by an
 //! object store that the tests and scripted watch steps change the way the
 //! controllers would. Every request is recorded for assertions.
 
@@ -400,6 +401,34 @@ fn respond(
             merge(&mut obj, &req.body);
             let stored = store(st, obj);
             json_response(StatusCode::OK, &stored)
+        }
+        Method::POST if is_collection(path) => {
+            let mut obj = req.body.clone();
+            // The collection's namespace, as the real server fills it in.
+            if let Some(ns) = path
+                .split("/namespaces/")
+                .nth(1)
+                .and_then(|r| r.split('/').next())
+            {
+                obj["metadata"]["namespace"] = json!(ns);
+            }
+            if path_of(&obj) != format!("{path}/{}", obj["metadata"]["name"].as_str().unwrap_or(""))
+            {
+                return status(
+                    400,
+                    "BadRequest",
+                    "the object does not belong to this collection",
+                );
+            }
+            if st.objects.contains_key(&path_of(&obj)) {
+                let name = obj["metadata"]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned();
+                return status(409, "AlreadyExists", &format!("\"{name}\" already exists"));
+            }
+            let stored = store(st, obj);
+            json_response(StatusCode::CREATED, &stored)
         }
         Method::DELETE => match st.objects.remove(path) {
             Some(obj) => {

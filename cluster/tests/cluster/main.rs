@@ -8,6 +8,7 @@ mod fixtures;
 
 mod connect;
 mod deploy;
+mod register;
 mod remove;
 mod render_matches_helm;
 mod rollout;

@@ -214,18 +214,40 @@ async fn remove_keeps_the_postgres_gallery_unless_asked() {
     assert!(fake.get(DEPLOY_PATH).is_some());
     let deleted = remove(&conn, &values.release, false).await.unwrap();
     let headless = format!("{FULLNAME}-headless");
+    let (ca, bootstrap) = (
+        format!("{FULLNAME}-kiosk-ca"),
+        format!("{FULLNAME}-kiosk-ca-bootstrap"),
+    );
+    let (tls, identities) = (format!("{FULLNAME}-tls"), format!("{FULLNAME}-identities"));
     assert_eq!(
         deleted,
         refs(
             &[
                 "HorizontalPodAutoscaler",
                 "Deployment",
+                "Certificate",
+                "Issuer",
+                "Issuer",
                 "PodDisruptionBudget",
                 "NetworkPolicy",
                 "Service",
-                "Service"
+                "Service",
+                "Secret",
+                "Secret"
             ],
-            &[FULLNAME, FULLNAME, FULLNAME, FULLNAME, &headless, FULLNAME]
+            &[
+                FULLNAME,
+                FULLNAME,
+                &ca,
+                &bootstrap,
+                &ca,
+                FULLNAME,
+                FULLNAME,
+                &headless,
+                FULLNAME,
+                &tls,
+                &identities
+            ]
         )
     );
     assert!(

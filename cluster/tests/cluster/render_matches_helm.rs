@@ -134,7 +134,7 @@ fn by_kind_and_name(docs: Vec<Value>, managed_by: &str) -> Vec<(String, Value, b
 #[test]
 fn every_value_set_renders_what_helm_renders() {
     let sets = value_sets();
-    assert!(sets.len() >= 7, "value sets: {sets:?}");
+    assert!(sets.len() >= 8, "value sets: {sets:?}");
     for set in &sets {
         let helm = by_kind_and_name(helm_template(set), "Helm");
         let ours = by_kind_and_name(ours(set), "kubevision");
@@ -198,16 +198,13 @@ fn every_refused_value_set_is_refused_with_the_charts_words() {
         );
         count += 1;
     }
-    assert!(count >= 6, "refused value sets: {count}");
+    assert!(count >= 9, "refused value sets: {count}");
 }
 
 #[test]
 fn the_secrets_checksum_follows_the_token() {
     let checksum = |token: &str| {
-        let yaml = format!(
-            "{}\nauth: {{token: {token}}}",
-            crate::fixtures::values_file("cpu")
-        );
+        let yaml = format!("gpu: {{enabled: false}}\nauth: {{token: {token}}}");
         let values = kubevision_cluster::DeployValues::new(RELEASE, NAMESPACE, &yaml).unwrap();
         let objects = kubevision_cluster::render(&values).unwrap();
         let set = objects
@@ -218,4 +215,38 @@ fn the_secrets_checksum_follows_the_token() {
     };
     assert!(checksum("one").is_string());
     assert_ne!(checksum("one"), checksum("two"));
+}
+
+/// `kubevision cluster deploy` (and the kiosk's panel) deploy the plant
+/// profile under the user's values: the same as helm with
+/// tests/chart/values/plant.yaml, which the test above renders.
+#[test]
+fn the_plant_profile_is_the_plant_value_set() {
+    let ours = kubevision_cluster::DeployValues::for_plant(RELEASE, NAMESPACE, "").unwrap();
+    assert_eq!(ours, values("plant"));
+    let objects = kubevision_cluster::render(&ours).unwrap();
+    let kinds: Vec<String> = objects.iter().map(kind_and_name).collect();
+    for expected in [
+        "Issuer/kv-kubevision-offload-kiosk-ca-bootstrap",
+        "Certificate/kv-kubevision-offload-kiosk-ca",
+        "Issuer/kv-kubevision-offload-kiosk-ca",
+        "Certificate/kv-kubevision-offload-server",
+    ] {
+        assert!(kinds.iter().any(|k| k == expected), "{expected}: {kinds:?}");
+    }
+    // The service's certificate comes from cert-manager, not the values.
+    assert!(!kinds.iter().any(|k| k.starts_with("Secret/")), "{kinds:?}");
+    let endpoint = kubevision_cluster::Endpoint::from_objects(&objects).unwrap();
+    assert_eq!(
+        endpoint.to_string(),
+        format!("https://kv-kubevision-offload.{NAMESPACE}.svc:50051")
+    );
+}
+
+fn kind_and_name(object: &kube::api::DynamicObject) -> String {
+    format!(
+        "{}/{}",
+        object.types.as_ref().map_or("", |t| t.kind.as_str()),
+        object.metadata.name.as_deref().unwrap_or_default()
+    )
 }

@@ -12,7 +12,7 @@ use kubevision_offload_client::proto::credential::Kind;
 use kubevision_offload_client::proto::operator_profile::Role as ProtoRole;
 use kubevision_offload_client::proto::update_operator_request::Mode;
 use kubevision_offload_client::proto::{
-    sync_event, Credential, EnrollRequest, OperatorProfile, UpdateOperatorRequest,
+    sync_event, Credential, EnrollRequest, OperatorProfile, SignInOutcome, UpdateOperatorRequest,
 };
 use kubevision_offload_client::{ClientError, OffloadClient};
 use tokio::sync::Notify;
@@ -20,7 +20,7 @@ use tonic::Code;
 
 use super::BackendError;
 use crate::store::{
-    now_millis, Incoming, Outbound, Outgoing, Profile, Role, SecretKind, SyncStore,
+    now_millis, Incoming, Outbound, Outgoing, PlantLock, Profile, Role, SecretKind, SyncStore,
 };
 
 /// Sends one operator's current state: enrolling someone the service knows
@@ -167,7 +167,59 @@ pub async fn sync_once(
         &changes,
         now_millis(),
     )?;
+    sync_sign_ins(store, client).await?;
     Ok(applied > 0)
+}
+
+/// Reports the queued sign-in outcomes to the plant-wide count, oldest
+/// first, then adopts the plant's locks. An outcome the plant cannot count
+/// (the operator is only known here) is dropped; one that did not get
+/// through stays queued and goes with the next round (a reply lost after
+/// the count would count it twice: a lock a little early, never late). A
+/// service older than the plant-wide count (UNIMPLEMENTED) gets none.
+pub async fn sync_sign_ins(
+    store: &mut SyncStore,
+    client: &OffloadClient,
+) -> Result<(), BackendError> {
+    for pending in store.pending_sign_ins()? {
+        let outcome = if pending.succeeded {
+            SignInOutcome::Succeeded
+        } else {
+            SignInOutcome::Failed
+        };
+        match client.report_sign_in(&pending.personnel_no, outcome).await {
+            Ok(_) => {}
+            Err(e) if e.code() == Some(Code::Unimplemented) => {
+                tracing::debug!("the plant service does not count sign-ins: {e}");
+                store.sign_in_reported(pending.id)?;
+                continue;
+            }
+            Err(e) if e.should_fall_back() => return Err(e.into()),
+            Err(e) => tracing::debug!(
+                "the plant did not count a sign-in of {}: {e}",
+                pending.personnel_no
+            ),
+        }
+        store.sign_in_reported(pending.id)?;
+    }
+    let locks = match client.lockouts().await {
+        Ok(locks) => locks,
+        Err(e) if e.code() == Some(Code::Unimplemented) => return Ok(()),
+        Err(e) => return Err(e.into()),
+    };
+    let locks: Vec<PlantLock> = locks
+        .into_iter()
+        .map(|s| PlantLock {
+            personnel_no: s.operator_id,
+            failures: s.failures,
+            locked_for_ms: s.locked_for_ms,
+        })
+        .collect();
+    let raised = store.adopt_lockouts(&locks, now_millis())?;
+    if raised > 0 {
+        tracing::info!(raised, "adopted plant-wide sign-in locks");
+    }
+    Ok(())
 }
 
 /// Pushes the queued changes in order; a change refused for good is
@@ -199,6 +251,9 @@ pub struct SyncPolicy {
     pub every: Duration,
     /// Ceiling of the doubling pause while it does not.
     pub max_backoff: Duration,
+    /// Between the rounds of sign-in reports and plant locks in between
+    /// syncs: a PIN guesser who walks to the next line finds it locked.
+    pub sign_ins_every: Duration,
 }
 
 impl Default for SyncPolicy {
@@ -206,13 +261,16 @@ impl Default for SyncPolicy {
         SyncPolicy {
             every: Duration::from_secs(30),
             max_backoff: Duration::from_secs(300),
+            sign_ins_every: Duration::from_secs(3),
         }
     }
 }
 
 /// Syncs forever: every `policy.every`, sooner when woken (the local
-/// gallery changed), backing off while the service is unreachable.
-/// `generation` counts syncs that changed the local gallery.
+/// gallery changed), backing off while the service is unreachable; in
+/// between, every `policy.sign_ins_every`, reports sign-in outcomes and
+/// adopts the plant's locks. `generation` counts syncs that changed the
+/// local gallery.
 pub async fn run(
     mut store: SyncStore,
     client: OffloadClient,
@@ -221,22 +279,33 @@ pub async fn run(
     generation: Arc<AtomicU64>,
 ) {
     let mut pause = policy.every;
+    let mut next_sync = tokio::time::Instant::now();
     loop {
-        match sync_once(&mut store, &client).await {
-            Ok(changed) => {
-                if changed {
-                    generation.fetch_add(1, Ordering::Release);
+        if tokio::time::Instant::now() >= next_sync {
+            match sync_once(&mut store, &client).await {
+                Ok(changed) => {
+                    if changed {
+                        generation.fetch_add(1, Ordering::Release);
+                    }
+                    pause = policy.every;
                 }
-                pause = policy.every;
+                Err(e) => {
+                    tracing::debug!("gallery sync failed, retrying in {pause:?}: {e}");
+                    pause = (pause * 2).min(policy.max_backoff);
+                }
             }
-            Err(e) => {
-                tracing::debug!("gallery sync failed, retrying in {pause:?}: {e}");
-                pause = (pause * 2).min(policy.max_backoff);
+            next_sync = tokio::time::Instant::now() + pause;
+        } else if pause == policy.every {
+            // Only while the service answers: a down one is left alone
+            // until the next sync.
+            if let Err(e) = sync_sign_ins(&mut store, &client).await {
+                tracing::debug!("sign-in reports failed: {e}");
             }
         }
+        let tick = tokio::time::Instant::now() + policy.sign_ins_every;
         tokio::select! {
-            _ = tokio::time::sleep(pause) => {}
-            _ = wake.notified() => {}
+            _ = tokio::time::sleep_until(next_sync.min(tick)) => {}
+            _ = wake.notified() => next_sync = tokio::time::Instant::now(),
         }
     }
 }

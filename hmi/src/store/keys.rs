@@ -9,7 +9,13 @@
 //!   at other lines is given the same file (hashes name the pepper they
 //!   need by its key id, so a kiosk refuses a hash it cannot verify);
 //! - `audit.anchor`: the audit chain's latest head (sequence number and
-//!   MAC), so that cutting entries off the end, or all of them, shows.
+//!   MAC), so that cutting entries off the end, or all of them, shows;
+//! - `plant-pepper.key`: the plant's pepper, as registration
+//!   (`kubevision cluster register-kiosk`, or the cluster panel) writes it.
+//!   At its next start the kiosk adopts it: the pepper it had is kept as
+//!   `pin-pepper.retired-<key id>.key` (its hashes still verify, and are
+//!   rehashed with the plant's pepper at their next successful sign-in),
+//!   and the plant's becomes `pin-pepper.key`.
 //!
 //! The folder is created 0700 and the files 0600 (Unix). Key files are
 //! hex text, so that an administrator can provision the plant pepper.
@@ -32,6 +38,9 @@ pub const SECRETS_SUBDIR: &str = "secrets";
 pub const AUDIT_KEY_FILE: &str = "audit.key";
 pub const PEPPER_FILE: &str = "pin-pepper.key";
 pub const ANCHOR_FILE: &str = "audit.anchor";
+pub const PLANT_PEPPER_FILE: &str = "plant-pepper.key";
+const RETIRED_PREFIX: &str = "pin-pepper.retired-";
+const KEY_SUFFIX: &str = ".key";
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -79,6 +88,8 @@ struct Inner {
     dir: PathBuf,
     audit_key: Key,
     pepper: Key,
+    /// Peppers this kiosk used before it adopted the plant's.
+    retired: Vec<Key>,
 }
 
 /// Which key files `Secrets::load_or_create` had to make.
@@ -101,7 +112,51 @@ impl Secrets {
             dir: dir.to_owned(),
             audit_key: read_key(&dir.join(AUDIT_KEY_FILE))?,
             pepper: read_key(&dir.join(PEPPER_FILE))?,
+            retired: retired_peppers(dir)?,
         })))
+    }
+
+    /// Makes a `plant-pepper.key` that registration left in `dir` the
+    /// kiosk's pepper: the current one (if any, and if different) is kept
+    /// as `pin-pepper.retired-<key id>.key` first, then the plant's is
+    /// renamed into place (atomic; a start interrupted in between does it
+    /// again). Returns the key ids (retired, adopted) when it changed.
+    pub(super) fn adopt_plant_pepper(dir: &Path) -> Result<Option<(String, String)>, StoreError> {
+        let plant_path = dir.join(PLANT_PEPPER_FILE);
+        if !plant_path.exists() {
+            return Ok(None);
+        }
+        let plant = read_key(&plant_path)?;
+        let current_path = dir.join(PEPPER_FILE);
+        let retired = if current_path.exists() {
+            let current = read_key(&current_path)?;
+            if current.bytes() == plant.bytes() {
+                std::fs::remove_file(&plant_path).map_err(|e| secrets_io(&plant_path, e))?;
+                return Ok(None);
+            }
+            let id = hex(&current.id("pepper"));
+            let keep = dir.join(format!("{RETIRED_PREFIX}{id}{KEY_SUFFIX}"));
+            match create_private_new(&keep, format!("{}\n", hex(current.bytes())).as_bytes()) {
+                Ok(_) => {}
+                Err(e) => return Err(secrets_io(&keep, e)),
+            }
+            if read_key(&keep)?.bytes() != current.bytes() {
+                return Err(StoreError::Secrets(format!(
+                    "{} holds another key than {}: resolve by hand",
+                    keep.display(),
+                    current_path.display()
+                )));
+            }
+            id
+        } else {
+            String::new()
+        };
+        tighten(&plant_path, 0o600);
+        std::fs::rename(&plant_path, &current_path).map_err(|e| secrets_io(&current_path, e))?;
+        if let Ok(d) = std::fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+        Ok(Some((retired, hex(&plant.id("pepper")))))
     }
 
     /// Which key files are missing (before `load_or_create` would make them).
@@ -159,6 +214,14 @@ impl Secrets {
         self.0.pepper.id("pepper")
     }
 
+    /// The pepper a hash names by its key id: the current one or a retired
+    /// one (None: a pepper this kiosk never held).
+    pub(super) fn pepper_by_id(&self, id: &[u8]) -> Option<&Key> {
+        std::iter::once(&self.0.pepper)
+            .chain(&self.0.retired)
+            .find(|k| k.id("pepper") == id)
+    }
+
     fn anchor_path(&self) -> PathBuf {
         self.0.dir.join(ANCHOR_FILE)
     }
@@ -172,6 +235,25 @@ impl Secrets {
 
 fn secrets_io(path: &Path, e: std::io::Error) -> StoreError {
     StoreError::Secrets(format!("{}: {e}", path.display()))
+}
+
+/// The retired peppers in `dir`, each `pin-pepper.retired-<id>.key`.
+fn retired_peppers(dir: &Path) -> Result<Vec<Key>, StoreError> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(secrets_io(dir, e)),
+    };
+    let mut keys = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| secrets_io(dir, e))?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with(RETIRED_PREFIX) && name.ends_with(KEY_SUFFIX) {
+            keys.push(read_key(&entry.path())?);
+        }
+    }
+    Ok(keys)
 }
 
 fn read_key(path: &Path) -> Result<Key, StoreError> {

@@ -24,35 +24,8 @@ impl Subject {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LockoutPolicy {
-    pub free_attempts: u32,
-    pub base_delay_ms: Millis,
-    pub max_delay_ms: Millis,
-}
-
-impl Default for LockoutPolicy {
-    fn default() -> Self {
-        LockoutPolicy {
-            free_attempts: 3,
-            base_delay_ms: 30_000,
-            max_delay_ms: 15 * 60_000,
-        }
-    }
-}
-
-impl LockoutPolicy {
-    /// Delay imposed after the `failures`-th consecutive failure.
-    pub fn delay_after(&self, failures: u32) -> Millis {
-        if failures <= self.free_attempts {
-            return 0;
-        }
-        let doublings = (failures - self.free_attempts - 1).min(32);
-        self.base_delay_ms
-            .saturating_mul(1 << doublings)
-            .min(self.max_delay_ms)
-    }
-}
+/// The rule itself is shared with the plant's count (the offload service).
+pub use kubevision_proto::lockout::LockoutPolicy;
 
 /// `Some(until)` while the subject must wait.
 pub(super) fn locked_until(
@@ -71,7 +44,7 @@ pub(super) fn locked_until(
 }
 
 /// Counts one failure; returns the new lock's end if this failure imposes one.
-pub(super) fn record_failure(
+fn record_failure(
     conn: &Connection,
     policy: &LockoutPolicy,
     subject: Subject,
@@ -97,27 +70,58 @@ pub(super) fn record_failure(
     Ok((delay > 0).then_some(until))
 }
 
+/// Counts a failed sign-in step here, and queues it for the plant-wide
+/// count (`plant::queue_sign_in`): every path that counts goes through here.
+pub(super) fn count_failure(
+    conn: &Connection,
+    policy: &LockoutPolicy,
+    subject: Subject,
+    now: Millis,
+) -> Result<Option<Millis>, StoreError> {
+    let until = record_failure(conn, policy, subject, now)?;
+    super::plant::queue_sign_in(conn, subject, false, now)?;
+    Ok(until)
+}
+
+/// A successful step: the count starts again, here and plant-wide.
+pub(super) fn count_success(
+    conn: &Connection,
+    subject: Subject,
+    now: Millis,
+) -> Result<(), StoreError> {
+    clear(conn, subject)?;
+    super::plant::queue_sign_in(conn, subject, true, now)
+}
+
 pub(super) fn clear(conn: &Connection, subject: Subject) -> Result<(), StoreError> {
     conn.execute("DELETE FROM lockouts WHERE subject = ?1", [subject.key()])?;
     Ok(())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::LockoutPolicy;
-
-    #[test]
-    fn delay_grows_then_caps() {
-        let p = LockoutPolicy {
-            free_attempts: 3,
-            base_delay_ms: 1_000,
-            max_delay_ms: 10_000,
-        };
-        let delays: Vec<_> = (1..=9).map(|n| p.delay_after(n)).collect();
-        assert_eq!(
-            delays,
-            [0, 0, 0, 1_000, 2_000, 4_000, 8_000, 10_000, 10_000]
-        );
-        assert_eq!(p.delay_after(u32::MAX), 10_000, "no overflow");
-    }
+/// Raises the subject's count and lock to at least `failures` and `until`
+/// (the plant's, adopted by the sync); returns whether the lock got longer
+/// by more than the jitter of two polls of the same plant lock (its end is
+/// computed from a remaining duration, so it moves by milliseconds).
+pub(super) fn raise(
+    conn: &Connection,
+    subject: Subject,
+    failures: u32,
+    until: Millis,
+) -> Result<bool, StoreError> {
+    let key = subject.key();
+    let before: Option<Millis> = conn
+        .query_row(
+            "SELECT locked_until FROM lockouts WHERE subject = ?1",
+            [&key],
+            |r| r.get(0),
+        )
+        .optional()?;
+    conn.execute(
+        "INSERT INTO lockouts (subject, failures, locked_until) VALUES (?1, ?2, ?3)
+         ON CONFLICT(subject) DO UPDATE SET failures = max(failures, excluded.failures),
+                                            locked_until = max(locked_until, excluded.locked_until)",
+        params![key, failures, until],
+    )?;
+    const JITTER_MS: Millis = 2_000;
+    Ok(before.is_none_or(|b| until > b.saturating_add(JITTER_MS)))
 }

@@ -23,10 +23,14 @@ use rusqlite::{Connection, OptionalExtension};
 pub use audit::{
     write_csv, AuditAction, AuditEvent, AuditFilter, AuditRecord, BreakReason, ChainStatus,
 };
-pub use keys::{Secrets, ANCHOR_FILE, AUDIT_KEY_FILE, PEPPER_FILE, SECRETS_SUBDIR};
+pub use keys::{
+    Secrets, ANCHOR_FILE, AUDIT_KEY_FILE, PEPPER_FILE, PLANT_PEPPER_FILE, SECRETS_SUBDIR,
+};
 pub use lockout::{LockoutPolicy, Subject};
 pub use operators::{NewOperator, Operator, OperatorId, Role, SecretCheck};
-pub use plant::{Incoming, Outbound, Outgoing, Pending, Profile, SyncStore};
+pub use plant::{
+    Incoming, Outbound, Outgoing, Pending, PendingSignIn, PlantLock, Profile, SyncStore,
+};
 pub use secret::{validate as validate_secret, SecretKind, PASSWORD_LEN, PIN_LEN};
 
 /// Milliseconds since the Unix epoch (UTC).
@@ -323,7 +327,7 @@ impl Store {
         now: Millis,
     ) -> Result<Option<Millis>, StoreError> {
         let tx = write_transaction(&mut self.conn, &self.secrets)?;
-        let until = lockout::record_failure(&tx, &self.lockout, subject, now)?;
+        let until = lockout::count_failure(&tx, &self.lockout, subject, now)?;
         audit::append(&tx, event, now)?;
         if let Some(until) = until {
             let locked = AuditEvent {
@@ -345,7 +349,7 @@ impl Store {
         now: Millis,
     ) -> Result<(), StoreError> {
         let tx = write_transaction(&mut self.conn, &self.secrets)?;
-        lockout::clear(&tx, subject)?;
+        lockout::count_success(&tx, subject, now)?;
         audit::append(&tx, event, now)?;
         tx.commit()?;
         Ok(())
@@ -425,6 +429,13 @@ fn open_secrets(conn: &Connection, dir: &Path) -> Result<Secrets, StoreError> {
                 )));
             }
         }
+    }
+    if let Some((retired, adopted)) = Secrets::adopt_plant_pepper(dir)? {
+        tracing::info!(
+            retired = %retired,
+            adopted = %adopted,
+            "adopted the plant's PIN pepper; hashes under the retired one are rehashed at their next sign-in"
+        );
     }
     let (secrets, created) = Secrets::load_or_create(dir)?;
     if created.audit_key || created.pepper {

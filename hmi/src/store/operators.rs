@@ -371,16 +371,16 @@ impl Store {
             .map_or(Verified::No, |phc| secret::verify(s, phc, &self.secrets));
         // Argon2 runs before the transaction, as for a new secret.
         let rehashed = match verified {
-            Verified::YesUnpeppered => Some(secret::hash(s, &self.secrets)?),
+            Verified::YesStale => Some(secret::hash(s, &self.secrets)?),
             _ => None,
         };
         let tx = write_transaction(&mut self.conn, &self.secrets)?;
         let result = if verified == Verified::No {
             SecretCheck::Rejected {
-                locked_until: lockout::record_failure(&tx, &self.lockout, subject, now)?,
+                locked_until: lockout::count_failure(&tx, &self.lockout, subject, now)?,
             }
         } else {
-            lockout::clear(&tx, subject)?;
+            lockout::count_success(&tx, subject, now)?;
             if let Some(new) = rehashed {
                 // Only if the hash is still the one that was checked.
                 let replaced = tx.execute(
@@ -397,6 +397,8 @@ impl Store {
                             op.personnel_no
                         ));
                     audit::append(&tx, &event, now)?;
+                    // The plant's copy gets the new hash too.
+                    plant::queue(&tx, &op.personnel_no, Outbound::Upsert, now)?;
                 }
             }
             SecretCheck::Accepted

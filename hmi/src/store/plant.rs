@@ -52,6 +52,51 @@ pub(super) fn queue(
     Ok(())
 }
 
+/// Most outcomes kept for the plant while it is out of reach: the newest
+/// count, older ones are dropped first (the kiosk's own count still holds).
+const MAX_PENDING_SIGN_INS: i64 = 1000;
+
+/// Queues an operator's sign-in outcome for the plant-wide count, in the
+/// transaction that counts it here; only while this kiosk follows a plant
+/// gallery (a kiosk that never synced has nobody to tell).
+pub(super) fn queue_sign_in(
+    tx: &Connection,
+    subject: Subject,
+    succeeded: bool,
+    now: Millis,
+) -> Result<(), StoreError> {
+    let Subject::Operator(id) = subject else {
+        return Ok(());
+    };
+    tx.execute(
+        "INSERT INTO pending_sign_ins (personnel_no, succeeded, at)
+         SELECT o.personnel_no, ?2, ?3 FROM operators o
+         WHERE o.id = ?1 AND EXISTS (SELECT 1 FROM gallery_sync WHERE gallery_id != '')",
+        params![id.0, succeeded, now],
+    )?;
+    tx.execute(
+        "DELETE FROM pending_sign_ins WHERE id <= (SELECT max(id) FROM pending_sign_ins) - ?1",
+        [MAX_PENDING_SIGN_INS],
+    )?;
+    Ok(())
+}
+
+/// A sign-in outcome waiting for the plant-wide count.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingSignIn {
+    pub id: i64,
+    pub personnel_no: String,
+    pub succeeded: bool,
+}
+
+/// A plant-wide lock the service reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlantLock {
+    pub personnel_no: String,
+    pub failures: u32,
+    pub locked_for_ms: u64,
+}
+
 /// A queued change: row id (to confirm it), personnel number, what to send.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Pending {
@@ -227,6 +272,60 @@ impl SyncStore {
         }
         tx.commit()?;
         Ok(numbers.len())
+    }
+
+    /// The queued sign-in outcomes, oldest first.
+    pub fn pending_sign_ins(&self) -> Result<Vec<PendingSignIn>, StoreError> {
+        let mut query = self
+            .conn
+            .prepare("SELECT id, personnel_no, succeeded FROM pending_sign_ins ORDER BY id")?;
+        let rows = query.query_map([], |r| {
+            Ok(PendingSignIn {
+                id: r.get(0)?,
+                personnel_no: r.get(1)?,
+                succeeded: r.get(2)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The plant has counted this outcome (or can never count it).
+    pub fn sign_in_reported(&self, id: i64) -> Result<(), StoreError> {
+        self.conn
+            .execute("DELETE FROM pending_sign_ins WHERE id = ?1", [id])?;
+        Ok(())
+    }
+
+    /// Adopts the plant's locks: each locked operator known here is locked
+    /// here at least as long, and counted with at least the plant's
+    /// failures, so the kiosk's own doubling goes on from there. A lock
+    /// that gets longer is audited (`locked_out`, "plant-wide"). Returns how
+    /// many got longer.
+    pub fn adopt_lockouts(
+        &mut self,
+        locks: &[PlantLock],
+        now: Millis,
+    ) -> Result<usize, StoreError> {
+        let tx = write_transaction(&mut self.conn, &self.secrets)?;
+        let mut raised = 0;
+        for lock in locks {
+            let Some((id, _)) = local_operator(&tx, &lock.personnel_no)? else {
+                continue;
+            };
+            let until = now.saturating_add(lock.locked_for_ms.min(i64::MAX as u64) as i64);
+            if lockout::raise(&tx, Subject::Operator(id), lock.failures, until)? {
+                let event = AuditEvent::new(AuditAction::LockedOut)
+                    .actor(lock.personnel_no.clone())
+                    .detail(format!(
+                        "plant-wide: {} failed sign-ins across the plant, until {until}",
+                        lock.failures
+                    ));
+                audit::append(&tx, &event.backend(PLANT_GALLERY), now)?;
+                raised += 1;
+            }
+        }
+        tx.commit()?;
+        Ok(raised)
     }
 
     /// The service gallery the local copy follows, and its version.

@@ -6,7 +6,7 @@ use rusqlite_migration::{Migrations, M};
 /// The schema version a fully migrated store reports (`PRAGMA user_version`);
 /// the tests hold the migration list to it.
 #[cfg(test)]
-pub const VERSION: i64 = 4;
+pub const VERSION: i64 = 5;
 
 pub(super) fn migrations() -> Migrations<'static> {
     Migrations::new(vec![
@@ -14,6 +14,7 @@ pub(super) fn migrations() -> Migrations<'static> {
         M::up(V2),
         M::up(V3),
         M::up(V4),
+        M::up(V5),
     ])
 }
 
@@ -128,6 +129,18 @@ CREATE TABLE audit_chain (
     key_id     TEXT    NOT NULL,
     keyed_from INTEGER NOT NULL,
     keyed_at   INTEGER NOT NULL
+);
+"#;
+
+/// Sign-in outcomes waiting to be counted plant-wide (the offload
+/// service's SignInService), queued in the transaction that counts them
+/// here, and only while the kiosk follows a plant gallery.
+const V5: &str = r#"
+CREATE TABLE pending_sign_ins (
+    id           INTEGER PRIMARY KEY,
+    personnel_no TEXT    NOT NULL,
+    succeeded    INTEGER NOT NULL CHECK (succeeded IN (0, 1)),
+    at           INTEGER NOT NULL
 );
 "#;
 

@@ -86,8 +86,9 @@ pub(super) fn hash(secret: &str, secrets: &Secrets) -> Result<String, StoreError
 pub(super) enum Verified {
     No,
     Yes,
-    /// Right, against a hash from before the pepper: rehash it.
-    YesUnpeppered,
+    /// Right, against a hash from before the pepper or under a pepper this
+    /// kiosk has retired (it adopted the plant's): rehash it.
+    YesStale,
 }
 
 /// A corrupt PHC string, or one keyed with a pepper this kiosk does not
@@ -101,15 +102,15 @@ pub(super) fn verify(secret: &str, phc: &str, secrets: &Secrets) -> Verified {
     };
     if params.keyid().is_empty() {
         return match Argon2::default().verify_password(secret.as_bytes(), &parsed) {
-            Ok(()) => Verified::YesUnpeppered,
+            Ok(()) => Verified::YesStale,
             Err(_) => Verified::No,
         };
     }
-    if params.keyid() != secrets.pepper_id() {
+    let Some(pepper) = secrets.pepper_by_id(params.keyid()) else {
         return Verified::No;
-    }
+    };
     let Ok(argon) = Argon2::new_with_secret(
-        secrets.pepper().bytes(),
+        pepper.bytes(),
         Algorithm::Argon2id,
         Version::V0x13,
         Params::default(),
@@ -117,7 +118,8 @@ pub(super) fn verify(secret: &str, phc: &str, secrets: &Secrets) -> Verified {
         return Verified::No;
     };
     match argon.verify_password(secret.as_bytes(), &parsed) {
-        Ok(()) => Verified::Yes,
+        Ok(()) if params.keyid() == secrets.pepper_id() => Verified::Yes,
+        Ok(()) => Verified::YesStale,
         Err(_) => Verified::No,
     }
 }
@@ -137,7 +139,7 @@ pub(super) fn check_phc(phc: &str, secrets: &Secrets) -> Result<(), String> {
     // The plant's one rule for received hashes (shape, algorithm, bounded
     // cost), shared with the offload service; then the pepper this kiosk holds.
     let accepted = kubevision_proto::credential::check_phc(phc).map_err(|e| e.to_string())?;
-    if !accepted.keyid.is_empty() && accepted.keyid != secrets.pepper_id() {
+    if !accepted.keyid.is_empty() && secrets.pepper_by_id(&accepted.keyid).is_none() {
         return Err(format!(
             "keyed with the PIN pepper {}, this kiosk holds {}: give every kiosk of the plant the same {}",
             hex(&accepted.keyid),
@@ -208,7 +210,7 @@ mod tests {
         let (_d, s) = secrets();
         let old = hash_unpeppered("4711");
         assert!(!is_peppered(&old));
-        assert_eq!(verify("4711", &old, &s), Verified::YesUnpeppered);
+        assert_eq!(verify("4711", &old, &s), Verified::YesStale);
         assert_eq!(verify("4712", &old, &s), Verified::No);
     }
 

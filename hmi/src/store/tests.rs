@@ -1444,3 +1444,190 @@ fn pin_recovery_cost() {
         "after: the hash is keyed with a 256-bit pepper outside the database: 2^256 x 10^4 guesses for a 4-digit PIN (infeasible)"
     );
 }
+
+#[test]
+fn sign_in_outcomes_are_queued_for_the_plant_only_while_following_one() {
+    let (dir, mut store) = fresh();
+    let op = store.create_operator(&worker("W-1"), None, T0).unwrap();
+    let queued = |dir: &TempDir| -> Vec<(String, bool)> {
+        // Read raw: what the table holds, not what SyncStore makes of it.
+        let conn = raw(dir);
+        let mut q = conn
+            .prepare("SELECT personnel_no, succeeded FROM pending_sign_ins ORDER BY id")
+            .unwrap();
+        q.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    };
+    store
+        .check_secret(op.id, SecretKind::Pin, "0000", T0)
+        .unwrap();
+    assert!(queued(&dir).is_empty(), "no plant gallery, nobody to tell");
+
+    raw(&dir)
+        .execute(
+            "INSERT INTO gallery_sync (id, gallery_id, version) VALUES (1, 'plant', 3)",
+            [],
+        )
+        .unwrap();
+    store
+        .check_secret(op.id, SecretKind::Pin, "0000", T0)
+        .unwrap();
+    store
+        .check_secret(op.id, SecretKind::Pin, "1357", T0)
+        .unwrap();
+    let face = AuditEvent::new(AuditAction::SignInFailed);
+    store.record_failure(Subject::Kiosk, &face, T0).unwrap();
+    store
+        .record_failure(Subject::Operator(op.id), &face, T0)
+        .unwrap();
+    assert_eq!(
+        queued(&dir),
+        [
+            ("W-1".to_owned(), false),
+            ("W-1".to_owned(), true),
+            ("W-1".to_owned(), false)
+        ],
+        "PIN and face outcomes of operators, not the kiosk's nameless failures"
+    );
+
+    let sync = sync_store(&dir);
+    let pending = sync.pending_sign_ins().unwrap();
+    assert_eq!(pending.len(), 3);
+    sync.sign_in_reported(pending[0].id).unwrap();
+    assert_eq!(queued(&dir).len(), 2);
+}
+
+#[test]
+fn the_plants_locks_are_adopted_and_audited_once() {
+    let (dir, mut store) = fresh();
+    let op = store.create_operator(&worker("W-1"), None, T0).unwrap();
+    let mut sync = sync_store(&dir);
+    let lock = |locked_for_ms| PlantLock {
+        personnel_no: "W-1".into(),
+        failures: 7,
+        locked_for_ms,
+    };
+    let stranger = PlantLock {
+        personnel_no: "NOT-HERE".into(),
+        ..lock(60_000)
+    };
+    assert_eq!(
+        sync.adopt_lockouts(&[lock(60_000), stranger], T0).unwrap(),
+        1
+    );
+    assert_eq!(
+        store.locked_until(Subject::Operator(op.id), T0).unwrap(),
+        Some(T0 + 60_000)
+    );
+    // The same lock a poll later (its remaining time a little shorter):
+    // nothing new, no second audit row.
+    assert_eq!(sync.adopt_lockouts(&[lock(58_990)], T0 + 1_000).unwrap(), 0);
+    let audited = store
+        .audit(&AuditFilter {
+            action: Some(AuditAction::LockedOut),
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(audited.len(), 1, "{audited:?}");
+    assert_eq!(audited[0].actor.as_deref(), Some("W-1"));
+    // The local count goes on from the plant's: the next wrong PIN after
+    // the lock is the 8th failure, a long delay at once.
+    let after = T0 + 60_000;
+    match store
+        .check_secret(op.id, SecretKind::Pin, "0000", after)
+        .unwrap()
+    {
+        SecretCheck::Rejected {
+            locked_until: Some(until),
+        } => assert_eq!(
+            until - after,
+            store.lockout_policy().delay_after(8),
+            "the 8th failure's delay"
+        ),
+        other => panic!("{other:?}"),
+    }
+    // A shorter plant lock never shortens this kiosk's own.
+    let local = store.locked_until(Subject::Operator(op.id), after).unwrap();
+    sync.adopt_lockouts(&[lock(1_000)], after).unwrap();
+    assert_eq!(
+        store.locked_until(Subject::Operator(op.id), after).unwrap(),
+        local
+    );
+}
+
+#[test]
+fn a_registered_kiosk_adopts_the_plant_pepper_and_its_pins_still_work() {
+    let (dir, mut store) = fresh();
+    let op = store.create_operator(&worker("W-1"), None, T0).unwrap();
+    let own_id = store.secrets().pepper_id();
+    drop(store);
+    let secrets_dir = dir.path().join("data").join(SECRETS_SUBDIR);
+    let plant = "5a".repeat(32);
+    std::fs::write(secrets_dir.join(PLANT_PEPPER_FILE), format!("{plant}\n")).unwrap();
+    raw(&dir).execute("DELETE FROM pending_sync", []).unwrap();
+
+    let mut store = Store::open_in_dir(&dir.path().join("data")).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(secrets_dir.join(PEPPER_FILE)).unwrap(),
+        format!("{plant}\n"),
+        "the plant's pepper is the kiosk's now"
+    );
+    assert!(!secrets_dir.join(PLANT_PEPPER_FILE).exists());
+    let retired = secrets_dir.join(format!("pin-pepper.retired-{}.key", keys::hex(&own_id)));
+    assert!(retired.exists(), "the kiosk's own pepper is kept");
+    assert_ne!(store.secrets().pepper_id(), own_id);
+
+    let phc = |dir: &TempDir| -> String {
+        raw(dir)
+            .query_row("SELECT phc FROM credentials", [], |r| r.get(0))
+            .unwrap()
+    };
+    let before = phc(&dir);
+    assert_eq!(
+        store
+            .check_secret(op.id, SecretKind::Pin, "0000", T0)
+            .unwrap(),
+        SecretCheck::Rejected { locked_until: None }
+    );
+    assert_eq!(
+        store
+            .check_secret(op.id, SecretKind::Pin, "1357", T0)
+            .unwrap(),
+        SecretCheck::Accepted,
+        "a PIN hashed under the retired pepper still signs in"
+    );
+    let after = phc(&dir);
+    assert_ne!(before, after, "rehashed with the plant's pepper");
+    assert_eq!(
+        secret::verify("1357", &after, store.secrets()),
+        secret::Verified::Yes
+    );
+    let pushed: Vec<String> = raw(&dir)
+        .prepare("SELECT personnel_no FROM pending_sync")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(pushed, ["W-1"], "the new hash goes to the plant gallery");
+
+    // Opening again changes nothing; a hash under a pepper never held is
+    // still refused.
+    drop(store);
+    let store = Store::open_in_dir(&dir.path().join("data")).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(secrets_dir.join(PEPPER_FILE)).unwrap(),
+        format!("{plant}\n")
+    );
+    let stranger = Secrets::load_or_create(&dir.path().join("elsewhere"))
+        .unwrap()
+        .0;
+    let foreign = secret::hash("1357", &stranger).unwrap();
+    assert_eq!(
+        secret::verify("1357", &foreign, store.secrets()),
+        secret::Verified::No
+    );
+    assert!(secret::check_phc(&foreign, store.secrets()).is_err());
+}

@@ -4,12 +4,14 @@
 mod gallery;
 mod profile;
 mod recognition;
+mod sign_in;
 mod wolf;
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Instant;
 
+use kubevision_proto::lockout::LockoutPolicy;
 use kubevision_proto::v1::{Frame, GalleryChange, TemplateFormat};
 use tonic::{Code, Request, Response, Status};
 use vision::burst::BurstRule;
@@ -18,6 +20,7 @@ use vision::{FACE_HEIGHT, FACE_WIDTH};
 
 pub use gallery::GalleryApi;
 pub use recognition::RecognitionApi;
+pub use sign_in::SignInApi;
 
 use crate::admission::{Admission, Bounded, Cancel, Ticket};
 use crate::auth::HeldBytes;
@@ -28,6 +31,35 @@ use crate::frames::{FaceReader, Unusable};
 use crate::gallery::OperatorGallery;
 use crate::identity::Caller;
 use crate::metrics::Metrics;
+
+/// The request checks the handlers apply, for the fuzz targets under
+/// `fuzz/` (not an API: no stability is promised).
+#[doc(hidden)]
+pub mod fuzzing {
+    use kubevision_proto::v1::OperatorProfile;
+
+    use crate::error::ServiceError;
+
+    /// An operator id as the handlers check and store it (NFC).
+    pub fn check_operator_id(id: &str) -> Result<String, ServiceError> {
+        super::check_operator_id(id)
+    }
+
+    /// A display name as profiles are checked (NFC).
+    pub fn check_display_name(name: &str) -> Result<String, ServiceError> {
+        super::check_text("display_name", name, super::TextKind::Name)
+    }
+
+    /// A profile checked and encoded for the store, as Enroll does.
+    pub fn encode_profile(profile: &OperatorProfile) -> Result<Vec<u8>, ServiceError> {
+        super::profile::encode(profile)
+    }
+
+    /// A stored profile read back, as SyncGallery does.
+    pub fn decode_profile(bytes: &[u8]) -> Option<OperatorProfile> {
+        super::profile::decode(bytes)
+    }
+}
 
 /// Frames one request may carry.
 pub const MAX_FRAMES: usize = 32;
@@ -51,6 +83,8 @@ pub struct Core {
     pub burst: BurstRule,
     /// `--max-wolf-matches`: see [`wolf`].
     pub max_wolf_matches: usize,
+    /// `--lockout-*`: the plant-wide lockout rule (see [`sign_in`]).
+    pub lockout: LockoutPolicy,
 }
 
 /// A frame turned into a probe, or the reason it could not be.

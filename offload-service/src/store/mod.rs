@@ -31,6 +31,8 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::{Duration, SystemTime};
 
+use kubevision_proto::lockout::LockoutPolicy;
+
 pub use self::postgres::{PostgresSettings, PostgresStore};
 pub use self::sqlite::SqliteStore;
 
@@ -148,6 +150,44 @@ pub enum UpdateMode {
     Replace,
 }
 
+/// A sign-in outcome a kiosk reports ([`GalleryStore::record_sign_in`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignIn {
+    Succeeded,
+    Failed,
+}
+
+/// One operator's plant-wide failure count, by the store's clock.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Standing {
+    pub operator_id: String,
+    /// Consecutive failures since the last success.
+    pub failures: u32,
+    /// How much longer the operator is locked (0: not locked).
+    pub locked_for_ms: u64,
+}
+
+/// The count after one more outcome: the lockout rule itself lives in
+/// [`kubevision_proto::lockout`], shared with the kiosks. Returns the new
+/// failure count and the end of the lock (`now` when there is none).
+fn count_sign_in(
+    failures_before: u32,
+    outcome: SignIn,
+    policy: &LockoutPolicy,
+    now_ms: i64,
+) -> (u32, i64) {
+    match outcome {
+        SignIn::Succeeded => (0, now_ms),
+        SignIn::Failed => {
+            let failures = failures_before.saturating_add(1);
+            (
+                failures,
+                now_ms.saturating_add(policy.delay_after(failures)),
+            )
+        }
+    }
+}
+
 /// The gallery of record. Blocking: the service calls it from its worker
 /// threads, never from the async executor.
 pub trait GalleryStore: Send + Sync {
@@ -191,6 +231,21 @@ pub trait GalleryStore: Send + Sync {
 
     /// Opens a feed that tells of changes committed by other writers.
     fn watch(&self) -> Result<Box<dyn ChangeFeed>, StoreError>;
+
+    /// Counts one sign-in outcome of an enrolled operator across the plant,
+    /// in one transaction by the store's clock (one clock for every
+    /// replica): a failure adds one and may lock, a success clears the
+    /// count. Not a gallery change: the version does not move. The count
+    /// goes with the operator when they are removed.
+    fn record_sign_in(
+        &self,
+        operator_id: &str,
+        outcome: SignIn,
+        policy: &LockoutPolicy,
+    ) -> Result<Standing, StoreError>;
+
+    /// Every operator locked now, by the store's clock, in operator order.
+    fn lockouts(&self) -> Result<Vec<Standing>, StoreError>;
 }
 
 /// Tells a replica that the store has changed.

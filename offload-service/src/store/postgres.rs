@@ -48,19 +48,25 @@ use postgres::{Client, Config, IsolationLevel, Transaction};
 use r2d2::{ManageConnection, Pool, PooledConnection};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
+use kubevision_proto::lockout::LockoutPolicy;
+
 use super::{
-    check_count, checksum, to_sql_version, verify, Change, ChangeFeed, ChangeKind, Committed,
-    GalleryStore, StoreError, StoreStatus, UpdateMode,
+    check_count, checksum, count_sign_in, to_sql_version, verify, Change, ChangeFeed, ChangeKind,
+    Committed, GalleryStore, SignIn, Standing, StoreError, StoreStatus, UpdateMode,
 };
 
 /// The channel every change is announced on; the payload is its version.
 pub const CHANNEL: &str = "kubevision_gallery";
 
+/// The database's clock in Unix milliseconds: one clock for every replica.
+const NOW_MS: &str = "SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint AS ms";
+
 /// Held (per transaction) while migrating: "kubevisi" in ASCII.
 const MIGRATION_LOCK: i64 = 0x6b75_6265_7669_7369;
 
 /// The schema, one step per entry; never edit a step once released, add one.
-const MIGRATIONS: &[&str] = &["CREATE TABLE gallery (
+const MIGRATIONS: &[&str] = &[
+    "CREATE TABLE gallery (
          id INTEGER PRIMARY KEY CHECK (id = 1),
          gallery_id TEXT NOT NULL,
          version BIGINT NOT NULL
@@ -92,7 +98,15 @@ const MIGRATIONS: &[&str] = &["CREATE TABLE gallery (
          action TEXT NOT NULL CHECK (action IN ('enroll', 'update', 'remove')),
          committed_at TIMESTAMPTZ NOT NULL DEFAULT clock_timestamp(),
          actor TEXT NOT NULL
-     );"];
+     );",
+    // Plant-wide sign-in failures per operator (`record_sign_in`); removed
+    // with the operator.
+    "CREATE TABLE sign_in_failures (
+         label INTEGER PRIMARY KEY REFERENCES operators (label) ON DELETE CASCADE,
+         failures INTEGER NOT NULL,
+         locked_until_ms BIGINT NOT NULL
+     );",
+];
 
 /// How to reach the database.
 #[derive(Clone)]
@@ -387,6 +401,79 @@ impl GalleryStore for PostgresStore {
             .batch_execute(&format!("LISTEN {CHANNEL}"))
             .map_err(pg)?;
         Ok(Box::new(Listener { client }))
+    }
+
+    /// The count is incremented in the database (an upsert), so that two
+    /// replicas counting at once both count; time is the database's.
+    fn record_sign_in(
+        &self,
+        operator_id: &str,
+        outcome: SignIn,
+        policy: &LockoutPolicy,
+    ) -> Result<Standing, StoreError> {
+        let mut conn = self.conn()?;
+        let mut tx = conn.transaction().map_err(pg)?;
+        let label = label_of(&mut tx, operator_id)?
+            .ok_or_else(|| StoreError::UnknownOperator(operator_id.to_owned()))?;
+        let now: i64 = tx.query_one(NOW_MS, &[]).map_err(pg)?.get(0);
+        let (failures, until) = match outcome {
+            SignIn::Succeeded => {
+                tx.execute("DELETE FROM sign_in_failures WHERE label = $1", &[&label])
+                    .map_err(pg)?;
+                count_sign_in(0, outcome, policy, now)
+            }
+            SignIn::Failed => {
+                let counted: i32 = tx
+                    .query_one(
+                        "INSERT INTO sign_in_failures (label, failures, locked_until_ms)
+                         VALUES ($1, 1, 0)
+                         ON CONFLICT (label) DO UPDATE
+                         SET failures = sign_in_failures.failures + 1
+                         RETURNING failures",
+                        &[&label],
+                    )
+                    .map_err(pg)?
+                    .get(0);
+                let (failures, until) =
+                    count_sign_in(counted.max(1) as u32 - 1, outcome, policy, now);
+                tx.execute(
+                    "UPDATE sign_in_failures SET locked_until_ms = greatest(locked_until_ms, $2)
+                     WHERE label = $1",
+                    &[&label, &until],
+                )
+                .map_err(pg)?;
+                (failures, until)
+            }
+        };
+        tx.commit().map_err(pg)?;
+        Ok(Standing {
+            operator_id: operator_id.to_owned(),
+            failures,
+            locked_for_ms: (until - now).max(0) as u64,
+        })
+    }
+
+    fn lockouts(&self) -> Result<Vec<Standing>, StoreError> {
+        let rows = self
+            .conn()?
+            .query(
+                &format!(
+                    "WITH now AS ({NOW_MS})
+                     SELECT o.operator_id, f.failures, f.locked_until_ms - now.ms
+                     FROM sign_in_failures f JOIN operators o USING (label), now
+                     WHERE f.locked_until_ms > now.ms ORDER BY o.operator_id"
+                ),
+                &[],
+            )
+            .map_err(pg)?;
+        Ok(rows
+            .iter()
+            .map(|r| Standing {
+                operator_id: r.get(0),
+                failures: r.get::<_, i32>(1) as u32,
+                locked_for_ms: r.get::<_, i64>(2) as u64,
+            })
+            .collect())
     }
 }
 

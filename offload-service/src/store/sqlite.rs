@@ -24,9 +24,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Transaction};
 use rusqlite_migration::{Migrations, M};
 
+use kubevision_proto::lockout::LockoutPolicy;
+
 use super::{
-    check_count, checksum, to_sql_version, verify, Change, ChangeFeed, ChangeKind, Committed,
-    GalleryStore, StoreError, StoreStatus, UpdateMode,
+    check_count, checksum, count_sign_in, to_sql_version, verify, Change, ChangeFeed, ChangeKind,
+    Committed, GalleryStore, SignIn, Standing, StoreError, StoreStatus, UpdateMode,
 };
 
 /// The database file inside the data directory.
@@ -85,6 +87,15 @@ const MIGRATIONS: &[M<'static>] = &[
     M::up("ALTER TABLE templates ADD COLUMN checksum BLOB;"),
     // Who made each change (the caller's identity; '' before identities).
     M::up("ALTER TABLE change_log ADD COLUMN actor TEXT NOT NULL DEFAULT '';"),
+    // Plant-wide sign-in failures per operator (`record_sign_in`); removed
+    // with the operator.
+    M::up(
+        "CREATE TABLE sign_in_failures (
+         label INTEGER PRIMARY KEY REFERENCES operators(label) ON DELETE CASCADE,
+         failures INTEGER NOT NULL,
+         locked_until_ms INTEGER NOT NULL
+     );",
+    ),
 ];
 
 pub struct SqliteStore {
@@ -388,6 +399,62 @@ impl GalleryStore for SqliteStore {
 
     fn watch(&self) -> Result<Box<dyn ChangeFeed>, StoreError> {
         Ok(Box::new(Quiet))
+    }
+
+    fn record_sign_in(
+        &self,
+        operator_id: &str,
+        outcome: SignIn,
+        policy: &LockoutPolicy,
+    ) -> Result<Standing, StoreError> {
+        let mut conn = self.writer();
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let label = label_of(&tx, operator_id)?
+            .ok_or_else(|| StoreError::UnknownOperator(operator_id.to_owned()))?;
+        let before: u32 = tx
+            .query_row(
+                "SELECT failures FROM sign_in_failures WHERE label = ?1",
+                [label],
+                |r| r.get(0),
+            )
+            .optional()?
+            .unwrap_or(0);
+        let now = now_ms();
+        let (failures, until) = count_sign_in(before, outcome, policy, now);
+        if failures == 0 {
+            tx.execute("DELETE FROM sign_in_failures WHERE label = ?1", [label])?;
+        } else {
+            tx.execute(
+                "INSERT INTO sign_in_failures (label, failures, locked_until_ms) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (label) DO UPDATE
+                 SET failures = excluded.failures, locked_until_ms = excluded.locked_until_ms",
+                params![label, failures, until],
+            )?;
+        }
+        tx.commit()?;
+        Ok(Standing {
+            operator_id: operator_id.to_owned(),
+            failures,
+            locked_for_ms: (until - now).max(0) as u64,
+        })
+    }
+
+    fn lockouts(&self) -> Result<Vec<Standing>, StoreError> {
+        let now = now_ms();
+        let conn = self.writer();
+        let mut query = conn.prepare_cached(
+            "SELECT o.operator_id, f.failures, f.locked_until_ms - ?1
+             FROM sign_in_failures f JOIN operators o ON o.label = f.label
+             WHERE f.locked_until_ms > ?1 ORDER BY o.operator_id",
+        )?;
+        let rows = query.query_map([now], |r| {
+            Ok(Standing {
+                operator_id: r.get(0)?,
+                failures: r.get(1)?,
+                locked_for_ms: r.get::<_, i64>(2)? as u64,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 }
 

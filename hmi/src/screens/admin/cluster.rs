@@ -32,6 +32,11 @@ pub struct ClusterView {
     status: Option<ReleaseStatus>,
     removed: bool,
     error: Option<String>,
+    /// The name this kiosk registers under.
+    kiosk_name: Form,
+    /// Registration wrote these files; the settings are still to point at them.
+    registered_files: Option<Vec<std::path::PathBuf>>,
+    registered: Option<String>,
 }
 
 fn form(fields: &[(T, FieldKind)]) -> Form {
@@ -43,6 +48,16 @@ fn form(fields: &[(T, FieldKind)]) -> Form {
     );
     form.fields.iter_mut().for_each(|f| f.max_len = 256);
     form
+}
+
+/// The host name, a good default for the kiosk's identity ("kiosk" if none).
+fn default_kiosk_name() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .or_else(|| std::env::var("COMPUTERNAME").ok())
+        .map(|h| h.trim().to_lowercase())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "kiosk".into())
 }
 
 impl ClusterView {
@@ -68,12 +83,24 @@ impl ClusterView {
             status: None,
             removed: false,
             error: None,
+            kiosk_name: {
+                let mut f = form(&[(T::KioskName, FieldKind::Text)]);
+                f.fields[0].value = default_kiosk_name();
+                f
+            },
+            registered_files: None,
+            registered: None,
         }
     }
 
     /// Whether a command is under way (for tests).
     pub fn busy(&self) -> bool {
         self.busy
+    }
+
+    /// The last command's failure, in plain words (for tests).
+    pub fn error(&self) -> Option<&str> {
+        self.error.as_deref()
     }
 
     fn send(&mut self, command: Command) {
@@ -93,6 +120,10 @@ impl ClusterView {
             Event::Removed(_) => {
                 self.removed = true;
                 self.progress = None;
+            }
+            Event::Registered { name, files } => {
+                self.registered = Some(name);
+                self.registered_files = Some(files);
             }
             Event::Failed(e) => self.error = Some(e),
             Event::Done => self.busy = false,
@@ -125,6 +156,20 @@ impl ClusterView {
         for event in events {
             self.on_event(event);
         }
+        if let Some(files) = self.registered_files.take() {
+            // tls.crt, tls.key, ca.crt: the offload client's mTLS identity.
+            let path = |i: usize| files.get(i).map(|p| p.display().to_string());
+            let mut settings = kiosk.settings.clone();
+            if let (Some(cert), Some(key), Some(ca)) = (path(0), path(1), path(2)) {
+                settings.tls_cert = cert;
+                settings.tls_key = key;
+                settings.tls_ca = ca;
+                kiosk.service.send(Request::SaveSettings {
+                    settings,
+                    actor: kiosk.actor(),
+                });
+            }
+        }
         let nav = header(ui, kiosk, T::Cluster);
         let lang = kiosk.lang();
         egui::ScrollArea::vertical()
@@ -147,6 +192,9 @@ impl ClusterView {
                         let target = self.target();
                         self.connected = false;
                         self.send(Command::Connect(target));
+                    }
+                    if self.status.as_ref().is_some_and(|s| s.rolled_out) {
+                        self.registration(ui, kiosk);
                     }
                     self.release_panel(&mut columns[1], kiosk);
                 });
@@ -245,6 +293,31 @@ impl ClusterView {
                 ui.label(RichText::new(kiosk.t(T::EndpointSaved)).color(theme::GOOD));
             }
         });
+    }
+
+    /// Registration: this kiosk's certificate and identity at the plant
+    /// service, and the plant's PIN pepper.
+    fn registration(&mut self, ui: &mut Ui, kiosk: &mut Kiosk) {
+        let lang = kiosk.lang();
+        self.kiosk_name.show_fields(ui, lang);
+        let name = self.kiosk_name.fields[0].value.trim().to_owned();
+        let ready = self.connected && !self.busy && !name.is_empty();
+        if ui
+            .add_enabled_ui(ready, |ui| big_button(ui, kiosk.t(T::RegisterKiosk)))
+            .inner
+            .clicked()
+        {
+            self.registered = None;
+            let dir = kiosk.secrets_dir().to_owned();
+            self.send(Command::Register { name, dir });
+        }
+
+        if let Some(name) = &self.registered {
+            ui.label(
+                RichText::new(format!("{name}: {}", kiosk.t(T::KioskRegistered)))
+                    .color(theme::GOOD),
+            );
+        }
     }
 
     fn nodes_table(&self, ui: &mut Ui, kiosk: &Kiosk) {

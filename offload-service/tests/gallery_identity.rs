@@ -293,7 +293,7 @@ fn a_replica_does_not_load_a_replaced_postgres_gallery() {
     // Every table dropped; a replica starting meanwhile makes a new, empty
     // gallery, and someone enrols in it past the old version.
     server.psql(
-        "DROP TABLE gallery, operators, templates, removals, change_log, \
+        "DROP TABLE gallery, operators, templates, removals, change_log, sign_in_failures, \
          kubevision_migrations CASCADE",
     );
     let fresh = pg_store(&server);

@@ -305,7 +305,8 @@ fn postgres_replicas_share_one_gallery_and_migrate_once() {
         server
             .psql("SELECT count(*), max(version) FROM kubevision_migrations")
             .trim(),
-        "1|1"
+        "2|2",
+        "each of the two schema steps (the gallery, the sign-in counts) ran once"
     );
     let (a, b) = (pg_store(&server), pg_store(&server));
     a.enroll("kiosk-line-3", "X", &[vec![1]], None).unwrap();

@@ -181,7 +181,8 @@ pub async fn sync_sign_ins(
     store: &mut SyncStore,
     client: &OffloadClient,
 ) -> Result<(), BackendError> {
-    for pending in store.pending_sign_ins()? {
+    let taken = store.take_sign_ins()?;
+    for (index, pending) in taken.iter().enumerate() {
         let outcome = if pending.succeeded {
             SignInOutcome::Succeeded
         } else {
@@ -191,16 +192,17 @@ pub async fn sync_sign_ins(
             Ok(_) => {}
             Err(e) if e.code() == Some(Code::Unimplemented) => {
                 tracing::debug!("the plant service does not count sign-ins: {e}");
-                store.sign_in_reported(pending.id)?;
-                continue;
+                return Ok(());
             }
-            Err(e) if e.should_fall_back() => return Err(e.into()),
+            Err(e) if e.should_fall_back() => {
+                store.requeue_sign_ins(&taken[index..])?;
+                return Err(e.into());
+            }
             Err(e) => tracing::debug!(
                 "the plant did not count a sign-in of {}: {e}",
                 pending.personnel_no
             ),
         }
-        store.sign_in_reported(pending.id)?;
     }
     let locks = match client.lockouts().await {
         Ok(locks) => locks,

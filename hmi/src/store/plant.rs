@@ -87,6 +87,8 @@ pub struct PendingSignIn {
     pub id: i64,
     pub personnel_no: String,
     pub succeeded: bool,
+    /// When this kiosk counted it.
+    pub at: Millis,
 }
 
 /// A plant-wide lock the service reports.
@@ -274,25 +276,38 @@ impl SyncStore {
         Ok(numbers.len())
     }
 
-    /// The queued sign-in outcomes, oldest first.
-    pub fn pending_sign_ins(&self) -> Result<Vec<PendingSignIn>, StoreError> {
+    /// Takes the queued sign-in outcomes, oldest first, out of the queue
+    /// in one statement: two senders (the background sync and a sync run
+    /// now) never send the same outcome. What could not be sent goes back
+    /// with [`requeue_sign_ins`](Self::requeue_sign_ins); a crash in
+    /// between loses those reports to the plant (this kiosk's own count
+    /// holds them).
+    pub fn take_sign_ins(&self) -> Result<Vec<PendingSignIn>, StoreError> {
         let mut query = self
             .conn
-            .prepare("SELECT id, personnel_no, succeeded FROM pending_sign_ins ORDER BY id")?;
+            .prepare("DELETE FROM pending_sign_ins RETURNING id, personnel_no, succeeded, at")?;
         let rows = query.query_map([], |r| {
             Ok(PendingSignIn {
                 id: r.get(0)?,
                 personnel_no: r.get(1)?,
                 succeeded: r.get(2)?,
+                at: r.get(3)?,
             })
         })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        let mut taken: Vec<PendingSignIn> = rows.collect::<Result<_, _>>()?;
+        taken.sort_by_key(|p| p.id);
+        Ok(taken)
     }
 
-    /// The plant has counted this outcome (or can never count it).
-    pub fn sign_in_reported(&self, id: i64) -> Result<(), StoreError> {
-        self.conn
-            .execute("DELETE FROM pending_sign_ins WHERE id = ?1", [id])?;
+    /// Puts outcomes that did not reach the plant back in the queue.
+    pub fn requeue_sign_ins(&self, unsent: &[PendingSignIn]) -> Result<(), StoreError> {
+        let mut insert = self.conn.prepare(
+            "INSERT OR IGNORE INTO pending_sign_ins (id, personnel_no, succeeded, at)
+             VALUES (?1, ?2, ?3, ?4)",
+        )?;
+        for p in unsent {
+            insert.execute(params![p.id, p.personnel_no, p.succeeded, p.at])?;
+        }
         Ok(())
     }
 

@@ -1493,10 +1493,18 @@ fn sign_in_outcomes_are_queued_for_the_plant_only_while_following_one() {
     );
 
     let sync = sync_store(&dir);
-    let pending = sync.pending_sign_ins().unwrap();
-    assert_eq!(pending.len(), 3);
-    sync.sign_in_reported(pending[0].id).unwrap();
-    assert_eq!(queued(&dir).len(), 2);
+    let taken = sync.take_sign_ins().unwrap();
+    assert_eq!(taken.len(), 3);
+    assert!(
+        queued(&dir).is_empty(),
+        "taken out: a second sender gets none"
+    );
+    assert!(sync.take_sign_ins().unwrap().is_empty());
+    sync.requeue_sign_ins(&taken[1..]).unwrap();
+    assert_eq!(
+        queued(&dir),
+        [("W-1".to_owned(), true), ("W-1".to_owned(), false)]
+    );
 }
 
 #[test]

@@ -53,16 +53,22 @@ pub(super) fn read(path: &Path) -> Result<Lbph, Error> {
             e.utf8_error().valid_up_to()
         ))
     })?;
+    parse_model(&text).map_err(fail)
+}
+
+/// A model from the text of an OpenCV YAML model file, as [`Lbph::load`]
+/// reads it once the file is read; the error names the problem (and the
+/// line), not the file. Public for the fuzz targets under `fuzz/`.
+#[doc(hidden)]
+pub fn parse_model(text: &str) -> Result<Lbph, String> {
     if text.trim_start().starts_with("<?xml") {
-        return Err(fail(
-            "XML model files are not supported: save the model as .yml".into(),
-        ));
+        return Err("XML model files are not supported: save the model as .yml".into());
     }
-    let root = yaml::parse(&text).map_err(fail)?;
+    let root = yaml::parse(text)?;
     let model = root
         .get(ROOT)
-        .ok_or_else(|| fail(format!("no `{ROOT}` node: not an LBPH model")))?;
-    model_from_node(model).map_err(fail)
+        .ok_or_else(|| format!("no `{ROOT}` node: not an LBPH model"))?;
+    model_from_node(model)
 }
 
 fn model_from_node(model: &yaml::Node) -> Result<Lbph, String> {

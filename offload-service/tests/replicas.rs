@@ -335,12 +335,14 @@ async fn postgres_restart_under_load_loses_nothing() {
             answered
         })
     };
-    // Down for two seconds, back, then a fast restart that cuts every
-    // connection; the harness blocks, so off the runtime's threads.
+    // Down for 4.5 s, more than twice the store timeout (2 s), so that
+    // some change must run out of time against the stopped database
+    // however slowly the writer gets to it; back; then a fast restart that
+    // cuts every connection. The harness blocks, so off the runtime's threads.
     let pg = Arc::new(pg);
     for (pause, step) in [
         (500, "stop"),
-        (2000, "start"),
+        (4500, "start"),
         (3000, "restart"),
         (3000, ""),
     ] {

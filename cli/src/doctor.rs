@@ -20,7 +20,7 @@ use std::time::Duration;
 use anyhow::{ensure, Context};
 use clap::Args;
 use kubevision_cluster::{nodes::list_nodes, Connection as ClusterConnection};
-use kubevision_hmi::store::{Store, DB_FILE};
+use kubevision_kiosk_store::{Store, DB_FILE};
 use kubevision_offload_client::{ClientConfig, OffloadClient, TlsSettings};
 use rusqlite::{Connection, OpenFlags};
 use serde::{Deserialize, Serialize};

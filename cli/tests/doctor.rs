@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use kubevision_hmi::store::{Store, DB_FILE};
+use kubevision_kiosk_store::{Store, DB_FILE};
 
 fn assets_cascades() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../assets/cascades")

@@ -9,6 +9,6 @@ pub mod recognition;
 pub mod screens;
 pub mod service;
 pub mod settings;
-pub mod store;
+pub use kubevision_kiosk_store as store;
 pub mod theme;
 pub mod widgets;

@@ -4,6 +4,29 @@
 //! Every change that belongs together (an operator and their credentials,
 //! an enrollment, a deletion) commits in one transaction together with its
 //! audit row. The store is used from one worker thread; the UI never calls it.
+//!
+//! A crate of its own, without the UI: the kiosk (`kubevision-hmi`, which
+//! re-exports it as `kubevision_hmi::store`) and the CLI's `kubevision
+//! doctor` both open the store, and the CLI does not link egui, eframe or
+//! the camera stack for it.
+//!
+//! - `audit`: the append-only audit log, HMAC-chained and anchored, so that
+//!   edits, insertions and cut-off rows show (`verify_chain`).
+//! - `keys`: the secrets kept outside the database file (audit key, PIN
+//!   pepper, audit anchor, the plant's pepper), so that a copy of the
+//!   database alone gives nothing away.
+//! - `lockout`: growing delays after failed sign-ins, counted in the store
+//!   so that a restart does not reset them.
+//! - `operators`: operators, their secrets and their face templates.
+//! - `plant`: the kiosk's share in the plant-wide gallery, queued and
+//!   applied in the same transactions as local changes.
+//! - `schema`: the versioned, append-only migrations.
+//! - `secret`: PIN and password rules and their peppered Argon2id hashes.
+//! - `tests`: the store's tests, on real SQLite files.
+//!
+//! This file holds what ties them together: [`Store`], [`StoreError`],
+//! [`verify_store`] and the write transaction that keeps the audit anchor
+//! with the chain.
 
 mod audit;
 mod keys;

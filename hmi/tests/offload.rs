@@ -144,10 +144,6 @@ const SYNC: SyncPolicy = SyncPolicy {
     sign_ins_every: Duration::from_millis(100),
 };
 
-fn auto(data: &Path, service: &Service) -> AutoBackend {
-    auto_syncing(data, service, SYNC)
-}
-
 fn auto_syncing(data: &Path, service: &Service, sync: SyncPolicy) -> AutoBackend {
     let config = AutoConfig {
         // Generous for a debug server on a shared two-core machine.
@@ -193,6 +189,29 @@ fn line_syncing(sync: SyncPolicy) -> Line {
         admin,
         backend,
     }
+}
+
+/// Line 2's data folder and store, beside this line's: the kiosks of a
+/// plant share the PIN pepper (each has its own audit key).
+fn second_line(l: &Line) -> (PathBuf, Store) {
+    let line2 = l.root.path().join("line2");
+    let secrets2 = Secrets::default_dir(&line2);
+    std::fs::create_dir_all(&secrets2).unwrap();
+    std::fs::copy(
+        Secrets::default_dir(&l.data).join(PEPPER_FILE),
+        secrets2.join(PEPPER_FILE),
+    )
+    .unwrap();
+    (line2.clone(), Store::open_in_dir(&line2).unwrap())
+}
+
+/// Line 2's offload backend. Its own circuit breaker is not what these
+/// tests are about: while the service is down its background sync may
+/// open it, and a push must not wait that out.
+fn second_line_backend(l: &Line, line2: &Path, store2: &Store) -> OffloadBackend {
+    let mut config2 = ClientConfig::new(l.service.url());
+    config2.breaker.failure_threshold = u32::MAX;
+    OffloadBackend::connect(config2, &line2.join(DB_FILE), store2.secrets(), None, SYNC).unwrap()
 }
 
 fn pending(data: &Path) -> i64 {
@@ -386,15 +405,7 @@ fn someone_enrolled_at_another_line_signs_in_here_with_the_cluster_down() {
     // Line 2 enrolls a maintenance technician (ORL s7) with a PIN, and an
     // administrator of its own (ORL s12); its sync pushes both. The kiosks
     // of a plant share the PIN pepper (each has its own audit key).
-    let line2 = l.root.path().join("line2");
-    let secrets2 = Secrets::default_dir(&line2);
-    std::fs::create_dir_all(&secrets2).unwrap();
-    std::fs::copy(
-        Secrets::default_dir(&l.data).join(PEPPER_FILE),
-        secrets2.join(PEPPER_FILE),
-    )
-    .unwrap();
-    let mut store2 = Store::open_in_dir(&line2).unwrap();
+    let (line2, mut store2) = second_line(&l);
     let technician = NewOperator {
         name: "Max Brenner",
         personnel_no: "M-7",
@@ -414,14 +425,7 @@ fn someone_enrolled_at_another_line_signs_in_here_with_the_cluster_down() {
     store2
         .create_enrolled_operator(&admin2, &templates(12), None, now_millis())
         .unwrap();
-    // Line 2's own circuit breaker is not what this test is about: while
-    // the service is down its background sync may open it, and the push
-    // below must not wait that out.
-    let mut config2 = ClientConfig::new(l.service.url());
-    config2.breaker.failure_threshold = u32::MAX;
-    let mut backend2 =
-        OffloadBackend::connect(config2, &line2.join(DB_FILE), store2.secrets(), None, SYNC)
-            .unwrap();
+    let mut backend2 = second_line_backend(&l, &line2, &store2);
     backend2.sync_now().unwrap();
 
     let here = |no: &str| {
@@ -480,15 +484,7 @@ fn someone_enrolled_at_another_line_signs_in_here_with_the_cluster_down() {
 #[test]
 fn failures_at_another_line_lock_the_operator_here_too() {
     let l = line();
-    let line2 = l.root.path().join("line2");
-    let secrets2 = Secrets::default_dir(&line2);
-    std::fs::create_dir_all(&secrets2).unwrap();
-    std::fs::copy(
-        Secrets::default_dir(&l.data).join(PEPPER_FILE),
-        secrets2.join(PEPPER_FILE),
-    )
-    .unwrap();
-    let mut store2 = Store::open_in_dir(&line2).unwrap();
+    let (line2, mut store2) = second_line(&l);
     let worker = NewOperator {
         name: "Jana Keller",
         personnel_no: "W-7",
@@ -499,11 +495,7 @@ fn failures_at_another_line_lock_the_operator_here_too() {
     let there = store2
         .create_enrolled_operator(&worker, &templates(WORKER), None, now_millis())
         .unwrap();
-    let mut config2 = ClientConfig::new(l.service.url());
-    config2.breaker.failure_threshold = u32::MAX;
-    let mut backend2 =
-        OffloadBackend::connect(config2, &line2.join(DB_FILE), store2.secrets(), None, SYNC)
-            .unwrap();
+    let mut backend2 = second_line_backend(&l, &line2, &store2);
     backend2.sync_now().unwrap();
     let here = |no: &str| {
         Store::open_in_dir(&l.data)

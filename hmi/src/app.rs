@@ -13,9 +13,9 @@ use crate::camera::{file_source, Camera, CameraStatus, DeviceSource, FrameSource
 use crate::i18n::{Language, T};
 use crate::recognition::{self, Command, Event, Mode, Preview, Worker};
 use crate::screens::{self, Nav, Screen};
-use crate::service::{Reply, Request, Service};
 use crate::settings::Settings;
 use crate::store::{now_millis, Millis, Operator, Role, Secrets, Store, StoreError};
+use crate::store_worker::{self, StoreWorker};
 use crate::theme;
 
 /// Set first thing in `main`; the "sign-in screen ready" log line measures cold start from it.
@@ -38,7 +38,7 @@ pub struct Kiosk {
     pub settings: Settings,
     pub auth: AuthMachine,
     pub operators: Vec<Operator>,
-    pub service: Service,
+    pub store: StoreWorker,
     pub data_dir: PathBuf,
     /// The store's keys, for the recogniser's connection to the store.
     secrets: Secrets,
@@ -92,7 +92,7 @@ impl Kiosk {
 
     pub fn apply(&self, effects: Vec<Effect>) {
         if !effects.is_empty() {
-            self.service.send(Request::Apply(effects));
+            self.store.send(store_worker::Command::Apply(effects));
         }
     }
 
@@ -260,16 +260,16 @@ impl KioskApp {
             &secrets,
             ctx,
         ));
-        let service = {
+        let store_worker = {
             let ctx = ctx.clone();
-            Service::start(store, move || ctx.request_repaint())
+            StoreWorker::start(store, move || ctx.request_repaint())
         };
-        service.send(Request::Load);
+        store_worker.send(store_worker::Command::Load);
         let kiosk = Kiosk {
             auth: AuthMachine::new(settings.policy.clone()),
             settings,
             operators: Vec::new(),
-            service,
+            store: store_worker,
             data_dir: config.data_dir.clone(),
             secrets,
             error: None,
@@ -307,10 +307,10 @@ impl KioskApp {
         self.screen = screens::open(nav, &self.kiosk);
     }
 
-    fn on_reply(&mut self, reply: Reply, now: Millis, ctx: &egui::Context) {
+    fn on_reply(&mut self, reply: store_worker::Event, now: Millis, ctx: &egui::Context) {
         let k = &mut self.kiosk;
         match &reply {
-            Reply::Loaded {
+            store_worker::Event::Loaded {
                 operators,
                 gallery,
                 settings,
@@ -326,15 +326,15 @@ impl KioskApp {
                 self.navigate(if has_admin { Nav::SignIn } else { Nav::Setup });
                 return;
             }
-            Reply::PinChecked(check) => {
+            store_worker::Event::PinChecked(check) => {
                 let effects = k.auth.pin_checked(*check, now);
                 k.apply(effects);
             }
-            Reply::PasswordChecked(outcome) => {
+            store_worker::Event::PasswordChecked(outcome) => {
                 let effects = k.auth.password_checked(outcome.clone(), now);
                 k.apply(effects);
             }
-            Reply::WhoIs {
+            store_worker::Event::WhoIs {
                 operator,
                 locked_until,
             } => {
@@ -343,13 +343,13 @@ impl KioskApp {
                     k.apply(effects);
                 }
             }
-            Reply::Changed {
+            store_worker::Event::Changed {
                 operators, gallery, ..
             } => {
                 k.operators = operators.clone();
                 self.set_gallery(gallery.clone());
             }
-            Reply::SettingsSaved(settings) => {
+            store_worker::Event::SettingsSaved(settings) => {
                 let camera_changed = (&settings.camera, settings.resolution)
                     != (&k.settings.camera, k.settings.resolution);
                 self.apply_settings(settings.clone());
@@ -357,8 +357,8 @@ impl KioskApp {
                     self.restart_camera(ctx);
                 }
             }
-            Reply::Failed(e) => self.kiosk.error = Some(e.clone()),
-            Reply::Audit { .. } | Reply::Exported(_) => {}
+            store_worker::Event::Failed(e) => self.kiosk.error = Some(e.clone()),
+            store_worker::Event::Audit { .. } | store_worker::Event::Exported(_) => {}
         }
         if let Some(nav) = self.screen.on_reply(&mut self.kiosk, &reply) {
             self.navigate(nav);
@@ -413,7 +413,7 @@ impl KioskApp {
                     && *k.auth.state() == AuthState::Idle =>
             {
                 k.pending_face = Some(face.clone());
-                k.service.send(Request::WhoIs { label: *label });
+                k.store.send(store_worker::Command::WhoIs { label: *label });
             }
             Event::NotRecognised { .. } => k.not_recognised_at = Some(now),
             Event::Verified { matched, face } => {
@@ -432,7 +432,7 @@ impl KioskApp {
     /// Polls the workers and runs the timers; no drawing.
     pub fn poll(&mut self, ctx: &egui::Context) {
         let now = now_millis();
-        let replies: Vec<Reply> = self.kiosk.service.replies().collect();
+        let replies: Vec<store_worker::Event> = self.kiosk.store.replies().collect();
         for reply in replies {
             self.on_reply(reply, now, ctx);
         }
@@ -494,7 +494,7 @@ impl KioskApp {
                     let mut s = k.settings.clone();
                     s.language = other;
                     k.settings.language = other;
-                    k.service.send(Request::SaveSettings {
+                    k.store.send(store_worker::Command::SaveSettings {
                         settings: s,
                         actor: k.actor(),
                     });

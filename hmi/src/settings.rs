@@ -12,8 +12,10 @@ use crate::store::{Millis, Store, StoreError};
 pub enum BackendChoice {
     Local,
     Offload,
-    /// Offload under a short deadline, local when it does not answer.
-    Auto,
+    /// Offload under a short deadline, local when it does not answer
+    /// (stored as "auto" before 0.2; still read).
+    #[serde(rename = "offload-with-fallback", alias = "auto")]
+    OffloadWithFallback,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

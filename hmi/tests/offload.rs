@@ -17,13 +17,13 @@ use egui_kittest::Harness;
 use kubevision_hmi::app::KioskApp;
 use kubevision_hmi::auth::AuthState;
 use kubevision_hmi::recognition::{
-    AutoBackend, AutoConfig, Backend, OffloadBackend, SyncPolicy, LOCAL, OFFLOAD,
+    Backend, FallbackBackend, FallbackConfig, OffloadBackend, SyncPolicy, LOCAL, OFFLOAD,
 };
-use kubevision_hmi::service::label_of;
 use kubevision_hmi::store::{
     now_millis, AuditAction, AuditEvent, NewOperator, Operator, Role, SecretCheck, SecretKind,
     Secrets, Store, Subject, DB_FILE, PEPPER_FILE,
 };
+use kubevision_hmi::store_worker::label_of;
 use kubevision_offload_client::{ClientConfig, OffloadClient};
 use support::*;
 use tempfile::TempDir;
@@ -144,13 +144,13 @@ const SYNC: SyncPolicy = SyncPolicy {
     sign_ins_every: Duration::from_millis(100),
 };
 
-fn auto_syncing(data: &Path, service: &Service, sync: SyncPolicy) -> AutoBackend {
-    let config = AutoConfig {
+fn auto_syncing(data: &Path, service: &Service, sync: SyncPolicy) -> FallbackBackend {
+    let config = FallbackConfig {
         // Generous for a debug server on a shared two-core machine.
         deadline: Duration::from_secs(1),
         sync,
     };
-    AutoBackend::start(
+    FallbackBackend::start(
         ClientConfig::new(service.url()),
         &data.join(DB_FILE),
         &Secrets::load(&Secrets::default_dir(data)).unwrap(),
@@ -167,7 +167,7 @@ struct Line {
     service: Service,
     data: PathBuf,
     admin: Operator,
-    backend: AutoBackend,
+    backend: FallbackBackend,
 }
 
 fn line() -> Line {

@@ -1,6 +1,6 @@
 //! Where a face crop is matched. The worker talks to a `Backend`; the
 //! Local one runs `vision` in process, the Offload one asks the offload
-//! service (`offload.rs`) and the Auto one (`auto.rs`) prefers offload under
+//! service (`offload.rs`) and the fallback one (`fallback.rs`) prefers offload under
 //! a deadline and falls back to local.
 
 use std::path::PathBuf;

@@ -3,8 +3,8 @@
 //! mode, identifies, verifies or collects enrollment templates. Nothing
 //! here runs on the UI thread; results come back over a channel.
 
-mod auto;
 mod backend;
+mod fallback;
 pub mod liveness;
 mod offload;
 mod sync;
@@ -13,9 +13,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use auto::{AutoBackend, AutoConfig};
 pub use backend::{extract, Backend, BackendError, LocalBackend, LOCAL};
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
+pub use fallback::{FallbackBackend, FallbackConfig};
 pub use offload::{client_config, OffloadBackend, OFFLOAD};
 pub use sync::SyncPolicy;
 use vision::burst::{decide, BurstDecision, BurstRule};
@@ -101,12 +101,12 @@ pub fn create_backend(
             None,
             SyncPolicy::default(),
         )?),
-        BackendChoice::Auto => Box::new(AutoBackend::start(
+        BackendChoice::OffloadWithFallback => Box::new(FallbackBackend::start(
             client_config(settings)?,
             db,
             secrets,
             params,
-            AutoConfig::default(),
+            FallbackConfig::default(),
         )?),
     })
 }

@@ -20,9 +20,9 @@ use vision::GrayImage;
 
 use super::sync::{self, SyncPolicy};
 use super::{Backend, BackendError};
-use crate::service::label_of;
 use crate::settings::Settings;
 use crate::store::{Secrets, SyncStore};
+use crate::store_worker::label_of;
 
 pub const OFFLOAD: &str = "offload";
 
@@ -62,12 +62,12 @@ fn raw_frame(crop: &GrayImage) -> Frame {
 pub struct OffloadBackend {
     /// Created once, off the UI thread; the worker thread blocks on it.
     /// Multi-threaded (one worker) so that the client's connection task
-    /// and Auto's sync task run while the worker is between frames.
+    /// and the sync task run while the worker is between frames.
     pub(super) runtime: Runtime,
     pub(super) client: OffloadClient,
     /// Caps each sign-in call; `None`: the client's own deadlines.
     deadline: Option<Duration>,
-    /// The directory of personnel numbers, and the local gallery for Auto.
+    /// The directory of personnel numbers, and the local gallery for the fallback.
     pub(super) store: SyncStore,
     /// Wakes the background sync (the local gallery changed).
     wake: Arc<Notify>,

@@ -9,8 +9,8 @@ use super::Nav;
 use crate::app::Kiosk;
 use crate::i18n::{self, T};
 use crate::recognition::{Event, Mode};
-use crate::service::{label_of, OperatorDraft, Reply, Request};
 use crate::store::{validate_secret, Operator, Role, SecretKind};
+use crate::store_worker::{self, label_of, OperatorDraft};
 use crate::theme;
 use crate::widgets::{big_button, choice_value, primary_button, Field, FieldKind, Form, KeyAction};
 
@@ -277,13 +277,13 @@ impl Enroll {
                 let actor = kiosk.actor();
                 let templates = templates.clone();
                 let request = match &self.target {
-                    Some(op) => Request::Enroll {
+                    Some(op) => store_worker::Command::Enroll {
                         operator: op.id,
                         templates,
                         actor,
                     },
                     None => match self.draft(kiosk) {
-                        Ok(draft) => Request::CreateEnrolled {
+                        Ok(draft) => store_worker::Command::CreateEnrolled {
                             draft,
                             templates,
                             actor,
@@ -295,7 +295,7 @@ impl Enroll {
                         }
                     },
                 };
-                kiosk.service.send(request);
+                kiosk.store.send(request);
                 self.step = Step::Saving;
             }
             (Step::Verifying(op), Event::Verified { matched, .. }) => {
@@ -309,11 +309,11 @@ impl Enroll {
         None
     }
 
-    pub fn on_reply(&mut self, kiosk: &mut Kiosk, reply: &Reply) -> Option<Nav> {
+    pub fn on_reply(&mut self, kiosk: &mut Kiosk, reply: &store_worker::Event) -> Option<Nav> {
         match (&self.step, reply) {
             (
                 Step::Saving,
-                Reply::Changed {
+                store_worker::Event::Changed {
                     enrolled: Some(op), ..
                 },
             ) => {
@@ -321,7 +321,7 @@ impl Enroll {
                 kiosk.reset_mode();
                 self.step = Step::Verifying(op.clone());
             }
-            (Step::Saving, Reply::Failed(e)) => {
+            (Step::Saving, store_worker::Event::Failed(e)) => {
                 self.error = Some(e.clone());
                 self.step = if self.target.is_some() {
                     Step::Capture {

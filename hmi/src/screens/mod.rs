@@ -11,8 +11,8 @@ use eframe::egui::Ui;
 
 use crate::app::Kiosk;
 use crate::recognition::Event;
-use crate::service::Reply;
 use crate::store::Operator;
+use crate::store_worker;
 
 /// Where to go next.
 #[derive(Debug, Clone, PartialEq)]
@@ -70,7 +70,7 @@ impl Screen {
         }
     }
 
-    pub fn on_reply(&mut self, kiosk: &mut Kiosk, reply: &Reply) -> Option<Nav> {
+    pub fn on_reply(&mut self, kiosk: &mut Kiosk, reply: &store_worker::Event) -> Option<Nav> {
         match self {
             Screen::Setup(s) => s.on_reply(kiosk, reply),
             Screen::Enroll(s) => s.on_reply(kiosk, reply),

@@ -8,7 +8,7 @@ use super::Nav;
 use crate::app::Kiosk;
 use crate::i18n::T;
 use crate::recognition::Event;
-use crate::service::Reply;
+use crate::store_worker;
 
 pub struct SetupAdmin {
     wizard: Enroll,
@@ -30,7 +30,7 @@ impl SetupAdmin {
         self.wizard.show(ui, kiosk)
     }
 
-    pub fn on_reply(&mut self, kiosk: &mut Kiosk, reply: &Reply) -> Option<Nav> {
+    pub fn on_reply(&mut self, kiosk: &mut Kiosk, reply: &store_worker::Event) -> Option<Nav> {
         self.wizard.on_reply(kiosk, reply)
     }
 

@@ -9,8 +9,8 @@ use crate::app::Kiosk;
 use crate::auth::AuthState;
 use crate::i18n::{self, T};
 use crate::recognition::Mode;
-use crate::service::{label_of, Reply, Request};
 use crate::store::{now_millis, Role, PIN_LEN};
+use crate::store_worker::{self, label_of};
 use crate::theme;
 use crate::widgets::{big_button, pin_pad, primary_button, Field, FieldKind, Form, KeyAction};
 
@@ -42,14 +42,16 @@ impl SignIn {
         self.busy
     }
 
-    pub fn on_reply(&mut self, reply: &Reply) -> Option<Nav> {
+    pub fn on_reply(&mut self, reply: &store_worker::Event) -> Option<Nav> {
         if matches!(
             reply,
-            Reply::PinChecked(_) | Reply::PasswordChecked(_) | Reply::Failed(_)
+            store_worker::Event::PinChecked(_)
+                | store_worker::Event::PasswordChecked(_)
+                | store_worker::Event::Failed(_)
         ) {
             self.busy = false;
             self.pin.clear();
-            if matches!(reply, Reply::PasswordChecked(_)) {
+            if matches!(reply, store_worker::Event::PasswordChecked(_)) {
                 self.password = None;
             }
         }
@@ -81,7 +83,7 @@ impl SignIn {
                         self.password = None;
                     } else if submit && !self.busy {
                         self.busy = true;
-                        kiosk.service.send(Request::CheckPassword {
+                        kiosk.store.send(store_worker::Command::CheckPassword {
                             personnel_no: form.value(T::PersonnelNo).trim().to_owned(),
                             password: form.value(T::Password).to_owned(),
                         });
@@ -118,7 +120,7 @@ impl SignIn {
                     pin_pad(ui, &mut self.pin, *PIN_LEN.end(), lang) == KeyAction::Enter;
                 if submitted && !self.busy && !self.pin.is_empty() {
                     self.busy = true;
-                    kiosk.service.send(Request::CheckPin {
+                    kiosk.store.send(store_worker::Command::CheckPin {
                         operator: operator.id,
                         pin: std::mem::take(&mut self.pin),
                     });

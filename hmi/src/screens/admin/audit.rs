@@ -5,8 +5,8 @@ use eframe::egui::{self, RichText, Ui};
 use super::{header, Nav};
 use crate::app::Kiosk;
 use crate::i18n::T;
-use crate::service::{Reply, Request};
 use crate::store::{AuditAction, AuditFilter, AuditRecord, ChainStatus};
+use crate::store_worker;
 use crate::theme;
 use crate::widgets::{big_button, choice_value, Field, FieldKind, Form};
 
@@ -27,7 +27,9 @@ impl AuditView {
             limit: Some(PAGE),
             ..Default::default()
         };
-        kiosk.service.send(Request::Audit(filter.clone()));
+        kiosk
+            .store
+            .send(store_worker::Command::Audit(filter.clone()));
         AuditView {
             filter,
             actor: Form::new(vec![Field::new(T::PersonnelNo, FieldKind::Text)]),
@@ -43,13 +45,13 @@ impl AuditView {
         self.chain.is_some()
     }
 
-    pub fn on_reply(&mut self, reply: &Reply) -> Option<Nav> {
+    pub fn on_reply(&mut self, reply: &store_worker::Event) -> Option<Nav> {
         match reply {
-            Reply::Audit { records, chain } => {
+            store_worker::Event::Audit { records, chain } => {
                 self.records = records.clone();
                 self.chain = Some(chain.clone());
             }
-            Reply::Exported(path) => self.exported = Some(path.display().to_string()),
+            store_worker::Event::Exported(path) => self.exported = Some(path.display().to_string()),
             _ => {}
         }
         None
@@ -58,7 +60,9 @@ impl AuditView {
     fn refresh(&mut self, kiosk: &Kiosk) {
         let actor = self.actor.value(T::PersonnelNo).trim();
         self.filter.actor_contains = (!actor.is_empty()).then(|| actor.to_owned());
-        kiosk.service.send(Request::Audit(self.filter.clone()));
+        kiosk
+            .store
+            .send(store_worker::Command::Audit(self.filter.clone()));
     }
 
     pub fn show(&mut self, ui: &mut Ui, kiosk: &mut Kiosk) -> Option<Nav> {
@@ -100,7 +104,7 @@ impl AuditView {
             }
             if big_button(ui, kiosk.t(T::ExportCsv)).clicked() {
                 let name = format!("audit-{}.csv", crate::store::now_millis());
-                kiosk.service.send(Request::ExportAudit {
+                kiosk.store.send(store_worker::Command::ExportAudit {
                     filter: AuditFilter {
                         limit: None,
                         ..self.filter.clone()

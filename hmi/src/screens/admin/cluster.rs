@@ -10,7 +10,7 @@ use super::{header, Nav};
 use crate::app::Kiosk;
 use crate::cluster_worker::{ClusterWorker, Command, Event, Target};
 use crate::i18n::T;
-use crate::service::Request;
+use crate::store_worker;
 use crate::theme;
 use crate::widgets::{big_button, choice_value, primary_button, Field, FieldKind, Form};
 
@@ -164,7 +164,7 @@ impl ClusterView {
                 settings.tls_cert = cert;
                 settings.tls_key = key;
                 settings.tls_ca = ca;
-                kiosk.service.send(Request::SaveSettings {
+                kiosk.store.send(store_worker::Command::SaveSettings {
                     settings,
                     actor: kiosk.actor(),
                 });
@@ -283,7 +283,7 @@ impl ClusterView {
             if big_button(ui, kiosk.t(T::UseAsOffloadEndpoint)).clicked() {
                 let mut settings = kiosk.settings.clone();
                 settings.offload_endpoint = endpoint.clone();
-                kiosk.service.send(Request::SaveSettings {
+                kiosk.store.send(store_worker::Command::SaveSettings {
                     settings,
                     actor: kiosk.actor(),
                 });

@@ -5,8 +5,8 @@ use eframe::egui::{self, RichText, Ui};
 use super::{header, Nav};
 use crate::app::Kiosk;
 use crate::i18n::{self, T};
-use crate::service::{Reply, Request};
 use crate::store::OperatorId;
+use crate::store_worker;
 use crate::theme;
 use crate::widgets::{big_button, primary_button};
 
@@ -17,8 +17,11 @@ pub struct Operators {
 }
 
 impl Operators {
-    pub fn on_reply(&mut self, reply: &Reply) -> Option<Nav> {
-        if matches!(reply, Reply::Changed { .. } | Reply::Failed(_)) {
+    pub fn on_reply(&mut self, reply: &store_worker::Event) -> Option<Nav> {
+        if matches!(
+            reply,
+            store_worker::Event::Changed { .. } | store_worker::Event::Failed(_)
+        ) {
             self.confirm_delete = None;
         }
         None
@@ -75,10 +78,12 @@ impl Operators {
                                         )
                                         .min_size(egui::vec2(120.0, 64.0));
                                         if ui.add(delete).clicked() {
-                                            kiosk.service.send(Request::DeleteOperator {
-                                                operator: op.id,
-                                                actor: kiosk.actor(),
-                                            });
+                                            kiosk.store.send(
+                                                store_worker::Command::DeleteOperator {
+                                                    operator: op.id,
+                                                    actor: kiosk.actor(),
+                                                },
+                                            );
                                         }
                                         if big_button(ui, kiosk.t(T::Cancel)).clicked() {
                                             self.confirm_delete = None;

@@ -8,9 +8,9 @@ use super::{header, Nav};
 use crate::app::Kiosk;
 use crate::auth::Method;
 use crate::i18n::{self, Language, T};
-use crate::service::{Reply, Request};
 use crate::settings::{BackendChoice, Settings};
 use crate::store::Role;
+use crate::store_worker;
 use crate::theme;
 use crate::widgets::{big_button, choice, choice_value, primary_button, Field, FieldKind, Form};
 
@@ -91,8 +91,8 @@ impl SettingsView {
         self.device_list.is_some()
     }
 
-    pub fn on_reply(&mut self, reply: &Reply) -> Option<Nav> {
-        if let Reply::SettingsSaved(s) = reply {
+    pub fn on_reply(&mut self, reply: &store_worker::Event) -> Option<Nav> {
+        if let store_worker::Event::SettingsSaved(s) = reply {
             self.draft = s.clone();
             self.saved = true;
         }
@@ -126,7 +126,7 @@ impl SettingsView {
                 [s.tls_ca, s.tls_cert, s.tls_key] =
                     [0, 1, 2].map(|i| tls.get(i).cloned().unwrap_or_default());
                 self.saved = false;
-                kiosk.service.send(Request::SaveSettings {
+                kiosk.store.send(store_worker::Command::SaveSettings {
                     settings: s,
                     actor: kiosk.actor(),
                 });
@@ -174,7 +174,10 @@ impl SettingsView {
                     for (backend, text) in [
                         (BackendChoice::Local, "Local"),
                         (BackendChoice::Offload, "Offload"),
-                        (BackendChoice::Auto, "Auto"),
+                        (
+                            BackendChoice::OffloadWithFallback,
+                            "Offload, local fallback",
+                        ),
                     ] {
                         choice_value(ui, &mut d.backend, backend, text);
                     }

@@ -1,4 +1,4 @@
-//! The store's thread. The UI sends requests and polls replies; SQLite and
+//! The store worker: the one thread that owns the kiosk's SQLite file. The UI sends requests and polls replies; SQLite and
 //! Argon2 (tens of milliseconds per hash) never run on the UI thread.
 
 use std::path::PathBuf;
@@ -24,7 +24,7 @@ pub struct OperatorDraft {
 }
 
 #[derive(Debug)]
-pub enum Request {
+pub enum Command {
     /// Everything the UI needs at start.
     Load,
     /// A new operator with their face, in one transaction.
@@ -68,7 +68,7 @@ pub enum Request {
 }
 
 #[derive(Debug)]
-pub enum Reply {
+pub enum Event {
     Loaded {
         operators: Vec<Operator>,
         gallery: Vec<(i32, Vec<u8>)>,
@@ -98,7 +98,7 @@ pub enum Reply {
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum ServiceError {
+pub enum StoreWorkerError {
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
@@ -110,9 +110,9 @@ pub enum ServiceError {
     },
 }
 
-pub struct Service {
-    requests: Sender<Request>,
-    replies: Receiver<Reply>,
+pub struct StoreWorker {
+    requests: Sender<Command>,
+    replies: Receiver<Event>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -133,15 +133,15 @@ fn gallery(store: &Store) -> Result<Vec<(i32, Vec<u8>)>, StoreError> {
     Ok(labelled(store.templates()?))
 }
 
-fn handle(store: &mut Store, request: Request) -> Result<Option<Reply>, ServiceError> {
+fn handle(store: &mut Store, request: Command) -> Result<Option<Event>, StoreWorkerError> {
     let now = now_millis();
     Ok(Some(match request {
-        Request::Load => Reply::Loaded {
+        Command::Load => Event::Loaded {
             operators: store.operators()?,
             gallery: gallery(store)?,
             settings: Settings::load(store)?,
         },
-        Request::CreateEnrolled {
+        Command::CreateEnrolled {
             draft,
             templates,
             actor,
@@ -155,19 +155,19 @@ fn handle(store: &mut Store, request: Request) -> Result<Option<Reply>, ServiceE
             };
             let created =
                 store.create_enrolled_operator(&new, &templates, actor.as_deref(), now)?;
-            Reply::Changed {
+            Event::Changed {
                 operators: store.operators()?,
                 gallery: gallery(store)?,
                 enrolled: Some(created),
             }
         }
-        Request::CheckPin { operator, pin } => {
-            Reply::PinChecked(store.check_secret(operator, SecretKind::Pin, &pin, now)?)
+        Command::CheckPin { operator, pin } => {
+            Event::PinChecked(store.check_secret(operator, SecretKind::Pin, &pin, now)?)
         }
-        Request::CheckPassword {
+        Command::CheckPassword {
             personnel_no,
             password,
-        } => Reply::PasswordChecked(match store.operator_by_personnel_no(&personnel_no)? {
+        } => Event::PasswordChecked(match store.operator_by_personnel_no(&personnel_no)? {
             None => {
                 store.check_unknown_secret(&password);
                 PasswordOutcome::UnknownPersonnelNo(personnel_no)
@@ -177,42 +177,42 @@ fn handle(store: &mut Store, request: Request) -> Result<Option<Reply>, ServiceE
                 PasswordOutcome::Checked(op, check)
             }
         }),
-        Request::WhoIs { label } => {
+        Command::WhoIs { label } => {
             let operator = store.operator(OperatorId(i64::from(label)))?;
             let locked_until = match &operator {
                 Some(op) => store.locked_until(Subject::Operator(op.id), now)?,
                 None => None,
             };
-            Reply::WhoIs {
+            Event::WhoIs {
                 operator,
                 locked_until,
             }
         }
-        Request::Enroll {
+        Command::Enroll {
             operator,
             templates,
             actor,
         } => {
             store.enroll(operator, &templates, actor.as_deref(), now)?;
-            Reply::Changed {
+            Event::Changed {
                 operators: store.operators()?,
                 gallery: gallery(store)?,
                 enrolled: store.operator(operator)?,
             }
         }
-        Request::DeleteOperator { operator, actor } => {
+        Command::DeleteOperator { operator, actor } => {
             store.delete_operator(operator, actor.as_deref(), now)?;
-            Reply::Changed {
+            Event::Changed {
                 operators: store.operators()?,
                 gallery: gallery(store)?,
                 enrolled: None,
             }
         }
-        Request::Audit(filter) => Reply::Audit {
+        Command::Audit(filter) => Event::Audit {
             records: store.audit(&filter)?,
             chain: store.verify_chain()?,
         },
-        Request::ExportAudit {
+        Command::ExportAudit {
             filter,
             path,
             actor,
@@ -223,7 +223,7 @@ fn handle(store: &mut Store, request: Request) -> Result<Option<Reply>, ServiceE
                 write_csv(&records, &mut file)?;
                 std::io::Write::flush(&mut file)
             };
-            export(&path).map_err(|source| ServiceError::Export {
+            export(&path).map_err(|source| StoreWorkerError::Export {
                 path: path.clone(),
                 source,
             })?;
@@ -231,13 +231,13 @@ fn handle(store: &mut Store, request: Request) -> Result<Option<Reply>, ServiceE
                 .actor_opt(actor.as_deref())
                 .detail(format!("{} rows to {}", records.len(), path.display()));
             store.append_audit(&event, now)?;
-            Reply::Exported(path)
+            Event::Exported(path)
         }
-        Request::SaveSettings { settings, actor } => {
+        Command::SaveSettings { settings, actor } => {
             settings.save(store, actor.as_deref(), now)?;
-            Reply::SettingsSaved(Settings::load(store)?)
+            Event::SettingsSaved(Settings::load(store)?)
         }
-        Request::Apply(effects) => {
+        Command::Apply(effects) => {
             for effect in effects {
                 match effect {
                     Effect::Audit(e) => {
@@ -254,9 +254,9 @@ fn handle(store: &mut Store, request: Request) -> Result<Option<Reply>, ServiceE
     }))
 }
 
-impl Service {
-    pub fn start(mut store: Store, wake: impl Fn() + Send + 'static) -> Service {
-        let (requests, request_rx) = crossbeam_channel::unbounded::<Request>();
+impl StoreWorker {
+    pub fn start(mut store: Store, wake: impl Fn() + Send + 'static) -> StoreWorker {
+        let (requests, request_rx) = crossbeam_channel::unbounded::<Command>();
         let (reply_tx, replies) = crossbeam_channel::unbounded();
         let thread = std::thread::Builder::new()
             .name("store".into())
@@ -264,7 +264,7 @@ impl Service {
                 for request in request_rx {
                     let reply = handle(&mut store, request).unwrap_or_else(|e| {
                         tracing::warn!("store: {e}");
-                        Some(Reply::Failed(e.to_string()))
+                        Some(Event::Failed(e.to_string()))
                     });
                     if let Some(reply) = reply {
                         let _ = reply_tx.send(reply);
@@ -273,28 +273,28 @@ impl Service {
                 }
             })
             .expect("spawning the store thread");
-        Service {
+        StoreWorker {
             requests,
             replies,
             thread: Some(thread),
         }
     }
 
-    pub fn send(&self, request: Request) {
+    pub fn send(&self, request: Command) {
         let _ = self.requests.send(request);
     }
 
-    pub fn replies(&self) -> impl Iterator<Item = Reply> + '_ {
+    pub fn replies(&self) -> impl Iterator<Item = Event> + '_ {
         self.replies.try_iter()
     }
 
     /// Waits for the next reply; for tests and the command line.
-    pub fn recv_timeout(&self, timeout: std::time::Duration) -> Option<Reply> {
+    pub fn recv_timeout(&self, timeout: std::time::Duration) -> Option<Event> {
         self.replies.recv_timeout(timeout).ok()
     }
 }
 
-impl Drop for Service {
+impl Drop for StoreWorker {
     fn drop(&mut self) {
         // Closing the channel ends the thread after the queued requests:
         // effects sent last (a sign-out's audit row) still get written.

@@ -12,11 +12,11 @@ use vision::GrayImage;
 use super::offload::OffloadBackend;
 use super::sync::SyncPolicy;
 use super::{Backend, BackendError, LocalBackend};
-use crate::service::labelled;
 use crate::store::Secrets;
+use crate::store_worker::labelled;
 
 #[derive(Debug, Clone, Copy)]
-pub struct AutoConfig {
+pub struct FallbackConfig {
     /// How long one frame may wait for the service before local answers.
     /// Settings has no field for it: 300 ms keeps a five-frame burst within
     /// the sign-in budget even when every frame times out before the
@@ -25,16 +25,16 @@ pub struct AutoConfig {
     pub sync: SyncPolicy,
 }
 
-impl Default for AutoConfig {
+impl Default for FallbackConfig {
     fn default() -> Self {
-        AutoConfig {
+        FallbackConfig {
             deadline: Duration::from_millis(300),
             sync: SyncPolicy::default(),
         }
     }
 }
 
-pub struct AutoBackend {
+pub struct FallbackBackend {
     offload: OffloadBackend,
     local: LocalBackend,
     /// Which backend answered the latest frame.
@@ -43,7 +43,7 @@ pub struct AutoBackend {
     seen: u64,
 }
 
-impl AutoBackend {
+impl FallbackBackend {
     /// The local gallery is the store's, which the offload backend's
     /// background sync keeps in step with the plant-wide gallery.
     pub fn start(
@@ -51,13 +51,13 @@ impl AutoBackend {
         db: &Path,
         secrets: &Secrets,
         params: LbphParams,
-        config: AutoConfig,
+        config: FallbackConfig,
     ) -> Result<Self, BackendError> {
         let offload =
             OffloadBackend::connect(client, db, secrets, Some(config.deadline), config.sync)?;
         let mut local = LocalBackend::new(params);
         local.set_gallery(&local_gallery(&offload)?)?;
-        Ok(AutoBackend {
+        Ok(FallbackBackend {
             offload,
             local,
             answered: super::LOCAL,
@@ -95,7 +95,7 @@ impl AutoBackend {
     }
 }
 
-impl Backend for AutoBackend {
+impl Backend for FallbackBackend {
     fn name(&self) -> &'static str {
         self.answered
     }

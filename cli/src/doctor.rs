@@ -152,7 +152,14 @@ pub fn run(args: &DoctorArgs) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    let offload = args.offload.clone().or(config.offload.endpoint);
+    // The kiosk's own settings first: the doctor checks what the kiosk uses.
+    let kiosk = kiosk_offload(&data_dir);
+    let offload = match (&args.offload, kiosk, config.offload.endpoint) {
+        (Some(endpoint), _, _) => Some(OffloadTarget::plain(endpoint, config.offload.ca)),
+        (None, Some(kiosk), _) => Some(kiosk),
+        (None, None, Some(endpoint)) => Some(OffloadTarget::plain(&endpoint, config.offload.ca)),
+        (None, None, None) => None,
+    };
     let kubeconfig = args.kubeconfig.clone().or(config.cluster.kubeconfig);
     let checks = [
         config_check,
@@ -160,14 +167,13 @@ pub fn run(args: &DoctorArgs) -> anyhow::Result<ExitCode> {
         cameras(args.require_camera || config.require_camera),
         store(&data_dir),
         match offload {
-            Some(endpoint) => Check::from_result(
-                "offload",
-                runtime.block_on(offload_status(&endpoint, config.offload.ca.as_deref())),
-            ),
+            Some(target) => {
+                Check::from_result("offload", runtime.block_on(offload_status(&target)))
+            }
             None => Check::new(
                 "offload",
                 Status::Skip,
-                "not configured (--offload or offload.endpoint)",
+                "not configured (the kiosk's settings, --offload or offload.endpoint)",
             ),
         },
         match kubeconfig {
@@ -466,14 +472,63 @@ impl Schema {
     }
 }
 
-async fn offload_status(endpoint: &str, ca: Option<&Path>) -> anyhow::Result<String> {
+/// The offload service to check, and how to reach it.
+#[derive(Debug, Clone, PartialEq)]
+struct OffloadTarget {
+    endpoint: String,
+    ca: Option<PathBuf>,
+    /// The kiosk's client certificate and key (mTLS), when it has them.
+    identity: Option<(PathBuf, PathBuf)>,
+    /// Where the target came from, for the check's line.
+    from: &'static str,
+}
+
+impl OffloadTarget {
+    fn plain(endpoint: &str, ca: Option<PathBuf>) -> Self {
+        OffloadTarget {
+            endpoint: endpoint.to_owned(),
+            ca,
+            identity: None,
+            from: "",
+        }
+    }
+}
+
+/// The offload endpoint and TLS files in the kiosk's own settings (its
+/// store, read-only); `None` where the kiosk recognises locally or has no
+/// store yet.
+fn kiosk_offload(data_dir: &Path) -> Option<OffloadTarget> {
+    use kubevision_kiosk_store::settings::{BackendChoice, Settings};
+    let db = data_dir.join(DB_FILE);
+    let settings = Settings::read_only(&db).ok().filter(|_| db.exists())?;
+    if settings.backend == BackendChoice::Local || settings.offload_endpoint.trim().is_empty() {
+        return None;
+    }
+    let path = |p: &str| (!p.trim().is_empty()).then(|| PathBuf::from(p.trim()));
+    Some(OffloadTarget {
+        endpoint: settings.offload_endpoint.trim().to_owned(),
+        ca: path(&settings.tls_ca),
+        identity: path(&settings.tls_cert).zip(path(&settings.tls_key)),
+        from: " (the kiosk's settings)",
+    })
+}
+
+async fn offload_status(target: &OffloadTarget) -> anyhow::Result<String> {
+    let endpoint = &target.endpoint;
     let mut config = ClientConfig::new(endpoint);
-    if let Some(ca) = ca {
-        let pem = std::fs::read(ca)
-            .with_context(|| format!("reading the CA certificate {}", ca.display()))?;
+    let read = |p: &Path, what: &str| {
+        std::fs::read(p).with_context(|| format!("reading the {what} {}", p.display()))
+    };
+    if let Some(ca) = &target.ca {
+        let client_identity_pem = match &target.identity {
+            Some((cert, key)) => {
+                Some((read(cert, "client certificate")?, read(key, "client key")?))
+            }
+            None => None,
+        };
         config.tls = Some(TlsSettings {
-            ca_pem: pem,
-            client_identity_pem: None,
+            ca_pem: read(ca, "CA certificate")?,
+            client_identity_pem,
             domain: None,
         });
     } else {
@@ -486,10 +541,10 @@ async fn offload_status(endpoint: &str, ca: Option<&Path>) -> anyhow::Result<Str
     let status = OffloadClient::new(config)?
         .gallery_status()
         .await
-        .with_context(|| endpoint.to_owned())?;
+        .with_context(|| format!("{endpoint}{}", target.from))?;
     Ok(format!(
-        "{endpoint}: gallery version {}, {} operators, {} backend",
-        status.version, status.operator_count, status.backend
+        "{endpoint}{}: gallery version {}, {} operators, {} backend",
+        target.from, status.version, status.operator_count, status.backend
     ))
 }
 

@@ -4,6 +4,7 @@
 //! polls their channels.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use eframe::egui::{self, Color32, ColorImage, RichText, TextureHandle, TextureOptions};
@@ -11,11 +12,11 @@ use eframe::egui::{self, Color32, ColorImage, RichText, TextureHandle, TextureOp
 use crate::auth::{AuthMachine, AuthState, Effect, FaceEvidence};
 use crate::camera::{file_source, Camera, CameraStatus, DeviceSource, FrameSource};
 use crate::i18n::{Language, T};
-use crate::recognition::{self, Command, Event, Mode, Preview, Worker};
+use crate::recognition::{self, Command, Event, GalleryFeed, Mode, Preview, Worker};
 use crate::screens::{self, Nav, Screen};
 use crate::settings::Settings;
 use crate::store::{now_millis, Millis, Operator, Role, Secrets, Store, StoreError};
-use crate::store_worker::{self, StoreWorker};
+use crate::store_worker::{self, PlantStatus, StoreWorker, SyncPolicy};
 use crate::theme;
 
 /// Set first thing in `main`; the "sign-in screen ready" log line measures cold start from it.
@@ -31,6 +32,8 @@ pub struct Config {
     /// Where the audit key, the PIN pepper and the audit anchor live;
     /// `None`: `secrets/` in the data directory.
     pub secrets_dir: Option<PathBuf>,
+    /// How often the store worker syncs with the plant gallery.
+    pub sync: SyncPolicy,
 }
 
 /// What every screen may use.
@@ -50,14 +53,19 @@ pub struct Kiosk {
     pub not_recognised_at: Option<Millis>,
     /// Which backend answered last, for the badge.
     last_backend: Option<&'static str>,
+    /// How the last plant sync went; `None` until the store worker says.
+    pub plant: Option<PlantStatus>,
+    /// What the last settings change restarted, for the status bar.
+    pub applied: Option<T>,
     recognition: Option<Worker>,
     mode: Option<Mode>,
     camera: Option<Camera>,
     /// `--camera`: overrides the settings' camera.
     camera_folder: Option<PathBuf>,
     camera_fps: f64,
-    /// The enrolled templates, kept to load a restarted recogniser.
-    gallery: Vec<(i32, Vec<u8>)>,
+    /// The store worker's gallery, handed to every recogniser started
+    /// (the UI never reads it).
+    gallery: Arc<GalleryFeed>,
     preview: Option<(Preview, TextureHandle)>,
     /// Set by an administrator's "exit kiosk".
     pub exit_allowed: bool,
@@ -203,23 +211,17 @@ fn open_camera(folder: Option<&Path>, settings: &Settings, fps: f64) -> Result<C
 /// The recogniser with the backend the settings choose. A backend that
 /// cannot be built (unreadable TLS files, say) falls back to local matching:
 /// sign-in must keep working, and the badge shows which backend answers.
-fn start_recognition(
-    camera: &Camera,
-    settings: &Settings,
-    data_dir: &Path,
-    secrets: &Secrets,
-    ctx: &egui::Context,
-) -> Worker {
+fn start_recognition(camera: &Camera, k: &Kiosk) -> Worker {
     let params = vision::lbph::LbphParams::default();
-    let db = data_dir.join(crate::store::DB_FILE);
-    let backend = recognition::create_backend(settings, &db, secrets, params).unwrap_or_else(|e| {
+    let settings = &k.settings;
+    let backend = recognition::create_backend(settings, params).unwrap_or_else(|e| {
         tracing::warn!(
             "recognition backend {:?} unavailable, matching locally: {e}",
             settings.backend
         );
         Box::new(recognition::LocalBackend::new(params))
     });
-    let ctx = ctx.clone();
+    let ctx = k.egui_ctx.clone();
     Worker::start(
         camera.frames(),
         || {
@@ -231,8 +233,45 @@ fn start_recognition(
         backend,
         params,
         burst_rule(settings),
+        recognition::StoreLinks {
+            gallery: Arc::clone(&k.gallery),
+            capture: k.store.capture_sink(),
+        },
         move || ctx.request_repaint(),
     )
+}
+
+/// What a settings change must restart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Restart {
+    /// The camera and the recogniser on it.
+    Camera,
+    /// The recogniser: another backend, endpoint or TLS file.
+    Recogniser,
+}
+
+fn restart_for(old: &Settings, new: &Settings, camera_fixed: bool) -> Option<Restart> {
+    let camera = (&old.camera, old.resolution) != (&new.camera, new.resolution);
+    let backend = (
+        old.backend,
+        &old.offload_endpoint,
+        &old.tls_ca,
+        &old.tls_cert,
+        &old.tls_key,
+    ) != (
+        new.backend,
+        &new.offload_endpoint,
+        &new.tls_ca,
+        &new.tls_cert,
+        &new.tls_key,
+    );
+    if camera && !camera_fixed {
+        Some(Restart::Camera)
+    } else if backend {
+        Some(Restart::Recogniser)
+    } else {
+        None
+    }
 }
 
 fn burst_rule(settings: &Settings) -> vision::burst::BurstRule {
@@ -253,19 +292,15 @@ impl KioskApp {
         let secrets = store.secrets().clone();
         let settings = Settings::load(&store).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let camera = open_camera(config.camera.as_deref(), &settings, config.camera_fps)?;
-        let recognition = Some(start_recognition(
-            &camera,
-            &settings,
-            &config.data_dir,
-            &secrets,
-            ctx,
-        ));
+        let gallery = GalleryFeed::new();
         let store_worker = {
             let ctx = ctx.clone();
-            StoreWorker::start(store, move || ctx.request_repaint())
+            StoreWorker::start(store, Arc::clone(&gallery), config.sync, move || {
+                ctx.request_repaint()
+            })
         };
         store_worker.send(store_worker::Command::Load);
-        let kiosk = Kiosk {
+        let mut kiosk = Kiosk {
             auth: AuthMachine::new(settings.policy.clone()),
             settings,
             operators: Vec::new(),
@@ -276,16 +311,20 @@ impl KioskApp {
             pending_face: None,
             not_recognised_at: None,
             last_backend: None,
-            recognition,
+            plant: None,
+            applied: None,
+            recognition: None,
             mode: None,
-            camera: Some(camera),
+            camera: None,
             camera_folder: config.camera,
             camera_fps: config.camera_fps,
-            gallery: Vec::new(),
+            gallery,
             preview: None,
             exit_allowed: false,
             egui_ctx: ctx.clone(),
         };
+        kiosk.recognition = Some(start_recognition(&camera, &kiosk));
+        kiosk.camera = Some(camera);
         Ok(KioskApp {
             kiosk,
             screen: Screen::Loading,
@@ -307,17 +346,15 @@ impl KioskApp {
         self.screen = screens::open(nav, &self.kiosk);
     }
 
-    fn on_reply(&mut self, reply: store_worker::Event, now: Millis, ctx: &egui::Context) {
+    fn on_store_event(&mut self, reply: store_worker::Event, now: Millis) {
         let k = &mut self.kiosk;
         match &reply {
             store_worker::Event::Loaded {
                 operators,
-                gallery,
                 settings,
             } => {
                 k.operators = operators.clone();
                 self.apply_settings(settings.clone());
-                self.set_gallery(gallery.clone());
                 let has_admin = self
                     .kiosk
                     .operators
@@ -343,20 +380,17 @@ impl KioskApp {
                     k.apply(effects);
                 }
             }
-            store_worker::Event::Changed {
-                operators, gallery, ..
-            } => {
+            store_worker::Event::Changed { operators, .. } => {
                 k.operators = operators.clone();
-                self.set_gallery(gallery.clone());
             }
             store_worker::Event::SettingsSaved(settings) => {
-                let camera_changed = (&settings.camera, settings.resolution)
-                    != (&k.settings.camera, k.settings.resolution);
+                let restart = restart_for(&k.settings, settings, k.camera_folder.is_some());
                 self.apply_settings(settings.clone());
-                if camera_changed && self.kiosk.camera_folder.is_none() {
-                    self.restart_camera(ctx);
+                if let Some(what) = restart {
+                    self.restart_recognition(what);
                 }
             }
+            store_worker::Event::Plant(status) => k.plant = Some(status.clone()),
             store_worker::Event::Failed(e) => self.kiosk.error = Some(e.clone()),
             store_worker::Event::Audit { .. } | store_worker::Event::Exported(_) => {}
         }
@@ -373,33 +407,34 @@ impl KioskApp {
         self.kiosk.settings = settings;
     }
 
-    fn set_gallery(&mut self, gallery: Vec<(i32, Vec<u8>)>) {
-        if let Some(w) = &self.kiosk.recognition {
-            w.send(Command::SetGallery(gallery.clone()));
-        }
-        self.kiosk.gallery = gallery;
-    }
-
-    /// A new camera choice takes effect at once: the old capture thread
-    /// stops, the new one and a fresh recogniser start.
-    fn restart_camera(&mut self, ctx: &egui::Context) {
+    /// New settings take effect at once: a new camera restarts the
+    /// capture thread and the recogniser, a new backend, endpoint or TLS
+    /// file the recogniser (the store worker restarts its plant sync
+    /// itself). The recogniser starts from the store worker's current
+    /// gallery; the status bar says what was restarted.
+    fn restart_recognition(&mut self, what: Restart) {
         let k = &mut self.kiosk;
         k.recognition = None;
-        k.camera = None; // closes the mailbox: the old recogniser ends
-        k.preview = None;
         k.mode = None;
-        match open_camera(k.camera_folder.as_deref(), &k.settings, k.camera_fps) {
-            Ok(camera) => {
-                let worker = start_recognition(&camera, &k.settings, &k.data_dir, &k.secrets, ctx);
-                worker.send(Command::SetGallery(k.gallery.clone()));
-                k.recognition = Some(worker);
-                k.camera = Some(camera);
+        k.last_backend = None;
+        if what == Restart::Camera {
+            k.camera = None; // closes the mailbox: the old recogniser ends
+            k.preview = None;
+            match open_camera(k.camera_folder.as_deref(), &k.settings, k.camera_fps) {
+                Ok(camera) => k.camera = Some(camera),
+                Err(e) => k.error = Some(e.to_string()),
             }
-            Err(e) => k.error = Some(e.to_string()),
         }
+        if let Some(camera) = &k.camera {
+            k.recognition = Some(start_recognition(camera, k));
+        }
+        k.applied = Some(match what {
+            Restart::Camera => T::CameraRestarted,
+            Restart::Recogniser => T::RecognitionRestarted,
+        });
     }
 
-    fn on_event(&mut self, event: Event, now: Millis) {
+    fn on_recognition_event(&mut self, event: Event, now: Millis) {
         let k = &mut self.kiosk;
         if let Event::Identified { face, .. } | Event::Verified { face, .. } = &event {
             k.last_backend = Some(face.backend);
@@ -408,12 +443,14 @@ impl KioskApp {
             k.last_backend = Some(backend);
         }
         match &event {
-            Event::Identified { label, face }
+            Event::Identified { personnel_no, face }
                 if matches!(self.screen, Screen::SignIn(_))
                     && *k.auth.state() == AuthState::Idle =>
             {
                 k.pending_face = Some(face.clone());
-                k.store.send(store_worker::Command::WhoIs { label: *label });
+                k.store.send(store_worker::Command::WhoIs {
+                    personnel_no: personnel_no.clone(),
+                });
             }
             Event::NotRecognised { .. } => k.not_recognised_at = Some(now),
             Event::Verified { matched, face } => {
@@ -432,16 +469,16 @@ impl KioskApp {
     /// Polls the workers and runs the timers; no drawing.
     pub fn poll(&mut self, ctx: &egui::Context) {
         let now = now_millis();
-        let replies: Vec<store_worker::Event> = self.kiosk.store.replies().collect();
+        let replies: Vec<store_worker::Event> = self.kiosk.store.events().collect();
         for reply in replies {
-            self.on_reply(reply, now, ctx);
+            self.on_store_event(reply, now);
         }
         let (events, preview) = match &self.kiosk.recognition {
             Some(w) => (w.events().collect::<Vec<_>>(), w.preview()),
             None => (Vec::new(), None),
         };
         for event in events {
-            self.on_event(event, now);
+            self.on_recognition_event(event, now);
         }
         if let Some(p) = preview {
             let (w, h) = p.frame.image.dimensions();

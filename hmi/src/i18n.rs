@@ -1,27 +1,12 @@
 //! German and English texts. Every text is an enum variant with both
 //! translations in one match arm, so a missing translation does not compile.
 
-use serde::{Deserialize, Serialize};
 use vision::quality::QualityIssue;
 
 use crate::auth::Notice;
 use crate::store::Role;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Language {
-    En,
-    De,
-}
-
-impl Language {
-    pub fn toggled(self) -> Language {
-        match self {
-            Language::En => Language::De,
-            Language::De => Language::En,
-        }
-    }
-}
+pub use crate::settings::Language;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum T {
@@ -78,6 +63,8 @@ pub enum T {
     Threshold,
     AutoSignOutMinutes,
     CameraLost,
+    CameraRestarted,
+    RecognitionRestarted,
     CameraStarting,
     SecretsMismatch,
     PinRule,
@@ -174,6 +161,8 @@ impl T {
             T::Threshold => ("Accept threshold", "Annahmeschwelle"),
             T::AutoSignOutMinutes => ("Automatic sign-out (minutes)", "Automatische Abmeldung (Minuten)"),
             T::CameraLost => ("Camera lost: reconnecting", "Kamera getrennt: verbinde neu"),
+            T::CameraRestarted => ("New camera settings applied", "Neue Kameraeinstellungen aktiv"),
+            T::RecognitionRestarted => ("New recognition settings applied", "Neue Erkennungseinstellungen aktiv"),
             T::CameraStarting => ("Starting camera…", "Kamera startet…"),
             T::SecretsMismatch => ("The repetition does not match", "Die Wiederholung stimmt nicht überein"),
             T::PinRule => ("PIN: 4 to 8 digits", "PIN: 4 bis 8 Ziffern"),

@@ -97,6 +97,7 @@ fn main() -> ExitCode {
         camera: args.camera,
         camera_fps: args.camera_fps,
         secrets_dir: args.secrets_dir,
+        sync: kubevision_hmi::store_worker::SyncPolicy::default(),
     };
     let viewport = if args.windowed {
         egui::ViewportBuilder::default()

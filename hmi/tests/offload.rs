@@ -1,35 +1,37 @@
-//! The Offload and Auto backends against the real offload service (the
-//! `kubevision-offload` binary on loopback, with its own SQLite gallery),
-//! with ORL faces cut by the kiosk's own pipeline: offload answers while
-//! the service is up, local answers when it stops (even mid-burst),
-//! enrollments made offline reach the service once it is back, and people
-//! enrolled at another line reach this kiosk with their name, role and PIN,
-//! and sign in here with the cluster down.
+//! The Offload and fallback backends and the store worker's plant sync
+//! against the real offload service (the `kubevision-offload` binary on
+//! loopback, with its own SQLite gallery), with ORL faces cut by the
+//! kiosk's own pipeline: the service decides a burst while it is up, local
+//! decides with the same rule when it is gone, enrollments made offline
+//! reach the service once it is back, and people enrolled at another line
+//! reach this kiosk with their name, role and PIN, and sign in here with
+//! the cluster down.
 
 mod support;
 
+use std::cell::RefCell;
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use egui_kittest::Harness;
 use kubevision_hmi::app::KioskApp;
 use kubevision_hmi::auth::AuthState;
 use kubevision_hmi::recognition::{
-    Backend, FallbackBackend, FallbackConfig, OffloadBackend, SyncPolicy, LOCAL, OFFLOAD,
+    Backend, FallbackBackend, GalleryFeed, OffloadBackend, LOCAL, OFFLOAD,
 };
 use kubevision_hmi::store::{
     now_millis, AuditAction, AuditEvent, NewOperator, Operator, Role, SecretCheck, SecretKind,
     Secrets, Store, Subject, DB_FILE, PEPPER_FILE,
 };
-use kubevision_hmi::store_worker::label_of;
+use kubevision_hmi::store_worker::{self, plant_sync, PlantStatus, StoreWorker, SyncPolicy};
 use kubevision_offload_client::{ClientConfig, OffloadClient};
 use support::*;
 use tempfile::TempDir;
-use vision::burst::{decide, BurstDecision, BurstRule};
-use vision::lbph::{LbphParams, Match};
-use vision::GrayImage;
+use vision::burst::BurstRule;
+use vision::lbph::LbphParams;
 
 /// The service binary, built by `cargo build --workspace --bins` (hmi does
 /// not depend on it, so cargo does not build it for this test).
@@ -144,30 +146,55 @@ const SYNC: SyncPolicy = SyncPolicy {
     sign_ins_every: Duration::from_millis(100),
 };
 
-fn auto_syncing(data: &Path, service: &Service, sync: SyncPolicy) -> FallbackBackend {
-    let config = FallbackConfig {
-        // Generous for a debug server on a shared two-core machine.
-        deadline: Duration::from_secs(1),
-        sync,
-    };
-    FallbackBackend::start(
-        ClientConfig::new(service.url()),
-        &data.join(DB_FILE),
-        &Secrets::load(&Secrets::default_dir(data)).unwrap(),
-        LbphParams::default(),
-        config,
-    )
-    .unwrap()
-}
+/// Generous for a debug server on a shared two-core machine.
+const DEADLINE: Duration = Duration::from_secs(2);
 
 /// A service, and a kiosk with its administrator (ORL s35) enrolled both
-/// locally and on the service.
+/// locally and on the service: the kiosk's store worker syncs with the
+/// plant gallery and feeds the recogniser's gallery, as in the app.
 struct Line {
     root: TempDir,
     service: Service,
     data: PathBuf,
     admin: Operator,
+    feed: Arc<GalleryFeed>,
+    worker: StoreWorker,
     backend: FallbackBackend,
+}
+
+impl Line {
+    /// What the recognition worker does between frames: take the newest gallery.
+    fn refresh(&mut self) {
+        if let Some((_, g)) = self.feed.newer_than(0) {
+            self.backend.set_gallery(&g).unwrap();
+        }
+    }
+
+    /// After a change made through another connection (as the CLI would):
+    /// the worker reads the store again and republishes the gallery.
+    fn reload(&mut self) {
+        // The start's own Loaded is long handled (the sync ran after it).
+        while self.worker.recv_timeout(Duration::ZERO).is_some() {}
+        self.worker.send(store_worker::Command::Load);
+        self.next_event("the reload", |e| {
+            matches!(e, store_worker::Event::Loaded { .. })
+        });
+    }
+
+    fn next_event(&self, what: &str, wanted: impl Fn(&store_worker::Event) -> bool) {
+        let started = Instant::now();
+        loop {
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "timed out waiting for {what}"
+            );
+            if let Some(e) = self.worker.recv_timeout(Duration::from_millis(100)) {
+                if wanted(&e) {
+                    return;
+                }
+            }
+        }
+    }
 }
 
 fn line() -> Line {
@@ -180,20 +207,44 @@ fn line_syncing(sync: SyncPolicy) -> Line {
     let data = data_dir(&root);
     // The store queues the enrollment for the plant gallery; the sync pushes it.
     let admin = seed_admin(&data);
-    let mut backend = auto_syncing(&data, &service, sync);
-    backend.sync_now().unwrap();
-    Line {
+    let mut store = Store::open_in_dir(&data).unwrap();
+    store
+        .put_setting("backend", "\"offload-with-fallback\"", None, 0)
+        .unwrap();
+    let endpoint = format!("\"{}\"", service.url());
+    store
+        .put_setting("offload_endpoint", &endpoint, None, 0)
+        .unwrap();
+    let feed = GalleryFeed::new();
+    let worker = StoreWorker::start(store, Arc::clone(&feed), sync, || {});
+    worker.send(store_worker::Command::Load);
+    let backend = FallbackBackend::start(
+        ClientConfig::new(service.url()),
+        LbphParams::default(),
+        DEADLINE,
+    )
+    .unwrap();
+    let mut l = Line {
         root,
         service,
         data,
         admin,
+        feed,
+        worker,
         backend,
-    }
+    };
+    let admin_no = l.admin.personnel_no.clone();
+    wait_until("the store worker's sync to push the administrator", || {
+        l.service.operators().contains(&admin_no)
+    });
+    l.refresh();
+    l
 }
 
 /// Line 2's data folder and store, beside this line's: the kiosks of a
-/// plant share the PIN pepper (each has its own audit key).
-fn second_line(l: &Line) -> (PathBuf, Store) {
+/// plant share the PIN pepper (each has its own audit key). Line 2 has no
+/// store worker: it syncs when told, as `kubevision` on the command line.
+fn second_line(l: &Line) -> RefCell<Store> {
     let line2 = l.root.path().join("line2");
     let secrets2 = Secrets::default_dir(&line2);
     std::fs::create_dir_all(&secrets2).unwrap();
@@ -202,16 +253,12 @@ fn second_line(l: &Line) -> (PathBuf, Store) {
         secrets2.join(PEPPER_FILE),
     )
     .unwrap();
-    (line2.clone(), Store::open_in_dir(&line2).unwrap())
+    RefCell::new(Store::open_in_dir(&line2).unwrap())
 }
 
-/// Line 2's offload backend. Its own circuit breaker is not what these
-/// tests are about: while the service is down its background sync may
-/// open it, and a push must not wait that out.
-fn second_line_backend(l: &Line, line2: &Path, store2: &Store) -> OffloadBackend {
-    let mut config2 = ClientConfig::new(l.service.url());
-    config2.breaker.failure_threshold = u32::MAX;
-    OffloadBackend::connect(config2, &line2.join(DB_FILE), store2.secrets(), None, SYNC).unwrap()
+/// One sync of line 2, now.
+fn sync_line2(l: &Line, store2: &RefCell<Store>) {
+    plant_sync::sync_now(store2, ClientConfig::new(l.service.url())).unwrap();
 }
 
 fn pending(data: &Path) -> i64 {
@@ -225,113 +272,111 @@ fn wait_until(what: &str, done: impl Fn() -> bool) {
     let started = Instant::now();
     while !done() {
         assert!(
-            started.elapsed() < Duration::from_secs(20),
+            started.elapsed() < Duration::from_secs(60),
             "timed out waiting for {what}"
         );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
 
-/// One frame at a time, as the worker does; returns the burst's decision
-/// and which backend answered each frame.
-fn burst(
-    backend: &mut dyn Backend,
-    frames: &[GrayImage],
-    mut between: impl FnMut(usize),
-) -> (BurstDecision, Vec<&'static str>) {
-    let mut matches: Vec<Option<Match>> = Vec::new();
-    let mut answered = Vec::new();
-    for (i, crop) in frames.iter().enumerate() {
-        between(i);
-        matches.push(backend.identify(crop).unwrap());
-        answered.push(backend.name());
-    }
-    (decide(&rule(), &matches), answered)
-}
-
-/// A burst of `person`'s photos 6–10 picks `label`, every frame answered by `by`.
-fn assert_signs_in(backend: &mut dyn Backend, person: u32, label: i32, by: &str) {
-    let (decision, answered) = burst(backend, &crops(person, 6..=10), |_| {});
-    assert_eq!(accepted(&decision), Some(label), "s{person}: {decision:?}");
-    assert!(answered.iter().all(|a| *a == by), "{answered:?}");
-}
-
-fn accepted(decision: &BurstDecision) -> Option<i32> {
-    match decision {
-        BurstDecision::Accepted { label, .. } => Some(*label),
-        _ => None,
-    }
+/// A burst of `person`'s photos 6–10 is accepted for `personnel_no`, decided by `by`.
+fn assert_signs_in(backend: &mut dyn Backend, person: u32, personnel_no: &str, by: &str) {
+    let decision = backend.identify(&crops(person, 6..=10), &rule()).unwrap();
+    assert_eq!(
+        decision.accepted.as_deref(),
+        Some(personnel_no),
+        "s{person}: {decision:?}"
+    );
+    assert_eq!(backend.name(), by);
 }
 
 #[test]
-fn offload_identifies_and_verifies_and_says_so() {
+fn the_service_decides_the_burst_and_says_so() {
     let mut l = line();
     let worker = seed_worker(&l.data);
-    l.backend.sync_now().unwrap();
+    l.reload();
+    wait_until("the worker on the service", || {
+        l.service.operators().contains(&worker.personnel_no)
+    });
 
-    assert_signs_in(&mut l.backend, ADMIN, label_of(l.admin.id), OFFLOAD);
-    assert_signs_in(&mut l.backend, WORKER, label_of(worker.id), OFFLOAD);
+    assert_signs_in(&mut l.backend, ADMIN, &l.admin.personnel_no, OFFLOAD);
+    assert_signs_in(&mut l.backend, WORKER, &worker.personnel_no, OFFLOAD);
 
-    // 1:1 with the claimed operator's own face is closer than with another's.
+    // 1:1: the claimed operator's own face is accepted, and nearer than another's.
     let own = l
         .backend
-        .verify(&crops(ADMIN, 6..=6)[0], label_of(l.admin.id))
+        .verify(&crops(ADMIN, 6..=10), &l.admin.personnel_no, &rule())
         .unwrap();
     let other = l
         .backend
-        .verify(&crops(WORKER, 6..=6)[0], label_of(l.admin.id))
+        .verify(&crops(WORKER, 6..=10), &l.admin.personnel_no, &rule())
         .unwrap();
     assert_eq!(l.backend.name(), OFFLOAD);
+    assert_eq!(own.accepted.as_deref(), Some(l.admin.personnel_no.as_str()));
+    assert_eq!(other.accepted, None);
     assert!(
-        own.unwrap() < other.unwrap(),
+        own.distance < other.distance,
         "own {own:?}, other {other:?}"
     );
 
-    // The pure Offload backend gives the same answer.
-    let mut offload = OffloadBackend::connect(
-        ClientConfig::new(l.service.url()),
-        &l.data.join(DB_FILE),
-        &Secrets::load(&Secrets::default_dir(&l.data)).unwrap(),
-        None,
-        SYNC,
-    )
-    .unwrap();
-    assert_signs_in(&mut offload, WORKER, label_of(worker.id), OFFLOAD);
+    // The service applies the kiosk's threshold: a strict one turns the
+    // same burst down.
+    let strict = BurstRule {
+        threshold: 1.0,
+        ..rule()
+    };
+    let refused = l.backend.identify(&crops(WORKER, 6..=10), &strict).unwrap();
+    assert_eq!((refused.accepted, l.backend.name()), (None, OFFLOAD));
+
+    // The pure Offload backend gives the same answer; someone the plant
+    // does not know is nobody, not an error.
+    let mut offload = OffloadBackend::connect(ClientConfig::new(l.service.url()), None).unwrap();
+    assert_signs_in(&mut offload, WORKER, &worker.personnel_no, OFFLOAD);
+    let unknown = offload
+        .verify(&crops(WORKER, 6..=10), "NOBODY-1", &rule())
+        .unwrap();
+    assert_eq!(unknown.accepted, None);
 }
 
 #[test]
-fn a_burst_completes_locally_when_the_service_stops_in_the_middle() {
+fn the_burst_is_decided_locally_by_the_same_rule_when_the_service_is_gone() {
     let mut l = line();
     let worker = seed_worker(&l.data);
-    l.backend.sync_now().unwrap();
+    l.reload();
+    l.refresh();
+    assert_signs_in(&mut l.backend, ADMIN, &l.admin.personnel_no, OFFLOAD);
 
-    let mut slowest = Duration::ZERO;
-    let mut last = Instant::now();
-    let (decision, answered) = burst(&mut l.backend, &crops(ADMIN, 6..=10), |i| {
-        if i == 2 {
-            l.service.kill();
-        }
-        slowest = slowest.max(last.elapsed());
-        last = Instant::now();
-    });
-    assert_eq!(
-        accepted(&decision),
-        Some(label_of(l.admin.id)),
-        "{decision:?}"
+    l.service.kill();
+    let started = Instant::now();
+    assert_signs_in(&mut l.backend, ADMIN, &l.admin.personnel_no, LOCAL);
+    // At most the deadline (plus the burst's own work).
+    assert!(
+        started.elapsed() < DEADLINE + Duration::from_secs(2),
+        "the burst took {:?}",
+        started.elapsed()
     );
-    assert_eq!(&answered[..2], &[OFFLOAD, OFFLOAD]);
-    assert!(answered[2..].iter().all(|a| *a == LOCAL), "{answered:?}");
-    // Each frame waits at most the deadline (plus a frame's own work).
-    assert!(slowest < Duration::from_secs(3), "a frame took {slowest:?}");
-
-    // The next burst is local from the start; verification too.
-    assert_signs_in(&mut l.backend, WORKER, label_of(worker.id), LOCAL);
-    assert!(l
+    assert_signs_in(&mut l.backend, WORKER, &worker.personnel_no, LOCAL);
+    let verified = l
         .backend
-        .verify(&crops(WORKER, 6..=6)[0], label_of(worker.id))
-        .unwrap()
-        .is_some());
+        .verify(&crops(WORKER, 6..=10), &worker.personnel_no, &rule())
+        .unwrap();
+    assert_eq!(
+        verified.accepted.as_deref(),
+        Some(worker.personnel_no.as_str())
+    );
     assert_eq!(l.backend.name(), LOCAL);
+    // The same strict threshold turns it down locally too.
+    let strict = BurstRule {
+        threshold: 1.0,
+        ..rule()
+    };
+    assert_eq!(
+        l.backend
+            .identify(&crops(WORKER, 6..=10), &strict)
+            .unwrap()
+            .accepted,
+        None
+    );
 }
 
 #[test]
@@ -340,11 +385,13 @@ fn an_enrollment_made_offline_reaches_the_service_when_it_is_back() {
     l.service.kill();
 
     let worker = seed_worker(&l.data);
-    assert!(l.backend.sync_now().unwrap_err().should_fall_back());
+    l.next_event("the sync to find the plant unreachable", |e| {
+        matches!(e, store_worker::Event::Plant(PlantStatus::Unreachable(_)))
+    });
     assert_eq!(pending(&l.data), 1, "queued in the kiosk's store");
 
     l.service.resume();
-    // The background sync, backing off meanwhile, pushes it by itself.
+    // The store worker's sync, backing off meanwhile, pushes it by itself.
     wait_until("the queued enrollment to be pushed", || {
         pending(&l.data) == 0
     });
@@ -355,21 +402,22 @@ fn an_enrollment_made_offline_reaches_the_service_when_it_is_back() {
         [l.admin.personnel_no.clone(), worker.personnel_no.clone()]
     );
 
-    assert_signs_in(&mut l.backend, WORKER, label_of(worker.id), OFFLOAD);
+    assert_signs_in(&mut l.backend, WORKER, &worker.personnel_no, OFFLOAD);
 }
 
 #[test]
 fn after_a_plant_gallery_reset_the_kiosk_pushes_its_operators_back() {
-    // The background sync only at start: the empty new gallery must be seen
-    // before the kiosk restores it (its next round, run below, does what
-    // every background round does).
+    // The worker's sync only at start: the empty new gallery must be seen
+    // before the kiosk restores it (the round run below, on a second
+    // connection as the command line would, does what every round does).
     let mut l = line_syncing(SyncPolicy {
         every: Duration::from_secs(3600),
         max_backoff: Duration::from_secs(3600),
         sign_ins_every: Duration::from_secs(3600),
     });
     let worker = seed_worker(&l.data);
-    l.backend.sync_now().unwrap();
+    let kiosk = RefCell::new(Store::open_in_dir(&l.data).unwrap());
+    plant_sync::sync_now(&kiosk, ClientConfig::new(l.service.url())).unwrap();
     let mut expected = vec![l.admin.personnel_no.clone(), worker.personnel_no.clone()];
     expected.sort();
     let mut on_service = l.service.operators();
@@ -387,14 +435,14 @@ fn after_a_plant_gallery_reset_the_kiosk_pushes_its_operators_back() {
     );
 
     // The kiosk's next sync sees another gallery_id and restores it.
-    l.backend.sync_now().unwrap();
+    plant_sync::sync_now(&kiosk, ClientConfig::new(l.service.url())).unwrap();
     wait_until("the kiosk's operators back in the plant gallery", || {
         let mut now = l.service.operators();
         now.sort();
         now == expected
     });
     // And it still knows them itself: nothing was removed locally.
-    assert_signs_in(&mut l.backend, WORKER, label_of(worker.id), OFFLOAD);
+    assert_signs_in(&mut l.backend, WORKER, &worker.personnel_no, OFFLOAD);
 }
 
 #[test]
@@ -405,7 +453,7 @@ fn someone_enrolled_at_another_line_signs_in_here_with_the_cluster_down() {
     // Line 2 enrolls a maintenance technician (ORL s7) with a PIN, and an
     // administrator of its own (ORL s12); its sync pushes both. The kiosks
     // of a plant share the PIN pepper (each has its own audit key).
-    let (line2, mut store2) = second_line(&l);
+    let store2 = second_line(&l);
     let technician = NewOperator {
         name: "Max Brenner",
         personnel_no: "M-7",
@@ -414,6 +462,7 @@ fn someone_enrolled_at_another_line_signs_in_here_with_the_cluster_down() {
         password: None,
     };
     store2
+        .borrow_mut()
         .create_enrolled_operator(&technician, &templates(WORKER), None, now_millis())
         .unwrap();
     let admin2 = NewOperator {
@@ -423,18 +472,19 @@ fn someone_enrolled_at_another_line_signs_in_here_with_the_cluster_down() {
         ..technician.clone()
     };
     store2
+        .borrow_mut()
         .create_enrolled_operator(&admin2, &templates(12), None, now_millis())
         .unwrap();
-    let mut backend2 = second_line_backend(&l, &line2, &store2);
-    backend2.sync_now().unwrap();
+    sync_line2(&l, &store2);
 
+    let data = l.data.clone();
     let here = |no: &str| {
-        Store::open_in_dir(&l.data)
+        Store::open_in_dir(&data)
             .unwrap()
             .operator_by_personnel_no(no)
             .unwrap()
     };
-    wait_until("the background sync to bring M-7 and A-12", || {
+    wait_until("the store worker's sync to bring M-7 and A-12", || {
         here("M-7").is_some() && here("A-12").is_some()
     });
     let m7 = here("M-7").unwrap();
@@ -454,10 +504,17 @@ fn someone_enrolled_at_another_line_signs_in_here_with_the_cluster_down() {
             .any(|r| r.detail.starts_with("M-7") && r.backend.as_deref() == Some("plant gallery")),
         "the sync is in the audit log: {synced:?}"
     );
+    // The worker published the new gallery; the recogniser takes it.
+    wait_until("the gallery feed to carry M-7", || {
+        l.feed
+            .newer_than(0)
+            .is_some_and(|(_, g)| g.iter().any(|(no, _)| no == "M-7"))
+    });
+    l.refresh();
     l.service.kill();
 
     // Face and PIN, with the cluster down.
-    assert_signs_in(&mut l.backend, WORKER, label_of(m7.id), LOCAL);
+    assert_signs_in(&mut l.backend, WORKER, "M-7", LOCAL);
     let mut store = Store::open_in_dir(&l.data).unwrap();
     assert_eq!(
         store
@@ -469,11 +526,23 @@ fn someone_enrolled_at_another_line_signs_in_here_with_the_cluster_down() {
 
     // Deleting the technician at line 2 removes them here too.
     l.service.resume();
-    let gone = store2.operator_by_personnel_no("M-7").unwrap().unwrap();
-    store2.delete_operator(gone.id, None, now_millis()).unwrap();
-    backend2.sync_now().unwrap();
-    wait_until("the background sync to remove M-7", || {
+    let gone = store2
+        .borrow()
+        .operator_by_personnel_no("M-7")
+        .unwrap()
+        .unwrap();
+    store2
+        .borrow_mut()
+        .delete_operator(gone.id, None, now_millis())
+        .unwrap();
+    sync_line2(&l, &store2);
+    wait_until("the store worker's sync to remove M-7", || {
         here("M-7").is_none()
+    });
+    wait_until("the gallery feed to drop M-7", || {
+        l.feed
+            .newer_than(0)
+            .is_some_and(|(_, g)| g.iter().all(|(no, _)| no != "M-7"))
     });
 }
 
@@ -484,7 +553,7 @@ fn someone_enrolled_at_another_line_signs_in_here_with_the_cluster_down() {
 #[test]
 fn failures_at_another_line_lock_the_operator_here_too() {
     let l = line();
-    let (line2, mut store2) = second_line(&l);
+    let store2 = second_line(&l);
     let worker = NewOperator {
         name: "Jana Keller",
         personnel_no: "W-7",
@@ -493,10 +562,10 @@ fn failures_at_another_line_lock_the_operator_here_too() {
         password: None,
     };
     let there = store2
+        .borrow_mut()
         .create_enrolled_operator(&worker, &templates(WORKER), None, now_millis())
         .unwrap();
-    let mut backend2 = second_line_backend(&l, &line2, &store2);
-    backend2.sync_now().unwrap();
+    sync_line2(&l, &store2);
     let here = |no: &str| {
         Store::open_in_dir(&l.data)
             .unwrap()
@@ -511,10 +580,11 @@ fn failures_at_another_line_lock_the_operator_here_too() {
     let wrong = AuditEvent::new(AuditAction::SignInFailed).actor("W-7");
     for _ in 0..4 {
         store2
+            .borrow_mut()
             .record_failure(Subject::Operator(there.id), &wrong, now_millis())
             .unwrap();
     }
-    backend2.sync_now().unwrap();
+    sync_line2(&l, &store2);
 
     // This kiosk has seen no failure of W-7, yet locks them.
     let locked_here = || {
@@ -543,21 +613,22 @@ fn failures_at_another_line_lock_the_operator_here_too() {
 
     // A success at line 2 clears the plant's count.
     store2
+        .borrow_mut()
         .record_success(
             Subject::Operator(there.id),
             &AuditEvent::new(AuditAction::SignIn).actor("W-7"),
             now_millis(),
         )
         .unwrap();
-    backend2.sync_now().unwrap();
+    sync_line2(&l, &store2);
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let _inside = runtime.enter();
     let client = OffloadClient::new(ClientConfig::new(l.service.url())).unwrap();
     assert!(runtime.block_on(client.lockouts()).unwrap().is_empty());
-    drop(l.backend);
 }
 
-/// The whole kiosk (egui_kittest) set to Auto: a sign-in is decided by the
+/// The whole kiosk (egui_kittest) set to offload with local fallback
+/// (stored as "auto", the name before 0.2, which still reads): a sign-in is decided by the
 /// service; the service then dies while the kiosk is identifying the next
 /// person in front of it, and that sign-in completes locally. The audit
 /// log records which backend decided each.

@@ -47,6 +47,7 @@ fn start_sized(data: &Path, camera: &Path, size: egui::Vec2) -> Harness<'static,
         camera: Some(camera.to_owned()),
         camera_fps: 40.0,
         secrets_dir: None,
+        sync: kubevision_hmi::store_worker::SyncPolicy::default(),
     };
     Harness::builder()
         .with_size(size)

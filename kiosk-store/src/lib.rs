@@ -35,6 +35,7 @@ mod operators;
 mod plant;
 mod schema;
 mod secret;
+pub mod settings;
 #[cfg(test)]
 mod tests;
 
@@ -52,7 +53,7 @@ pub use keys::{
 pub use lockout::{LockoutPolicy, Subject};
 pub use operators::{NewOperator, Operator, OperatorId, Role, SecretCheck};
 pub use plant::{
-    Incoming, Outbound, Outgoing, Pending, PendingSignIn, PlantLock, Profile, SyncStore,
+    Incoming, Outbound, Outgoing, Pending, PendingSignIn, PlantLock, PlantSync, Profile,
 };
 pub use secret::{validate as validate_secret, SecretKind, PASSWORD_LEN, PIN_LEN};
 
@@ -67,10 +68,10 @@ pub fn now_millis() -> Millis {
 
 pub const DB_FILE: &str = "kubevision.sqlite3";
 
-/// Every write transaction takes SQLite's write lock up front. Two
-/// connections write the file (the store's thread and the gallery sync), and
-/// a deferred transaction that reads before it writes fails with SQLITE_BUSY
-/// when the other wrote meanwhile, instead of waiting out the busy timeout.
+/// Every write transaction takes SQLite's write lock up front. A
+/// deferred transaction that reads before it writes fails with SQLITE_BUSY
+/// when another connection (a CLI command, `--verify-audit`) wrote
+/// meanwhile, instead of waiting out the busy timeout.
 ///
 /// It also keeps the audit anchor (`keys.rs`) with the chain: before the
 /// commit, the anchor names the head this transaction leaves (pending),

@@ -8,16 +8,13 @@
 //! audited, so that people enrolled at other lines can sign in here while
 //! the cluster is out of reach.
 
-use std::path::Path;
-use std::time::Duration;
-
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use vision::lbph::{Layout, LbphParams, Template};
 
 use super::audit::{self, AuditAction, AuditEvent};
 use super::keys::Secrets;
 use super::lockout::{self, Subject};
-use super::operators::{all_templates, OperatorId, Role};
+use super::operators::{OperatorId, Role};
 use super::secret::{self, SecretKind};
 use super::{write_transaction, Millis, StoreError, WriteTx};
 
@@ -140,40 +137,26 @@ pub enum Incoming {
 /// Recorded as the backend of audit rows written by a sync.
 const PLANT_GALLERY: &str = "plant gallery";
 
-/// Its own connection to the kiosk's SQLite file (WAL: the store's thread
-/// keeps working meanwhile); `Store::open` must have migrated the file.
-pub struct SyncStore {
-    conn: Connection,
-    secrets: Secrets,
+/// The plant sync's view of the store: the same connection as every other
+/// change, so the sync is one more task of the store's single owner (the
+/// kiosk's store worker) rather than a second writer with its own pragmas.
+/// Borrowed with [`Store::plant_sync`](super::Store::plant_sync).
+pub struct PlantSync<'s> {
+    conn: &'s mut Connection,
+    secrets: &'s Secrets,
 }
 
-impl SyncStore {
-    /// `secrets`: the store's (`Store::secrets`), for the audit rows it
-    /// writes and the hashes it takes in.
-    pub fn open(db: &Path, secrets: Secrets) -> Result<Self, StoreError> {
-        let conn = Connection::open(db)?;
-        conn.busy_timeout(Duration::from_secs(5))?;
-        // As the store: cascades delete templates, deleted ones are overwritten.
-        conn.execute_batch(
-            "PRAGMA foreign_keys = ON; PRAGMA secure_delete = ON; PRAGMA synchronous = FULL;",
-        )?;
-        Ok(SyncStore { conn, secrets })
+impl super::Store {
+    /// The queue to the plant gallery and the changes from it.
+    pub fn plant_sync(&mut self) -> PlantSync<'_> {
+        PlantSync {
+            conn: &mut self.conn,
+            secrets: &self.secrets,
+        }
     }
+}
 
-    /// Every operator's id and personnel number.
-    pub fn directory(&self) -> Result<Vec<(OperatorId, String)>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT id, personnel_no FROM operators")?;
-        let rows = stmt.query_map([], |r| Ok((OperatorId(r.get(0)?), r.get(1)?)))?;
-        Ok(rows.collect::<Result<_, _>>()?)
-    }
-
-    /// Every template with its operator, as the store's own thread reads them.
-    pub fn gallery(&self) -> Result<Vec<(OperatorId, Vec<u8>)>, StoreError> {
-        all_templates(&self.conn)
-    }
-
+impl PlantSync<'_> {
     /// Queued changes, oldest first.
     pub fn pending(&self) -> Result<Vec<Pending>, StoreError> {
         let mut stmt = self
@@ -260,7 +243,7 @@ impl SyncStore {
     /// many were queued. A person the new gallery already has is then
     /// updated with this kiosk's copy, as after any local change.
     pub fn queue_all_after_reset(&mut self, now: Millis) -> Result<usize, StoreError> {
-        let tx = write_transaction(&mut self.conn, &self.secrets)?;
+        let tx = write_transaction(self.conn, self.secrets)?;
         let numbers: Vec<String> = tx
             .prepare(
                 "SELECT personnel_no FROM operators o
@@ -321,7 +304,7 @@ impl SyncStore {
         locks: &[PlantLock],
         now: Millis,
     ) -> Result<usize, StoreError> {
-        let tx = write_transaction(&mut self.conn, &self.secrets)?;
+        let tx = write_transaction(self.conn, self.secrets)?;
         let mut raised = 0;
         for lock in locks {
             let Some((id, _)) = local_operator(&tx, &lock.personnel_no)? else {
@@ -374,7 +357,7 @@ impl SyncStore {
         changes: &[Incoming],
         now: Millis,
     ) -> Result<usize, StoreError> {
-        let tx = write_transaction(&mut self.conn, &self.secrets)?;
+        let tx = write_transaction(self.conn, self.secrets)?;
         let mut applied = 0;
         let mut removed = false;
         for change in changes {
@@ -397,7 +380,7 @@ impl SyncStore {
                     templates, profile, ..
                 } => {
                     // One unusable change must not hold up the others.
-                    if let Err(why) = usable(templates, profile.as_ref(), &self.secrets) {
+                    if let Err(why) = usable(templates, profile.as_ref(), self.secrets) {
                         tracing::warn!("not taking {personnel_no} from the plant gallery: {why}");
                         continue;
                     }

@@ -653,13 +653,15 @@ fn a_failed_create_and_enroll_leaves_no_operator() {
 
 // --- the plant-wide gallery: outgoing queue and incoming changes ---
 
-fn sync_store(dir: &TempDir) -> SyncStore {
-    let secrets = Secrets::load(&dir.path().join("data").join(SECRETS_SUBDIR)).unwrap();
-    SyncStore::open(&dir.path().join("data").join(DB_FILE), secrets).unwrap()
+/// A second store on the same files, as a CLI command would open it while
+/// the kiosk runs; the plant sync goes through `Store::plant_sync`.
+fn sync_store(dir: &TempDir) -> Store {
+    Store::open_in_dir(&dir.path().join("data")).unwrap()
 }
 
 fn queued(dir: &TempDir) -> Vec<(String, Outbound)> {
     sync_store(dir)
+        .plant_sync()
         .pending()
         .unwrap()
         .into_iter()
@@ -692,7 +694,11 @@ fn local_changes_queue_the_person_never_their_face() {
         [("W-1".to_owned(), Outbound::Upsert)],
         "one row a person"
     );
-    let outgoing = sync_store(&dir).outgoing("W-1").unwrap().unwrap();
+    let outgoing = sync_store(&dir)
+        .plant_sync()
+        .outgoing("W-1")
+        .unwrap()
+        .unwrap();
     assert_eq!(outgoing.templates, [template(2)], "the current templates");
     assert_eq!(outgoing.profile.role, Role::Operator);
     assert_eq!(outgoing.profile.credentials[0].0, SecretKind::Pin);
@@ -700,7 +706,7 @@ fn local_changes_queue_the_person_never_their_face() {
 
     store.delete_operator(w.id, None, T0).unwrap();
     assert_eq!(queued(&dir), [("W-1".to_owned(), Outbound::Remove)]);
-    assert_eq!(sync_store(&dir).outgoing("W-1").unwrap(), None);
+    assert_eq!(sync_store(&dir).plant_sync().outgoing("W-1").unwrap(), None);
     // No column of the queue can hold face data.
     let columns: Vec<String> = raw(&dir)
         .prepare("SELECT name FROM pragma_table_info('pending_sync')")
@@ -754,7 +760,8 @@ fn incoming_changes_follow_the_rules_and_are_audited() {
         .create_enrolled_operator(&worker("W-1"), &[real_template(2)], None, T0)
         .unwrap();
     // W-1 and A-1 are queued here; push them, as a sync would.
-    let mut sync = sync_store(&dir);
+    let mut sync_db = sync_store(&dir);
+    let mut sync = sync_db.plant_sync();
     for p in sync.pending().unwrap() {
         sync.pushed(p.id).unwrap();
     }
@@ -1351,7 +1358,8 @@ fn the_sync_refuses_hashes_of_another_pepper() {
     let (dir, _store) = fresh();
     let (_elsewhere, other) = fresh();
     let foreign = secret::hash("8642", other.secrets()).unwrap();
-    let mut sync = sync_store(&dir);
+    let mut sync_db = sync_store(&dir);
+    let mut sync = sync_db.plant_sync();
     let change = Incoming::Upsert {
         personnel_no: "M-7".into(),
         templates: vec![real_template(7)],
@@ -1492,7 +1500,8 @@ fn sign_in_outcomes_are_queued_for_the_plant_only_while_following_one() {
         "PIN and face outcomes of operators, not the kiosk's nameless failures"
     );
 
-    let sync = sync_store(&dir);
+    let mut sync_db = sync_store(&dir);
+    let sync = sync_db.plant_sync();
     let taken = sync.take_sign_ins().unwrap();
     assert_eq!(taken.len(), 3);
     assert!(
@@ -1511,7 +1520,8 @@ fn sign_in_outcomes_are_queued_for_the_plant_only_while_following_one() {
 fn the_plants_locks_are_adopted_and_audited_once() {
     let (dir, mut store) = fresh();
     let op = store.create_operator(&worker("W-1"), None, T0).unwrap();
-    let mut sync = sync_store(&dir);
+    let mut sync_db = sync_store(&dir);
+    let mut sync = sync_db.plant_sync();
     let lock = |locked_for_ms| PlantLock {
         personnel_no: "W-1".into(),
         failures: 7,

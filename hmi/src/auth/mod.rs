@@ -5,11 +5,10 @@
 //! rows, failure counts) for the store worker to carry out. Time comes in
 //! as a parameter, so every timer is testable.
 
-mod policy;
 #[cfg(test)]
 mod tests;
 
-pub use policy::{AuthPolicy, RolePolicy};
+pub use crate::settings::{AuthPolicy, RolePolicy};
 
 use crate::store::{AuditAction, AuditEvent, Millis, Operator, OperatorId, SecretCheck, Subject};
 

@@ -1,92 +1,55 @@
 //! Offload first, local when the service does not answer in time: the
-//! operator signs in either way, and the badge says which one answered.
+//! operator signs in either way, and the badge says which one decided.
 
-use std::path::Path;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use kubevision_offload_client::ClientConfig;
-use vision::lbph::{LbphParams, Match};
+use vision::burst::BurstRule;
+use vision::lbph::LbphParams;
 use vision::GrayImage;
 
 use super::offload::OffloadBackend;
-use super::sync::SyncPolicy;
-use super::{Backend, BackendError, LocalBackend};
-use crate::store::Secrets;
-use crate::store_worker::labelled;
+use super::{Backend, BackendError, Decision, LocalBackend};
 
-#[derive(Debug, Clone, Copy)]
-pub struct FallbackConfig {
-    /// How long one frame may wait for the service before local answers.
-    /// Settings has no field for it: 300 ms keeps a five-frame burst within
-    /// the sign-in budget even when every frame times out before the
-    /// client's circuit breaker opens.
-    pub deadline: Duration,
-    pub sync: SyncPolicy,
-}
-
-impl Default for FallbackConfig {
-    fn default() -> Self {
-        FallbackConfig {
-            deadline: Duration::from_millis(300),
-            sync: SyncPolicy::default(),
-        }
-    }
-}
+/// How long one burst may wait for the service before local decides.
+/// Settings has no field for it: 1.5 s keeps a sign-in within its budget
+/// even when the service hangs, before the client's circuit breaker opens.
+pub const FALLBACK_DEADLINE: Duration = Duration::from_millis(1500);
 
 pub struct FallbackBackend {
     offload: OffloadBackend,
+    /// The store's gallery (fed by the store worker, which keeps it in
+    /// step with the plant-wide gallery).
     local: LocalBackend,
-    /// Which backend answered the latest frame.
+    /// Which backend decided the latest burst.
     answered: &'static str,
-    /// The sync's generation the local gallery was last built at.
-    seen: u64,
 }
 
 impl FallbackBackend {
-    /// The local gallery is the store's, which the offload backend's
-    /// background sync keeps in step with the plant-wide gallery.
     pub fn start(
         client: ClientConfig,
-        db: &Path,
-        secrets: &Secrets,
         params: LbphParams,
-        config: FallbackConfig,
+        deadline: Duration,
     ) -> Result<Self, BackendError> {
-        let offload =
-            OffloadBackend::connect(client, db, secrets, Some(config.deadline), config.sync)?;
-        let mut local = LocalBackend::new(params);
-        local.set_gallery(&local_gallery(&offload)?)?;
         Ok(FallbackBackend {
-            offload,
-            local,
+            offload: OffloadBackend::connect(client, Some(deadline))?,
+            local: LocalBackend::new(params),
             answered: super::LOCAL,
-            seen: 0,
         })
     }
 
-    /// Syncs with the plant-wide gallery now, waiting for the result.
-    pub fn sync_now(&mut self) -> Result<(), BackendError> {
-        self.offload.sync_now()
-    }
-
-    fn answer<T>(
+    fn answer(
         &mut self,
-        offload: impl FnOnce(&mut OffloadBackend) -> Result<T, BackendError>,
-        local: impl FnOnce(&mut LocalBackend) -> Result<T, BackendError>,
-    ) -> Result<T, BackendError> {
+        offload: impl FnOnce(&mut OffloadBackend) -> Result<Decision, BackendError>,
+        local: impl FnOnce(&mut LocalBackend) -> Result<Decision, BackendError>,
+    ) -> Result<Decision, BackendError> {
         match offload(&mut self.offload) {
             Ok(answer) => {
                 self.answered = super::offload::OFFLOAD;
                 Ok(answer)
             }
             Err(e) if e.should_fall_back() => {
-                tracing::debug!("recognising locally: {e}");
-                let now = self.offload.generation.load(Ordering::Acquire);
-                if now != self.seen {
-                    self.local.set_gallery(&local_gallery(&self.offload)?)?;
-                    self.seen = now;
-                }
+                tracing::debug!("deciding locally: {e}");
                 self.answered = super::LOCAL;
                 local(&mut self.local)
             }
@@ -100,20 +63,27 @@ impl Backend for FallbackBackend {
         self.answered
     }
 
-    fn set_gallery(&mut self, entries: &[(i32, Vec<u8>)]) -> Result<(), BackendError> {
-        self.offload.set_gallery(entries)?;
+    fn set_gallery(&mut self, entries: &[(String, Vec<u8>)]) -> Result<(), BackendError> {
         self.local.set_gallery(entries)
     }
 
-    fn identify(&mut self, crop: &GrayImage) -> Result<Option<Match>, BackendError> {
-        self.answer(|o| o.identify(crop), |l| l.identify(crop))
+    fn identify(
+        &mut self,
+        burst: &[GrayImage],
+        rule: &BurstRule,
+    ) -> Result<Decision, BackendError> {
+        self.answer(|o| o.identify(burst, rule), |l| l.identify(burst, rule))
     }
 
-    fn verify(&mut self, crop: &GrayImage, label: i32) -> Result<Option<f64>, BackendError> {
-        self.answer(|o| o.verify(crop, label), |l| l.verify(crop, label))
+    fn verify(
+        &mut self,
+        burst: &[GrayImage],
+        personnel_no: &str,
+        rule: &BurstRule,
+    ) -> Result<Decision, BackendError> {
+        self.answer(
+            |o| o.verify(burst, personnel_no, rule),
+            |l| l.verify(burst, personnel_no, rule),
+        )
     }
-}
-
-fn local_gallery(offload: &OffloadBackend) -> Result<Vec<(i32, Vec<u8>)>, BackendError> {
-    Ok(labelled(offload.store.gallery()?))
 }

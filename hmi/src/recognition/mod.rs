@@ -1,26 +1,28 @@
 //! The recognition worker: takes the newest camera frame, finds the face,
 //! publishes a preview (frame, box, quality issue) and, depending on the
 //! mode, identifies, verifies or collects enrollment templates. Nothing
-//! here runs on the UI thread; results come back over a channel.
+//! here runs on the UI thread; results come back over a channel. The
+//! gallery comes from the store worker through a [`GalleryFeed`], and
+//! captured enrollment templates go to it through the capture sink: the
+//! UI hears only that they were captured.
 
 mod backend;
 mod fallback;
+mod gallery;
 pub mod liveness;
 mod offload;
-mod sync;
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use backend::{extract, Backend, BackendError, LocalBackend, LOCAL};
+pub use backend::{extract, Backend, BackendError, Decision, LocalBackend, LOCAL};
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
-pub use fallback::{FallbackBackend, FallbackConfig};
+pub use fallback::{FallbackBackend, FALLBACK_DEADLINE};
+pub use gallery::{Enrolled, GalleryFeed};
 pub use offload::{client_config, OffloadBackend, OFFLOAD};
-pub use sync::SyncPolicy;
-use vision::burst::{decide, BurstDecision, BurstRule};
+use vision::burst::BurstRule;
 use vision::detect::FaceBox;
-use vision::lbph::{LbphParams, Match};
+use vision::lbph::LbphParams;
 use vision::pipeline::{FacePipeline, FrameError};
 use vision::quality::QualityIssue;
 use vision::GrayImage;
@@ -28,7 +30,6 @@ use vision::GrayImage;
 use crate::auth::FaceEvidence;
 use crate::camera::{Frame, Mailbox};
 use crate::settings::{BackendChoice, Settings};
-use crate::store::Secrets;
 
 /// What the worker does with faces.
 #[derive(Debug, Clone, PartialEq)]
@@ -37,15 +38,14 @@ pub enum Mode {
     Watch,
     /// 1:N for face-first sign-in.
     Identify,
-    /// 1:1 against one label, after the password.
-    Verify { label: i32 },
+    /// 1:1 against one person, after the password.
+    Verify { personnel_no: String },
     /// Collect `target` usable templates.
     Enroll { target: usize },
 }
 
 pub enum Command {
     SetMode(Mode),
-    SetGallery(Vec<(i32, Vec<u8>)>),
     SetRule(BurstRule),
 }
 
@@ -60,7 +60,7 @@ pub struct Preview {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {
     Identified {
-        label: i32,
+        personnel_no: String,
         face: FaceEvidence,
     },
     /// A burst found nobody near enough, or the frames disagreed.
@@ -77,38 +77,40 @@ pub enum Event {
         target: usize,
         skipped: Option<QualityIssue>,
     },
+    /// The enrollment's templates went to the capture sink (the store worker).
     EnrollCaptured {
-        templates: Vec<Vec<u8>>,
+        count: usize,
     },
     /// The pipeline or backend failed; the worker keeps running.
     Failed(String),
 }
 
-/// The backend the settings choose; `db` is the kiosk's store file
-/// (personnel numbers, the offline queue, the local copy of the gallery).
+/// The backend the settings choose.
 pub fn create_backend(
     settings: &Settings,
-    db: &Path,
-    secrets: &Secrets,
     params: LbphParams,
 ) -> Result<Box<dyn Backend>, BackendError> {
     Ok(match settings.backend {
         BackendChoice::Local => Box::new(LocalBackend::new(params)),
-        BackendChoice::Offload => Box::new(OffloadBackend::connect(
-            client_config(settings)?,
-            db,
-            secrets,
-            None,
-            SyncPolicy::default(),
-        )?),
+        BackendChoice::Offload => {
+            Box::new(OffloadBackend::connect(client_config(settings)?, None)?)
+        }
         BackendChoice::OffloadWithFallback => Box::new(FallbackBackend::start(
             client_config(settings)?,
-            db,
-            secrets,
             params,
-            FallbackConfig::default(),
+            FALLBACK_DEADLINE,
         )?),
     })
+}
+
+/// Where captured enrollment templates go (the store worker's inbox).
+pub type CaptureSink = Box<dyn Fn(Vec<Vec<u8>>) + Send>;
+
+/// The worker's links to the store worker, which bypass the UI: the
+/// gallery comes in by the feed, captured templates go out by the sink.
+pub struct StoreLinks {
+    pub gallery: Arc<GalleryFeed>,
+    pub capture: CaptureSink,
 }
 
 /// Frames per sign-in decision.
@@ -125,8 +127,10 @@ struct State {
     mode: Mode,
     rule: BurstRule,
     params: LbphParams,
-    /// Per frame with a face: crop and nearest match (or verify distance).
-    burst: Vec<(GrayImage, Option<Match>)>,
+    /// The face crops of the burst so far.
+    burst: Vec<GrayImage>,
+    /// The gallery generation the backend has.
+    gallery_seen: u64,
     templates: Vec<Vec<u8>>,
 }
 
@@ -139,6 +143,7 @@ impl Worker {
         mut backend: Box<dyn Backend>,
         params: LbphParams,
         rule: BurstRule,
+        store: StoreLinks,
         wake: impl Fn() + Send + 'static,
     ) -> Worker {
         let (commands, command_rx) = crossbeam_channel::unbounded();
@@ -159,6 +164,7 @@ impl Worker {
                         rule,
                         params,
                         burst: Vec::new(),
+                        gallery_seen: 0,
                         templates: Vec::new(),
                     };
                     let send = |e: Event| {
@@ -174,11 +180,6 @@ impl Worker {
                                     st.burst.clear();
                                     st.templates.clear();
                                 }
-                                Ok(Command::SetGallery(g)) => {
-                                    if let Err(e) = backend.set_gallery(&g) {
-                                        send(Event::Failed(e.to_string()));
-                                    }
-                                }
                                 Ok(Command::SetRule(r)) => st.rule = r,
                                 Err(TryRecvError::Empty) => break,
                                 Err(TryRecvError::Disconnected) => return,
@@ -186,6 +187,12 @@ impl Worker {
                         }
                         if frames.is_closed() {
                             return;
+                        }
+                        if let Some((seen, g)) = store.gallery.newer_than(st.gallery_seen) {
+                            st.gallery_seen = seen;
+                            if let Err(e) = backend.set_gallery(&g) {
+                                send(Event::Failed(e.to_string()));
+                            }
                         }
                         let Some(frame) = frames.take_timeout(Duration::from_millis(100)) else {
                             continue;
@@ -216,7 +223,7 @@ impl Worker {
                         wake();
                         match result {
                             Ok(f) => {
-                                if let Some(e) = st.use_face(f.crop, backend.as_mut()) {
+                                if let Some(e) = st.use_face(f.crop, backend.as_mut(), &store.capture) {
                                     send(e);
                                 }
                             }
@@ -253,16 +260,20 @@ impl Worker {
 
 impl State {
     fn evidence(&self, distance: f64, backend: &dyn Backend) -> FaceEvidence {
-        let crops: Vec<GrayImage> = self.burst.iter().map(|(c, _)| c.clone()).collect();
         FaceEvidence {
             distance,
             backend: backend.name(),
-            live: liveness::is_live(&crops),
+            live: liveness::is_live(&self.burst),
         }
     }
 
     /// A frame with a usable face.
-    fn use_face(&mut self, crop: GrayImage, backend: &mut dyn Backend) -> Option<Event> {
+    fn use_face(
+        &mut self,
+        crop: GrayImage,
+        backend: &mut dyn Backend,
+        capture: &CaptureSink,
+    ) -> Option<Event> {
         match self.mode.clone() {
             Mode::Watch => None,
             Mode::Enroll { target } => {
@@ -275,9 +286,8 @@ impl State {
                 }
                 if self.templates.len() == target {
                     self.mode = Mode::Watch;
-                    Some(Event::EnrollCaptured {
-                        templates: std::mem::take(&mut self.templates),
-                    })
+                    capture(std::mem::take(&mut self.templates));
+                    Some(Event::EnrollCaptured { count: target })
                 } else {
                     Some(Event::EnrollProgress {
                         captured: self.templates.len(),
@@ -287,52 +297,49 @@ impl State {
                 }
             }
             Mode::Identify => {
-                let m = match backend.identify(&crop) {
-                    Ok(m) => m,
-                    Err(e) => return Some(Event::Failed(e.to_string())),
+                self.burst.push(crop);
+                if self.burst.len() < BURST {
+                    return None;
+                }
+                let event = match backend.identify(&self.burst, &self.rule) {
+                    Ok(Decision {
+                        accepted: Some(personnel_no),
+                        distance,
+                    }) => Event::Identified {
+                        personnel_no,
+                        face: self.evidence(distance, backend),
+                    },
+                    Ok(_) => Event::NotRecognised {
+                        backend: backend.name(),
+                    },
+                    Err(e) => Event::Failed(e.to_string()),
                 };
-                self.burst.push((crop, m));
-                (self.burst.len() >= BURST).then(|| {
-                    let matches: Vec<Option<Match>> = self.burst.iter().map(|(_, m)| *m).collect();
-                    let event = match decide(&self.rule, &matches) {
-                        BurstDecision::Accepted {
-                            label, distance, ..
-                        } => Event::Identified {
-                            label,
-                            face: self.evidence(distance, backend),
-                        },
-                        _ => Event::NotRecognised {
-                            backend: backend.name(),
-                        },
-                    };
-                    self.burst.clear();
-                    event
-                })
+                self.burst.clear();
+                Some(event)
             }
-            Mode::Verify { label } => {
-                let d = match backend.verify(&crop, label) {
-                    Ok(d) => d,
-                    Err(e) => return Some(Event::Failed(e.to_string())),
+            Mode::Verify { personnel_no } => {
+                self.burst.push(crop);
+                if self.burst.len() < BURST {
+                    return None;
+                }
+                let decision = backend.verify(&self.burst, &personnel_no, &self.rule);
+                let event = match decision {
+                    Ok(d) => {
+                        // One decision per request: the auth machine moves on.
+                        self.mode = Mode::Watch;
+                        Event::Verified {
+                            matched: d.accepted.is_some(),
+                            face: self.evidence(d.distance, backend),
+                        }
+                    }
+                    // The next burst tries again (the second-factor timeout ends it).
+                    Err(e) => Event::Failed(e.to_string()),
                 };
-                self.burst
-                    .push((crop, d.map(|distance| Match { label, distance })));
-                (self.burst.len() >= BURST).then(|| {
-                    let matches: Vec<Option<Match>> = self.burst.iter().map(|(_, m)| *m).collect();
-                    let (matched, distance) = match decide(&self.rule, &matches) {
-                        BurstDecision::Accepted { distance, .. } => (true, distance),
-                        BurstDecision::NotRecognised { distance, .. } => (false, distance),
-                        _ => (false, f64::INFINITY),
-                    };
-                    let face = self.evidence(distance, backend);
-                    self.burst.clear();
-                    // One decision per request: the auth machine moves on.
-                    self.mode = Mode::Watch;
-                    Event::Verified { matched, face }
-                })
+                self.burst.clear();
+                Some(event)
             }
         }
     }
-
     /// A frame without a usable face.
     fn skip(&mut self, issue: Option<QualityIssue>) -> Option<Event> {
         match self.mode {

@@ -1,28 +1,19 @@
-//! Recognition on the offload service. Each frame goes to the service as a
-//! raw normalised crop and comes back as the nearest operator; the worker
-//! still applies the burst rule, so a decision is made the same way
-//! whichever backend matched the frames.
+//! Recognition on the offload service. A burst goes to the service in one
+//! call, as raw normalised crops, with the kiosk's threshold and frame
+//! count; the service's decision is the kiosk's.
 
-use std::collections::HashMap;
 use std::future::Future;
-use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use kubevision_offload_client::proto::{frame, Frame, IdentifyRequest, RawFaceCrop, VerifyRequest};
 use kubevision_offload_client::{ClientConfig, ClientError, OffloadClient, TlsSettings};
 use tokio::runtime::Runtime;
-use tokio::sync::Notify;
 use tonic::Code;
-use vision::lbph::Match;
+use vision::burst::BurstRule;
 use vision::GrayImage;
 
-use super::sync::{self, SyncPolicy};
-use super::{Backend, BackendError};
+use super::{Backend, BackendError, Decision};
 use crate::settings::Settings;
-use crate::store::{Secrets, SyncStore};
-use crate::store_worker::label_of;
 
 pub const OFFLOAD: &str = "offload";
 
@@ -61,35 +52,18 @@ fn raw_frame(crop: &GrayImage) -> Frame {
 
 pub struct OffloadBackend {
     /// Created once, off the UI thread; the worker thread blocks on it.
-    /// Multi-threaded (one worker) so that the client's connection task
-    /// and the sync task run while the worker is between frames.
-    pub(super) runtime: Runtime,
-    pub(super) client: OffloadClient,
-    /// Caps each sign-in call; `None`: the client's own deadlines.
+    /// One worker thread, so the client's connection task runs while the
+    /// recogniser is between bursts.
+    runtime: Runtime,
+    client: OffloadClient,
+    /// Caps each call; `None`: the client's own deadlines.
     deadline: Option<Duration>,
-    /// The directory of personnel numbers, and the local gallery for the fallback.
-    pub(super) store: SyncStore,
-    /// Wakes the background sync (the local gallery changed).
-    wake: Arc<Notify>,
-    /// Bumped by the sync when it changed the local gallery.
-    pub(super) generation: Arc<AtomicU64>,
-    /// The service names operators by personnel number, the worker by label.
-    labels: HashMap<String, i32>,
-    personnel_nos: HashMap<i32, String>,
 }
 
 impl OffloadBackend {
-    /// `db` is the kiosk's store, for personnel numbers; the connection is
-    /// made on first use, so the kiosk starts while the service is down.
-    /// Starts the background sync with the plant-wide gallery on the
-    /// backend's runtime; it stops when the backend is dropped.
-    pub fn connect(
-        config: ClientConfig,
-        db: &Path,
-        secrets: &Secrets,
-        deadline: Option<Duration>,
-        sync: SyncPolicy,
-    ) -> Result<Self, BackendError> {
+    /// The connection is made on first use, so the kiosk starts while the
+    /// service is down.
+    pub fn connect(config: ClientConfig, deadline: Option<Duration>) -> Result<Self, BackendError> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("offload")
@@ -101,48 +75,19 @@ impl OffloadBackend {
             let _inside = runtime.enter();
             OffloadClient::new(config)?
         };
-        let wake = Arc::new(Notify::new());
-        let generation = Arc::new(AtomicU64::new(0));
-        runtime.spawn(sync::run(
-            SyncStore::open(db, secrets.clone())?,
-            client.clone(),
-            sync,
-            Arc::clone(&wake),
-            Arc::clone(&generation),
-        ));
-        let mut backend = OffloadBackend {
+        Ok(OffloadBackend {
             runtime,
             client,
             deadline,
-            store: SyncStore::open(db, secrets.clone())?,
-            wake,
-            generation,
-            labels: HashMap::new(),
-            personnel_nos: HashMap::new(),
-        };
-        backend.reload_directory()?;
-        Ok(backend)
-    }
-
-    fn reload_directory(&mut self) -> Result<(), BackendError> {
-        let entries: Vec<(i32, String)> = self
-            .store
-            .directory()?
-            .into_iter()
-            .map(|(id, personnel_no)| (label_of(id), personnel_no))
-            .collect();
-        self.personnel_nos = entries.iter().cloned().collect();
-        self.labels = entries.into_iter().map(|(l, p)| (p, l)).collect();
-        Ok(())
+        })
     }
 
     fn call<T>(
         &self,
-        deadline: Option<Duration>,
         call: impl Future<Output = Result<T, ClientError>>,
     ) -> Result<T, BackendError> {
         self.runtime.block_on(async {
-            match deadline {
+            match self.deadline {
                 Some(d) => tokio::time::timeout(d, call)
                     .await
                     .map_err(|_| BackendError::Deadline(d))?
@@ -151,30 +96,17 @@ impl OffloadBackend {
             }
         })
     }
+}
 
-    /// Pushes the queued changes and pulls the service's, now, waiting for
-    /// the result (the background sync does the same on its own schedule).
-    pub fn sync_now(&mut self) -> Result<(), BackendError> {
-        let changed = self
-            .runtime
-            .block_on(sync::sync_once(&mut self.store, &self.client))?;
-        if changed {
-            self.generation.fetch_add(1, Ordering::Release);
-        }
-        Ok(())
-    }
+fn frames(burst: &[GrayImage]) -> Vec<Frame> {
+    burst.iter().map(raw_frame).collect()
+}
 
-    /// An operator enrolled since the last look (e.g. by a sync) is looked up again.
-    fn lookup<K: Eq + std::hash::Hash, V: Clone>(
-        &mut self,
-        map: fn(&Self) -> &HashMap<K, V>,
-        key: &K,
-    ) -> Result<Option<V>, BackendError> {
-        if !map(self).contains_key(key) {
-            self.reload_directory()?;
-        }
-        Ok(map(self).get(key).cloned())
-    }
+/// The kiosk's rule as the request carries it: the service decides with
+/// the kiosk's threshold and frame count (and its own agreement share,
+/// which the proto does not carry: 0.6 by default on both sides).
+fn min_usable(rule: &BurstRule, burst: &[GrayImage]) -> u32 {
+    rule.min_frames.clamp(1, burst.len().max(1)) as u32
 }
 
 impl Backend for OffloadBackend {
@@ -182,52 +114,58 @@ impl Backend for OffloadBackend {
         OFFLOAD
     }
 
-    /// The service holds the gallery; only who is who may have changed,
-    /// and the service should hear of it soon.
-    fn set_gallery(&mut self, _entries: &[(i32, Vec<u8>)]) -> Result<(), BackendError> {
-        self.wake.notify_one();
-        self.reload_directory()
+    /// The service holds the plant-wide gallery.
+    fn set_gallery(&mut self, _entries: &[(String, Vec<u8>)]) -> Result<(), BackendError> {
+        Ok(())
     }
 
-    fn identify(&mut self, crop: &GrayImage) -> Result<Option<Match>, BackendError> {
+    fn identify(
+        &mut self,
+        burst: &[GrayImage],
+        rule: &BurstRule,
+    ) -> Result<Decision, BackendError> {
         let request = IdentifyRequest {
-            frames: vec![raw_frame(crop)],
+            frames: frames(burst),
             max_candidates: 1,
-            // The trait wants the nearest whatever the distance: the burst
-            // rule applies the kiosk's threshold.
-            threshold: Some(f64::MAX),
-            min_usable_frames: 1,
+            threshold: Some(rule.threshold),
+            min_usable_frames: min_usable(rule, burst),
         };
-        let answer = self.call(self.deadline, self.client.identify(request))?;
-        let Some(nearest) = answer.frames.first().and_then(|f| f.candidates.first()) else {
-            return Ok(None);
-        };
-        // Someone this kiosk has no record of yet (the next sync brings them)
-        // cannot sign in here: no match.
-        let label = self.lookup(|b| &b.labels, &nearest.operator_id)?;
-        Ok(label.map(|label| Match {
-            label,
-            distance: nearest.distance,
-        }))
+        let answer = self.call(self.client.identify(request))?;
+        Ok(if answer.identified {
+            Decision {
+                accepted: Some(answer.operator_id),
+                distance: answer.distance,
+            }
+        } else {
+            Decision::nobody()
+        })
     }
 
-    fn verify(&mut self, crop: &GrayImage, label: i32) -> Result<Option<f64>, BackendError> {
-        let Some(operator_id) = self.lookup(|b| &b.personnel_nos, &label)? else {
-            return Ok(None);
-        };
+    fn verify(
+        &mut self,
+        burst: &[GrayImage],
+        personnel_no: &str,
+        rule: &BurstRule,
+    ) -> Result<Decision, BackendError> {
         let request = VerifyRequest {
-            operator_id,
-            frames: vec![raw_frame(crop)],
-            threshold: None,
-            min_usable_frames: 1,
+            operator_id: personnel_no.to_owned(),
+            frames: frames(burst),
+            threshold: Some(rule.threshold),
+            min_usable_frames: min_usable(rule, burst),
         };
-        match self.call(self.deadline, self.client.verify(request)) {
-            Ok(answer) => Ok(answer
-                .frames
-                .first()
-                .and_then(|f| f.candidates.first())
-                .map(|c| c.distance)),
-            Err(BackendError::Offload(e)) if e.code() == Some(Code::NotFound) => Ok(None),
+        match self.call(self.client.verify(request)) {
+            Ok(answer) => Ok(Decision {
+                accepted: answer.verified.then(|| personnel_no.to_owned()),
+                distance: if answer.votes > 0 {
+                    answer.distance
+                } else {
+                    f64::INFINITY
+                },
+            }),
+            // Not (yet) in the plant gallery: not this person, as far as the service knows.
+            Err(BackendError::Offload(e)) if e.code() == Some(Code::NotFound) => {
+                Ok(Decision::nobody())
+            }
             Err(e) => Err(e),
         }
     }

@@ -10,7 +10,7 @@ use crate::app::Kiosk;
 use crate::i18n::{self, T};
 use crate::recognition::{Event, Mode};
 use crate::store::{validate_secret, Operator, Role, SecretKind};
-use crate::store_worker::{self, label_of, OperatorDraft};
+use crate::store_worker::{self, OperatorDraft};
 use crate::theme;
 use crate::widgets::{big_button, choice_value, primary_button, Field, FieldKind, Form, KeyAction};
 
@@ -220,7 +220,7 @@ impl Enroll {
             }
             Step::Verifying(op) => {
                 kiosk.set_mode(Mode::Verify {
-                    label: label_of(op.id),
+                    personnel_no: op.personnel_no.clone(),
                 });
                 ui.horizontal(|ui| {
                     kiosk.show_preview(ui, egui::vec2(560.0, 420.0));
@@ -273,21 +273,16 @@ impl Enroll {
                     skipped: skipped.clone(),
                 };
             }
-            (Step::Capture { .. }, Event::EnrollCaptured { templates }) => {
+            // The templates went to the store worker; this saves them there.
+            (Step::Capture { .. }, Event::EnrollCaptured { .. }) => {
                 let actor = kiosk.actor();
-                let templates = templates.clone();
                 let request = match &self.target {
                     Some(op) => store_worker::Command::Enroll {
                         operator: op.id,
-                        templates,
                         actor,
                     },
                     None => match self.draft(kiosk) {
-                        Ok(draft) => store_worker::Command::CreateEnrolled {
-                            draft,
-                            templates,
-                            actor,
-                        },
+                        Ok(draft) => store_worker::Command::CreateEnrolled { draft, actor },
                         Err(e) => {
                             self.error = Some(e);
                             self.step = Step::Details;

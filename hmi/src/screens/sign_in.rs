@@ -10,7 +10,7 @@ use crate::auth::AuthState;
 use crate::i18n::{self, T};
 use crate::recognition::Mode;
 use crate::store::{now_millis, Role, PIN_LEN};
-use crate::store_worker::{self, label_of};
+use crate::store_worker;
 use crate::theme;
 use crate::widgets::{big_button, pin_pad, primary_button, Field, FieldKind, Form, KeyAction};
 
@@ -132,7 +132,7 @@ impl SignIn {
             }
             AuthState::AwaitingFace { operator, .. } => {
                 kiosk.set_mode(Mode::Verify {
-                    label: label_of(operator.id),
+                    personnel_no: operator.personnel_no.clone(),
                 });
                 ui.horizontal_top(|ui| {
                     kiosk.show_preview(ui, preview_size(ui));

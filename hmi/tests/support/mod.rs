@@ -107,6 +107,7 @@ pub fn start(data: &Path, camera: &Path) -> Harness<'static, KioskApp> {
         camera: Some(camera.to_owned()),
         camera_fps: 40.0,
         secrets_dir: None,
+        sync: kubevision_hmi::store_worker::SyncPolicy::default(),
     };
     Harness::builder()
         .with_size(egui::vec2(1280.0, 800.0))

@@ -1,11 +1,13 @@
 //! The kiosk's conversation with the plant-wide gallery: push the changes
 //! queued in the store (`store::plant`), then pull the service's changes
-//! since the version the local copy has reached. Runs in the background
-//! while an offload service is configured; what it may change locally is
-//! decided by the store.
+//! since the version the local copy has reached. A task of the store
+//! worker while an offload service is configured, on the worker's own
+//! connection: the store is borrowed only between network calls, never
+//! across one, so the UI's requests are served while a call is out. What
+//! the sync may change locally is decided by the store.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::cell::RefCell;
+use std::rc::Rc;
 use std::time::Duration;
 
 use kubevision_offload_client::proto::credential::Kind;
@@ -18,10 +20,33 @@ use kubevision_offload_client::{ClientError, OffloadClient};
 use tokio::sync::Notify;
 use tonic::Code;
 
-use super::BackendError;
 use crate::store::{
-    now_millis, Incoming, Outbound, Outgoing, PlantLock, Profile, Role, SecretKind, SyncStore,
+    now_millis, Incoming, Outbound, Outgoing, PlantLock, PlantSync, Profile, Role, SecretKind,
+    Store, StoreError,
 };
+
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error(transparent)]
+    Offload(#[from] ClientError),
+    #[error("kiosk store: {0}")]
+    Store(#[from] StoreError),
+}
+
+impl SyncError {
+    /// The service, not this kiosk, failed: try again later.
+    pub fn should_fall_back(&self) -> bool {
+        matches!(self, SyncError::Offload(e) if e.should_fall_back())
+    }
+}
+
+/// One step on the store, between network calls; the borrow ends with it.
+fn with<T>(
+    store: &RefCell<Store>,
+    step: impl FnOnce(&mut PlantSync<'_>) -> Result<T, StoreError>,
+) -> Result<T, SyncError> {
+    Ok(step(&mut store.borrow_mut().plant_sync())?)
+}
 
 /// Sends one operator's current state: enrolling someone the service knows
 /// replaces their templates and profile; removing someone it does not know
@@ -131,12 +156,9 @@ fn incoming(event: &sync_event::Event) -> Option<Incoming> {
 
 /// Pushes the queued changes in order, then pulls the service's changes.
 /// Returns whether the local gallery changed.
-pub async fn sync_once(
-    store: &mut SyncStore,
-    client: &OffloadClient,
-) -> Result<bool, BackendError> {
+pub async fn sync_once(store: &RefCell<Store>, client: &OffloadClient) -> Result<bool, SyncError> {
     push_pending(store, client).await?;
-    let (gallery_id, version) = store.synced()?;
+    let (gallery_id, version) = with(store, |s| s.synced())?;
     let mut sync = client.sync_gallery(version).await;
     let stale = match &sync {
         Ok(s) => s.header.gallery_id != gallery_id && version != 0,
@@ -151,7 +173,7 @@ pub async fn sync_once(
         // The plant gallery was reset or replaced: put this kiosk's people
         // back before following it (until the new identity is recorded
         // below, every round does this again, so a failed push is retried).
-        let queued = store.queue_all_after_reset(now_millis())?;
+        let queued = with(store, |s| s.queue_all_after_reset(now_millis()))?;
         tracing::warn!(
             was = %gallery_id,
             now = %sync.header.gallery_id,
@@ -161,12 +183,14 @@ pub async fn sync_once(
         push_pending(store, client).await?;
     }
     let changes: Vec<Incoming> = sync.changes.iter().filter_map(incoming).collect();
-    let applied = store.apply(
-        &sync.header.gallery_id,
-        sync.version,
-        &changes,
-        now_millis(),
-    )?;
+    let applied = with(store, |s| {
+        s.apply(
+            &sync.header.gallery_id,
+            sync.version,
+            &changes,
+            now_millis(),
+        )
+    })?;
     sync_sign_ins(store, client).await?;
     Ok(applied > 0)
 }
@@ -178,10 +202,10 @@ pub async fn sync_once(
 /// the count would count it twice: a lock a little early, never late). A
 /// service older than the plant-wide count (UNIMPLEMENTED) gets none.
 pub async fn sync_sign_ins(
-    store: &mut SyncStore,
+    store: &RefCell<Store>,
     client: &OffloadClient,
-) -> Result<(), BackendError> {
-    let taken = store.take_sign_ins()?;
+) -> Result<(), SyncError> {
+    let taken = with(store, |s| s.take_sign_ins())?;
     for (index, pending) in taken.iter().enumerate() {
         let outcome = if pending.succeeded {
             SignInOutcome::Succeeded
@@ -195,7 +219,7 @@ pub async fn sync_sign_ins(
                 return Ok(());
             }
             Err(e) if e.should_fall_back() => {
-                store.requeue_sign_ins(&taken[index..])?;
+                with(store, |s| s.requeue_sign_ins(&taken[index..]))?;
                 return Err(e.into());
             }
             Err(e) => tracing::debug!(
@@ -217,7 +241,7 @@ pub async fn sync_sign_ins(
             locked_for_ms: s.locked_for_ms,
         })
         .collect();
-    let raised = store.adopt_lockouts(&locks, now_millis())?;
+    let raised = with(store, |s| s.adopt_lockouts(&locks, now_millis()))?;
     if raised > 0 {
         tracing::info!(raised, "adopted plant-wide sign-in locks");
     }
@@ -226,11 +250,11 @@ pub async fn sync_sign_ins(
 
 /// Pushes the queued changes in order; a change refused for good is
 /// dropped from the queue with a warning.
-async fn push_pending(store: &mut SyncStore, client: &OffloadClient) -> Result<(), BackendError> {
-    for pending in store.pending()? {
-        let outgoing = store.outgoing(&pending.personnel_no)?;
+async fn push_pending(store: &RefCell<Store>, client: &OffloadClient) -> Result<(), SyncError> {
+    for pending in with(store, |s| s.pending())? {
+        let outgoing = with(store, |s| s.outgoing(&pending.personnel_no))?;
         match push(client, &pending.personnel_no, pending.what, outgoing).await {
-            Ok(()) => store.pushed(pending.id)?,
+            Ok(()) => with(store, |s| s.pushed(pending.id))?,
             Err(e) if e.should_fall_back() => return Err(e.into()),
             // Refused for good (say, templates of another format): retrying
             // cannot help, and the local operator is unaffected.
@@ -239,15 +263,25 @@ async fn push_pending(store: &mut SyncStore, client: &OffloadClient) -> Result<(
                     "the plant gallery refused the change of {}: {e}",
                     pending.personnel_no
                 );
-                store.pushed(pending.id)?;
+                with(store, |s| s.pushed(pending.id))?;
             }
         }
     }
     Ok(())
 }
 
+/// How one sync round went.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Round {
+    /// The local store changed (people arrived or left).
+    Changed,
+    Unchanged,
+    /// The plant did not answer (or refused); why, in words.
+    Failed(String),
+}
+
 /// How often the background sync runs.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct SyncPolicy {
     /// Between syncs while the service answers.
     pub every: Duration,
@@ -268,31 +302,35 @@ impl Default for SyncPolicy {
     }
 }
 
-/// Syncs forever: every `policy.every`, sooner when woken (the local
+/// Syncs until dropped: every `policy.every`, sooner when woken (the local
 /// gallery changed), backing off while the service is unreachable; in
 /// between, every `policy.sign_ins_every`, reports sign-in outcomes and
-/// adopts the plant's locks. `generation` counts syncs that changed the
-/// local gallery.
+/// adopts the plant's locks. `after` hears how every sync round went, so
+/// the store worker can publish the gallery and the operator list, and
+/// show whether the plant answers.
 pub async fn run(
-    mut store: SyncStore,
+    store: Rc<RefCell<Store>>,
     client: OffloadClient,
     policy: SyncPolicy,
-    wake: Arc<Notify>,
-    generation: Arc<AtomicU64>,
+    wake: Rc<Notify>,
+    after: impl Fn(Round),
 ) {
     let mut pause = policy.every;
     let mut next_sync = tokio::time::Instant::now();
     loop {
         if tokio::time::Instant::now() >= next_sync {
-            match sync_once(&mut store, &client).await {
-                Ok(changed) => {
-                    if changed {
-                        generation.fetch_add(1, Ordering::Release);
-                    }
+            match sync_once(&store, &client).await {
+                Ok(applied) => {
+                    after(if applied {
+                        Round::Changed
+                    } else {
+                        Round::Unchanged
+                    });
                     pause = policy.every;
                 }
                 Err(e) => {
                     tracing::debug!("gallery sync failed, retrying in {pause:?}: {e}");
+                    after(Round::Failed(e.to_string()));
                     pause = (pause * 2).min(policy.max_backoff);
                 }
             }
@@ -300,8 +338,9 @@ pub async fn run(
         } else if pause == policy.every {
             // Only while the service answers: a down one is left alone
             // until the next sync.
-            if let Err(e) = sync_sign_ins(&mut store, &client).await {
-                tracing::debug!("sign-in reports failed: {e}");
+            match sync_sign_ins(&store, &client).await {
+                Ok(()) => {}
+                Err(e) => tracing::debug!("sign-in reports failed: {e}"),
             }
         }
         let tick = tokio::time::Instant::now() + policy.sign_ins_every;
@@ -310,4 +349,21 @@ pub async fn run(
             _ = wake.notified() => next_sync = tokio::time::Instant::now(),
         }
     }
+}
+
+/// One sync now, waiting for it: for the command line and tests, which
+/// have no store worker. Returns whether the local gallery changed.
+pub fn sync_now(
+    store: &RefCell<Store>,
+    config: kubevision_offload_client::ClientConfig,
+) -> Result<bool, SyncError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| SyncError::Offload(ClientError::Config(format!("tokio runtime: {e}"))))?;
+    let client = {
+        let _inside = runtime.enter();
+        OffloadClient::new(config)?
+    };
+    runtime.block_on(sync_once(store, &client))
 }

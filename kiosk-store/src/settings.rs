@@ -1,11 +1,31 @@
 //! Kiosk settings, kept in the store one key per field (JSON values), so
-//! that the audit log names which setting changed.
+//! that the audit log names which setting changed. Here, not in the kiosk,
+//! so that `kubevision doctor` checks the configuration the kiosk uses.
+
+mod policy;
 
 use serde::{Deserialize, Serialize};
 
-use crate::auth::AuthPolicy;
-use crate::i18n::Language;
-use crate::store::{Millis, Store, StoreError};
+pub use policy::{AuthPolicy, RolePolicy};
+
+use crate::{Millis, Store, StoreError};
+
+/// The kiosk's language (its texts are in the kiosk's `i18n`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Language {
+    En,
+    De,
+}
+
+impl Language {
+    pub fn toggled(self) -> Language {
+        match self {
+            Language::En => Language::De,
+            Language::De => Language::En,
+        }
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -85,10 +105,35 @@ impl Settings {
     /// Stored values over the defaults; a stored value that no longer
     /// parses (an older version's, a hand edit) keeps its default.
     pub fn load(store: &Store) -> Result<Settings, SettingsError> {
+        Settings::from_stored(|key| store.setting(key))
+    }
+
+    /// As [`load`](Self::load), from a store file opened read-only and
+    /// left as it is (no migration): for `kubevision doctor`, which checks
+    /// the configuration the kiosk uses.
+    pub fn read_only(db: &std::path::Path) -> Result<Settings, SettingsError> {
+        let conn = rusqlite::Connection::open_with_flags(
+            db,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(StoreError::from)?;
+        Settings::from_stored(|key| {
+            use rusqlite::OptionalExtension;
+            Ok(conn
+                .query_row("SELECT value FROM settings WHERE key = ?1", [key], |r| {
+                    r.get(0)
+                })
+                .optional()?)
+        })
+    }
+
+    fn from_stored(
+        stored: impl Fn(&str) -> Result<Option<String>, StoreError>,
+    ) -> Result<Settings, SettingsError> {
         let defaults = fields(&Settings::default())?;
         let mut map = defaults.clone();
         for key in defaults.keys() {
-            let Some(text) = store.setting(key)? else {
+            let Some(text) = stored(key)? else {
                 continue;
             };
             let mut candidate = map.clone();
@@ -130,7 +175,7 @@ impl Settings {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{AuditAction, AuditFilter};
+    use crate::{AuditAction, AuditFilter};
 
     #[test]
     fn roundtrip_and_only_changes_are_logged() {

@@ -19,9 +19,11 @@ use std::time::{Duration, Instant};
 use egui_kittest::Harness;
 use kubevision_hmi::app::KioskApp;
 use kubevision_hmi::auth::AuthState;
+use kubevision_hmi::i18n::T;
 use kubevision_hmi::recognition::{
     Backend, FallbackBackend, GalleryFeed, OffloadBackend, LOCAL, OFFLOAD,
 };
+use kubevision_hmi::settings::BackendChoice;
 use kubevision_hmi::store::{
     now_millis, AuditAction, AuditEvent, NewOperator, Operator, Role, SecretCheck, SecretKind,
     Secrets, Store, Subject, DB_FILE, PEPPER_FILE,
@@ -689,5 +691,56 @@ fn the_kiosk_signs_in_through_the_cluster_and_locally_once_it_is_gone() {
     assert!(
         backends.iter().any(|b| b.as_deref() == Some(OFFLOAD)),
         "{backends:?}"
+    );
+}
+
+/// Settings take effect live: a kiosk started with local recognition is
+/// switched to the offload service, as the settings screen saves it. The
+/// plant sync starts by itself (the kiosk's operators reach the plant
+/// gallery) and the next sign-in is decided by the service, without a
+/// restart; the status bar says the recognition settings were applied.
+#[test]
+fn a_new_backend_takes_effect_without_a_restart() {
+    let root = tempfile::tempdir().unwrap();
+    let service = Service::start(&root);
+    let (data, _, worker) = seeded(&root);
+    let mut h = start(&data, &camera(&root, "live", &photos(WORKER, 6..=10)));
+    wait(&mut h, "the PIN pad", awaiting_pin);
+    let backend_of_face = |h: &Harness<'_, KioskApp>| match h.state().kiosk().auth.state() {
+        AuthState::AwaitingPin { face, .. } => face.backend,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(backend_of_face(&h), LOCAL);
+    assert!(
+        service.operators().is_empty(),
+        "no sync while recognition is local"
+    );
+    keys(&mut h, "1357");
+    tap(&mut h, "OK");
+    wait(&mut h, "the sign-in", signed_in);
+    tap(&mut h, "Sign out");
+
+    let mut settings = h.state().kiosk().settings.clone();
+    settings.backend = BackendChoice::Offload;
+    settings.offload_endpoint = service.url();
+    h.state()
+        .kiosk()
+        .store
+        .send(store_worker::Command::SaveSettings {
+            settings,
+            actor: None,
+        });
+    wait(&mut h, "the new settings to be applied", |a| {
+        a.kiosk().applied == Some(T::RecognitionRestarted)
+    });
+    wait_until("the plant sync to push the kiosk's operators", || {
+        service.operators().contains(&worker.personnel_no)
+    });
+    wait(&mut h, "the PIN pad", awaiting_pin);
+    assert_eq!(backend_of_face(&h), OFFLOAD);
+    assert_eq!(
+        h.state().kiosk().plant,
+        Some(PlantStatus::Synced),
+        "the status bar's plant state"
     );
 }

@@ -223,7 +223,9 @@ impl Worker {
                         wake();
                         match result {
                             Ok(f) => {
-                                if let Some(e) = st.use_face(f.crop, backend.as_mut(), &store.capture) {
+                                if let Some(e) =
+                                    st.use_face(f.crop, backend.as_mut(), &store.capture)
+                                {
                                     send(e);
                                 }
                             }

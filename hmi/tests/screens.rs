@@ -11,7 +11,8 @@
 //! sides, no two targets overlapping, content below the screen only inside a
 //! scroll area, and each screen's key actions fully on screen.
 //!
-//! The camera shows fixed photos, so the previews are the same every run.
+//! The camera shows fixed photos, and the status bar a fixed clock and
+//! station name, so the snapshots are the same every run.
 
 mod support;
 
@@ -26,6 +27,7 @@ use kubevision_hmi::camera::CameraStatus;
 use kubevision_hmi::screens::Screen;
 use kubevision_hmi::store::now_millis;
 use kubevision_hmi::theme::MIN_TARGET;
+use kubevision_hmi::widgets::status_bar;
 use support::cpu_renderer::CpuRenderer;
 use support::*;
 
@@ -48,10 +50,13 @@ fn start_sized(data: &Path, camera: &Path, size: egui::Vec2) -> Harness<'static,
         camera_fps: 40.0,
         secrets_dir: None,
     };
-    Harness::builder()
+    let h = Harness::builder()
         .with_size(size)
         .renderer(CpuRenderer::default())
-        .build_eframe(move |cc| KioskApp::new(&cc.egui_ctx, config, false).unwrap())
+        .build_eframe(move |cc| KioskApp::new(&cc.egui_ctx, config, false).unwrap());
+    // The same clock and station name on every machine at every minute.
+    status_bar::fix_clock_and_station(&h.ctx, "07:30", "line-3-kiosk");
+    h
 }
 
 /// One window size: its snapshot folder ("" for the README's 1280×800).
@@ -292,6 +297,22 @@ fn every_screen(size: Size) {
         }
         wait(&mut h, "home", |a| a.screen().name() == "sign_in");
     }
+    // The high-contrast theme, switched on in the settings and saved.
+    tap(&mut h, "Settings");
+    wait(&mut h, "the settings", |a| a.screen().name() == "settings");
+    tap(&mut h, "High contrast");
+    tap(&mut h, "Save");
+    wait(&mut h, "the saved setting", |a| {
+        a.kiosk().settings.high_contrast
+    });
+    tap(&mut h, "Back");
+    wait(&mut h, "home", |a| a.screen().name() == "sign_in");
+    h.step();
+    size.shot(
+        &mut h,
+        "11_signed_in_high_contrast",
+        &["Operators", "Cluster", "Sign out"],
+    );
     results.extend_harness(&mut h);
     drop(h);
     results.unwrap();

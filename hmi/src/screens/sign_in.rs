@@ -15,12 +15,12 @@ use crate::store::{now_millis, Role, SecretCheck, PIN_LEN};
 use crate::store_worker::{self, label_of};
 use crate::theme;
 use crate::widgets::{
-    big_icon_button, centred, icon_key, icons, pin_dots, pin_pad, primary_icon_button, tile, title,
-    Field, FieldKind, Form, KeyAction, FORM_WIDTH, PIN_PAD_WIDTH,
+    big_icon_button, centred, icon_key, icons, pin_dots, pin_key_size, pin_pad_sized,
+    pin_pad_width, primary_icon_button, tile, title, Field, FieldKind, Form, KeyAction, FORM_WIDTH,
 };
 
 /// The preview's largest size; smaller (4:3 kept) where the screen is.
-const PREVIEW: egui::Vec2 = egui::vec2(800.0, 600.0);
+const PREVIEW: egui::Vec2 = egui::vec2(960.0, 720.0);
 /// Room under the preview for its button and the gaps.
 const UNDER_PREVIEW: f32 = 100.0;
 /// How long the PIN dots shake after a wrong PIN.
@@ -32,7 +32,7 @@ fn preview_size(ui: &Ui) -> egui::Vec2 {
     let width = ui
         .available_width()
         .min((ui.available_height() - UNDER_PREVIEW) * PREVIEW.x / PREVIEW.y)
-        .clamp(PREVIEW.x / 2.5, PREVIEW.x);
+        .clamp(PREVIEW.x / 3.0, PREVIEW.x);
     egui::vec2(width, width * PREVIEW.y / PREVIEW.x)
 }
 
@@ -157,12 +157,16 @@ impl SignIn {
                     ui.ctx().request_repaint();
                 }
                 let slots = self.pin.len().max(*PIN_LEN.start());
-                let submitted = centred(ui, PIN_PAD_WIDTH, |ui| {
+                // The dots, the Cancel button and the gaps take this much.
+                let around = 40.0 + 64.0 + 3.0 * ui.spacing().item_spacing.y;
+                let key = pin_key_size(ui.available_height() - around);
+                let width = pin_pad_width(key);
+                let submitted = centred(ui, width, |ui| {
                     ui.vertical_centered(|ui| pin_dots(ui, self.pin.len(), slots, shake));
-                    let submitted =
-                        pin_pad(ui, &mut self.pin, *PIN_LEN.end(), lang) == KeyAction::Enter;
+                    let submitted = pin_pad_sized(ui, &mut self.pin, *PIN_LEN.end(), lang, key)
+                        == KeyAction::Enter;
                     let cancel = kiosk.t(T::Cancel);
-                    let size = egui::vec2(PIN_PAD_WIDTH, 64.0);
+                    let size = egui::vec2(width, 64.0);
                     if icon_key(ui, icons::ICON_CLOSE, cancel, size).clicked() {
                         self.pin.clear();
                         kiosk.auth.cancel(now);

@@ -12,7 +12,7 @@ pub mod status_bar;
 
 pub use field::{Field, FieldKind, Form, FORM_WIDTH};
 pub use keyboard::{Keyboard, KeyboardLayout, KEYBOARD_WIDTH};
-pub use pin_pad::{pin_dots, pin_pad, PIN_PAD_WIDTH};
+pub use pin_pad::{pin_dots, pin_key_size, pin_pad, pin_pad_sized, pin_pad_width, PIN_PAD_WIDTH};
 pub use progress_ring::progress_ring;
 
 /// The icon set (Material Symbols, outlined): `icons::ICON_LOGOUT` and so on.

@@ -1,19 +1,47 @@
-//! A 3×4 PIN pad with 96×80 px keys (above the 72 px a gloved thumb needs), and the dots that stand for the digits
+//! A 3×4 PIN pad with keys of at least 96×80 px (above the 72 px a gloved
+//! thumb needs), larger where the screen has room, and the dots that stand for the digits
 //! typed (the digits themselves never show).
 
-use eframe::egui::{self, Stroke, Ui, Vec2};
+use eframe::egui::{self, Button, RichText, Stroke, Ui, Vec2};
 
-use super::{hardware_input, icons, key, KeyAction};
+use super::{hardware_input, icons, KeyAction};
 use crate::i18n::{Language, T};
 use crate::theme;
 
 const KEY: Vec2 = Vec2::new(96.0, 80.0);
+/// The largest key, for a pad that has a screen of its own.
+const MAX_KEY: Vec2 = Vec2::new(132.0, 110.0);
 const GAP: f32 = 12.0;
 
 /// Three keys and the spacing between them.
 pub const PIN_PAD_WIDTH: f32 = 3.0 * KEY.x + 2.0 * GAP;
 
+/// The key size for a pad given `height` for its four rows: from the
+/// smallest (96×80) to the largest (132×110), 6:5.
+pub fn pin_key_size(height: f32) -> Vec2 {
+    let h = ((height - 3.0 * GAP) / 4.0).clamp(KEY.y, MAX_KEY.y);
+    Vec2::new(h * KEY.x / KEY.y, h)
+}
+
+/// The pad's width with keys of `key` size.
+pub fn pin_pad_width(key: Vec2) -> f32 {
+    3.0 * key.x + 2.0 * GAP
+}
+
+/// The pad with the smallest keys: beside a form's fields.
 pub fn pin_pad(ui: &mut Ui, pin: &mut String, max_len: usize, lang: Language) -> KeyAction {
+    pin_pad_sized(ui, pin, max_len, lang, KEY)
+}
+
+/// The pad with keys of `key` size (see [`pin_key_size`]).
+pub fn pin_pad_sized(
+    ui: &mut Ui,
+    pin: &mut String,
+    max_len: usize,
+    lang: Language,
+    key: Vec2,
+) -> KeyAction {
+    let text = (key.y * 0.34).max(28.0);
     let mut action = hardware_input(ui, pin, max_len, |c| c.is_ascii_digit());
     let (ok, backspace) = (T::Ok.text(lang), T::Backspace.text(lang));
     ui.vertical(|ui| {
@@ -29,11 +57,11 @@ pub fn pin_pad(ui: &mut Ui, pin: &mut String, max_len: usize, lang: Language) ->
             ui.horizontal(|ui| {
                 for label in row {
                     let response = if label == ok {
-                        super::primary_icon_button_sized(ui, icons::ICON_CHECK, label, KEY)
+                        super::primary_icon_button_sized(ui, icons::ICON_CHECK, label, key)
                     } else if label == backspace {
-                        super::icon_key(ui, icons::ICON_BACKSPACE, label, KEY)
+                        super::icon_key(ui, icons::ICON_BACKSPACE, label, key)
                     } else {
-                        key(ui, label, KEY)
+                        ui.add(Button::new(RichText::new(label).size(text)).min_size(key))
                     };
                     if !response.clicked() {
                         continue;

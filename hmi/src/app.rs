@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use eframe::egui::{self, Color32, ColorImage, RichText, TextureHandle, TextureOptions};
+use eframe::egui::{self, ColorImage, RichText, TextureHandle, TextureOptions};
 
 use crate::auth::{AuthMachine, AuthState, Effect, FaceEvidence};
 use crate::camera::{file_source, Camera, CameraStatus, DeviceSource, FrameSource};
@@ -18,6 +18,13 @@ use crate::settings::Settings;
 use crate::store::{now_millis, Millis, Operator, Role, Secrets, Store, StoreError};
 use crate::store_worker::{self, PlantStatus, StoreWorker, SyncPolicy};
 use crate::theme;
+use crate::widgets::face_guide::{self, GuideState, Overlay};
+use crate::widgets::icons;
+use crate::widgets::status_bar::{self, Item};
+use vision::quality::QualityIssue;
+
+/// How long the status bar says which settings were applied.
+const APPLIED_SHOWN_MS: Millis = 6_000;
 
 /// Set first thing in `main`; the "sign-in screen ready" log line measures cold start from it.
 pub static PROCESS_START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
@@ -55,8 +62,8 @@ pub struct Kiosk {
     last_backend: Option<&'static str>,
     /// How the last plant sync went; `None` until the store worker says.
     pub plant: Option<PlantStatus>,
-    /// What the last settings change restarted, for the status bar.
-    pub applied: Option<T>,
+    /// What the last settings change restarted, and when, for the status bar.
+    pub applied: Option<(T, Millis)>,
     recognition: Option<Worker>,
     mode: Option<Mode>,
     camera: Option<Camera>,
@@ -128,50 +135,81 @@ impl Kiosk {
         )
     }
 
-    /// The camera image with the face box, scaled into `max` (aspect kept).
-    pub fn show_preview(&self, ui: &mut egui::Ui, max: egui::Vec2) {
+    /// The camera image scaled into `max` (aspect kept) and centred in it,
+    /// with the face guide, the current hint and `caption` in the strip
+    /// under the face (see [`face_guide`]).
+    pub fn show_preview(&self, ui: &mut egui::Ui, max: egui::Vec2, caption: Option<&str>) {
+        let p = theme::palette(ui.ctx());
         let Some((preview, texture)) = &self.preview else {
             let (rect, _) = ui.allocate_exact_size(max, egui::Sense::hover());
-            ui.painter().rect_filled(rect, 8.0, theme::PANEL);
-            let status = match self.camera_status() {
-                CameraStatus::Lost { .. } => self.t(T::CameraLost),
-                _ => self.t(T::CameraStarting),
+            ui.painter().rect_filled(rect, 16.0, p.panel);
+            let (icon, status) = match self.camera_status() {
+                CameraStatus::Lost { .. } => (icons::ICON_VIDEOCAM_OFF, self.t(T::CameraLost)),
+                _ => (icons::ICON_VIDEOCAM, self.t(T::CameraStarting)),
             };
             ui.painter().text(
-                rect.center(),
+                rect.center() - egui::vec2(0.0, 30.0),
+                egui::Align2::CENTER_CENTER,
+                icon.codepoint,
+                egui::FontId::new(64.0, icon.font_family()),
+                p.weak_text,
+            );
+            ui.painter().text(
+                rect.center() + egui::vec2(0.0, 30.0),
                 egui::Align2::CENTER_CENTER,
                 status,
                 egui::FontId::proportional(26.0),
-                theme::TEXT,
+                p.text,
             );
             return;
         };
         let (w, h) = preview.frame.image.dimensions();
         let scale = (max.x / w as f32).min(max.y / h as f32);
         let size = egui::vec2(w as f32, h as f32) * scale;
-        let response = ui.add(egui::Image::new((texture.id(), size)));
-        if let Some(face) = preview.face {
-            let min = response.rect.min + egui::vec2(face.x as f32, face.y as f32) * scale;
-            let rect = egui::Rect::from_min_size(
-                min,
-                egui::vec2(face.width as f32, face.height as f32) * scale,
-            );
-            ui.painter().rect_stroke(
-                rect,
-                4.0,
-                egui::Stroke::new(4.0, theme::GOOD),
-                egui::StrokeKind::Outside,
-            );
-        }
+        let (slot, _) = ui.allocate_exact_size(max, egui::Sense::hover());
+        let image = egui::Rect::from_center_size(slot.center(), size);
+        egui::Image::new((texture.id(), size))
+            .corner_radius(16.0)
+            .paint_at(ui, image);
+        let face = preview.face.map(|f| {
+            egui::Rect::from_min_size(
+                image.min + egui::vec2(f.x as f32, f.y as f32) * scale,
+                egui::vec2(f.width as f32, f.height as f32) * scale,
+            )
+        });
+        let state = match (&preview.issue, face) {
+            (None, Some(_)) => GuideState::Good,
+            (Some(QualityIssue::NoFace) | None, _) => GuideState::NoFace,
+            (Some(_), _) => GuideState::Adjust,
+        };
+        let hint = preview.issue.as_ref().and_then(|issue| {
+            // "Look into the camera" is what the screen's title says already.
+            (*issue != QualityIssue::NoFace)
+                .then(|| (hint_icon(issue), crate::i18n::hint(issue, self.lang())))
+        });
+        face_guide::paint(
+            ui,
+            image,
+            &Overlay {
+                state,
+                face,
+                hint,
+                caption,
+            },
+        );
     }
+}
 
-    /// The current quality hint, translated.
-    pub fn hint(&self) -> Option<&'static str> {
-        let (preview, _) = self.preview.as_ref()?;
-        preview
-            .issue
-            .as_ref()
-            .map(|i| crate::i18n::hint(i, self.lang()))
+/// The icon that goes with a quality hint on the preview.
+fn hint_icon(issue: &QualityIssue) -> crate::widgets::Icon {
+    match issue {
+        QualityIssue::NoFace => icons::ICON_FACE,
+        QualityIssue::SeveralFaces { .. } => icons::ICON_GROUP,
+        QualityIssue::TooSmall { .. } => icons::ICON_ZOOM_IN,
+        QualityIssue::OffCentre => icons::ICON_CENTER_FOCUS_STRONG,
+        QualityIssue::TooDark { .. } => icons::ICON_LIGHT_MODE,
+        QualityIssue::TooBright { .. } => icons::ICON_BRIGHTNESS_HIGH,
+        QualityIssue::Blurred { .. } => icons::ICON_PAN_TOOL,
     }
 }
 
@@ -283,7 +321,7 @@ fn burst_rule(settings: &Settings) -> vision::burst::BurstRule {
 
 impl KioskApp {
     pub fn new(ctx: &egui::Context, config: Config, locked_down: bool) -> Result<Self, StartError> {
-        theme::apply(ctx);
+        theme::apply(ctx, false);
         let secrets_dir = config
             .secrets_dir
             .clone()
@@ -400,6 +438,7 @@ impl KioskApp {
     }
 
     fn apply_settings(&mut self, settings: Settings) {
+        theme::apply(&self.kiosk.egui_ctx, settings.high_contrast);
         self.kiosk.auth.set_policy(settings.policy.clone());
         if let Some(w) = &self.kiosk.recognition {
             w.send(Command::SetRule(burst_rule(&settings)));
@@ -428,10 +467,11 @@ impl KioskApp {
         if let Some(camera) = &k.camera {
             k.recognition = Some(start_recognition(camera, k));
         }
-        k.applied = Some(match what {
+        let text = match what {
             Restart::Camera => T::CameraRestarted,
             Restart::Recogniser => T::RecognitionRestarted,
-        });
+        };
+        k.applied = Some((text, now_millis()));
     }
 
     fn on_recognition_event(&mut self, event: Event, now: Millis) {
@@ -519,52 +559,94 @@ impl KioskApp {
 
     fn status_bar(&mut self, ui: &mut egui::Ui) {
         let k = &mut self.kiosk;
-        ui.horizontal(|ui| {
-            ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
-                let other = k.lang().toggled();
-                let label = match other {
-                    Language::De => "Deutsch",
-                    Language::En => "English",
-                };
-                if crate::widgets::big_button(ui, label).clicked() {
-                    // A language switch on the idle screen is per kiosk, not per person: persist it.
-                    let mut s = k.settings.clone();
-                    s.language = other;
-                    k.settings.language = other;
-                    k.store.send(store_worker::Command::SaveSettings {
-                        settings: s,
-                        actor: k.actor(),
-                    });
-                }
-                let (text, colour) = match k.camera_status() {
-                    CameraStatus::Running { .. } => (k.t(T::Camera).to_owned(), theme::GOOD),
-                    CameraStatus::Starting => (k.t(T::CameraStarting).to_owned(), theme::ACCENT),
-                    CameraStatus::Lost { .. } => (k.t(T::CameraLost).to_owned(), theme::BAD),
-                };
-                ui.label(RichText::new(text).color(colour));
-                ui.label(
-                    RichText::new(format!("{}: {}", k.t(T::Backend), backend_badge(k)))
-                        .color(Color32::LIGHT_BLUE),
-                );
-                if let Some(s) = k.auth.session() {
-                    ui.label(
-                        RichText::new(format!(
-                            "{} ({})",
-                            s.operator.name,
-                            crate::i18n::role(s.operator.role, k.lang())
-                        ))
-                        .strong(),
-                    );
-                }
-                // Last, so that on a narrow screen the title gives way (ending in "…").
-                ui.with_layout(egui::Layout::left_to_right(egui::Align::Center), |ui| {
-                    ui.add(egui::Label::new(RichText::new(k.t(T::AppTitle)).heading()).truncate());
-                });
+        let p = theme::palette(ui.ctx());
+        let mut items = Vec::new();
+        // Short texts: all of it fits beside the title from 1024 px across.
+        if let Some(s) = k.auth.session() {
+            items.push(Item {
+                icon: icons::ICON_ACCOUNT_CIRCLE,
+                text: s.operator.name.clone(),
+                colour: p.text,
             });
+        }
+        // The backend that answered the last face decision; none yet: the icon alone.
+        let (icon, text, colour) = match k.last_backend {
+            None => (icons::ICON_MEMORY, "", p.weak_text),
+            Some(b @ "local") => (icons::ICON_MEMORY, b, p.info),
+            Some(b) => (icons::ICON_CLOUD, b, p.info),
+        };
+        items.push(Item {
+            icon,
+            text: text.to_owned(),
+            colour,
         });
+        // The plant sync, while an offload service is configured: in step
+        // (icon alone) or unreachable (the kiosk goes on with its own copy).
+        match &k.plant {
+            Some(PlantStatus::Synced) => items.push(Item {
+                icon: icons::ICON_SYNC,
+                text: String::new(),
+                colour: p.good,
+            }),
+            Some(PlantStatus::Unreachable(_)) => items.push(Item {
+                icon: icons::ICON_SYNC_PROBLEM,
+                text: k.t(T::PlantUnreachable).to_owned(),
+                colour: p.accent,
+            }),
+            Some(PlantStatus::Off) | None => {}
+        }
+        // A running camera is the normal case: its green icon says enough.
+        let (icon, text, colour) = match k.camera_status() {
+            CameraStatus::Running { .. } => (icons::ICON_VIDEOCAM, "", p.good),
+            CameraStatus::Starting => (icons::ICON_VIDEOCAM, k.t(T::CameraStarting), p.accent),
+            CameraStatus::Lost { .. } => (icons::ICON_VIDEOCAM_OFF, k.t(T::CameraLost), p.bad),
+        };
+        items.push(Item {
+            icon,
+            text: text.to_owned(),
+            colour,
+        });
+        items.push(Item {
+            icon: icons::ICON_FACTORY,
+            text: status_bar::station(ui.ctx()),
+            colour: p.weak_text,
+        });
+        items.push(Item {
+            icon: icons::ICON_SCHEDULE,
+            text: status_bar::clock(ui.ctx()),
+            colour: p.text,
+        });
+        status_bar::status_bar(ui, k.t(T::AppTitle), &items, |ui| {
+            let other = k.lang().toggled();
+            let label = match other {
+                Language::De => "Deutsch",
+                Language::En => "English",
+            };
+            let size = egui::vec2(160.0, 56.0);
+            if crate::widgets::icon_key(ui, icons::ICON_LANGUAGE, label, size).clicked() {
+                // A language switch on the idle screen is per kiosk, not per person: persist it.
+                let mut s = k.settings.clone();
+                s.language = other;
+                k.settings.language = other;
+                k.store.send(store_worker::Command::SaveSettings {
+                    settings: s,
+                    actor: k.actor(),
+                });
+            }
+        });
+        // What the last settings change restarted, for a few seconds.
+        if let Some((what, at)) = k.applied {
+            if now_millis() - at < APPLIED_SHOWN_MS {
+                ui.horizontal(|ui| {
+                    status_bar::icon_label(ui, icons::ICON_TASK_ALT, 28.0, p.good);
+                    ui.label(RichText::new(k.t(what)).color(p.good));
+                });
+            }
+        }
         if let Some(e) = k.error.clone() {
             ui.horizontal(|ui| {
-                ui.label(RichText::new(e).color(theme::BAD));
+                status_bar::icon_label(ui, icons::ICON_WARNING, 28.0, p.bad);
+                ui.label(RichText::new(e).color(p.bad));
                 if ui.button(k.t(T::Ok)).clicked() {
                     k.error = None;
                 }
@@ -592,11 +674,6 @@ impl KioskApp {
     }
 }
 
-/// The backend that answered the last face decision.
-fn backend_badge(k: &Kiosk) -> &'static str {
-    k.last_backend.unwrap_or("-")
-}
-
 impl eframe::App for KioskApp {
     fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
         let ctx = ui.ctx().clone();
@@ -604,9 +681,27 @@ impl eframe::App for KioskApp {
             self.lock_down(&ctx);
         }
         self.poll(&ctx);
-        egui::Panel::top("status").show(ui, |ui| self.status_bar(ui));
+        let p = theme::palette(&ctx);
+        egui::Panel::top("status")
+            .frame(
+                egui::Frame::new()
+                    .fill(p.bar)
+                    .inner_margin(egui::Margin::symmetric(16, 8))
+                    .stroke(egui::Stroke::new(p.stroke / 2.0, p.border)),
+            )
+            .show(ui, |ui| self.status_bar(ui));
+        // The screen in a centred column: on a wide panel the content stays together.
         let nav = egui::CentralPanel::default()
-            .show(ui, |ui| self.screen.show(ui, &mut self.kiosk))
+            .frame(
+                egui::Frame::new()
+                    .fill(p.background)
+                    .inner_margin(egui::Margin::symmetric(16, 16)),
+            )
+            .show(ui, |ui| {
+                crate::widgets::centred_column(ui, theme::CONTENT_WIDTH, |ui| {
+                    self.screen.show(ui, &mut self.kiosk)
+                })
+            })
             .inner;
         if matches!(self.screen, Screen::SignIn(_)) {
             static READY: std::sync::Once = std::sync::Once::new();

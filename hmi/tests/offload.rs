@@ -731,7 +731,7 @@ fn a_new_backend_takes_effect_without_a_restart() {
             actor: None,
         });
     wait(&mut h, "the new settings to be applied", |a| {
-        a.kiosk().applied == Some(T::RecognitionRestarted)
+        a.kiosk().applied.map(|(t, _)| t) == Some(T::RecognitionRestarted)
     });
     wait_until("the plant sync to push the kiosk's operators", || {
         service.operators().contains(&worker.personnel_no)

@@ -11,7 +11,10 @@
 //! sides, no two targets overlapping, content below the screen only inside a
 //! scroll area, and each screen's key actions fully on screen.
 //!
-//! The camera shows fixed photos, so the previews are the same every run.
+//! `face_guide.png` shows the preview's overlay in its three states.
+//!
+//! The camera shows fixed photos, and the status bar a fixed clock and
+//! station name, so the snapshots are the same every run.
 
 mod support;
 
@@ -26,6 +29,7 @@ use kubevision_hmi::camera::CameraStatus;
 use kubevision_hmi::screens::Screen;
 use kubevision_hmi::store::now_millis;
 use kubevision_hmi::theme::MIN_TARGET;
+use kubevision_hmi::widgets::status_bar;
 use support::cpu_renderer::CpuRenderer;
 use support::*;
 
@@ -49,10 +53,13 @@ fn start_sized(data: &Path, camera: &Path, size: egui::Vec2) -> Harness<'static,
         secrets_dir: None,
         sync: kubevision_hmi::store_worker::SyncPolicy::default(),
     };
-    Harness::builder()
+    let h = Harness::builder()
         .with_size(size)
         .renderer(CpuRenderer::default())
-        .build_eframe(move |cc| KioskApp::new(&cc.egui_ctx, config, false).unwrap())
+        .build_eframe(move |cc| KioskApp::new(&cc.egui_ctx, config, false).unwrap());
+    // The same clock and station name on every machine at every minute.
+    status_bar::fix_clock_and_station(&h.ctx, "07:30", "line-3-kiosk");
+    h
 }
 
 /// One window size: its snapshot folder ("" for the README's 1280×800).
@@ -293,6 +300,22 @@ fn every_screen(size: Size) {
         }
         wait(&mut h, "home", |a| a.screen().name() == "sign_in");
     }
+    // The high-contrast theme, switched on in the settings and saved.
+    tap(&mut h, "Settings");
+    wait(&mut h, "the settings", |a| a.screen().name() == "settings");
+    tap(&mut h, "High contrast");
+    tap(&mut h, "Save");
+    wait(&mut h, "the saved setting", |a| {
+        a.kiosk().settings.high_contrast
+    });
+    tap(&mut h, "Back");
+    wait(&mut h, "home", |a| a.screen().name() == "sign_in");
+    h.step();
+    size.shot(
+        &mut h,
+        "11_signed_in_high_contrast",
+        &["Operators", "Cluster", "Sign out"],
+    );
     results.extend_harness(&mut h);
     drop(h);
     results.unwrap();
@@ -323,4 +346,66 @@ fn every_screen_1920x1080() {
         size: egui::vec2(1920.0, 1080.0),
         folder: "1920x1080",
     });
+}
+
+/// The face guide's three states, each with a hint chip and the caption
+/// strip, drawn over flat grey: what the camera preview carries.
+#[test]
+fn face_guide_states() {
+    use kubevision_hmi::widgets::{face_guide, icons};
+    let states = [
+        (
+            face_guide::GuideState::NoFace,
+            None,
+            Some("Keep your face inside the oval"),
+        ),
+        (
+            face_guide::GuideState::Adjust,
+            Some((icons::ICON_ZOOM_IN, "Come closer")),
+            None,
+        ),
+        (
+            face_guide::GuideState::Good,
+            None,
+            Some("Face not recognised"),
+        ),
+    ];
+    let mut first = true;
+    let mut h = Harness::builder()
+        .with_size(egui::vec2(1260.0, 340.0))
+        .renderer(CpuRenderer::default())
+        .build_ui(move |ui| {
+            // The icon font arrives with the next pass: paint from then on.
+            if std::mem::take(&mut first) {
+                kubevision_hmi::theme::apply(ui.ctx(), false);
+                ui.ctx().request_repaint();
+                return;
+            }
+            for (i, (state, hint, caption)) in states.into_iter().enumerate() {
+                let image = Rect::from_min_size(
+                    egui::pos2(10.0 + i as f32 * 420.0, 10.0),
+                    egui::vec2(400.0, 320.0),
+                );
+                ui.painter()
+                    .rect_filled(image, 16.0, egui::Color32::from_gray(0x80));
+                let face = (state == face_guide::GuideState::Good).then(|| {
+                    Rect::from_center_size(
+                        image.center() - egui::vec2(0.0, 30.0),
+                        egui::vec2(150.0, 170.0),
+                    )
+                });
+                face_guide::paint(
+                    ui,
+                    image,
+                    &face_guide::Overlay {
+                        state,
+                        face,
+                        hint,
+                        caption,
+                    },
+                );
+            }
+        });
+    h.run();
+    h.snapshot("face_guide");
 }

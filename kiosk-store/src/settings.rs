@@ -56,6 +56,9 @@ pub struct Settings {
     /// Frames an enrollment collects.
     pub enroll_frames: usize,
     pub policy: AuthPolicy,
+    /// Pure black, white and yellow with thicker strokes (theme::HIGH_CONTRAST);
+    /// absent in settings stored before it existed, hence off by default.
+    pub high_contrast: bool,
 }
 
 impl Default for Settings {
@@ -72,6 +75,7 @@ impl Default for Settings {
             threshold: vision::lbph::DEFAULT_THRESHOLD,
             enroll_frames: 50,
             policy: AuthPolicy::default(),
+            high_contrast: false,
         }
     }
 }

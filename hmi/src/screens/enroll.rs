@@ -2,7 +2,7 @@
 //! guidance and progress, save in one transaction, and an immediate
 //! verification against the new templates.
 
-use eframe::egui::{self, ProgressBar, RichText, Ui};
+use eframe::egui::{self, RichText, Ui};
 use vision::quality::QualityIssue;
 
 use super::Nav;
@@ -12,7 +12,27 @@ use crate::recognition::{Event, Mode};
 use crate::store::{validate_secret, Operator, Role, SecretKind};
 use crate::store_worker::{self, OperatorDraft};
 use crate::theme;
-use crate::widgets::{big_button, choice_value, primary_button, Field, FieldKind, Form, KeyAction};
+use crate::widgets::{
+    big_icon_button, centred, choice_value, icons, primary_icon_button, progress_ring, title,
+    Field, FieldKind, Form, KeyAction, FORM_WIDTH,
+};
+
+/// The progress column beside the preview.
+const SIDE: f32 = 300.0;
+
+/// The preview's box beside the progress column: at most 640×480, 4:3.
+fn preview_size(ui: &Ui) -> egui::Vec2 {
+    let width = (ui.available_width() - SIDE - ui.spacing().item_spacing.x)
+        .min(ui.available_height() * 4.0 / 3.0)
+        .clamp(320.0, 640.0);
+    egui::vec2(width, width * 3.0 / 4.0)
+}
+
+/// The space left of the preview that centres it and the column beside it.
+fn left_margin(ui: &Ui, size: egui::Vec2) -> f32 {
+    let width = size.x + ui.spacing().item_spacing.x + SIDE;
+    ((ui.available_width() - width) / 2.0 - ui.spacing().item_spacing.x).max(0.0)
+}
 
 #[derive(Debug, Clone, PartialEq)]
 enum Step {
@@ -130,10 +150,16 @@ impl Enroll {
     pub fn show(&mut self, ui: &mut Ui, kiosk: &mut Kiosk) -> Option<Nav> {
         let lang = kiosk.lang();
         if !self.setup {
-            ui.heading(kiosk.t(T::EnrollTitle));
+            title(ui, kiosk.t(T::EnrollTitle), None);
         }
         if let Some(e) = &self.error {
-            ui.label(RichText::new(e).color(theme::BAD).size(26.0));
+            ui.vertical_centered(|ui| {
+                ui.label(
+                    RichText::new(e)
+                        .color(theme::palette(ui.ctx()).bad)
+                        .size(26.0),
+                );
+            });
         }
         let done_nav = if self.setup {
             Nav::SignIn
@@ -146,26 +172,36 @@ impl Enroll {
                 let mut nav = None;
                 let mut start = false;
                 let (setup, role) = (self.setup, &mut self.role);
-                let entered = self.form.show_with_input(ui, lang, |ui| {
-                    if !setup {
+                let entered = centred(ui, FORM_WIDTH, |ui| {
+                    self.form.show_with_input(ui, lang, |ui| {
+                        if !setup {
+                            ui.horizontal_wrapped(|ui| {
+                                ui.label(kiosk.t(T::Role));
+                                for r in Role::ALL {
+                                    choice_value(
+                                        ui,
+                                        role,
+                                        r,
+                                        RichText::new(i18n::role(r, lang)).size(24.0),
+                                    );
+                                }
+                            });
+                        }
                         ui.horizontal_wrapped(|ui| {
-                            ui.label(kiosk.t(T::Role));
-                            for r in Role::ALL {
-                                choice_value(
-                                    ui,
-                                    role,
-                                    r,
-                                    RichText::new(i18n::role(r, lang)).size(24.0),
-                                );
+                            start = primary_icon_button(
+                                ui,
+                                icons::ICON_PHOTO_CAMERA,
+                                kiosk.t(T::EnrollStart),
+                            )
+                            .clicked();
+                            if !setup
+                                && big_icon_button(ui, icons::ICON_CLOSE, kiosk.t(T::Cancel))
+                                    .clicked()
+                            {
+                                nav = Some(Nav::Operators);
                             }
                         });
-                    }
-                    ui.horizontal_wrapped(|ui| {
-                        start = primary_button(ui, kiosk.t(T::EnrollStart)).clicked();
-                        if !setup && big_button(ui, kiosk.t(T::Cancel)).clicked() {
-                            nav = Some(Nav::Operators);
-                        }
-                    });
+                    })
                 });
                 if start || entered == KeyAction::Enter {
                     self.start_capture(kiosk);
@@ -176,29 +212,37 @@ impl Enroll {
                 let target = kiosk.settings.enroll_frames;
                 kiosk.set_mode(Mode::Enroll { target });
                 let mut cancelled = false;
+                let size = preview_size(ui);
                 ui.horizontal_top(|ui| {
-                    kiosk.show_preview(ui, egui::vec2(560.0, 420.0));
-                    ui.vertical(|ui| {
+                    ui.add_space(left_margin(ui, size));
+                    kiosk.show_preview(ui, size, Some(kiosk.t(T::FaceInOval)));
+                    let column = egui::Layout::top_down(egui::Align::Center);
+                    ui.allocate_ui_with_layout(egui::vec2(SIDE, size.y), column, |ui| {
                         if let Some(op) = &self.target {
                             ui.label(RichText::new(&op.name).size(30.0).strong());
                         }
-                        ui.label(format!("{}: {captured} / {target}", kiosk.t(T::Captured)));
-                        ui.add(
-                            ProgressBar::new(captured as f32 / target.max(1) as f32)
-                                .desired_height(40.0)
-                                .show_percentage(),
+                        ui.label(
+                            RichText::new(kiosk.t(T::Captured))
+                                .size(22.0)
+                                .color(theme::palette(ui.ctx()).weak_text),
                         );
+                        progress_ring(ui, captured, target, 200.0);
                         if let Some(issue) = &skipped {
-                            ui.label(
-                                RichText::new(format!(
-                                    "{}: {}",
-                                    kiosk.t(T::Skipped),
-                                    i18n::hint(issue, lang)
-                                ))
-                                .color(theme::ACCENT),
+                            ui.add(
+                                egui::Label::new(
+                                    RichText::new(format!(
+                                        "{}: {}",
+                                        kiosk.t(T::Skipped),
+                                        i18n::hint(issue, lang)
+                                    ))
+                                    .color(theme::palette(ui.ctx()).accent),
+                                )
+                                .wrap(),
                             );
                         }
-                        cancelled = big_button(ui, kiosk.t(T::Cancel)).clicked();
+                        ui.add_space(12.0);
+                        cancelled =
+                            big_icon_button(ui, icons::ICON_CLOSE, kiosk.t(T::Cancel)).clicked();
                     });
                 });
                 if !cancelled {
@@ -214,35 +258,54 @@ impl Enroll {
                 }
             }
             Step::Saving => {
-                ui.label(kiosk.t(T::Working));
-                ui.spinner();
+                ui.vertical_centered(|ui| {
+                    ui.add_space(48.0);
+                    ui.add(egui::Spinner::new().size(64.0));
+                    ui.label(kiosk.t(T::Working));
+                });
                 None
             }
             Step::Verifying(op) => {
                 kiosk.set_mode(Mode::Verify {
                     personnel_no: op.personnel_no.clone(),
                 });
-                ui.horizontal(|ui| {
-                    kiosk.show_preview(ui, egui::vec2(560.0, 420.0));
-                    ui.label(kiosk.t(T::Verifying));
+                let size = preview_size(ui);
+                ui.horizontal_top(|ui| {
+                    ui.add_space(left_margin(ui, size));
+                    kiosk.show_preview(ui, size, Some(kiosk.t(T::Verifying)));
+                    let column = egui::Layout::top_down(egui::Align::Center);
+                    ui.allocate_ui_with_layout(egui::vec2(SIDE, size.y), column, |ui| {
+                        ui.add(egui::Spinner::new().size(64.0));
+                        ui.label(kiosk.t(T::Verifying));
+                    });
                 });
                 None
             }
             Step::Done { operator, verified } => {
                 kiosk.set_mode(Mode::Watch);
-                let (text, colour) = if verified {
-                    (T::EnrollDone, theme::GOOD)
+                let p = theme::palette(ui.ctx());
+                let (icon, text, colour) = if verified {
+                    (icons::ICON_CHECK_CIRCLE, T::EnrollDone, p.good)
                 } else {
-                    (T::EnrollVerifyFailed, theme::BAD)
+                    (icons::ICON_ERROR, T::EnrollVerifyFailed, p.bad)
                 };
-                ui.label(
-                    RichText::new(format!("{}: {}", operator.name, kiosk.t(text)))
-                        .color(colour)
-                        .size(30.0),
-                );
-                primary_button(ui, kiosk.t(T::Ok))
-                    .clicked()
-                    .then_some(done_nav)
+                ui.vertical_centered(|ui| {
+                    ui.add_space(32.0);
+                    crate::widgets::status_bar::icon_label(ui, icon, 96.0, colour);
+                    ui.add(
+                        egui::Label::new(
+                            RichText::new(format!("{}: {}", operator.name, kiosk.t(text)))
+                                .color(colour)
+                                .size(30.0),
+                        )
+                        .wrap(),
+                    );
+                    ui.add_space(24.0);
+                    primary_icon_button(ui, icons::ICON_CHECK, kiosk.t(T::Ok))
+                        .clicked()
+                        .then_some(done_nav)
+                })
+                .inner
             }
         }
     }

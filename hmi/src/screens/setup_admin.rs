@@ -1,7 +1,7 @@
 //! First start: the store has no administrator. The enrollment wizard,
 //! fixed to the administrator role, creates the first one with their face.
 
-use eframe::egui::{RichText, Ui};
+use eframe::egui::Ui;
 
 use super::enroll::Enroll;
 use super::Nav;
@@ -9,6 +9,7 @@ use crate::app::Kiosk;
 use crate::i18n::T;
 use crate::recognition::Event;
 use crate::store_worker;
+use crate::widgets::title;
 
 pub struct SetupAdmin {
     wizard: Enroll,
@@ -24,9 +25,7 @@ impl Default for SetupAdmin {
 
 impl SetupAdmin {
     pub fn show(&mut self, ui: &mut Ui, kiosk: &mut Kiosk) -> Option<Nav> {
-        ui.heading(kiosk.t(T::SetupTitle));
-        ui.label(RichText::new(kiosk.t(T::SetupIntro)).size(22.0));
-        ui.separator();
+        title(ui, kiosk.t(T::SetupTitle), Some(kiosk.t(T::SetupIntro)));
         self.wizard.show(ui, kiosk)
     }
 

@@ -2,6 +2,8 @@
 //! and hints; or personnel number and password; the PIN pad after a face;
 //! the face check after a password; and the signed-in home.
 
+use std::time::{Duration, Instant};
+
 use eframe::egui::{self, RichText, Ui};
 
 use super::Nav;
@@ -9,21 +11,28 @@ use crate::app::Kiosk;
 use crate::auth::AuthState;
 use crate::i18n::{self, T};
 use crate::recognition::Mode;
-use crate::store::{now_millis, Role, PIN_LEN};
+use crate::store::{now_millis, Role, SecretCheck, PIN_LEN};
 use crate::store_worker;
 use crate::theme;
-use crate::widgets::{big_button, pin_pad, primary_button, Field, FieldKind, Form, KeyAction};
+use crate::widgets::{
+    big_icon_button, centred, icon_key, icons, pin_dots, pin_key_size, pin_pad_sized,
+    pin_pad_width, primary_icon_button, tile, title, Field, FieldKind, Form, KeyAction, FORM_WIDTH,
+};
 
-const PREVIEW: egui::Vec2 = egui::vec2(640.0, 480.0);
-/// Room beside the preview for the heading, hint and button unwrapped.
-const SIDE: f32 = 440.0;
+/// The preview's largest size; smaller (4:3 kept) where the screen is.
+const PREVIEW: egui::Vec2 = egui::vec2(960.0, 720.0);
+/// Room under the preview for its button and the gaps.
+const UNDER_PREVIEW: f32 = 100.0;
+/// How long the PIN dots shake after a wrong PIN.
+const SHAKE: Duration = Duration::from_millis(600);
 
-/// The preview's box: 640×480, smaller (4:3 kept) where the screen leaves
-/// less room beside it, e.g. at 1024×768.
+/// The preview's box: as large as the column leaves with room for one row
+/// of buttons under it, 4:3.
 fn preview_size(ui: &Ui) -> egui::Vec2 {
-    let width = (ui.available_width() - SIDE)
-        .min(ui.available_height() * PREVIEW.x / PREVIEW.y)
-        .clamp(PREVIEW.x / 2.0, PREVIEW.x);
+    let width = ui
+        .available_width()
+        .min((ui.available_height() - UNDER_PREVIEW) * PREVIEW.x / PREVIEW.y)
+        .clamp(PREVIEW.x / 3.0, PREVIEW.x);
     egui::vec2(width, width * PREVIEW.y / PREVIEW.x)
 }
 
@@ -34,6 +43,8 @@ pub struct SignIn {
     pin: String,
     /// A check is with the store; further submits wait.
     busy: bool,
+    /// When the store last turned a PIN down, for the dots' shake.
+    wrong_pin_at: Option<Instant>,
 }
 
 impl SignIn {
@@ -51,6 +62,12 @@ impl SignIn {
         ) {
             self.busy = false;
             self.pin.clear();
+            if matches!(
+                reply,
+                store_worker::Event::PinChecked(SecretCheck::Rejected { .. })
+            ) {
+                self.wrong_pin_at = Some(Instant::now());
+            }
             if matches!(reply, store_worker::Event::PasswordChecked(_)) {
                 self.password = None;
             }
@@ -63,20 +80,35 @@ impl SignIn {
         let lang = kiosk.lang();
         let notice = kiosk.auth.notice(now).map(|n| i18n::notice(n, lang, now));
         if let Some(n) = &notice {
-            ui.label(RichText::new(n).color(theme::ACCENT).size(30.0).strong());
+            ui.vertical_centered(|ui| {
+                ui.label(
+                    RichText::new(n)
+                        .color(theme::palette(ui.ctx()).accent)
+                        .size(30.0)
+                        .strong(),
+                );
+            });
         }
         match kiosk.auth.state().clone() {
             AuthState::Idle => match &mut self.password {
                 Some(form) => {
                     kiosk.set_mode(Mode::Watch);
-                    ui.heading(kiosk.t(T::UsePersonnelNo));
+                    title(ui, kiosk.t(T::UsePersonnelNo), None);
                     let mut submit = false;
                     let mut cancel = false;
-                    let entered = form.show_with_input(ui, lang, |ui| {
-                        ui.horizontal_wrapped(|ui| {
-                            submit = primary_button(ui, kiosk.t(T::SignInTitle)).clicked();
-                            cancel = big_button(ui, kiosk.t(T::Cancel)).clicked();
-                        });
+                    let entered = centred(ui, FORM_WIDTH, |ui| {
+                        form.show_with_input(ui, lang, |ui| {
+                            ui.horizontal_wrapped(|ui| {
+                                submit = primary_icon_button(
+                                    ui,
+                                    icons::ICON_LOGIN,
+                                    kiosk.t(T::SignInTitle),
+                                )
+                                .clicked();
+                                cancel = big_icon_button(ui, icons::ICON_CLOSE, kiosk.t(T::Cancel))
+                                    .clicked();
+                            });
+                        })
                     });
                     submit |= entered == KeyAction::Enter;
                     if cancel {
@@ -91,33 +123,56 @@ impl SignIn {
                 }
                 None => {
                     kiosk.set_mode(Mode::Identify);
-                    ui.horizontal_top(|ui| {
-                        kiosk.show_preview(ui, preview_size(ui));
-                        ui.vertical(|ui| {
-                            ui.heading(kiosk.t(T::LookAtCamera));
-                            let recently = kiosk.not_recognised_at.is_some_and(|t| now - t < 3_000);
-                            if let Some(hint) = kiosk.hint() {
-                                ui.label(RichText::new(hint).size(28.0));
-                            } else if recently {
-                                ui.label(RichText::new(kiosk.t(T::NotRecognised)).size(28.0));
-                            }
-                            ui.add_space(24.0);
-                            if big_button(ui, kiosk.t(T::UsePersonnelNo)).clicked() {
-                                self.password = Some(Form::new(vec![
-                                    Field::new(T::PersonnelNo, FieldKind::Text),
-                                    Field::new(T::Password, FieldKind::Secret),
-                                ]));
-                            }
-                        });
+                    title(ui, kiosk.t(T::LookAtCamera), Some(kiosk.t(T::FaceInOval)));
+                    let recently = kiosk.not_recognised_at.is_some_and(|t| now - t < 3_000);
+                    let caption = recently.then(|| kiosk.t(T::NotRecognised));
+                    let size = preview_size(ui);
+                    centred(ui, size.x, |ui| kiosk.show_preview(ui, size, caption));
+                    ui.add_space(8.0);
+                    ui.vertical_centered(|ui| {
+                        if big_icon_button(ui, icons::ICON_BADGE, kiosk.t(T::UsePersonnelNo))
+                            .clicked()
+                        {
+                            self.password = Some(Form::new(vec![
+                                Field::new(T::PersonnelNo, FieldKind::Text),
+                                Field::new(T::Password, FieldKind::Secret),
+                            ]));
+                        }
                     });
                 }
             },
             AuthState::AwaitingPin { operator, .. } => {
                 kiosk.set_mode(Mode::Watch);
-                ui.heading(format!("{}: {}", operator.name, kiosk.t(T::EnterPin)));
-                ui.label(RichText::new("*".repeat(self.pin.len()) + " ").size(48.0));
-                let submitted =
-                    pin_pad(ui, &mut self.pin, *PIN_LEN.end(), lang) == KeyAction::Enter;
+                title(
+                    ui,
+                    &format!("{}: {}", operator.name, kiosk.t(T::EnterPin)),
+                    Some(kiosk.t(T::PinHint)),
+                );
+                let shake = self
+                    .wrong_pin_at
+                    .map(|t| 1.0 - t.elapsed().as_secs_f32() / SHAKE.as_secs_f32())
+                    .filter(|s| *s > 0.0)
+                    .unwrap_or(0.0);
+                if shake > 0.0 {
+                    ui.ctx().request_repaint();
+                }
+                let slots = self.pin.len().max(*PIN_LEN.start());
+                // The dots, the Cancel button and the gaps take this much.
+                let around = 40.0 + 64.0 + 3.0 * ui.spacing().item_spacing.y;
+                let key = pin_key_size(ui.available_height() - around);
+                let width = pin_pad_width(key);
+                let submitted = centred(ui, width, |ui| {
+                    ui.vertical_centered(|ui| pin_dots(ui, self.pin.len(), slots, shake));
+                    let submitted = pin_pad_sized(ui, &mut self.pin, *PIN_LEN.end(), lang, key)
+                        == KeyAction::Enter;
+                    let cancel = kiosk.t(T::Cancel);
+                    let size = egui::vec2(width, 64.0);
+                    if icon_key(ui, icons::ICON_CLOSE, cancel, size).clicked() {
+                        self.pin.clear();
+                        kiosk.auth.cancel(now);
+                    }
+                    submitted
+                });
                 if submitted && !self.busy && !self.pin.is_empty() {
                     self.busy = true;
                     kiosk.store.send(store_worker::Command::CheckPin {
@@ -125,63 +180,81 @@ impl SignIn {
                         pin: std::mem::take(&mut self.pin),
                     });
                 }
-                if big_button(ui, kiosk.t(T::Cancel)).clicked() {
-                    self.pin.clear();
-                    kiosk.auth.cancel(now);
-                }
             }
             AuthState::AwaitingFace { operator, .. } => {
                 kiosk.set_mode(Mode::Verify {
                     personnel_no: operator.personnel_no.clone(),
                 });
-                ui.horizontal_top(|ui| {
-                    kiosk.show_preview(ui, preview_size(ui));
-                    ui.vertical(|ui| {
-                        ui.heading(format!(
-                            "{}: {}",
-                            operator.name,
-                            kiosk.t(T::LookAtCameraToConfirm)
-                        ));
-                        if let Some(hint) = kiosk.hint() {
-                            ui.label(RichText::new(hint).size(28.0));
-                        }
-                        if big_button(ui, kiosk.t(T::Cancel)).clicked() {
-                            kiosk.auth.cancel(now);
-                        }
-                    });
+                title(
+                    ui,
+                    &format!("{}: {}", operator.name, kiosk.t(T::LookAtCameraToConfirm)),
+                    Some(kiosk.t(T::FaceInOval)),
+                );
+                let size = preview_size(ui);
+                centred(ui, size.x, |ui| kiosk.show_preview(ui, size, None));
+                ui.add_space(8.0);
+                ui.vertical_centered(|ui| {
+                    if big_icon_button(ui, icons::ICON_CLOSE, kiosk.t(T::Cancel)).clicked() {
+                        kiosk.auth.cancel(now);
+                    }
                 });
             }
             AuthState::SignedIn(session) => {
                 kiosk.set_mode(Mode::Watch);
-                ui.heading(format!(
-                    "{}: {}",
-                    kiosk.t(T::Welcome),
-                    session.operator.name
-                ));
-                ui.label(format!(
-                    "{} · {}",
-                    i18n::role(session.operator.role, lang),
-                    session.method.as_str()
-                ));
+                title(
+                    ui,
+                    &format!("{}: {}", kiosk.t(T::Welcome), session.operator.name),
+                    Some(&format!(
+                        "{} · {}",
+                        i18n::role(session.operator.role, lang),
+                        session.method.as_str()
+                    )),
+                );
                 ui.add_space(24.0);
                 let mut nav = None;
+                let tile_size = egui::vec2(300.0, 96.0);
+                let mut sign_out = false;
                 if session.operator.role == Role::Administrator {
-                    ui.horizontal_wrapped(|ui| {
-                        for (text, target) in [
-                            (T::Operators, Nav::Operators),
-                            (T::NewOperator, Nav::Enroll(None)),
-                            (T::AuditLog, Nav::Audit),
-                            (T::Settings, Nav::Settings),
-                            (T::Cluster, Nav::Cluster),
-                        ] {
-                            if big_button(ui, kiosk.t(text)).clicked() {
-                                nav = Some(target);
-                            }
-                        }
+                    // Three columns of tiles, signing out the sixth: fits from 1024 px across.
+                    centred(ui, 3.0 * tile_size.x + 2.0 * 12.0, |ui| {
+                        egui::Grid::new("admin-tiles")
+                            .num_columns(3)
+                            .spacing([12.0, 12.0])
+                            .show(ui, |ui| {
+                                for (i, (icon, text, target)) in [
+                                    (icons::ICON_GROUP, T::Operators, Nav::Operators),
+                                    (icons::ICON_PERSON_ADD, T::NewOperator, Nav::Enroll(None)),
+                                    (icons::ICON_RECEIPT_LONG, T::AuditLog, Nav::Audit),
+                                    (icons::ICON_SETTINGS, T::Settings, Nav::Settings),
+                                    (icons::ICON_HUB, T::Cluster, Nav::Cluster),
+                                ]
+                                .into_iter()
+                                .enumerate()
+                                {
+                                    if tile(ui, icon, kiosk.t(text), tile_size, false).clicked() {
+                                        nav = Some(target);
+                                    }
+                                    if i == 2 {
+                                        ui.end_row();
+                                    }
+                                }
+                                sign_out = tile(
+                                    ui,
+                                    icons::ICON_LOGOUT,
+                                    kiosk.t(T::SignOut),
+                                    tile_size,
+                                    true,
+                                )
+                                .clicked();
+                            });
+                    });
+                } else {
+                    ui.vertical_centered(|ui| {
+                        sign_out = primary_icon_button(ui, icons::ICON_LOGOUT, kiosk.t(T::SignOut))
+                            .clicked();
                     });
                 }
-                ui.add_space(24.0);
-                if primary_button(ui, kiosk.t(T::SignOut)).clicked() {
+                if sign_out {
                     let effects = kiosk.auth.sign_out(now);
                     kiosk.apply(effects);
                 }

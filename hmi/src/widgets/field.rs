@@ -1,7 +1,7 @@
 //! Input fields shown as large boxes; tapping one makes it the target of
 //! the on-screen keyboard (or the PIN pad, for PIN fields).
 
-use eframe::egui::{Button, Color32, RichText, Stroke, Ui, Vec2};
+use eframe::egui::{Button, RichText, Stroke, Ui, Vec2};
 
 use super::{pin_pad, KeyAction, Keyboard, KEYBOARD_WIDTH, PIN_PAD_WIDTH};
 use crate::i18n::{Language, T};
@@ -9,6 +9,9 @@ use crate::theme;
 
 /// The width of a field's box.
 pub const FIELD_WIDTH: f32 = 320.0;
+
+/// The fields beside a full-size keyboard: how wide a screen's form is.
+pub const FORM_WIDTH: f32 = FIELD_WIDTH + 12.0 + KEYBOARD_WIDTH;
 
 /// Room beside the keyboard for the fields and, under them, the screen's
 /// actions; with less, the actions go under the keyboard instead.
@@ -90,13 +93,16 @@ impl Form {
                 let label = ui.label(RichText::new(f.label.text(lang)).size(18.0));
                 let active = i == self.active;
                 let stroke = if active {
-                    Stroke::new(4.0, theme::ACCENT)
+                    Stroke::new(4.0, theme::palette(ui.ctx()).accent)
                 } else {
-                    Stroke::new(2.0, Color32::from_gray(0x70))
+                    Stroke::new(
+                        theme::palette(ui.ctx()).stroke,
+                        theme::palette(ui.ctx()).border,
+                    )
                 };
                 let field = Button::new(RichText::new(f.shown()).size(26.0))
                     .stroke(stroke)
-                    .fill(theme::PANEL)
+                    .fill(theme::palette(ui.ctx()).panel)
                     .min_size(Vec2::new(FIELD_WIDTH, theme::MIN_TARGET));
                 // An empty field has no text of its own: its label names it.
                 if ui.add(field).labelled_by(label.id).clicked() {

@@ -8,7 +8,7 @@ use crate::i18n::T;
 use crate::store::{AuditAction, AuditFilter, AuditRecord, ChainStatus};
 use crate::store_worker;
 use crate::theme;
-use crate::widgets::{big_button, choice_value, Field, FieldKind, Form};
+use crate::widgets::{big_button, big_icon_button, choice_value, icons, Field, FieldKind, Form};
 
 const PAGE: u32 = 500;
 
@@ -66,12 +66,12 @@ impl AuditView {
     }
 
     pub fn show(&mut self, ui: &mut Ui, kiosk: &mut Kiosk) -> Option<Nav> {
-        let nav = header(ui, kiosk, T::AuditLog);
+        let nav = header(ui, kiosk, T::AuditLog, icons::ICON_RECEIPT_LONG);
         match &self.chain {
             Some(ChainStatus::Intact { rows }) => {
                 ui.label(
                     RichText::new(format!("OK: {} ({rows})", kiosk.t(T::ChainIntact)))
-                        .color(theme::GOOD),
+                        .color(theme::palette(ui.ctx()).good),
                 );
             }
             Some(ChainStatus::Unkeyed { rows }) => {
@@ -80,7 +80,7 @@ impl AuditView {
             Some(ChainStatus::Broken { seq, reason }) => {
                 ui.label(
                     RichText::new(format!("!! {} {seq} ({reason:?})", kiosk.t(T::ChainBroken)))
-                        .color(theme::BAD)
+                        .color(theme::palette(ui.ctx()).bad)
                         .strong(),
                 );
             }
@@ -102,7 +102,7 @@ impl AuditView {
             if big_button(ui, "abc").clicked() {
                 self.keyboard_open = !self.keyboard_open;
             }
-            if big_button(ui, kiosk.t(T::ExportCsv)).clicked() {
+            if big_icon_button(ui, icons::ICON_DOWNLOAD, kiosk.t(T::ExportCsv)).clicked() {
                 let name = format!("audit-{}.csv", crate::store::now_millis());
                 kiosk.store.send(store_worker::Command::ExportAudit {
                     filter: AuditFilter {

@@ -12,7 +12,9 @@ use crate::cluster_worker::{ClusterWorker, Command, Event, Target};
 use crate::i18n::T;
 use crate::store_worker;
 use crate::theme;
-use crate::widgets::{big_button, choice_value, primary_button, Field, FieldKind, Form};
+use crate::widgets::{
+    big_button, big_icon_button, choice_value, icons, primary_icon_button, Field, FieldKind, Form,
+};
 
 pub struct ClusterView {
     worker: ClusterWorker,
@@ -170,7 +172,7 @@ impl ClusterView {
                 });
             }
         }
-        let nav = header(ui, kiosk, T::Cluster);
+        let nav = header(ui, kiosk, T::Cluster, icons::ICON_HUB);
         let lang = kiosk.lang();
         egui::ScrollArea::vertical()
             .auto_shrink([false, true])
@@ -185,7 +187,9 @@ impl ClusterView {
                     self.active_form().show_fields(ui, lang);
                     let idle = !self.busy;
                     if ui
-                        .add_enabled_ui(idle, |ui| primary_button(ui, kiosk.t(T::Connect)))
+                        .add_enabled_ui(idle, |ui| {
+                            primary_icon_button(ui, icons::ICON_LINK, kiosk.t(T::Connect))
+                        })
                         .inner
                         .clicked()
                     {
@@ -209,7 +213,7 @@ impl ClusterView {
         let usable = self.connected && !self.busy;
         ui.add_enabled_ui(usable, |ui| {
             ui.horizontal_wrapped(|ui| {
-                if big_button(ui, kiosk.t(T::Refresh)).clicked() {
+                if big_icon_button(ui, icons::ICON_REFRESH, kiosk.t(T::Refresh)).clicked() {
                     self.send(Command::Refresh);
                 }
                 let gpu =
@@ -218,23 +222,27 @@ impl ClusterView {
                 if ui.add(gpu).clicked() {
                     self.gpu = !self.gpu;
                 }
-                if primary_button(ui, kiosk.t(T::DeployUpgrade)).clicked() {
+                if primary_icon_button(ui, icons::ICON_CLOUD_UPLOAD, kiosk.t(T::DeployUpgrade))
+                    .clicked()
+                {
                     self.progress = None;
                     self.removed = false;
                     self.send(Command::Deploy { gpu: self.gpu });
                 }
-                if big_button(ui, kiosk.t(T::Remove)).clicked() {
+                if big_icon_button(ui, icons::ICON_DELETE, kiosk.t(T::Remove)).clicked() {
                     self.confirm_remove = true;
                 }
             });
             if self.confirm_remove {
-                ui.label(RichText::new(kiosk.t(T::ConfirmRemove)).color(theme::BAD));
+                ui.label(
+                    RichText::new(kiosk.t(T::ConfirmRemove)).color(theme::palette(ui.ctx()).bad),
+                );
                 ui.checkbox(&mut self.delete_gallery, kiosk.t(T::AlsoDeleteGallery));
                 ui.horizontal(|ui| {
                     let remove = egui::Button::new(
                         RichText::new(kiosk.t(T::Remove))
                             .size(28.0)
-                            .color(theme::BAD),
+                            .color(theme::palette(ui.ctx()).bad),
                     )
                     .min_size(egui::vec2(220.0, 64.0));
                     if ui.add(remove).clicked() {
@@ -253,7 +261,7 @@ impl ClusterView {
             ui.spinner();
         }
         if let Some(e) = &self.error {
-            ui.label(RichText::new(e).color(theme::BAD));
+            ui.label(RichText::new(e).color(theme::palette(ui.ctx()).bad));
         }
         if let Some(p) = &self.progress {
             let fraction = p.ready as f32 / p.desired.max(1) as f32;
@@ -270,7 +278,7 @@ impl ClusterView {
             ui.label(kiosk.t(T::NotDeployed));
         }
         for failure in &status.failures {
-            ui.label(RichText::new(failure.to_string()).color(theme::BAD));
+            ui.label(RichText::new(failure.to_string()).color(theme::palette(ui.ctx()).bad));
         }
         let Some(endpoint) = status.endpoint.as_ref().filter(|_| status.rolled_out) else {
             return;
@@ -290,7 +298,9 @@ impl ClusterView {
             }
             // The app applies saved settings to the kiosk: this shows they were stored.
             if kiosk.settings.offload_endpoint == endpoint {
-                ui.label(RichText::new(kiosk.t(T::EndpointSaved)).color(theme::GOOD));
+                ui.label(
+                    RichText::new(kiosk.t(T::EndpointSaved)).color(theme::palette(ui.ctx()).good),
+                );
             }
         });
     }
@@ -315,7 +325,7 @@ impl ClusterView {
         if let Some(name) = &self.registered {
             ui.label(
                 RichText::new(format!("{name}: {}", kiosk.t(T::KioskRegistered)))
-                    .color(theme::GOOD),
+                    .color(theme::palette(ui.ctx()).good),
             );
         }
     }
@@ -338,9 +348,9 @@ impl ClusterView {
                     ui.label(node.hardware.as_deref().unwrap_or("-"));
                     ui.label(node.gpus.to_string());
                     let (text, colour) = if node.ready {
-                        (T::NodeReady, theme::GOOD)
+                        (T::NodeReady, theme::palette(ui.ctx()).good)
                     } else {
-                        (T::NodeNotReady, theme::BAD)
+                        (T::NodeNotReady, theme::palette(ui.ctx()).bad)
                     };
                     ui.label(RichText::new(kiosk.t(text)).color(colour));
                     ui.end_row();

@@ -8,7 +8,7 @@ use crate::i18n::{self, T};
 use crate::store::OperatorId;
 use crate::store_worker;
 use crate::theme;
-use crate::widgets::{big_button, primary_button};
+use crate::widgets::{big_button, big_icon_button, cell_label, icons, primary_icon_button};
 
 #[derive(Default)]
 pub struct Operators {
@@ -28,9 +28,9 @@ impl Operators {
     }
 
     pub fn show(&mut self, ui: &mut Ui, kiosk: &mut Kiosk) -> Option<Nav> {
-        let mut nav = header(ui, kiosk, T::Operators);
+        let mut nav = header(ui, kiosk, T::Operators, icons::ICON_GROUP);
         let lang = kiosk.lang();
-        if primary_button(ui, kiosk.t(T::NewOperator)).clicked() {
+        if primary_icon_button(ui, icons::ICON_PERSON_ADD, kiosk.t(T::NewOperator)).clicked() {
             nav = Some(Nav::Enroll(None));
         }
         egui::ScrollArea::vertical()
@@ -42,21 +42,31 @@ impl Operators {
                     .striped(true)
                     .show(ui, |ui| {
                         for op in &kiosk.operators {
-                            ui.label(RichText::new(&op.name).strong());
-                            ui.label(&op.personnel_no);
-                            ui.label(i18n::role(op.role, lang));
+                            cell_label(ui, RichText::new(&op.name).strong(), 64.0);
+                            cell_label(ui, &op.personnel_no, 64.0);
+                            cell_label(ui, i18n::role(op.role, lang), 64.0);
                             let enrolled = if op.enrolled_at.is_some() {
                                 T::Enrolled
                             } else {
                                 T::NotEnrolled
                             };
-                            ui.label(kiosk.t(enrolled));
+                            let p = theme::palette(ui.ctx());
+                            let colour = if op.enrolled_at.is_some() {
+                                p.good
+                            } else {
+                                p.accent
+                            };
+                            cell_label(ui, RichText::new(kiosk.t(enrolled)).color(colour), 64.0);
                             ui.horizontal(|ui| {
                                 if self.confirm_delete != Some(op.id) {
-                                    if big_button(ui, kiosk.t(T::ReEnroll)).clicked() {
+                                    if big_icon_button(ui, icons::ICON_FACE, kiosk.t(T::ReEnroll))
+                                        .clicked()
+                                    {
                                         nav = Some(Nav::Enroll(Some(op.clone())));
                                     }
-                                    if big_button(ui, kiosk.t(T::Delete)).clicked() {
+                                    if big_icon_button(ui, icons::ICON_DELETE, kiosk.t(T::Delete))
+                                        .clicked()
+                                    {
                                         self.confirm_delete = Some(op.id);
                                     }
                                     return;
@@ -68,13 +78,14 @@ impl Operators {
                                     ui.add(
                                         egui::Label::new(
                                             RichText::new(kiosk.t(T::ConfirmDelete))
-                                                .color(theme::BAD),
+                                                .color(theme::palette(ui.ctx()).bad),
                                         )
                                         .wrap(),
                                     );
                                     ui.horizontal(|ui| {
                                         let delete = egui::Button::new(
-                                            RichText::new(kiosk.t(T::Delete)).color(theme::BAD),
+                                            RichText::new(kiosk.t(T::Delete))
+                                                .color(theme::palette(ui.ctx()).bad),
                                         )
                                         .min_size(egui::vec2(120.0, 64.0));
                                         if ui.add(delete).clicked() {

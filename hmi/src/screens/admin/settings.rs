@@ -12,7 +12,10 @@ use crate::settings::{BackendChoice, Settings};
 use crate::store::Role;
 use crate::store_worker;
 use crate::theme;
-use crate::widgets::{big_button, choice, choice_value, primary_button, Field, FieldKind, Form};
+use crate::widgets::{
+    big_icon_button, cell_label, choice, choice_value, icons, primary_icon_button, Field,
+    FieldKind, Form,
+};
 
 /// Capture sizes offered for USB cameras.
 const RESOLUTIONS: [(u32, u32); 3] = [(640, 480), (1280, 720), (1920, 1080)];
@@ -34,16 +37,16 @@ fn toggle(ui: &mut Ui, on: &mut bool, text: &str) {
     }
 }
 
+/// A setting's name, in the grid's first column: secondary text, centred
+/// on the row's buttons (64 px: the steppers').
+fn row_label(ui: &mut Ui, text: &str) {
+    let colour = theme::palette(ui.ctx()).weak_text;
+    cell_label(ui, RichText::new(text).color(colour), 64.0);
+}
+
 /// A "−  value  +" stepper with 64 px buttons.
-fn stepper(
-    ui: &mut Ui,
-    label: &str,
-    value: &mut f64,
-    step: f64,
-    range: std::ops::RangeInclusive<f64>,
-) {
+fn stepper(ui: &mut Ui, value: &mut f64, step: f64, range: std::ops::RangeInclusive<f64>) {
     ui.horizontal(|ui| {
-        ui.label(label);
         let key = |ui: &mut Ui, text| {
             ui.add(
                 egui::Button::new(RichText::new(text).size(30.0)).min_size(egui::vec2(64.0, 64.0)),
@@ -100,18 +103,21 @@ impl SettingsView {
     }
 
     pub fn show(&mut self, ui: &mut Ui, kiosk: &mut Kiosk) -> Option<Nav> {
-        let nav = header(ui, kiosk, T::Settings);
+        let nav = header(ui, kiosk, T::Settings, icons::ICON_SETTINGS);
         let lang = kiosk.lang();
         ui.horizontal(|ui| {
             let valid = self.draft.policy.is_valid();
             if !valid {
-                ui.label(RichText::new("! face + PIN / password + face").color(theme::BAD));
+                let bad = theme::palette(ui.ctx()).bad;
+                ui.label(RichText::new("! face + PIN / password + face").color(bad));
             }
             if self.saved {
-                ui.label(RichText::new("OK").color(theme::GOOD));
+                ui.label(RichText::new("OK").color(theme::palette(ui.ctx()).good));
             }
             if ui
-                .add_enabled_ui(valid, |ui| primary_button(ui, kiosk.t(T::Save)))
+                .add_enabled_ui(valid, |ui| {
+                    primary_icon_button(ui, icons::ICON_SAVE, kiosk.t(T::Save))
+                })
                 .inner
                 .clicked()
             {
@@ -131,7 +137,8 @@ impl SettingsView {
                     actor: kiosk.actor(),
                 });
             }
-            if big_button(ui, kiosk.t(T::ExitKiosk)).clicked() {
+            if big_icon_button(ui, icons::ICON_POWER_SETTINGS_NEW, kiosk.t(T::ExitKiosk)).clicked()
+            {
                 kiosk.exit_allowed = true;
             }
         });
@@ -139,78 +146,87 @@ impl SettingsView {
         egui::ScrollArea::vertical()
             .auto_shrink([false, true])
             .show(ui, |ui| {
-                ui.horizontal(|ui| {
-                    ui.label(kiosk.t(T::Language));
-                    choice_value(ui, &mut d.language, Language::En, "English");
-                    choice_value(ui, &mut d.language, Language::De, "Deutsch");
-                });
-                if let Ok(list) = self.devices.try_recv() {
-                    self.device_list = Some(list);
-                }
-                ui.horizontal_wrapped(|ui| {
-                    ui.label(kiosk.t(T::Camera));
-                    match &self.device_list {
-                        None => {
-                            ui.spinner();
+                // One row per setting: its name in a column of its own, the
+                // choices beside it.
+                egui::Grid::new("settings")
+                    .num_columns(2)
+                    .spacing([24.0, 12.0])
+                    .show(ui, |ui| {
+                        row_label(ui, kiosk.t(T::Language));
+                        ui.horizontal(|ui| {
+                            choice_value(ui, &mut d.language, Language::En, "English");
+                            choice_value(ui, &mut d.language, Language::De, "Deutsch");
+                        });
+                        ui.end_row();
+                        row_label(ui, kiosk.t(T::Display));
+                        ui.horizontal(|ui| {
+                            toggle(ui, &mut d.high_contrast, kiosk.t(T::HighContrast));
+                        });
+                        ui.end_row();
+                        if let Ok(list) = self.devices.try_recv() {
+                            self.device_list = Some(list);
                         }
-                        Some(Err(e)) => {
-                            ui.label(RichText::new(e).color(theme::BAD));
-                        }
-                        Some(Ok(list)) => {
-                            for (index, name) in list {
-                                let chosen = self.texts.fields[0].value == index.to_string();
-                                if choice(ui, chosen, format!("{index}: {name}")).clicked() {
-                                    self.texts.fields[0].value = index.to_string();
+                        row_label(ui, kiosk.t(T::Camera));
+                        ui.horizontal_wrapped(|ui| {
+                            match &self.device_list {
+                                None => {
+                                    ui.spinner();
+                                }
+                                Some(Err(e)) => {
+                                    ui.label(RichText::new(e).color(theme::palette(ui.ctx()).bad));
+                                }
+                                Some(Ok(list)) => {
+                                    for (index, name) in list {
+                                        let chosen =
+                                            self.texts.fields[0].value == index.to_string();
+                                        if choice(ui, chosen, format!("{index}: {name}")).clicked()
+                                        {
+                                            self.texts.fields[0].value = index.to_string();
+                                        }
+                                    }
                                 }
                             }
-                        }
-                    }
-                    for (w, h) in RESOLUTIONS {
-                        choice_value(ui, &mut d.resolution, (w, h), format!("{w}x{h}"));
-                    }
-                });
-                ui.horizontal(|ui| {
-                    ui.label(kiosk.t(T::Backend));
-                    for (backend, text) in [
-                        (BackendChoice::Local, "Local"),
-                        (BackendChoice::Offload, "Offload"),
-                        (
-                            BackendChoice::OffloadWithFallback,
-                            "Offload, local fallback",
-                        ),
-                    ] {
-                        choice_value(ui, &mut d.backend, backend, text);
-                    }
-                });
-                stepper(
-                    ui,
-                    kiosk.t(T::Threshold),
-                    &mut d.threshold,
-                    1.0,
-                    0.0..=500.0,
-                );
-                let mut minutes = d.policy.auto_sign_out_ms as f64 / 60_000.0;
-                stepper(
-                    ui,
-                    kiosk.t(T::AutoSignOutMinutes),
-                    &mut minutes,
-                    1.0,
-                    1.0..=120.0,
-                );
-                d.policy.auto_sign_out_ms = (minutes * 60_000.0) as i64;
-                egui::Grid::new("policy").num_columns(3).show(ui, |ui| {
-                    for role in Role::ALL {
-                        let p = d.policy.for_role_mut(role);
-                        ui.label(i18n::role(role, lang));
-                        toggle(ui, &mut p.face_then_pin, Method::FaceThenPin.as_str());
-                        toggle(
-                            ui,
-                            &mut p.password_then_face,
-                            Method::PasswordThenFace.as_str(),
-                        );
+                            for (w, h) in RESOLUTIONS {
+                                choice_value(ui, &mut d.resolution, (w, h), format!("{w}x{h}"));
+                            }
+                        });
                         ui.end_row();
-                    }
-                });
+                        row_label(ui, kiosk.t(T::Backend));
+                        ui.horizontal_wrapped(|ui| {
+                            for (backend, text) in [
+                                (BackendChoice::Local, "Local"),
+                                (BackendChoice::Offload, "Offload"),
+                                (
+                                    BackendChoice::OffloadWithFallback,
+                                    "Offload, local fallback",
+                                ),
+                            ] {
+                                choice_value(ui, &mut d.backend, backend, text);
+                            }
+                        });
+                        ui.end_row();
+                        row_label(ui, kiosk.t(T::Threshold));
+                        stepper(ui, &mut d.threshold, 1.0, 0.0..=500.0);
+                        ui.end_row();
+                        let mut minutes = d.policy.auto_sign_out_ms as f64 / 60_000.0;
+                        row_label(ui, kiosk.t(T::AutoSignOutMinutes));
+                        stepper(ui, &mut minutes, 1.0, 1.0..=120.0);
+                        ui.end_row();
+                        d.policy.auto_sign_out_ms = (minutes * 60_000.0) as i64;
+                        for role in Role::ALL {
+                            let p = d.policy.for_role_mut(role);
+                            row_label(ui, i18n::role(role, lang));
+                            ui.horizontal(|ui| {
+                                toggle(ui, &mut p.face_then_pin, Method::FaceThenPin.as_str());
+                                toggle(
+                                    ui,
+                                    &mut p.password_then_face,
+                                    Method::PasswordThenFace.as_str(),
+                                );
+                            });
+                            ui.end_row();
+                        }
+                    });
                 // Beside the keyboard: less to scroll past.
                 self.texts.show_with_input(ui, lang, |_| {});
             });

@@ -7,13 +7,15 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crossbeam_channel::Receiver;
 use eframe::egui::{self, ColorImage, RichText, TextureHandle, TextureOptions};
 
 use crate::auth::{AuthMachine, AuthState, Effect, FaceEvidence};
 use crate::camera::{file_source, Camera, CameraStatus, DeviceSource, FrameSource};
+use crate::cluster_worker::ClusterWorker;
 use crate::i18n::{Language, T};
 use crate::recognition::{self, Command, Event, GalleryFeed, Mode, Preview, Worker};
-use crate::screens::{self, Nav, Screen};
+use crate::screens::{self, Action, Nav, Screen};
 use crate::settings::Settings;
 use crate::store::{now_millis, Millis, Operator, Role, Secrets, Store, StoreError};
 use crate::store_worker::{self, PlantStatus, StoreWorker, SyncPolicy};
@@ -43,12 +45,13 @@ pub struct Config {
     pub sync: SyncPolicy,
 }
 
-/// What every screen may use.
+/// What the screens draw from: the sign-in state, the settings, the
+/// operators and what the workers last said. No worker handles: screens
+/// read this and ask for changes by [`Action`].
 pub struct Kiosk {
     pub settings: Settings,
     pub auth: AuthMachine,
     pub operators: Vec<Operator>,
-    pub store: StoreWorker,
     pub data_dir: PathBuf,
     /// The store's keys, for the recogniser's connection to the store.
     secrets: Secrets,
@@ -64,7 +67,15 @@ pub struct Kiosk {
     pub plant: Option<PlantStatus>,
     /// What the last settings change restarted, and when, for the status bar.
     pub applied: Option<(T, Millis)>,
+    camera_status: CameraStatus,
+    preview: Option<(Preview, TextureHandle)>,
+}
+
+/// The workers the app feeds and polls; screens never see them.
+struct Workers {
+    store: StoreWorker,
     recognition: Option<Worker>,
+    /// The mode the recogniser was last told.
     mode: Option<Mode>,
     camera: Option<Camera>,
     /// `--camera`: overrides the settings' camera.
@@ -73,11 +84,78 @@ pub struct Kiosk {
     /// The store worker's gallery, handed to every recogniser started
     /// (the UI never reads it).
     gallery: Arc<GalleryFeed>,
-    preview: Option<(Preview, TextureHandle)>,
-    /// Set by an administrator's "exit kiosk".
-    pub exit_allowed: bool,
-    /// For workers a screen starts that must wake the UI.
-    pub egui_ctx: egui::Context,
+    /// The cluster panel's worker, from its first request on.
+    cluster: Option<ClusterWorker>,
+    /// The camera list under way for the settings screen.
+    cameras: Option<Receiver<crate::camera::CameraList>>,
+    /// To wake the UI when a worker has news.
+    ctx: egui::Context,
+}
+
+impl Workers {
+    /// The sign-in machine's effects (audit rows, failure counts) go to the store.
+    fn record(&self, effects: Vec<Effect>) {
+        if !effects.is_empty() {
+            self.store.send(store_worker::Command::Apply(effects));
+        }
+    }
+
+    /// Tells the recogniser what to do; repeated calls with the same mode are free.
+    fn set_mode(&mut self, mode: Mode) {
+        if self.mode.as_ref() != Some(&mode) {
+            if let Some(w) = &self.recognition {
+                w.send(Command::SetMode(mode.clone()));
+            }
+            self.mode = Some(mode);
+        }
+    }
+
+    fn camera_status(&self) -> CameraStatus {
+        self.camera.as_ref().map_or(
+            CameraStatus::Lost {
+                reason: "no camera".into(),
+            },
+            Camera::status,
+        )
+    }
+
+    /// The recogniser with the backend the settings choose. A backend that
+    /// cannot be built (unreadable TLS files, say) falls back to local
+    /// matching: sign-in must keep working, and the badge shows which
+    /// backend answers.
+    fn start_recognition(&mut self, settings: &Settings) {
+        self.recognition = None;
+        self.mode = None;
+        let Some(camera) = &self.camera else {
+            return;
+        };
+        let params = vision::lbph::LbphParams::default();
+        let backend = recognition::create_backend(settings, params).unwrap_or_else(|e| {
+            tracing::warn!(
+                "recognition backend {:?} unavailable, matching locally: {e}",
+                settings.backend
+            );
+            Box::new(recognition::LocalBackend::new(params))
+        });
+        let ctx = self.ctx.clone();
+        self.recognition = Some(Worker::start(
+            camera.frames(),
+            || {
+                Ok(vision::pipeline::FacePipeline::new(
+                    vision::detect::FaceDetector::from_default_locations()?,
+                    vision::quality::QualityGate::default(),
+                ))
+            },
+            backend,
+            params,
+            burst_rule(settings),
+            recognition::StoreLinks {
+                gallery: Arc::clone(&self.gallery),
+                capture: self.store.capture_sink(),
+            },
+            move || ctx.request_repaint(),
+        ));
+    }
 }
 
 impl Kiosk {
@@ -105,34 +183,8 @@ impl Kiosk {
             .is_some_and(|s| s.operator.role == Role::Administrator)
     }
 
-    pub fn apply(&self, effects: Vec<Effect>) {
-        if !effects.is_empty() {
-            self.store.send(store_worker::Command::Apply(effects));
-        }
-    }
-
-    /// Tells the recogniser what to do; repeated calls with the same mode are free.
-    pub fn set_mode(&mut self, mode: Mode) {
-        if self.mode.as_ref() != Some(&mode) {
-            if let Some(w) = &self.recognition {
-                w.send(Command::SetMode(mode.clone()));
-            }
-            self.mode = Some(mode);
-        }
-    }
-
-    /// Forgets the last mode, so the next `set_mode` restarts it (a new verification).
-    pub fn reset_mode(&mut self) {
-        self.mode = None;
-    }
-
     pub fn camera_status(&self) -> CameraStatus {
-        self.camera.as_ref().map_or(
-            CameraStatus::Lost {
-                reason: "no camera".into(),
-            },
-            Camera::status,
-        )
+        self.camera_status.clone()
     }
 
     /// The camera image scaled into `max` (aspect kept) and centred in it,
@@ -215,7 +267,10 @@ fn hint_icon(issue: &QualityIssue) -> crate::widgets::Icon {
 
 pub struct KioskApp {
     kiosk: Kiosk,
+    workers: Workers,
     screen: Screen,
+    /// Set by an administrator's "exit kiosk".
+    exit_allowed: bool,
     /// Fullscreen kiosk mode: the window covers the monitor and only an
     /// administrator may close it.
     locked_down: bool,
@@ -244,39 +299,6 @@ fn open_camera(folder: Option<&Path>, settings: &Settings, fps: f64) -> Result<C
         (None, Err(_)) => file_source(Path::new(settings.camera.trim()), fps)?,
     };
     Ok(Camera::start(move || source as Box<dyn FrameSource>))
-}
-
-/// The recogniser with the backend the settings choose. A backend that
-/// cannot be built (unreadable TLS files, say) falls back to local matching:
-/// sign-in must keep working, and the badge shows which backend answers.
-fn start_recognition(camera: &Camera, k: &Kiosk) -> Worker {
-    let params = vision::lbph::LbphParams::default();
-    let settings = &k.settings;
-    let backend = recognition::create_backend(settings, params).unwrap_or_else(|e| {
-        tracing::warn!(
-            "recognition backend {:?} unavailable, matching locally: {e}",
-            settings.backend
-        );
-        Box::new(recognition::LocalBackend::new(params))
-    });
-    let ctx = k.egui_ctx.clone();
-    Worker::start(
-        camera.frames(),
-        || {
-            Ok(vision::pipeline::FacePipeline::new(
-                vision::detect::FaceDetector::from_default_locations()?,
-                vision::quality::QualityGate::default(),
-            ))
-        },
-        backend,
-        params,
-        burst_rule(settings),
-        recognition::StoreLinks {
-            gallery: Arc::clone(&k.gallery),
-            capture: k.store.capture_sink(),
-        },
-        move || ctx.request_repaint(),
-    )
 }
 
 /// What a settings change must restart.
@@ -338,11 +360,23 @@ impl KioskApp {
             })
         };
         store_worker.send(store_worker::Command::Load);
-        let mut kiosk = Kiosk {
+        let mut workers = Workers {
+            store: store_worker,
+            recognition: None,
+            mode: None,
+            camera: Some(camera),
+            camera_folder: config.camera,
+            camera_fps: config.camera_fps,
+            gallery,
+            cluster: None,
+            cameras: None,
+            ctx: ctx.clone(),
+        };
+        workers.start_recognition(&settings);
+        let kiosk = Kiosk {
             auth: AuthMachine::new(settings.policy.clone()),
             settings,
             operators: Vec::new(),
-            store: store_worker,
             data_dir: config.data_dir.clone(),
             secrets,
             error: None,
@@ -351,21 +385,14 @@ impl KioskApp {
             last_backend: None,
             plant: None,
             applied: None,
-            recognition: None,
-            mode: None,
-            camera: None,
-            camera_folder: config.camera,
-            camera_fps: config.camera_fps,
-            gallery,
+            camera_status: CameraStatus::Starting,
             preview: None,
-            exit_allowed: false,
-            egui_ctx: ctx.clone(),
         };
-        kiosk.recognition = Some(start_recognition(&camera, &kiosk));
-        kiosk.camera = Some(camera);
         Ok(KioskApp {
             kiosk,
+            workers,
             screen: Screen::Loading,
+            exit_allowed: false,
             locked_down,
             sized_to_monitor: false,
         })
@@ -380,8 +407,47 @@ impl KioskApp {
     }
 
     fn navigate(&mut self, nav: Nav) {
-        self.kiosk.reset_mode();
-        self.screen = screens::open(nav, &self.kiosk);
+        // The new screen starts its recognition afresh.
+        self.workers.mode = None;
+        let (screen, actions) = screens::open(nav, &self.kiosk);
+        self.screen = screen;
+        self.apply(actions);
+    }
+
+    /// Carries out what a screen asked for, after it was drawn (public for
+    /// tests, which ask as a screen would).
+    pub fn apply(&mut self, actions: Vec<Action>) {
+        let now = now_millis();
+        for action in actions {
+            match action {
+                Action::Navigate(nav) => self.navigate(nav),
+                Action::Store(command) => self.workers.store.send(command),
+                Action::Cluster(command) => {
+                    let ctx = self.workers.ctx.clone();
+                    self.workers
+                        .cluster
+                        .get_or_insert_with(|| ClusterWorker::start(move || ctx.request_repaint()))
+                        .send(command);
+                }
+                Action::Recognise(mode) => self.workers.set_mode(mode),
+                Action::RestartMode => self.workers.mode = None,
+                Action::CancelSignIn => self.kiosk.auth.cancel(now),
+                Action::SignOut => {
+                    let effects = self.kiosk.auth.sign_out(now);
+                    self.workers.record(effects);
+                }
+                Action::Exit => self.exit_allowed = true,
+                Action::ListCameras => {
+                    let (tx, rx) = crossbeam_channel::bounded(1);
+                    let ctx = self.workers.ctx.clone();
+                    std::thread::spawn(move || {
+                        let _ = tx.send(crate::camera::list_devices().map_err(|e| e.to_string()));
+                        ctx.request_repaint();
+                    });
+                    self.workers.cameras = Some(rx);
+                }
+            }
+        }
     }
 
     fn on_store_event(&mut self, reply: store_worker::Event, now: Millis) {
@@ -403,11 +469,11 @@ impl KioskApp {
             }
             store_worker::Event::PinChecked(check) => {
                 let effects = k.auth.pin_checked(*check, now);
-                k.apply(effects);
+                self.workers.record(effects);
             }
             store_worker::Event::PasswordChecked(outcome) => {
                 let effects = k.auth.password_checked(outcome.clone(), now);
-                k.apply(effects);
+                self.workers.record(effects);
             }
             store_worker::Event::WhoIs {
                 operator,
@@ -415,14 +481,15 @@ impl KioskApp {
             } => {
                 if let (Some(op), Some(face)) = (operator.clone(), k.pending_face.take()) {
                     let effects = k.auth.face_identified(op, face, *locked_until, now);
-                    k.apply(effects);
+                    self.workers.record(effects);
                 }
             }
             store_worker::Event::Changed { operators, .. } => {
                 k.operators = operators.clone();
             }
             store_worker::Event::SettingsSaved(settings) => {
-                let restart = restart_for(&k.settings, settings, k.camera_folder.is_some());
+                let restart =
+                    restart_for(&k.settings, settings, self.workers.camera_folder.is_some());
                 self.apply_settings(settings.clone());
                 if let Some(what) = restart {
                     self.restart_recognition(what);
@@ -432,15 +499,14 @@ impl KioskApp {
             store_worker::Event::Failed(e) => self.kiosk.error = Some(e.clone()),
             store_worker::Event::Audit { .. } | store_worker::Event::Exported(_) => {}
         }
-        if let Some(nav) = self.screen.on_reply(&mut self.kiosk, &reply) {
-            self.navigate(nav);
-        }
+        let actions = self.screen.on_store_event(&reply);
+        self.apply(actions);
     }
 
     fn apply_settings(&mut self, settings: Settings) {
-        theme::apply(&self.kiosk.egui_ctx, settings.high_contrast);
+        theme::apply(&self.workers.ctx, settings.high_contrast);
         self.kiosk.auth.set_policy(settings.policy.clone());
-        if let Some(w) = &self.kiosk.recognition {
+        if let Some(w) = &self.workers.recognition {
             w.send(Command::SetRule(burst_rule(&settings)));
         }
         self.kiosk.settings = settings;
@@ -452,21 +518,18 @@ impl KioskApp {
     /// itself). The recogniser starts from the store worker's current
     /// gallery; the status bar says what was restarted.
     fn restart_recognition(&mut self, what: Restart) {
-        let k = &mut self.kiosk;
-        k.recognition = None;
-        k.mode = None;
+        let (k, w) = (&mut self.kiosk, &mut self.workers);
+        w.recognition = None;
         k.last_backend = None;
         if what == Restart::Camera {
-            k.camera = None; // closes the mailbox: the old recogniser ends
+            w.camera = None; // closes the mailbox: the old recogniser ends
             k.preview = None;
-            match open_camera(k.camera_folder.as_deref(), &k.settings, k.camera_fps) {
-                Ok(camera) => k.camera = Some(camera),
+            match open_camera(w.camera_folder.as_deref(), &k.settings, w.camera_fps) {
+                Ok(camera) => w.camera = Some(camera),
                 Err(e) => k.error = Some(e.to_string()),
             }
         }
-        if let Some(camera) = &k.camera {
-            k.recognition = Some(start_recognition(camera, k));
-        }
+        w.start_recognition(&k.settings);
         let text = match what {
             Restart::Camera => T::CameraRestarted,
             Restart::Recogniser => T::RecognitionRestarted,
@@ -488,38 +551,56 @@ impl KioskApp {
                     && *k.auth.state() == AuthState::Idle =>
             {
                 k.pending_face = Some(face.clone());
-                k.store.send(store_worker::Command::WhoIs {
+                self.workers.store.send(store_worker::Command::WhoIs {
                     personnel_no: personnel_no.clone(),
                 });
             }
             Event::NotRecognised { .. } => k.not_recognised_at = Some(now),
             Event::Verified { matched, face } => {
                 let effects = k.auth.face_verified(*matched, face.clone(), now);
-                k.apply(effects);
-                k.reset_mode();
+                self.workers.record(effects);
+                self.workers.mode = None;
             }
             Event::Failed(e) => k.error = Some(e.clone()),
             _ => {}
         }
-        if let Some(nav) = self.screen.on_event(&mut self.kiosk, &event) {
-            self.navigate(nav);
-        }
+        let actions = self.screen.on_recognition_event(&self.kiosk, &event);
+        self.apply(actions);
     }
 
     /// Polls the workers and runs the timers; no drawing.
     pub fn poll(&mut self, ctx: &egui::Context) {
         let now = now_millis();
-        let replies: Vec<store_worker::Event> = self.kiosk.store.events().collect();
+        let replies: Vec<store_worker::Event> = self.workers.store.events().collect();
         for reply in replies {
             self.on_store_event(reply, now);
         }
-        let (events, preview) = match &self.kiosk.recognition {
+        let (events, preview) = match &self.workers.recognition {
             Some(w) => (w.events().collect::<Vec<_>>(), w.preview()),
             None => (Vec::new(), None),
         };
         for event in events {
             self.on_recognition_event(event, now);
         }
+        let cluster: Vec<_> = self
+            .workers
+            .cluster
+            .as_ref()
+            .map(|c| c.events().collect())
+            .unwrap_or_default();
+        for event in cluster {
+            self.screen.on_cluster_event(event);
+        }
+        if let Some(cameras) = self
+            .workers
+            .cameras
+            .as_ref()
+            .and_then(|rx| rx.try_recv().ok())
+        {
+            self.workers.cameras = None;
+            self.screen.on_cameras(cameras);
+        }
+        self.kiosk.camera_status = self.workers.camera_status();
         if let Some(p) = preview {
             let (w, h) = p.frame.image.dimensions();
             let image = ColorImage::from_gray([w as usize, h as usize], p.frame.image.as_raw());
@@ -546,7 +627,7 @@ impl KioskApp {
         }
         let was_signed_in = self.kiosk.auth.session().is_some();
         let effects = self.kiosk.auth.tick(now);
-        self.kiosk.apply(effects);
+        self.workers.record(effects);
         // Whatever screen was open, a session that ended leaves it.
         if was_signed_in
             && self.kiosk.auth.session().is_none()
@@ -628,10 +709,12 @@ impl KioskApp {
                 let mut s = k.settings.clone();
                 s.language = other;
                 k.settings.language = other;
-                k.store.send(store_worker::Command::SaveSettings {
-                    settings: s,
-                    actor: k.actor(),
-                });
+                self.workers
+                    .store
+                    .send(store_worker::Command::SaveSettings {
+                        settings: s,
+                        actor: k.actor(),
+                    });
             }
         });
         // What the last settings change restarted, for a few seconds.
@@ -657,10 +740,10 @@ impl KioskApp {
 
 impl KioskApp {
     fn lock_down(&mut self, ctx: &egui::Context) {
-        if ctx.input(|i| i.viewport().close_requested()) && !self.kiosk.exit_allowed {
+        if ctx.input(|i| i.viewport().close_requested()) && !self.exit_allowed {
             ctx.send_viewport_cmd(egui::ViewportCommand::CancelClose);
         }
-        if self.kiosk.exit_allowed {
+        if self.exit_allowed {
             ctx.send_viewport_cmd(egui::ViewportCommand::Close);
         }
         // Without a window manager "fullscreen" may be ignored: size the window to the monitor.
@@ -691,7 +774,7 @@ impl eframe::App for KioskApp {
             )
             .show(ui, |ui| self.status_bar(ui));
         // The screen in a centred column: on a wide panel the content stays together.
-        let nav = egui::CentralPanel::default()
+        let actions = egui::CentralPanel::default()
             .frame(
                 egui::Frame::new()
                     .fill(p.background)
@@ -699,7 +782,7 @@ impl eframe::App for KioskApp {
             )
             .show(ui, |ui| {
                 crate::widgets::centred_column(ui, theme::CONTENT_WIDTH, |ui| {
-                    self.screen.show(ui, &mut self.kiosk)
+                    self.screen.show(ui, &self.kiosk)
                 })
             })
             .inner;
@@ -708,8 +791,6 @@ impl eframe::App for KioskApp {
             let elapsed_ms = PROCESS_START.get().map(|t| t.elapsed().as_millis() as u64);
             READY.call_once(|| tracing::info!(elapsed_ms, "sign-in screen ready"));
         }
-        if let Some(nav) = nav {
-            self.navigate(nav);
-        }
+        self.apply(actions);
     }
 }

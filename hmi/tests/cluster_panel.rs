@@ -175,5 +175,5 @@ fn an_operator_cannot_reach_the_panel() {
         "no button for operators"
     );
     let opened = screens::open(Nav::Cluster, h.state().kiosk());
-    assert_eq!(opened.name(), "sign_in", "the app refuses to open it");
+    assert_eq!(opened.0.name(), "sign_in", "the app refuses to open it");
 }

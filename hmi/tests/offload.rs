@@ -23,6 +23,7 @@ use kubevision_hmi::i18n::T;
 use kubevision_hmi::recognition::{
     Backend, FallbackBackend, GalleryFeed, OffloadBackend, LOCAL, OFFLOAD,
 };
+use kubevision_hmi::screens::Action;
 use kubevision_hmi::settings::BackendChoice;
 use kubevision_hmi::store::{
     now_millis, AuditAction, AuditEvent, NewOperator, Operator, Role, SecretCheck, SecretKind,
@@ -723,13 +724,12 @@ fn a_new_backend_takes_effect_without_a_restart() {
     let mut settings = h.state().kiosk().settings.clone();
     settings.backend = BackendChoice::Offload;
     settings.offload_endpoint = service.url();
-    h.state()
-        .kiosk()
-        .store
-        .send(store_worker::Command::SaveSettings {
+    // As the settings screen asks for it.
+    h.state_mut()
+        .apply(vec![Action::Store(store_worker::Command::SaveSettings {
             settings,
             actor: None,
-        });
+        })]);
     wait(&mut h, "the new settings to be applied", |a| {
         a.kiosk().applied.map(|(t, _)| t) == Some(T::RecognitionRestarted)
     });

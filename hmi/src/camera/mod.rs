@@ -15,6 +15,10 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 pub use device::{list as list_devices, DeviceSource};
+
+/// The USB cameras found (index, name), or why none could be listed; for
+/// the settings screen.
+pub type CameraList = Result<Vec<(u32, String)>, String>;
 pub use folder::FolderSource;
 pub use mailbox::Mailbox;
 pub use video::VideoSource;

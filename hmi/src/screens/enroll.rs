@@ -5,7 +5,7 @@
 use eframe::egui::{self, RichText, Ui};
 use vision::quality::QualityIssue;
 
-use super::Nav;
+use super::{Action, Nav};
 use crate::app::Kiosk;
 use crate::i18n::{self, T};
 use crate::recognition::{Event, Mode};
@@ -147,7 +147,7 @@ impl Enroll {
         })
     }
 
-    pub fn show(&mut self, ui: &mut Ui, kiosk: &mut Kiosk) -> Option<Nav> {
+    pub fn show(&mut self, ui: &mut Ui, kiosk: &Kiosk, out: &mut Vec<Action>) -> Option<Nav> {
         let lang = kiosk.lang();
         if !self.setup {
             title(ui, kiosk.t(T::EnrollTitle), None);
@@ -168,7 +168,7 @@ impl Enroll {
         };
         match self.step.clone() {
             Step::Details => {
-                kiosk.set_mode(Mode::Watch);
+                out.push(Action::Recognise(Mode::Watch));
                 let mut nav = None;
                 let mut start = false;
                 let (setup, role) = (self.setup, &mut self.role);
@@ -210,7 +210,7 @@ impl Enroll {
             }
             Step::Capture { captured, skipped } => {
                 let target = kiosk.settings.enroll_frames;
-                kiosk.set_mode(Mode::Enroll { target });
+                out.push(Action::Recognise(Mode::Enroll { target }));
                 let mut cancelled = false;
                 let size = preview_size(ui);
                 ui.horizontal_top(|ui| {
@@ -248,7 +248,7 @@ impl Enroll {
                 if !cancelled {
                     return None;
                 }
-                kiosk.set_mode(Mode::Watch);
+                out.push(Action::Recognise(Mode::Watch));
                 match self.target {
                     Some(_) => Some(Nav::Operators),
                     None => {
@@ -266,9 +266,9 @@ impl Enroll {
                 None
             }
             Step::Verifying(op) => {
-                kiosk.set_mode(Mode::Verify {
+                out.push(Action::Recognise(Mode::Verify {
                     personnel_no: op.personnel_no.clone(),
-                });
+                }));
                 let size = preview_size(ui);
                 ui.horizontal_top(|ui| {
                     ui.add_space(left_margin(ui, size));
@@ -282,7 +282,7 @@ impl Enroll {
                 None
             }
             Step::Done { operator, verified } => {
-                kiosk.set_mode(Mode::Watch);
+                out.push(Action::Recognise(Mode::Watch));
                 let p = theme::palette(ui.ctx());
                 let (icon, text, colour) = if verified {
                     (icons::ICON_CHECK_CIRCLE, T::EnrollDone, p.good)
@@ -323,7 +323,7 @@ impl Enroll {
         }
     }
 
-    pub fn on_event(&mut self, kiosk: &mut Kiosk, event: &Event) -> Option<Nav> {
+    pub fn on_event(&mut self, kiosk: &Kiosk, out: &mut Vec<Action>, event: &Event) -> Option<Nav> {
         match (&self.step, event) {
             (
                 Step::Capture { .. },
@@ -353,7 +353,7 @@ impl Enroll {
                         }
                     },
                 };
-                kiosk.store.send(request);
+                out.push(Action::Store(request));
                 self.step = Step::Saving;
             }
             (Step::Verifying(op), Event::Verified { matched, .. }) => {
@@ -367,7 +367,7 @@ impl Enroll {
         None
     }
 
-    pub fn on_reply(&mut self, kiosk: &mut Kiosk, reply: &store_worker::Event) -> Option<Nav> {
+    pub fn on_reply(&mut self, out: &mut Vec<Action>, reply: &store_worker::Event) -> Option<Nav> {
         match (&self.step, reply) {
             (
                 Step::Saving,
@@ -376,7 +376,7 @@ impl Enroll {
                 },
             ) => {
                 // The gallery update was queued before this: verify against it.
-                kiosk.reset_mode();
+                out.push(Action::RestartMode);
                 self.step = Step::Verifying(op.clone());
             }
             (Step::Saving, store_worker::Event::Failed(e)) => {

@@ -1,6 +1,8 @@
-//! One module per screen. A screen draws itself from the shared `Kiosk`,
-//! reacts to worker replies and events, and asks for navigation by
-//! returning a `Nav`; the app decides what may be opened.
+//! One module per screen. A screen draws itself from the `Kiosk` (read
+//! only), reacts to the workers' events, and says what it wants done as
+//! [`Action`]s, which the app applies after drawing: no screen calls a
+//! worker, changes the sign-in state or starts a thread. The app also
+//! decides what may be opened.
 
 pub mod admin;
 pub mod enroll;
@@ -10,7 +12,9 @@ pub mod sign_in;
 use eframe::egui::Ui;
 
 use crate::app::Kiosk;
+use crate::cluster_worker;
 use crate::recognition::Event;
+use crate::recognition::Mode;
 use crate::store::Operator;
 use crate::store_worker;
 
@@ -27,6 +31,28 @@ pub enum Nav {
     Cluster,
 }
 
+/// What a screen asks the app to do.
+#[derive(Debug)]
+pub enum Action {
+    /// Open another screen.
+    Navigate(Nav),
+    /// A request for the store worker.
+    Store(store_worker::Command),
+    /// A request for the cluster worker (started on first use).
+    Cluster(cluster_worker::Command),
+    /// What the recogniser should do now; asking for the current mode again is free.
+    Recognise(Mode),
+    /// Start the current mode over (a new verification).
+    RestartMode,
+    /// Abandon the sign-in in progress.
+    CancelSignIn,
+    SignOut,
+    /// An administrator leaves the kiosk.
+    Exit,
+    /// List the cameras for the settings screen (slow on some drivers).
+    ListCameras,
+}
+
 pub enum Screen {
     Loading,
     Setup(setup_admin::SetupAdmin),
@@ -39,54 +65,81 @@ pub enum Screen {
 }
 
 /// Opens `nav`; administration needs a signed-in administrator, anything
-/// else lands on the sign-in screen.
-pub fn open(nav: Nav, kiosk: &Kiosk) -> Screen {
+/// else lands on the sign-in screen. Returns what the new screen needs done.
+pub fn open(nav: Nav, kiosk: &Kiosk) -> (Screen, Vec<Action>) {
     let admin = kiosk.is_admin();
-    match nav {
+    let mut out = Vec::new();
+    let screen = match nav {
         Nav::Setup => Screen::Setup(setup_admin::SetupAdmin::default()),
         Nav::Enroll(target) if admin => Screen::Enroll(enroll::Enroll::new(target, false)),
         Nav::Operators if admin => Screen::Operators(admin::operators::Operators::default()),
-        Nav::Audit if admin => Screen::Audit(admin::audit::AuditView::new(kiosk)),
-        Nav::Settings if admin => Screen::Settings(admin::settings::SettingsView::new(kiosk)),
-        Nav::Cluster if admin => Screen::Cluster(admin::cluster::ClusterView::new(kiosk)),
+        Nav::Audit if admin => Screen::Audit(admin::audit::AuditView::new(&mut out)),
+        Nav::Settings if admin => {
+            Screen::Settings(admin::settings::SettingsView::new(kiosk, &mut out))
+        }
+        Nav::Cluster if admin => Screen::Cluster(admin::cluster::ClusterView::default()),
         _ => Screen::SignIn(sign_in::SignIn::default()),
-    }
+    };
+    (screen, out)
 }
 
 impl Screen {
-    pub fn show(&mut self, ui: &mut Ui, kiosk: &mut Kiosk) -> Option<Nav> {
-        match self {
+    pub fn show(&mut self, ui: &mut Ui, kiosk: &Kiosk) -> Vec<Action> {
+        let mut out = Vec::new();
+        let nav = match self {
             Screen::Loading => {
                 ui.centered_and_justified(|ui| ui.spinner());
                 None
             }
-            Screen::Setup(s) => s.show(ui, kiosk),
-            Screen::SignIn(s) => s.show(ui, kiosk),
-            Screen::Enroll(s) => s.show(ui, kiosk),
-            Screen::Operators(s) => s.show(ui, kiosk),
-            Screen::Audit(s) => s.show(ui, kiosk),
-            Screen::Settings(s) => s.show(ui, kiosk),
-            Screen::Cluster(s) => s.show(ui, kiosk),
-        }
+            Screen::Setup(s) => s.show(ui, kiosk, &mut out),
+            Screen::SignIn(s) => s.show(ui, kiosk, &mut out),
+            Screen::Enroll(s) => s.show(ui, kiosk, &mut out),
+            Screen::Operators(s) => s.show(ui, kiosk, &mut out),
+            Screen::Audit(s) => s.show(ui, kiosk, &mut out),
+            Screen::Settings(s) => s.show(ui, kiosk, &mut out),
+            Screen::Cluster(s) => s.show(ui, kiosk, &mut out),
+        };
+        out.extend(nav.map(Action::Navigate));
+        out
     }
 
-    pub fn on_reply(&mut self, kiosk: &mut Kiosk, reply: &store_worker::Event) -> Option<Nav> {
-        match self {
-            Screen::Setup(s) => s.on_reply(kiosk, reply),
-            Screen::Enroll(s) => s.on_reply(kiosk, reply),
-            Screen::SignIn(s) => s.on_reply(reply),
-            Screen::Operators(s) => s.on_reply(reply),
-            Screen::Audit(s) => s.on_reply(reply),
-            Screen::Settings(s) => s.on_reply(reply),
+    pub fn on_store_event(&mut self, event: &store_worker::Event) -> Vec<Action> {
+        let mut out = Vec::new();
+        let nav = match self {
+            Screen::Setup(s) => s.on_reply(&mut out, event),
+            Screen::Enroll(s) => s.on_reply(&mut out, event),
+            Screen::SignIn(s) => s.on_reply(event),
+            Screen::Operators(s) => s.on_reply(event),
+            Screen::Audit(s) => s.on_reply(event),
+            Screen::Settings(s) => s.on_reply(event),
             Screen::Cluster(_) | Screen::Loading => None,
+        };
+        out.extend(nav.map(Action::Navigate));
+        out
+    }
+
+    pub fn on_recognition_event(&mut self, kiosk: &Kiosk, event: &Event) -> Vec<Action> {
+        let mut out = Vec::new();
+        let nav = match self {
+            Screen::Setup(s) => s.on_event(kiosk, &mut out, event),
+            Screen::Enroll(s) => s.on_event(kiosk, &mut out, event),
+            _ => None,
+        };
+        out.extend(nav.map(Action::Navigate));
+        out
+    }
+
+    /// The cluster worker's events go to the cluster panel, if it is open.
+    pub fn on_cluster_event(&mut self, event: cluster_worker::Event) {
+        if let Screen::Cluster(s) = self {
+            s.on_event(event);
         }
     }
 
-    pub fn on_event(&mut self, kiosk: &mut Kiosk, event: &Event) -> Option<Nav> {
-        match self {
-            Screen::Setup(s) => s.on_event(kiosk, event),
-            Screen::Enroll(s) => s.on_event(kiosk, event),
-            _ => None,
+    /// The camera list for the settings screen, if it is open.
+    pub fn on_cameras(&mut self, cameras: crate::camera::CameraList) {
+        if let Screen::Settings(s) = self {
+            s.on_cameras(cameras);
         }
     }
 

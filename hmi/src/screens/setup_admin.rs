@@ -4,7 +4,7 @@
 use eframe::egui::Ui;
 
 use super::enroll::Enroll;
-use super::Nav;
+use super::{Action, Nav};
 use crate::app::Kiosk;
 use crate::i18n::T;
 use crate::recognition::Event;
@@ -24,16 +24,16 @@ impl Default for SetupAdmin {
 }
 
 impl SetupAdmin {
-    pub fn show(&mut self, ui: &mut Ui, kiosk: &mut Kiosk) -> Option<Nav> {
+    pub fn show(&mut self, ui: &mut Ui, kiosk: &Kiosk, out: &mut Vec<Action>) -> Option<Nav> {
         title(ui, kiosk.t(T::SetupTitle), Some(kiosk.t(T::SetupIntro)));
-        self.wizard.show(ui, kiosk)
+        self.wizard.show(ui, kiosk, out)
     }
 
-    pub fn on_reply(&mut self, kiosk: &mut Kiosk, reply: &store_worker::Event) -> Option<Nav> {
-        self.wizard.on_reply(kiosk, reply)
+    pub fn on_reply(&mut self, out: &mut Vec<Action>, reply: &store_worker::Event) -> Option<Nav> {
+        self.wizard.on_reply(out, reply)
     }
 
-    pub fn on_event(&mut self, kiosk: &mut Kiosk, event: &Event) -> Option<Nav> {
-        self.wizard.on_event(kiosk, event)
+    pub fn on_event(&mut self, kiosk: &Kiosk, out: &mut Vec<Action>, event: &Event) -> Option<Nav> {
+        self.wizard.on_event(kiosk, out, event)
     }
 }

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use eframe::egui::{self, RichText, Ui};
 
-use super::Nav;
+use super::{Action, Nav};
 use crate::app::Kiosk;
 use crate::auth::AuthState;
 use crate::i18n::{self, T};
@@ -75,7 +75,7 @@ impl SignIn {
         None
     }
 
-    pub fn show(&mut self, ui: &mut Ui, kiosk: &mut Kiosk) -> Option<Nav> {
+    pub fn show(&mut self, ui: &mut Ui, kiosk: &Kiosk, out: &mut Vec<Action>) -> Option<Nav> {
         let now = now_millis();
         let lang = kiosk.lang();
         let notice = kiosk.auth.notice(now).map(|n| i18n::notice(n, lang, now));
@@ -92,7 +92,7 @@ impl SignIn {
         match kiosk.auth.state().clone() {
             AuthState::Idle => match &mut self.password {
                 Some(form) => {
-                    kiosk.set_mode(Mode::Watch);
+                    out.push(Action::Recognise(Mode::Watch));
                     title(ui, kiosk.t(T::UsePersonnelNo), None);
                     let mut submit = false;
                     let mut cancel = false;
@@ -115,14 +115,14 @@ impl SignIn {
                         self.password = None;
                     } else if submit && !self.busy {
                         self.busy = true;
-                        kiosk.store.send(store_worker::Command::CheckPassword {
+                        out.push(Action::Store(store_worker::Command::CheckPassword {
                             personnel_no: form.value(T::PersonnelNo).trim().to_owned(),
                             password: form.value(T::Password).to_owned(),
-                        });
+                        }));
                     }
                 }
                 None => {
-                    kiosk.set_mode(Mode::Identify);
+                    out.push(Action::Recognise(Mode::Identify));
                     title(ui, kiosk.t(T::LookAtCamera), Some(kiosk.t(T::FaceInOval)));
                     let recently = kiosk.not_recognised_at.is_some_and(|t| now - t < 3_000);
                     let caption = recently.then(|| kiosk.t(T::NotRecognised));
@@ -142,7 +142,7 @@ impl SignIn {
                 }
             },
             AuthState::AwaitingPin { operator, .. } => {
-                kiosk.set_mode(Mode::Watch);
+                out.push(Action::Recognise(Mode::Watch));
                 title(
                     ui,
                     &format!("{}: {}", operator.name, kiosk.t(T::EnterPin)),
@@ -169,22 +169,22 @@ impl SignIn {
                     let size = egui::vec2(width, 64.0);
                     if icon_key(ui, icons::ICON_CLOSE, cancel, size).clicked() {
                         self.pin.clear();
-                        kiosk.auth.cancel(now);
+                        out.push(Action::CancelSignIn);
                     }
                     submitted
                 });
                 if submitted && !self.busy && !self.pin.is_empty() {
                     self.busy = true;
-                    kiosk.store.send(store_worker::Command::CheckPin {
+                    out.push(Action::Store(store_worker::Command::CheckPin {
                         operator: operator.id,
                         pin: std::mem::take(&mut self.pin),
-                    });
+                    }));
                 }
             }
             AuthState::AwaitingFace { operator, .. } => {
-                kiosk.set_mode(Mode::Verify {
+                out.push(Action::Recognise(Mode::Verify {
                     personnel_no: operator.personnel_no.clone(),
-                });
+                }));
                 title(
                     ui,
                     &format!("{}: {}", operator.name, kiosk.t(T::LookAtCameraToConfirm)),
@@ -195,12 +195,12 @@ impl SignIn {
                 ui.add_space(8.0);
                 ui.vertical_centered(|ui| {
                     if big_icon_button(ui, icons::ICON_CLOSE, kiosk.t(T::Cancel)).clicked() {
-                        kiosk.auth.cancel(now);
+                        out.push(Action::CancelSignIn);
                     }
                 });
             }
             AuthState::SignedIn(session) => {
-                kiosk.set_mode(Mode::Watch);
+                out.push(Action::Recognise(Mode::Watch));
                 title(
                     ui,
                     &format!("{}: {}", kiosk.t(T::Welcome), session.operator.name),
@@ -255,8 +255,7 @@ impl SignIn {
                     });
                 }
                 if sign_out {
-                    let effects = kiosk.auth.sign_out(now);
-                    kiosk.apply(effects);
+                    out.push(Action::SignOut);
                 }
                 return nav;
             }

@@ -2,7 +2,7 @@
 
 use eframe::egui::{self, RichText, Ui};
 
-use super::{header, Nav};
+use super::{header, Action, Nav};
 use crate::app::Kiosk;
 use crate::i18n::T;
 use crate::store::{AuditAction, AuditFilter, AuditRecord, ChainStatus};
@@ -22,14 +22,12 @@ pub struct AuditView {
 }
 
 impl AuditView {
-    pub fn new(kiosk: &Kiosk) -> Self {
+    pub fn new(out: &mut Vec<Action>) -> Self {
         let filter = AuditFilter {
             limit: Some(PAGE),
             ..Default::default()
         };
-        kiosk
-            .store
-            .send(store_worker::Command::Audit(filter.clone()));
+        out.push(Action::Store(store_worker::Command::Audit(filter.clone())));
         AuditView {
             filter,
             actor: Form::new(vec![Field::new(T::PersonnelNo, FieldKind::Text)]),
@@ -57,15 +55,15 @@ impl AuditView {
         None
     }
 
-    fn refresh(&mut self, kiosk: &Kiosk) {
+    fn refresh(&mut self, out: &mut Vec<Action>) {
         let actor = self.actor.value(T::PersonnelNo).trim();
         self.filter.actor_contains = (!actor.is_empty()).then(|| actor.to_owned());
-        kiosk
-            .store
-            .send(store_worker::Command::Audit(self.filter.clone()));
+        out.push(Action::Store(store_worker::Command::Audit(
+            self.filter.clone(),
+        )));
     }
 
-    pub fn show(&mut self, ui: &mut Ui, kiosk: &mut Kiosk) -> Option<Nav> {
+    pub fn show(&mut self, ui: &mut Ui, kiosk: &Kiosk, out: &mut Vec<Action>) -> Option<Nav> {
         let nav = header(ui, kiosk, T::AuditLog, icons::ICON_RECEIPT_LONG);
         match &self.chain {
             Some(ChainStatus::Intact { rows }) => {
@@ -104,14 +102,14 @@ impl AuditView {
             }
             if big_icon_button(ui, icons::ICON_DOWNLOAD, kiosk.t(T::ExportCsv)).clicked() {
                 let name = format!("audit-{}.csv", crate::store::now_millis());
-                kiosk.store.send(store_worker::Command::ExportAudit {
+                out.push(Action::Store(store_worker::Command::ExportAudit {
                     filter: AuditFilter {
                         limit: None,
                         ..self.filter.clone()
                     },
                     path: kiosk.data_dir.join(name),
                     actor: kiosk.actor(),
-                });
+                }));
             }
         });
         if let Some(path) = &self.exported {
@@ -123,7 +121,7 @@ impl AuditView {
             changed = true;
         }
         if changed {
-            self.refresh(kiosk);
+            self.refresh(out);
         }
         // Fixed columns for time, actor and action; the rest (method,
         // backend, distance, detail) wraps in what is left, so that no

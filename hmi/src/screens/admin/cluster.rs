@@ -1,14 +1,15 @@
 //! The cluster panel: connect (kubeconfig file or Rancher), list the nodes,
 //! deploy or upgrade the offload service and follow its rollout, remove it,
 //! and make a ready release the kiosk's offload endpoint. Every cluster
-//! call runs on the [`ClusterWorker`]; this screen sends and polls.
+//! call runs on the cluster worker, which the app starts on the first
+//! request; this screen asks by [`Action::Cluster`] and hears its events.
 
 use eframe::egui::{self, RichText, Ui};
 use kubevision_cluster::{NodeInfo, Progress, ReleaseStatus};
 
-use super::{header, Nav};
+use super::{header, Action, Nav};
 use crate::app::Kiosk;
-use crate::cluster_worker::{ClusterWorker, Command, Event, Target};
+use crate::cluster_worker::{Command, Event, Target};
 use crate::i18n::T;
 use crate::store_worker;
 use crate::theme;
@@ -17,7 +18,6 @@ use crate::widgets::{
 };
 
 pub struct ClusterView {
-    worker: ClusterWorker,
     /// Whether the connection is through Rancher rather than a kubeconfig file.
     rancher: bool,
     kubeconfig: Form,
@@ -62,11 +62,9 @@ fn default_kiosk_name() -> String {
         .unwrap_or_else(|| "kiosk".into())
 }
 
-impl ClusterView {
-    pub fn new(kiosk: &Kiosk) -> Self {
-        let ctx = kiosk.egui_ctx.clone();
+impl Default for ClusterView {
+    fn default() -> Self {
         ClusterView {
-            worker: ClusterWorker::start(move || ctx.request_repaint()),
             rancher: false,
             kubeconfig: form(&[(T::Kubeconfig, FieldKind::Text)]),
             rancher_form: form(&[
@@ -94,7 +92,9 @@ impl ClusterView {
             registered: None,
         }
     }
+}
 
+impl ClusterView {
     /// Whether a command is under way (for tests).
     pub fn busy(&self) -> bool {
         self.busy
@@ -105,13 +105,13 @@ impl ClusterView {
         self.error.as_deref()
     }
 
-    fn send(&mut self, command: Command) {
+    fn send(&mut self, out: &mut Vec<Action>, command: Command) {
         self.busy = true;
         self.error = None;
-        self.worker.send(command);
+        out.push(Action::Cluster(command));
     }
 
-    fn on_event(&mut self, event: Event) {
+    pub fn on_event(&mut self, event: Event) {
         match event {
             Event::Nodes(nodes) => {
                 self.nodes = nodes;
@@ -153,11 +153,7 @@ impl ClusterView {
         }
     }
 
-    pub fn show(&mut self, ui: &mut Ui, kiosk: &mut Kiosk) -> Option<Nav> {
-        let events: Vec<Event> = self.worker.events().collect();
-        for event in events {
-            self.on_event(event);
-        }
+    pub fn show(&mut self, ui: &mut Ui, kiosk: &Kiosk, out: &mut Vec<Action>) -> Option<Nav> {
         if let Some(files) = self.registered_files.take() {
             // tls.crt, tls.key, ca.crt: the offload client's mTLS identity.
             let path = |i: usize| files.get(i).map(|p| p.display().to_string());
@@ -166,10 +162,10 @@ impl ClusterView {
                 settings.tls_cert = cert;
                 settings.tls_key = key;
                 settings.tls_ca = ca;
-                kiosk.store.send(store_worker::Command::SaveSettings {
+                out.push(Action::Store(store_worker::Command::SaveSettings {
                     settings,
                     actor: kiosk.actor(),
-                });
+                }));
             }
         }
         let nav = header(ui, kiosk, T::Cluster, icons::ICON_HUB);
@@ -195,12 +191,12 @@ impl ClusterView {
                     {
                         let target = self.target();
                         self.connected = false;
-                        self.send(Command::Connect(target));
+                        self.send(out, Command::Connect(target));
                     }
                     if self.status.as_ref().is_some_and(|s| s.rolled_out) {
-                        self.registration(ui, kiosk);
+                        self.registration(ui, kiosk, out);
                     }
-                    self.release_panel(&mut columns[1], kiosk);
+                    self.release_panel(&mut columns[1], kiosk, out);
                 });
                 // Full width: the keyboard is wider than a column.
                 self.active_form().show_input(ui, lang);
@@ -209,12 +205,12 @@ impl ClusterView {
     }
 
     /// Actions, nodes, rollout, failures and the endpoint.
-    fn release_panel(&mut self, ui: &mut Ui, kiosk: &mut Kiosk) {
+    fn release_panel(&mut self, ui: &mut Ui, kiosk: &Kiosk, out: &mut Vec<Action>) {
         let usable = self.connected && !self.busy;
         ui.add_enabled_ui(usable, |ui| {
             ui.horizontal_wrapped(|ui| {
                 if big_icon_button(ui, icons::ICON_REFRESH, kiosk.t(T::Refresh)).clicked() {
-                    self.send(Command::Refresh);
+                    self.send(out, Command::Refresh);
                 }
                 let gpu =
                     egui::Button::selectable(self.gpu, RichText::new(kiosk.t(T::Gpu)).size(28.0))
@@ -227,7 +223,7 @@ impl ClusterView {
                 {
                     self.progress = None;
                     self.removed = false;
-                    self.send(Command::Deploy { gpu: self.gpu });
+                    self.send(out, Command::Deploy { gpu: self.gpu });
                 }
                 if big_icon_button(ui, icons::ICON_DELETE, kiosk.t(T::Remove)).clicked() {
                     self.confirm_remove = true;
@@ -247,9 +243,12 @@ impl ClusterView {
                     .min_size(egui::vec2(220.0, 64.0));
                     if ui.add(remove).clicked() {
                         self.confirm_remove = false;
-                        self.send(Command::Remove {
-                            delete_gallery: self.delete_gallery,
-                        });
+                        self.send(
+                            out,
+                            Command::Remove {
+                                delete_gallery: self.delete_gallery,
+                            },
+                        );
                     }
                     if big_button(ui, kiosk.t(T::Cancel)).clicked() {
                         self.confirm_remove = false;
@@ -291,10 +290,10 @@ impl ClusterView {
             if big_button(ui, kiosk.t(T::UseAsOffloadEndpoint)).clicked() {
                 let mut settings = kiosk.settings.clone();
                 settings.offload_endpoint = endpoint.clone();
-                kiosk.store.send(store_worker::Command::SaveSettings {
+                out.push(Action::Store(store_worker::Command::SaveSettings {
                     settings,
                     actor: kiosk.actor(),
-                });
+                }));
             }
             // The app applies saved settings to the kiosk: this shows they were stored.
             if kiosk.settings.offload_endpoint == endpoint {
@@ -307,7 +306,7 @@ impl ClusterView {
 
     /// Registration: this kiosk's certificate and identity at the plant
     /// service, and the plant's PIN pepper.
-    fn registration(&mut self, ui: &mut Ui, kiosk: &mut Kiosk) {
+    fn registration(&mut self, ui: &mut Ui, kiosk: &Kiosk, out: &mut Vec<Action>) {
         let lang = kiosk.lang();
         self.kiosk_name.show_fields(ui, lang);
         let name = self.kiosk_name.fields[0].value.trim().to_owned();
@@ -319,7 +318,7 @@ impl ClusterView {
         {
             self.registered = None;
             let dir = kiosk.secrets_dir().to_owned();
-            self.send(Command::Register { name, dir });
+            self.send(out, Command::Register { name, dir });
         }
 
         if let Some(name) = &self.registered {

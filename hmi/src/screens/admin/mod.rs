@@ -7,7 +7,7 @@ pub mod settings;
 
 use eframe::egui::{RichText, Ui};
 
-use super::Nav;
+use super::{Action, Nav};
 use crate::app::Kiosk;
 use crate::i18n::T;
 use crate::theme;

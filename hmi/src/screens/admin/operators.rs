@@ -2,7 +2,7 @@
 
 use eframe::egui::{self, RichText, Ui};
 
-use super::{header, Nav};
+use super::{header, Action, Nav};
 use crate::app::Kiosk;
 use crate::i18n::{self, T};
 use crate::store::OperatorId;
@@ -27,7 +27,7 @@ impl Operators {
         None
     }
 
-    pub fn show(&mut self, ui: &mut Ui, kiosk: &mut Kiosk) -> Option<Nav> {
+    pub fn show(&mut self, ui: &mut Ui, kiosk: &Kiosk, out: &mut Vec<Action>) -> Option<Nav> {
         let mut nav = header(ui, kiosk, T::Operators, icons::ICON_GROUP);
         let lang = kiosk.lang();
         if primary_icon_button(ui, icons::ICON_PERSON_ADD, kiosk.t(T::NewOperator)).clicked() {
@@ -89,12 +89,12 @@ impl Operators {
                                         )
                                         .min_size(egui::vec2(120.0, 64.0));
                                         if ui.add(delete).clicked() {
-                                            kiosk.store.send(
+                                            out.push(Action::Store(
                                                 store_worker::Command::DeleteOperator {
                                                     operator: op.id,
                                                     actor: kiosk.actor(),
                                                 },
-                                            );
+                                            ));
                                         }
                                         if big_button(ui, kiosk.t(T::Cancel)).clicked() {
                                             self.confirm_delete = None;

@@ -1,10 +1,9 @@
 //! Settings: language, camera, backend and offload endpoint, threshold,
 //! automatic sign-out and which sign-in orders each role may use.
 
-use crossbeam_channel::Receiver;
 use eframe::egui::{self, RichText, Ui};
 
-use super::{header, Nav};
+use super::{header, Action, Nav};
 use crate::app::Kiosk;
 use crate::auth::Method;
 use crate::i18n::{self, Language, T};
@@ -22,9 +21,8 @@ const RESOLUTIONS: [(u32, u32); 3] = [(640, 480), (1280, 720), (1920, 1080)];
 
 pub struct SettingsView {
     draft: Settings,
-    /// The enumerated USB cameras, listed off the UI thread.
-    devices: Receiver<Result<Vec<(u32, String)>, String>>,
-    device_list: Option<Result<Vec<(u32, String)>, String>>,
+    /// The enumerated USB cameras (the app lists them off the UI thread).
+    device_list: Option<crate::camera::CameraList>,
     /// Camera, endpoint and TLS paths, typed on the on-screen keyboard.
     texts: Form,
     saved: bool,
@@ -63,7 +61,7 @@ fn stepper(ui: &mut Ui, value: &mut f64, step: f64, range: std::ops::RangeInclus
 }
 
 impl SettingsView {
-    pub fn new(kiosk: &Kiosk) -> Self {
+    pub fn new(kiosk: &Kiosk, out: &mut Vec<Action>) -> Self {
         let s = kiosk.settings.clone();
         let mut texts = Form::new(vec![
             Field::new(T::Camera, FieldKind::Text),
@@ -74,19 +72,17 @@ impl SettingsView {
         texts.fields[1].value = s.offload_endpoint.clone();
         texts.fields[2].value = [s.tls_ca.as_str(), &s.tls_cert, &s.tls_key].join(",");
         texts.fields.iter_mut().for_each(|f| f.max_len = 256);
-        let (tx, devices) = crossbeam_channel::bounded(1);
-        let ctx = kiosk.egui_ctx.clone();
-        std::thread::spawn(move || {
-            let _ = tx.send(crate::camera::list_devices().map_err(|e| e.to_string()));
-            ctx.request_repaint();
-        });
+        out.push(Action::ListCameras);
         SettingsView {
             draft: s,
-            devices,
             device_list: None,
             texts,
             saved: false,
         }
+    }
+
+    pub fn on_cameras(&mut self, cameras: crate::camera::CameraList) {
+        self.device_list = Some(cameras);
     }
 
     /// Whether the camera enumeration has answered (for tests and snapshots).
@@ -102,7 +98,7 @@ impl SettingsView {
         None
     }
 
-    pub fn show(&mut self, ui: &mut Ui, kiosk: &mut Kiosk) -> Option<Nav> {
+    pub fn show(&mut self, ui: &mut Ui, kiosk: &Kiosk, out: &mut Vec<Action>) -> Option<Nav> {
         let nav = header(ui, kiosk, T::Settings, icons::ICON_SETTINGS);
         let lang = kiosk.lang();
         ui.horizontal(|ui| {
@@ -132,14 +128,14 @@ impl SettingsView {
                 [s.tls_ca, s.tls_cert, s.tls_key] =
                     [0, 1, 2].map(|i| tls.get(i).cloned().unwrap_or_default());
                 self.saved = false;
-                kiosk.store.send(store_worker::Command::SaveSettings {
+                out.push(Action::Store(store_worker::Command::SaveSettings {
                     settings: s,
                     actor: kiosk.actor(),
-                });
+                }));
             }
             if big_icon_button(ui, icons::ICON_POWER_SETTINGS_NEW, kiosk.t(T::ExitKiosk)).clicked()
             {
-                kiosk.exit_allowed = true;
+                out.push(Action::Exit);
             }
         });
         let d = &mut self.draft;
@@ -163,9 +159,6 @@ impl SettingsView {
                             toggle(ui, &mut d.high_contrast, kiosk.t(T::HighContrast));
                         });
                         ui.end_row();
-                        if let Ok(list) = self.devices.try_recv() {
-                            self.device_list = Some(list);
-                        }
                         row_label(ui, kiosk.t(T::Camera));
                         ui.horizontal_wrapped(|ui| {
                             match &self.device_list {

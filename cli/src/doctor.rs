@@ -153,11 +153,14 @@ pub fn run(args: &DoctorArgs) -> anyhow::Result<ExitCode> {
         .build()
         .context("starting the async runtime")?;
     // The kiosk's own settings first: the doctor checks what the kiosk uses.
-    let kiosk = kiosk_offload(&data_dir);
-    let offload = match (&args.offload, kiosk, config.offload.endpoint) {
-        (Some(endpoint), _, _) => Some(OffloadTarget::plain(endpoint, config.offload.ca)),
+    let offload = match (
+        &args.offload,
+        kiosk_offload(&data_dir),
+        config.offload.endpoint,
+    ) {
+        (Some(endpoint), _, _) => Some(plain_target(endpoint, config.offload.ca.as_deref())),
         (None, Some(kiosk), _) => Some(kiosk),
-        (None, None, Some(endpoint)) => Some(OffloadTarget::plain(&endpoint, config.offload.ca)),
+        (None, None, Some(endpoint)) => Some(plain_target(&endpoint, config.offload.ca.as_deref())),
         (None, None, None) => None,
     };
     let kubeconfig = args.kubeconfig.clone().or(config.cluster.kubeconfig);
@@ -167,9 +170,10 @@ pub fn run(args: &DoctorArgs) -> anyhow::Result<ExitCode> {
         cameras(args.require_camera || config.require_camera),
         store(&data_dir),
         match offload {
-            Some(target) => {
-                Check::from_result("offload", runtime.block_on(offload_status(&target)))
-            }
+            Some(target) => Check::from_result(
+                "offload",
+                target.and_then(|(config, from)| runtime.block_on(offload_status(config, from))),
+            ),
             None => Check::new(
                 "offload",
                 Status::Skip,
@@ -472,79 +476,56 @@ impl Schema {
     }
 }
 
-/// The offload service to check, and how to reach it.
-#[derive(Debug, Clone, PartialEq)]
-struct OffloadTarget {
-    endpoint: String,
-    ca: Option<PathBuf>,
-    /// The kiosk's client certificate and key (mTLS), when it has them.
-    identity: Option<(PathBuf, PathBuf)>,
-    /// Where the target came from, for the check's line.
-    from: &'static str,
-}
+/// The offload service to check, and where that came from (for the
+/// check's line); an error where the configuration cannot be used.
+type OffloadTarget = anyhow::Result<(ClientConfig, &'static str)>;
 
-impl OffloadTarget {
-    fn plain(endpoint: &str, ca: Option<PathBuf>) -> Self {
-        OffloadTarget {
-            endpoint: endpoint.to_owned(),
-            ca,
-            identity: None,
-            from: "",
-        }
-    }
-}
-
-/// The offload endpoint and TLS files in the kiosk's own settings (its
-/// store, read-only); `None` where the kiosk recognises locally or has no
-/// store yet.
-fn kiosk_offload(data_dir: &Path) -> Option<OffloadTarget> {
-    use kubevision_kiosk_store::settings::{BackendChoice, Settings};
-    let db = data_dir.join(DB_FILE);
-    let settings = Settings::read_only(&db).ok().filter(|_| db.exists())?;
-    if settings.backend == BackendChoice::Local || settings.offload_endpoint.trim().is_empty() {
-        return None;
-    }
-    let path = |p: &str| (!p.trim().is_empty()).then(|| PathBuf::from(p.trim()));
-    Some(OffloadTarget {
-        endpoint: settings.offload_endpoint.trim().to_owned(),
-        ca: path(&settings.tls_ca),
-        identity: path(&settings.tls_cert).zip(path(&settings.tls_key)),
-        from: " (the kiosk's settings)",
-    })
-}
-
-async fn offload_status(target: &OffloadTarget) -> anyhow::Result<String> {
-    let endpoint = &target.endpoint;
+/// An endpoint from the command line or the configuration file.
+fn plain_target(endpoint: &str, ca: Option<&Path>) -> OffloadTarget {
     let mut config = ClientConfig::new(endpoint);
-    let read = |p: &Path, what: &str| {
-        std::fs::read(p).with_context(|| format!("reading the {what} {}", p.display()))
-    };
-    if let Some(ca) = &target.ca {
-        let client_identity_pem = match &target.identity {
-            Some((cert, key)) => {
-                Some((read(cert, "client certificate")?, read(key, "client key")?))
-            }
-            None => None,
-        };
+    if let Some(ca) = ca {
+        let pem = std::fs::read(ca)
+            .with_context(|| format!("reading the CA certificate {}", ca.display()))?;
         config.tls = Some(TlsSettings {
-            ca_pem: read(ca, "CA certificate")?,
-            client_identity_pem,
+            ca_pem: pem,
+            client_identity_pem: None,
             domain: None,
         });
-    } else {
-        // The client trusts no built-in roots, only the plant's CA.
-        ensure!(
-            !endpoint.starts_with("https:"),
-            "{endpoint}: https needs offload.ca, the CA that signed the service's certificate"
-        );
     }
+    Ok((config, ""))
+}
+
+/// The offload service in the kiosk's own settings (its store, opened
+/// read-only), read as the kiosk reads it, TLS files included; `None`
+/// where the kiosk recognises locally, names no endpoint or has no store.
+fn kiosk_offload(data_dir: &Path) -> Option<OffloadTarget> {
+    use kubevision_kiosk_store::settings::Settings;
+    let db = data_dir.join(DB_FILE);
+    let settings = Settings::read_only(&db).ok().filter(|_| db.exists())?;
+    if settings.offload_endpoint.trim().is_empty() {
+        return None;
+    }
+    let config = settings
+        .offload_client()
+        .context("the kiosk's offload settings")
+        .transpose()?;
+    Some(config.map(|c| (c, " (the kiosk's settings)")))
+}
+
+async fn offload_status(config: ClientConfig, from: &str) -> anyhow::Result<String> {
+    let endpoint = config.endpoint.clone();
+    // The client trusts no built-in roots, only the plant's CA.
+    ensure!(
+        config.tls.is_some() || !endpoint.starts_with("https:"),
+        "{endpoint}: https needs offload.ca, the CA that signed the service's certificate"
+    );
     let status = OffloadClient::new(config)?
         .gallery_status()
         .await
-        .with_context(|| format!("{endpoint}{}", target.from))?;
+        .with_context(|| format!("{endpoint}{from}"))?;
     Ok(format!(
-        "{endpoint}{}: gallery version {}, {} operators, {} backend",
-        target.from, status.version, status.operator_count, status.backend
+        "{endpoint}{from}: gallery version {}, {} operators, {} backend",
+        status.version, status.operator_count, status.backend
     ))
 }
 

@@ -254,3 +254,52 @@ fn https_offload_without_the_plant_ca_fails() {
         "{text}"
     );
 }
+
+/// The doctor checks the offload service the kiosk itself uses: the
+/// endpoint and TLS files in the kiosk's settings, read as the kiosk reads
+/// them, before the configuration file's.
+#[test]
+fn checks_the_offload_service_in_the_kiosks_settings() {
+    let data = kiosk_data_dir();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port(); // free again: nothing answers there
+    let mut store = Store::open_in_dir(data.path()).unwrap();
+    store
+        .put_setting("backend", "\"offload\"", None, 0)
+        .unwrap();
+    store
+        .put_setting(
+            "offload_endpoint",
+            &format!("\"http://127.0.0.1:{port}\""),
+            None,
+            0,
+        )
+        .unwrap();
+    let text = stdout(&doctor(data.path(), &assets_cascades(), &[]));
+    let offload = line(&text, "offload");
+    assert!(
+        offload.starts_with("FAIL")
+            && offload.contains(&format!("127.0.0.1:{port}"))
+            && offload.contains("the kiosk's settings"),
+        "{text}"
+    );
+
+    // A CA file the kiosk cannot read is named.
+    store
+        .put_setting("tls_ca", "\"/nonexistent/ca.crt\"", None, 0)
+        .unwrap();
+    let text = stdout(&doctor(data.path(), &assets_cascades(), &[]));
+    let offload = line(&text, "offload");
+    assert!(
+        offload.starts_with("FAIL") && offload.contains("/nonexistent/ca.crt"),
+        "{text}"
+    );
+
+    // Local recognition: nothing to check.
+    store.put_setting("backend", "\"local\"", None, 0).unwrap();
+    let text = stdout(&doctor(data.path(), &assets_cascades(), &[]));
+    assert!(line(&text, "offload").starts_with("SKIP"), "{text}");
+}

@@ -84,6 +84,11 @@ impl Default for Settings {
 pub enum SettingsError {
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error("reading {path}: {source}")]
+    TlsFile {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
     #[error("setting {key}: {source}")]
     Json {
         key: String,
@@ -106,6 +111,38 @@ fn fields(s: &Settings) -> Result<serde_json::Map<String, serde_json::Value>, Se
 }
 
 impl Settings {
+    /// How to reach the offload service these settings name, with the TLS
+    /// files read now; `None` when recognition is local (no service to
+    /// call or to sync with). The one reading of these settings, for the
+    /// recogniser, the plant sync and `kubevision doctor`.
+    pub fn offload_client(
+        &self,
+    ) -> Result<Option<kubevision_offload_client::ClientConfig>, SettingsError> {
+        use kubevision_offload_client::{ClientConfig, TlsSettings};
+        if self.backend == BackendChoice::Local {
+            return Ok(None);
+        }
+        let mut config = ClientConfig::new(self.offload_endpoint.trim());
+        let read = |path: &str| {
+            std::fs::read(path).map_err(|source| SettingsError::TlsFile {
+                path: path.into(),
+                source,
+            })
+        };
+        if !self.tls_ca.trim().is_empty() {
+            let client_identity_pem = match (self.tls_cert.trim(), self.tls_key.trim()) {
+                ("", _) | (_, "") => None,
+                (cert, key) => Some((read(cert)?, read(key)?)),
+            };
+            config.tls = Some(TlsSettings {
+                ca_pem: read(self.tls_ca.trim())?,
+                client_identity_pem,
+                domain: None,
+            });
+        }
+        Ok(Some(config))
+    }
+
     /// Stored values over the defaults; a stored value that no longer
     /// parses (an older version's, a hand edit) keeps its default.
     pub fn load(store: &Store) -> Result<Settings, SettingsError> {

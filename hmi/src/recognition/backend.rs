@@ -6,7 +6,6 @@
 //! (`fallback.rs`) asks the service under a deadline and decides locally
 //! when it does not answer. One decision point per burst, whoever answers.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use kubevision_offload_client::ClientError;
@@ -29,11 +28,8 @@ pub enum BackendError {
     Deadline(Duration),
     #[error("cannot start the offload runtime: {0}")]
     Runtime(std::io::Error),
-    #[error("reading {path}: {source}")]
-    TlsFile {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Settings(#[from] crate::settings::SettingsError),
     #[error("a face crop is {width}x{height}, not the normalised 92x112")]
     CropSize { width: u32, height: u32 },
 }

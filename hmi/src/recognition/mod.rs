@@ -19,7 +19,7 @@ pub use backend::{extract, Backend, BackendError, Decision, LocalBackend, LOCAL}
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
 pub use fallback::{FallbackBackend, FALLBACK_DEADLINE};
 pub use gallery::{Enrolled, GalleryFeed};
-pub use offload::{client_config, OffloadBackend, OFFLOAD};
+pub use offload::{OffloadBackend, OFFLOAD};
 use vision::burst::BurstRule;
 use vision::detect::FaceBox;
 use vision::lbph::LbphParams;
@@ -90,16 +90,13 @@ pub fn create_backend(
     settings: &Settings,
     params: LbphParams,
 ) -> Result<Box<dyn Backend>, BackendError> {
-    Ok(match settings.backend {
-        BackendChoice::Local => Box::new(LocalBackend::new(params)),
-        BackendChoice::Offload => {
-            Box::new(OffloadBackend::connect(client_config(settings)?, None)?)
+    let offload = settings.offload_client()?;
+    Ok(match (settings.backend, offload) {
+        (BackendChoice::Offload, Some(client)) => Box::new(OffloadBackend::connect(client, None)?),
+        (BackendChoice::OffloadWithFallback, Some(client)) => {
+            Box::new(FallbackBackend::start(client, params, FALLBACK_DEADLINE)?)
         }
-        BackendChoice::OffloadWithFallback => Box::new(FallbackBackend::start(
-            client_config(settings)?,
-            params,
-            FALLBACK_DEADLINE,
-        )?),
+        _ => Box::new(LocalBackend::new(params)),
     })
 }
 

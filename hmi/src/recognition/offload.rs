@@ -6,39 +6,15 @@ use std::future::Future;
 use std::time::Duration;
 
 use kubevision_offload_client::proto::{frame, Frame, IdentifyRequest, RawFaceCrop, VerifyRequest};
-use kubevision_offload_client::{ClientConfig, ClientError, OffloadClient, TlsSettings};
+use kubevision_offload_client::{ClientConfig, ClientError, OffloadClient};
 use tokio::runtime::Runtime;
 use tonic::Code;
 use vision::burst::BurstRule;
 use vision::GrayImage;
 
 use super::{Backend, BackendError, Decision};
-use crate::settings::Settings;
 
 pub const OFFLOAD: &str = "offload";
-
-/// The client configuration from the kiosk's settings (TLS files read here).
-pub fn client_config(settings: &Settings) -> Result<ClientConfig, BackendError> {
-    let mut config = ClientConfig::new(settings.offload_endpoint.trim());
-    let read = |path: &str| {
-        std::fs::read(path).map_err(|source| BackendError::TlsFile {
-            path: path.into(),
-            source,
-        })
-    };
-    if !settings.tls_ca.trim().is_empty() {
-        let client_identity_pem = match (settings.tls_cert.trim(), settings.tls_key.trim()) {
-            ("", _) | (_, "") => None,
-            (cert, key) => Some((read(cert)?, read(key)?)),
-        };
-        config.tls = Some(TlsSettings {
-            ca_pem: read(settings.tls_ca.trim())?,
-            client_identity_pem,
-            domain: None,
-        });
-    }
-    Ok(config)
-}
 
 fn raw_frame(crop: &GrayImage) -> Frame {
     Frame {

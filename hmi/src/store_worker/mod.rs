@@ -18,14 +18,14 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use crossbeam_channel::{Receiver, Sender};
-use kubevision_offload_client::{ClientConfig, OffloadClient};
+use kubevision_offload_client::OffloadClient;
 use tokio::sync::mpsc::{unbounded_channel, UnboundedSender};
 use tokio::sync::Notify;
 
 pub use plant_sync::{SyncError, SyncPolicy};
 
 use crate::auth::{Effect, PasswordOutcome};
-use crate::recognition::{client_config, CaptureSink, Enrolled, GalleryFeed};
+use crate::recognition::{CaptureSink, Enrolled, GalleryFeed};
 use crate::settings::{BackendChoice, Settings, SettingsError};
 use crate::store::{
     now_millis, write_csv, AuditFilter, AuditRecord, ChainStatus, NewOperator, Operator,
@@ -296,18 +296,6 @@ fn handle(
     }))
 }
 
-/// The plant sync the settings ask for: the offload service's client
-/// configuration, `None` for local recognition (nothing to sync with).
-/// TLS files unreadable: no sync, and the reason.
-fn plant_of(settings: &Settings) -> Result<Option<ClientConfig>, String> {
-    match settings.backend {
-        BackendChoice::Local => Ok(None),
-        BackendChoice::Offload | BackendChoice::OffloadWithFallback => {
-            client_config(settings).map(Some).map_err(|e| e.to_string())
-        }
-    }
-}
-
 /// What the plant sync depends on: backend, endpoint and the three TLS files.
 type PlantKey = (BackendChoice, [String; 4]);
 
@@ -359,10 +347,10 @@ impl Worker {
         if let Some((_, task)) = self.sync.take() {
             task.abort();
         }
-        let config = match plant_of(settings) {
+        let config = match settings.offload_client() {
             Ok(Some(config)) => config,
             Ok(None) => return self.send(Event::Plant(PlantStatus::Off)),
-            Err(why) => return self.send(Event::Plant(PlantStatus::Unreachable(why))),
+            Err(why) => return self.send(Event::Plant(PlantStatus::Unreachable(why.to_string()))),
         };
         let client = match OffloadClient::new(config) {
             Ok(c) => c,

@@ -1,7 +1,8 @@
 //! Profile and credential parsing: `kubevision_proto::credential::check_phc`
 //! (Argon2id PHC strings), the service's operator-id and display-name
-//! checks, and an `OperatorProfile` decoded from protobuf bytes, checked
-//! and encoded as Enroll stores it. The first byte picks which.
+//! checks (`kubevision_proto::text`, the rule the kiosk shares), and an
+//! `OperatorProfile` decoded from protobuf bytes, checked
+//! (`kubevision_proto::profile`) and encoded as Enroll stores it. The first byte picks which.
 //! Properties: an accepted PHC string's costs are within the bounds;
 //! the checks are idempotent (what comes back is accepted again, as is);
 //! a stored profile reads back and is stored unchanged.

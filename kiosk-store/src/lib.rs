@@ -200,6 +200,12 @@ pub enum StoreError {
     LastAdministrator,
     #[error("invalid input: {0}")]
     InvalidInput(&'static str),
+    /// A personnel number or name the plant's text rule refuses
+    /// ([`kubevision_proto::text`], the one the offload service applies):
+    /// taken here, it could never reach the plant gallery. The message
+    /// names the field and the character at fault.
+    #[error("{0}")]
+    InvalidText(#[from] kubevision_proto::text::TextError),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
     #[error("no store at {0}")]

@@ -1,5 +1,6 @@
 //! Operators, their secrets and their face templates.
 
+use kubevision_proto::text::{check_text, TextKind};
 use rusqlite::{params, Connection, OptionalExtension, Row, Transaction};
 
 use super::audit::{self, AuditAction, AuditEvent};
@@ -121,16 +122,38 @@ fn administrators(tx: &Transaction<'_>) -> Result<i64, StoreError> {
     )?)
 }
 
+/// A new operator's name and personnel number as stored: trimmed, checked
+/// and in Unicode NFC.
+struct Names {
+    name: String,
+    personnel_no: String,
+}
+
+/// The plant's text rule ([`kubevision_proto::text`]) applied to what the
+/// UI gives: the offload service refuses any id or name that fails it, so
+/// an operator taken here with one would never reach the plant gallery
+/// (the sync drops a change refused for good). Surrounding whitespace is
+/// trimmed first, unlike at the service: the kiosk's touch keyboard may add
+/// a space, and the person typing cannot see it; everything else the rule
+/// refuses is refused here too, with its reason.
+fn check_names(new: &NewOperator<'_>) -> Result<Names, StoreError> {
+    let (name, personnel_no) = (new.name.trim(), new.personnel_no.trim());
+    if name.is_empty() || personnel_no.is_empty() {
+        return Err(StoreError::InvalidInput(
+            "name and personnel number are required",
+        ));
+    }
+    Ok(Names {
+        personnel_no: check_text("personnel number", personnel_no, TextKind::Id)?,
+        name: check_text("name", name, TextKind::Name)?,
+    })
+}
+
 /// Validates and hashes before any transaction: Argon2 is deliberately slow.
 fn hash_secrets(
     new: &NewOperator<'_>,
     keys: &Secrets,
 ) -> Result<Vec<(SecretKind, String)>, StoreError> {
-    if new.name.trim().is_empty() || new.personnel_no.trim().is_empty() {
-        return Err(StoreError::InvalidInput(
-            "name and personnel number are required",
-        ));
-    }
     let secrets: Vec<(SecretKind, &str)> = [
         (SecretKind::Pin, new.pin),
         (SecretKind::Password, new.password),
@@ -153,14 +176,15 @@ fn hash_secrets(
 fn insert_operator(
     tx: &WriteTx<'_>,
     new: &NewOperator<'_>,
+    names: &Names,
     hashed: &[(SecretKind, String)],
     actor: Option<&str>,
     now: Millis,
 ) -> Result<OperatorId, StoreError> {
-    let personnel_no = new.personnel_no.trim();
+    let personnel_no = names.personnel_no.as_str();
     let inserted = tx.execute(
         "INSERT INTO operators (name, personnel_no, role, created_at) VALUES (?1, ?2, ?3, ?4)",
-        params![new.name.trim(), personnel_no, new.role.as_str(), now],
+        params![names.name, personnel_no, new.role.as_str(), now],
     );
     match inserted {
         Err(rusqlite::Error::SqliteFailure(e, _))
@@ -249,15 +273,21 @@ impl Store {
             .optional()?)
     }
 
+    /// The operator with this personnel number as typed: trimmed and in
+    /// NFC, the form it was stored in (a number the text rule refuses is
+    /// looked up as typed, for operators from before the rule).
     pub fn operator_by_personnel_no(
         &self,
         personnel_no: &str,
     ) -> Result<Option<Operator>, StoreError> {
+        let typed = personnel_no.trim();
+        let stored =
+            check_text("personnel number", typed, TextKind::Id).unwrap_or_else(|_| typed.into());
         Ok(self
             .conn
             .query_row(
                 &format!("SELECT {COLUMNS} FROM operators WHERE personnel_no = ?1"),
-                [personnel_no.trim()],
+                [stored],
                 operator_from_row,
             )
             .optional()?)
@@ -309,13 +339,14 @@ impl Store {
         actor: Option<&str>,
         now: Millis,
     ) -> Result<Operator, StoreError> {
+        let names = check_names(new)?;
         let hashed = hash_secrets(new, &self.secrets)?;
         let tx = write_transaction(&mut self.conn, &self.secrets)?;
-        let id = insert_operator(&tx, new, &hashed, actor, now)?;
+        let id = insert_operator(&tx, new, &names, &hashed, actor, now)?;
         if let Some(templates) = templates {
             replace_templates(&tx, id, templates, actor, now)?;
         }
-        plant::queue(&tx, new.personnel_no.trim(), Outbound::Upsert, now)?;
+        plant::queue(&tx, &names.personnel_no, Outbound::Upsert, now)?;
         let operator = get_operator(&tx, id)?;
         tx.commit()?;
         Ok(operator)

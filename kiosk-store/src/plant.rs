@@ -8,6 +8,11 @@
 //! audited, so that people enrolled at other lines can sign in here while
 //! the cluster is out of reach.
 
+use kubevision_proto::profile::{check_profile, ProfileError};
+use kubevision_proto::text::{check_text, TextKind};
+use kubevision_proto::v1::credential::Kind;
+use kubevision_proto::v1::operator_profile::Role as ProtoRole;
+use kubevision_proto::v1::{Credential, OperatorProfile};
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use vision::lbph::{Layout, LbphParams, Template};
 
@@ -111,6 +116,64 @@ pub struct Profile {
     pub role: Role,
     /// Argon2id PHC strings, never secrets.
     pub credentials: Vec<(SecretKind, String)>,
+}
+
+impl Profile {
+    /// The profile as the service's contract carries it.
+    pub fn to_proto(&self) -> OperatorProfile {
+        OperatorProfile {
+            display_name: self.name.clone(),
+            role: match self.role {
+                Role::Operator => ProtoRole::Operator,
+                Role::Maintenance => ProtoRole::Maintenance,
+                Role::Administrator => ProtoRole::Administrator,
+            } as i32,
+            credentials: self
+                .credentials
+                .iter()
+                .map(|(kind, phc)| Credential {
+                    kind: match kind {
+                        SecretKind::Pin => Kind::Pin,
+                        SecretKind::Password => Kind::Password,
+                    } as i32,
+                    phc: phc.clone(),
+                })
+                .collect(),
+        }
+    }
+
+    /// A profile from the plant gallery, if it passes the rule the service
+    /// applies to every profile it takes ([`check_profile`]), its name in
+    /// NFC; refused, the change it came with is not taken (the service
+    /// would not have sent it: a newer contract or a service not to trust).
+    pub fn from_proto(p: &OperatorProfile) -> Result<Profile, ProfileError> {
+        let name = check_profile(p)?;
+        // Checked above; the refusals below only keep this total.
+        let role = match ProtoRole::try_from(p.role) {
+            Ok(ProtoRole::Operator) => Role::Operator,
+            Ok(ProtoRole::Maintenance) => Role::Maintenance,
+            Ok(ProtoRole::Administrator) => Role::Administrator,
+            Ok(ProtoRole::Unspecified) | Err(_) => return Err(ProfileError::Role(p.role)),
+        };
+        let credentials = p
+            .credentials
+            .iter()
+            .enumerate()
+            .map(|(index, c)| match Kind::try_from(c.kind) {
+                Ok(Kind::Pin) => Ok((SecretKind::Pin, c.phc.clone())),
+                Ok(Kind::Password) => Ok((SecretKind::Password, c.phc.clone())),
+                Ok(Kind::Unspecified) | Err(_) => Err(ProfileError::Kind {
+                    index,
+                    kind: c.kind,
+                }),
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Profile {
+            name,
+            role,
+            credentials,
+        })
+    }
 }
 
 /// An operator as the kiosk sends them to the service.
@@ -349,7 +412,10 @@ impl PlantSync<'_> {
     ///   the kiosk must stay administrable;
     /// - administration is never granted from outside: a synced
     ///   administrator becomes maintenance here;
-    /// - credentials are taken only as affordable Argon2id hashes.
+    /// - credentials are taken only as affordable Argon2id hashes;
+    /// - a change is taken only if its personnel number and profile pass the
+    ///   rules the service applies ([`kubevision_proto::text`],
+    ///   [`kubevision_proto::profile`]): the service never sends others.
     pub fn apply(
         &mut self,
         gallery_id: &str,
@@ -366,6 +432,15 @@ impl PlantSync<'_> {
                     personnel_no
                 }
             };
+            // The service holds only ids that pass the plant's text rule,
+            // in NFC; a change for any other is not the service's to make.
+            let personnel_no = &match check_text("operator_id", personnel_no, TextKind::Id) {
+                Ok(checked) => checked,
+                Err(why) => {
+                    tracing::warn!("not taking {personnel_no:?} from the plant gallery: {why}");
+                    continue;
+                }
+            };
             let queued: bool = tx.query_row(
                 "SELECT EXISTS (SELECT 1 FROM pending_sync WHERE personnel_no = ?1)",
                 [personnel_no],
@@ -380,10 +455,15 @@ impl PlantSync<'_> {
                     templates, profile, ..
                 } => {
                     // One unusable change must not hold up the others.
-                    if let Err(why) = usable(templates, profile.as_ref(), self.secrets) {
-                        tracing::warn!("not taking {personnel_no} from the plant gallery: {why}");
-                        continue;
-                    }
+                    let profile = match usable(templates, profile.as_ref(), self.secrets) {
+                        Ok(profile) => profile,
+                        Err(why) => {
+                            tracing::warn!(
+                                "not taking {personnel_no} from the plant gallery: {why}"
+                            );
+                            continue;
+                        }
+                    };
                     upsert(&tx, personnel_no, local, templates, profile.as_ref(), now)?;
                     AuditEvent::new(AuditAction::Enrolled).detail(format!(
                         "{personnel_no}: {} templates from the plant gallery",
@@ -439,12 +519,15 @@ fn local_operator(
 }
 
 /// Whether this kiosk can match with the templates and verify with the
-/// credentials; a change is taken whole or not at all.
+/// credentials, and the profile passes the plant's profile rule
+/// ([`check_profile`]: name, credential kinds not repeated, hashes); a
+/// change is taken whole or not at all. The profile as it is then stored
+/// (its name in NFC).
 fn usable(
     templates: &[Vec<u8>],
     profile: Option<&Profile>,
     secrets: &Secrets,
-) -> Result<(), String> {
+) -> Result<Option<Profile>, String> {
     if templates.is_empty() {
         return Err("no templates".into());
     }
@@ -455,10 +538,18 @@ fn usable(
             .and_then(|t| ours.check(&t.layout()))
             .map_err(|e| format!("template {i}: {e}"))?;
     }
-    for (kind, phc) in profile.iter().flat_map(|p| &p.credentials) {
+    let Some(profile) = profile else {
+        return Ok(None);
+    };
+    let name = check_profile(&profile.to_proto()).map_err(|e| e.to_string())?;
+    // Beyond the plant's rule: this kiosk must hold the pepper a hash names.
+    for (kind, phc) in &profile.credentials {
         secret::check_phc(phc, secrets).map_err(|e| format!("{}: {e}", kind.as_str()))?;
     }
-    Ok(())
+    Ok(Some(Profile {
+        name,
+        ..profile.clone()
+    }))
 }
 
 fn upsert(
@@ -486,14 +577,10 @@ fn upsert(
             Role::Administrator => Role::Maintenance,
             role => role,
         };
-        let name = p.name.trim();
+        // The name passed the plant's text rule in `usable`: never blank.
         tx.execute(
             "UPDATE operators SET name = ?1, role = ?2 WHERE id = ?3",
-            params![
-                if name.is_empty() { personnel_no } else { name },
-                role.as_str(),
-                id.0
-            ],
+            params![p.name, role.as_str(), id.0],
         )?;
         tx.execute("DELETE FROM credentials WHERE operator_id = ?1", [id.0])?;
         for (kind, phc) in &p.credentials {

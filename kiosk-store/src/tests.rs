@@ -1383,6 +1383,203 @@ fn the_sync_refuses_hashes_of_another_pepper() {
     assert_eq!(sync.apply("g", 2, &[change], T0).unwrap(), 1);
 }
 
+// --- the plant's rules for ids, names and profiles (issue 12) ---
+
+/// What the offload service would refuse is refused here, before anything
+/// is hashed or stored: such an operator could never reach the plant.
+#[test]
+fn the_kiosk_refuses_numbers_and_names_the_plant_would_refuse() {
+    let (_dir, mut store) = fresh();
+    let refused = |store: &mut Store, name: &str, personnel_no: &str| {
+        let new = NewOperator {
+            name,
+            personnel_no,
+            ..worker("W-1")
+        };
+        match store.create_operator(&new, None, T0) {
+            Err(StoreError::InvalidText(e)) => e.to_string(),
+            other => panic!("{name:?} {personnel_no:?}: {other:?}"),
+        }
+    };
+    // A zero-width space, invisible on the touch screen.
+    let why = refused(&mut store, "Willi Werker", "W-1\u{200B}");
+    assert_eq!(
+        why,
+        "personnel number contains the invisible (zero-width) character U+200B, which would make it look like another"
+    );
+    // Latin "W" with Cyrillic "В": looks like "WB-1", is not.
+    let why = refused(&mut store, "Willi Werker", "W\u{0412}-1");
+    assert!(why.contains("mixes the scripts Latin, Cyrillic"), "{why}");
+    // A fullwidth digit is a variant of "1".
+    let why = refused(&mut store, "Willi Werker", "W-\u{FF11}");
+    assert!(why.contains("compatibility character U+FF11"), "{why}");
+    // Names: no bidirectional controls, no double spaces.
+    let why = refused(&mut store, "Willi \u{202E}rekreW", "W-1");
+    assert!(
+        why.starts_with("name contains the bidirectional control"),
+        "{why}"
+    );
+    let why = refused(&mut store, "Willi  Werker", "W-1");
+    assert!(why.contains("two spaces"), "{why}");
+    assert_eq!(store.operator_count().unwrap(), 0, "nothing was stored");
+
+    // What the touch keyboard adds around the input is still trimmed.
+    let op = store
+        .create_operator(
+            &NewOperator {
+                name: " Willi Werker ",
+                ..worker(" W-1 ")
+            },
+            None,
+            T0,
+        )
+        .unwrap();
+    assert_eq!(
+        (op.name.as_str(), op.personnel_no.as_str()),
+        ("Willi Werker", "W-1")
+    );
+    // Names need not be of one script, and may keep the joiners some
+    // scripts need (Persian's zero-width non-joiner).
+    for (name, no) in [
+        ("Ada (Ада)", "W-2"),
+        ("\u{0645}\u{06CC}\u{200C}\u{0631}", "W-3"),
+    ] {
+        store
+            .create_operator(&NewOperator { name, ..worker(no) }, None, T0)
+            .unwrap();
+    }
+}
+
+/// Stored, queued and looked up in NFC, the form the service compares.
+#[test]
+fn numbers_and_names_are_stored_in_nfc() {
+    let (dir, mut store) = fresh();
+    let op = store
+        .create_operator(
+            &NewOperator {
+                name: "Jo\u{0308}rg Mu\u{0308}ller",
+                ..worker("Mu\u{0308}-7")
+            },
+            None,
+            T0,
+        )
+        .unwrap();
+    assert_eq!(op.name, "J\u{00F6}rg M\u{00FC}ller");
+    assert_eq!(op.personnel_no, "M\u{00FC}-7");
+    assert_eq!(queued(&dir), [("M\u{00FC}-7".to_owned(), Outbound::Upsert)]);
+    // Typed either way, it is the same person.
+    for typed in ["Mu\u{0308}-7", "M\u{00FC}-7", " M\u{00FC}-7 "] {
+        assert_eq!(
+            store.operator_by_personnel_no(typed).unwrap().map(|o| o.id),
+            Some(op.id),
+            "{typed:?}"
+        );
+    }
+    // A second one in the other form is the same number.
+    assert!(matches!(
+        store.create_operator(&worker("M\u{00FC}-7"), None, T0),
+        Err(StoreError::DuplicatePersonnelNumber(_))
+    ));
+}
+
+/// A change from the plant is taken only if its number and profile pass
+/// the rules the service applies; the others still are.
+#[test]
+fn the_sync_takes_only_what_the_plant_rules_allow() {
+    let (dir, store) = fresh();
+    let mut sync_db = sync_store(&dir);
+    let mut sync = sync_db.plant_sync();
+    let phc = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA";
+    let pin = (SecretKind::Pin, phc.to_owned());
+    let upsert = |no: &str, name: &str, credentials: Vec<(SecretKind, String)>| Incoming::Upsert {
+        personnel_no: no.into(),
+        templates: vec![real_template(5)],
+        profile: Some(Profile {
+            name: name.into(),
+            role: Role::Operator,
+            credentials,
+        }),
+    };
+    let changes = [
+        upsert("R-1", "Ada \u{202E}rebeW", vec![pin.clone()]),
+        upsert("R-2", " ", vec![pin.clone()]),
+        upsert("R-3", "Ada Weber", vec![pin.clone(), pin.clone()]),
+        upsert("R\u{0405}-4", "Ada Weber", vec![pin.clone()]),
+        upsert("R-5\u{200B}", "Ada Weber", vec![pin.clone()]),
+        Incoming::Upsert {
+            personnel_no: "R-6 ".into(),
+            templates: vec![real_template(6)],
+            profile: None,
+        },
+        // Taken, in NFC.
+        upsert("Mu\u{0308}-8", "Jo\u{0308}rg", vec![pin.clone()]),
+    ];
+    assert_eq!(sync.apply("g", 1, &changes, T0).unwrap(), 1);
+    assert_eq!(store.operator_count().unwrap(), 1);
+    let taken = store
+        .operator_by_personnel_no("M\u{00FC}-8")
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (taken.personnel_no.as_str(), taken.name.as_str()),
+        ("M\u{00FC}-8", "J\u{00F6}rg")
+    );
+}
+
+/// Profiles as the plant sends them: converted only if they pass the
+/// service's own profile rule.
+#[test]
+fn plant_profiles_pass_the_profile_rule_or_are_refused() {
+    use kubevision_proto::v1::credential::Kind;
+    use kubevision_proto::v1::{Credential, OperatorProfile};
+
+    let phc = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA";
+    let good = OperatorProfile {
+        display_name: "Jo\u{0308}rg".into(),
+        role: 2,
+        credentials: vec![Credential {
+            kind: Kind::Password as i32,
+            phc: phc.into(),
+        }],
+    };
+    assert_eq!(
+        Profile::from_proto(&good).unwrap(),
+        Profile {
+            name: "J\u{00F6}rg".into(),
+            role: Role::Maintenance,
+            credentials: vec![(SecretKind::Password, phc.into())],
+        }
+    );
+    // The kiosk's profile goes back out as it came.
+    let back = Profile::from_proto(&good).unwrap().to_proto();
+    assert_eq!(
+        (back.role, &back.credentials),
+        (good.role, &good.credentials)
+    );
+
+    type Spoil = fn(&mut OperatorProfile);
+    let cases: [(&str, Spoil); 5] = [
+        ("profile.role 0 is not a role", |p| p.role = 0),
+        ("profile.role 7 is not a role", |p| p.role = 7),
+        ("profile.credentials[0].kind 0", |p| {
+            p.credentials[0].kind = 0
+        }),
+        ("a second KIND_PASSWORD", |p| {
+            p.credentials.push(p.credentials[0].clone())
+        }),
+        (
+            "profile.display_name contains the invisible (zero-width)",
+            |p| p.display_name = "Ada\u{200B}".into(),
+        ),
+    ];
+    for (needle, spoil) in cases {
+        let mut p = good.clone();
+        spoil(&mut p);
+        let why = Profile::from_proto(&p).unwrap_err().to_string();
+        assert!(why.contains(needle), "{needle}: {why}");
+    }
+}
+
 #[cfg(unix)]
 #[test]
 fn files_and_folders_are_the_owners_only() {

@@ -1,5 +1,7 @@
 //! Every way an RPC can fail, and the gRPC status code each one maps to.
 
+use kubevision_proto::profile::ProfileError;
+use kubevision_proto::text::TextError;
 use tonic::{Code, Status};
 
 use crate::admission::AdmissionError;
@@ -92,6 +94,21 @@ impl ServiceError {
             | E::Backend(_)
             | E::Gallery(_) => Code::Internal,
         }
+    }
+}
+
+/// An id or display name refused by the shared text rule: the client sent
+/// it, so INVALID_ARGUMENT, with the rule's message (it names the field).
+impl From<TextError> for ServiceError {
+    fn from(e: TextError) -> Self {
+        ServiceError::InvalidArgument(e.to_string())
+    }
+}
+
+/// A profile refused by the shared profile rule, likewise.
+impl From<ProfileError> for ServiceError {
+    fn from(e: ProfileError) -> Self {
+        ServiceError::InvalidArgument(e.to_string())
     }
 }
 

@@ -10,19 +10,16 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::Duration;
 
-use kubevision_offload_client::proto::credential::Kind;
-use kubevision_offload_client::proto::operator_profile::Role as ProtoRole;
 use kubevision_offload_client::proto::update_operator_request::Mode;
 use kubevision_offload_client::proto::{
-    sync_event, Credential, EnrollRequest, OperatorProfile, SignInOutcome, UpdateOperatorRequest,
+    sync_event, EnrollRequest, SignInOutcome, UpdateOperatorRequest,
 };
 use kubevision_offload_client::{ClientError, OffloadClient};
 use tokio::sync::Notify;
 use tonic::Code;
 
 use crate::store::{
-    now_millis, Incoming, Outbound, Outgoing, PlantLock, PlantSync, Profile, Role, SecretKind,
-    Store, StoreError,
+    now_millis, Incoming, Outbound, Outgoing, PlantLock, PlantSync, Profile, Store, StoreError,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -60,7 +57,7 @@ async fn push(
     match (what, outgoing) {
         (Outbound::Upsert, Some(operator)) => {
             let templates: Vec<_> = operator.templates.into_iter().map(Into::into).collect();
-            let profile = Some(profile_to_proto(&operator.profile));
+            let profile = Some(operator.profile.to_proto());
             let enroll = EnrollRequest {
                 operator_id: personnel_no.to_owned(),
                 templates: templates.clone(),
@@ -90,63 +87,29 @@ async fn push(
     }
 }
 
-fn profile_to_proto(p: &Profile) -> OperatorProfile {
-    OperatorProfile {
-        display_name: p.name.clone(),
-        role: match p.role {
-            Role::Operator => ProtoRole::Operator,
-            Role::Maintenance => ProtoRole::Maintenance,
-            Role::Administrator => ProtoRole::Administrator,
-        } as i32,
-        credentials: p
-            .credentials
-            .iter()
-            .map(|(kind, phc)| Credential {
-                kind: match kind {
-                    SecretKind::Pin => Kind::Pin,
-                    SecretKind::Password => Kind::Password,
-                } as i32,
-                phc: phc.clone(),
-            })
-            .collect(),
-    }
-}
-
-/// `None` for a profile this kiosk cannot use (an unknown role): the
-/// person's templates still arrive, as an operator's.
-fn profile_from_proto(p: &OperatorProfile) -> Option<Profile> {
-    let role = match ProtoRole::try_from(p.role).ok()? {
-        ProtoRole::Operator => Role::Operator,
-        ProtoRole::Maintenance => Role::Maintenance,
-        ProtoRole::Administrator => Role::Administrator,
-        ProtoRole::Unspecified => return None,
-    };
-    let credentials = p
-        .credentials
-        .iter()
-        .filter_map(|c| {
-            let kind = match Kind::try_from(c.kind).ok()? {
-                Kind::Pin => SecretKind::Pin,
-                Kind::Password => SecretKind::Password,
-                Kind::Unspecified => return None,
-            };
-            Some((kind, c.phc.clone()))
-        })
-        .collect();
-    Some(Profile {
-        name: p.display_name.clone(),
-        role,
-        credentials,
-    })
-}
-
+/// A change from the plant gallery as the store takes it; `None` (with a
+/// warning) for one whose profile fails the plant's profile rule
+/// (`kubevision_proto::profile`, the service's own): the change is not
+/// taken, as the store does not take one it cannot use.
 fn incoming(event: &sync_event::Event) -> Option<Incoming> {
     match event {
-        sync_event::Event::Upsert(up) => Some(Incoming::Upsert {
-            personnel_no: up.operator_id.clone(),
-            templates: up.templates.iter().map(|t| t.to_vec()).collect(),
-            profile: up.profile.as_ref().and_then(profile_from_proto),
-        }),
+        sync_event::Event::Upsert(up) => {
+            let profile = match up.profile.as_ref().map(Profile::from_proto).transpose() {
+                Ok(profile) => profile,
+                Err(why) => {
+                    tracing::warn!(
+                        "not taking {:?} from the plant gallery: {why}",
+                        up.operator_id
+                    );
+                    return None;
+                }
+            };
+            Some(Incoming::Upsert {
+                personnel_no: up.operator_id.clone(),
+                templates: up.templates.iter().map(|t| t.to_vec()).collect(),
+                profile,
+            })
+        }
         sync_event::Event::Removal(gone) => Some(Incoming::Removal {
             personnel_no: gone.operator_id.clone(),
         }),

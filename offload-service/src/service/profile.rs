@@ -1,16 +1,14 @@
 //! Operator profiles: what a kiosk needs to sign in someone enrolled at
 //! another line. The service checks their shape and stores them encoded;
 //! it never sees a secret, only Argon2id hashes, whose PHC strings it
-//! parses and whose cost it bounds ([`kubevision_proto::credential`], the
-//! rule the kiosk applies to the same hashes).
+//! parses and whose cost it bounds ([`kubevision_proto::credential`]). The
+//! shape rule is [`kubevision_proto::profile`]'s, the one the kiosk applies
+//! to the same profiles.
 
-use kubevision_proto::credential::check_phc;
-use kubevision_proto::v1::credential::Kind;
-use kubevision_proto::v1::operator_profile::Role;
+use kubevision_proto::profile::check_profile;
 use kubevision_proto::v1::OperatorProfile;
 use prost::Message;
 
-use super::{check_text, invalid, TextKind};
 use crate::error::ServiceError;
 
 /// Checks a profile and encodes it for the store, its display name in NFC.
@@ -34,51 +32,17 @@ pub fn decode(bytes: &[u8]) -> Option<OperatorProfile> {
         .ok()
 }
 
-/// The display name as stored (NFC), or why the profile is refused.
+/// The display name as stored (NFC), or why the profile is refused: the
+/// rule is [`kubevision_proto::profile`]'s, which the kiosk applies to the
+/// profiles it takes from the plant gallery.
 fn check(p: &OperatorProfile) -> Result<String, ServiceError> {
-    if p.display_name.trim().is_empty() {
-        return Err(invalid("profile.display_name is blank".into()));
-    }
-    let display_name = check_text("profile.display_name", &p.display_name, TextKind::Name)?;
-    match Role::try_from(p.role) {
-        Ok(Role::Unspecified) | Err(_) => {
-            return Err(invalid(format!(
-                "profile.role {} is not a role (operator 1, maintenance 2, administrator 3)",
-                p.role
-            )))
-        }
-        Ok(_) => {}
-    }
-    let mut seen = Vec::new();
-    for (index, c) in p.credentials.iter().enumerate() {
-        let kind = match Kind::try_from(c.kind) {
-            Ok(Kind::Unspecified) | Err(_) => {
-                return Err(invalid(format!(
-                    "profile.credentials[{index}].kind {} is not PIN (1) or password (2)",
-                    c.kind
-                )))
-            }
-            Ok(kind) => kind,
-        };
-        if seen.contains(&kind) {
-            return Err(invalid(format!(
-                "profile.credentials[{index}]: a second {} credential",
-                kind.as_str_name()
-            )));
-        }
-        seen.push(kind);
-        if let Err(e) = check_phc(&c.phc) {
-            return Err(invalid(format!(
-                "profile.credentials[{index}].phc: {e} (field {})",
-                e.field()
-            )));
-        }
-    }
-    Ok(display_name)
+    Ok(check_profile(p)?)
 }
 
 #[cfg(test)]
 mod tests {
+    use kubevision_proto::v1::credential::Kind;
+    use kubevision_proto::v1::operator_profile::Role;
     use kubevision_proto::v1::Credential;
 
     use super::*;
@@ -110,44 +74,17 @@ mod tests {
         assert_eq!(decode(&bytes), Some(profile()));
     }
 
+    /// The rule itself is tested in `kubevision_proto::profile`; here, that
+    /// Enroll's encoding refuses with its message, as INVALID_ARGUMENT.
     #[test]
-    fn each_bad_field_is_named() {
-        type Spoil = fn(&mut OperatorProfile);
-        let cases: [(&str, Spoil); 12] = [
-            ("display_name", |p| p.display_name = " ".into()),
-            ("display_name contains the bidirectional control", |p| {
-                p.display_name = "Ada \u{202E}rebeW".into()
-            }),
-            ("role", |p| p.role = 9),
-            ("kind", |p| p.credentials[0].kind = 0),
-            ("phc: not a PHC string", |p| {
-                p.credentials[0].phc = "1234".into()
-            }),
-            ("a second", |p| p.credentials.push(p.credentials[0].clone())),
-            ("m (memory, KiB) is 8", |p| {
-                p.credentials[0].phc = PHC.replace("m=19456,t=2", "m=8,t=1")
-            }),
-            ("m (memory, KiB) is 4194304", |p| {
-                p.credentials[0].phc = PHC.replace("m=19456,t=2", "m=4194304,t=4294967295")
-            }),
-            ("t (passes) is 4294967295", |p| {
-                p.credentials[0].phc = PHC.replace("t=2", "t=4294967295")
-            }),
-            ("p (lanes) is 255", |p| {
-                p.credentials[0].phc = PHC.replace("p=1", "p=255")
-            }),
-            ("only argon2id", |p| {
-                p.credentials[0].phc = PHC.replace("argon2id", "argon2i")
-            }),
-            ("field v", |p| {
-                p.credentials[0].phc = PHC.replace("v=19", "v=16")
-            }),
-        ];
-        for (needle, spoil) in cases {
-            let mut p = profile();
-            spoil(&mut p);
-            let message = encode(&p).unwrap_err().to_string();
-            assert!(message.contains(needle), "{needle}: {message}");
-        }
+    fn a_bad_profile_is_refused_with_the_rules_message() {
+        let mut p = profile();
+        p.credentials.push(p.credentials[0].clone());
+        let err = encode(&p).unwrap_err();
+        assert_eq!(err.code(), tonic::Code::InvalidArgument);
+        assert_eq!(
+            err.to_string(),
+            "profile.credentials[1]: a second KIND_PIN credential"
+        );
     }
 }

@@ -1,5 +1,6 @@
 //! The kiosk's persistent state in one SQLite file: operators, hashed
-//! secrets, face templates, lockout counters, settings and the audit log.
+//! secrets, face templates, lockout counters, settings and the audit log,
+//! and the sync of that state with the plant-wide gallery.
 //!
 //! Every change that belongs together (an operator and their credentials,
 //! an enrollment, a deletion) commits in one transaction together with its
@@ -20,8 +21,13 @@
 //! - `operators`: operators, their secrets and their face templates.
 //! - `plant`: the kiosk's share in the plant-wide gallery, queued and
 //!   applied in the same transactions as local changes.
+//! - `plant_sync`: the conversation with the offload service that pushes
+//!   that queue and pulls the plant's changes, run by the kiosk's store
+//!   worker on the store's own connection.
 //! - `schema`: the versioned, append-only migrations.
 //! - `secret`: PIN and password rules and their peppered Argon2id hashes.
+//! - `settings`: the kiosk's settings, one audited key each, and how they
+//!   reach the offload service.
 //! - `tests`: the store's tests, on real SQLite files.
 //!
 //! This file holds what ties them together: [`Store`], [`StoreError`],
@@ -33,6 +39,7 @@ mod keys;
 mod lockout;
 mod operators;
 mod plant;
+pub mod plant_sync;
 mod schema;
 mod secret;
 pub mod settings;

@@ -2,14 +2,12 @@
 //!
 //! The UI sends commands and polls events; SQLite and Argon2 (tens of
 //! milliseconds per hash) never run on the UI thread. The plant sync
-//! (`plant_sync.rs`) is a task on the same thread and connection, started,
+//! (`kiosk-store`'s `plant_sync`) is a task on the same thread and connection, started,
 //! restarted and stopped as the saved settings name an offload service or
 //! not. After every change to who is enrolled (here, or by a sync) the
 //! worker publishes the gallery to the recognisers' [`GalleryFeed`]; the
 //! recogniser's captured enrollment templates come straight here
 //! ([`StoreWorker::capture_sink`]). No template crosses the UI thread.
-
-pub mod plant_sync;
 
 use std::cell::RefCell;
 use std::path::PathBuf;
@@ -22,7 +20,7 @@ use kubevision_offload_client::OffloadClient;
 use tokio::sync::mpsc::{unbounded_channel, UnboundedSender};
 use tokio::sync::Notify;
 
-pub use plant_sync::{SyncError, SyncPolicy};
+pub use crate::store::plant_sync::{self, SyncError, SyncPolicy};
 
 use crate::auth::{Effect, PasswordOutcome};
 use crate::recognition::{CaptureSink, Enrolled, GalleryFeed};

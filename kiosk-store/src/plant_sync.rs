@@ -1,8 +1,8 @@
 //! The kiosk's conversation with the plant-wide gallery: push the changes
-//! queued in the store (`store::plant`), then pull the service's changes
-//! since the version the local copy has reached. A task of the store
-//! worker while an offload service is configured, on the worker's own
-//! connection: the store is borrowed only between network calls, never
+//! queued in the store (`plant.rs`), then pull the service's changes since
+//! the version the local copy has reached. The kiosk runs it as a task of
+//! its store worker while an offload service is configured, on the
+//! worker's own connection: the store is borrowed only between network calls, never
 //! across one, so the UI's requests are served while a call is out. What
 //! the sync may change locally is decided by the store.
 
@@ -18,7 +18,7 @@ use kubevision_offload_client::{ClientError, OffloadClient};
 use tokio::sync::Notify;
 use tonic::Code;
 
-use crate::store::{
+use crate::{
     now_millis, Incoming, Outbound, Outgoing, PlantLock, PlantSync, Profile, Store, StoreError,
 };
 

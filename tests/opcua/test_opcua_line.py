@@ -1,0 +1,364 @@
+"""The kiosk's OPC UA server (issue 14, first slice) seen by an independent
+client, Python asyncua: browse and read, a subscription that sees a sign-in,
+the SignOut() method with and without credentials, the offered security
+endpoints, and garbage on the socket.
+
+The server is the kubevision-opcua example `line_server` (built by
+scripts/test with `cargo build -p kubevision-opcua --examples`), which plays
+the kiosk's part through stdin/stdout."""
+
+import asyncio
+import os
+import queue
+import random
+import socket
+import struct
+import subprocess
+import threading
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from asyncua import Client, ua
+
+REPO = Path(__file__).resolve().parents[2]
+BINARY = Path(os.environ.get("CARGO_TARGET_DIR", REPO / "target")) / "debug" / "examples" / "line_server"
+NAMESPACE = "urn:kubevision:line"
+USER, PASSWORD = "operator", "s3cret-line"
+SESSION_VARS = ["SignedIn", "PersonnelNumber", "DisplayName", "Role", "AccessLevel", "SignedInAt", "Factors", "ExpiresAt"]
+
+
+class LineServer:
+    """The example process; its stdout lines arrive on a queue."""
+
+    def __init__(self, tmp_path, allow_none=True):
+        assert BINARY.exists(), f"{BINARY} is missing: run `cargo build -p kubevision-opcua --examples` first"
+        self.pki = tmp_path / "pki"
+        self.process = subprocess.Popen(
+            [str(BINARY), "--port", "0", "--pki-dir", str(self.pki), "--user", f"{USER}:{PASSWORD}"]
+            + (["--allow-none"] if allow_none else []),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=open(tmp_path / "server.log", "w"),
+            text=True,
+        )
+        self.lines = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+        ready = self.expect("READY", timeout=30)
+        fields = dict(kv.split("=") for kv in ready.split()[1:])
+        self.port, self.ns = int(fields["port"]), int(fields["ns"])
+        self.url = f"opc.tcp://127.0.0.1:{self.port}/"
+
+    def _read(self):
+        for line in self.process.stdout:
+            self.lines.put(line.strip())
+
+    def expect(self, prefix, timeout=10):
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            assert left > 0, f"no {prefix!r} line from line_server within {timeout} s"
+            try:
+                line = self.lines.get(timeout=left)
+            except queue.Empty:
+                continue
+            if line.startswith(prefix):
+                return line
+
+    def send(self, command):
+        self.process.stdin.write(command + "\n")
+        self.process.stdin.flush()
+
+    def stop(self):
+        if self.process.poll() is None:
+            try:
+                self.send("quit")
+                self.process.wait(timeout=10)
+            except (BrokenPipeError, subprocess.TimeoutExpired):
+                self.process.kill()
+                self.process.wait()
+
+
+@pytest.fixture
+def server(tmp_path):
+    s = LineServer(tmp_path)
+    try:
+        yield s
+    finally:
+        s.stop()
+
+
+def run(coro):
+    return asyncio.run(asyncio.wait_for(coro, 60))
+
+
+async def session_node(client, ns, name):
+    return client.get_node(f"ns={ns};s=KubeVision.Session.{name}")
+
+
+async def eventually(node, value, timeout=5):
+    """Reads `node` until it holds `value`."""
+    node = await node
+    deadline = time.monotonic() + timeout
+    while (current := await node.read_value()) != value:
+        assert time.monotonic() < deadline, f"{node} is {current!r}, expected {value!r}"
+        await asyncio.sleep(0.02)
+
+
+def test_browse_and_read_the_initial_state(server):
+    async def check():
+        async with Client(server.url) as client:
+            ns = await client.get_namespace_index(NAMESPACE)
+            assert ns == server.ns
+            root = await client.nodes.objects.get_child([f"{ns}:KubeVision"])
+            children = {(await c.read_browse_name()).Name for c in await root.get_children()}
+            assert children == {"Line", "Session"}
+
+            line = await root.get_child([f"{ns}:Line"])
+            assert await (await line.get_child([f"{ns}:LineId"])).read_value() == "L7"
+            assert await (await line.get_child([f"{ns}:KioskName"])).read_value() == "kiosk-7a"
+            # The stable string NodeIds integrators configure are the same nodes.
+            assert await client.get_node(f"ns={ns};s=KubeVision.Line.LineId").read_value() == "L7"
+
+            session = await root.get_child([f"{ns}:Session"])
+            names = {(await c.read_browse_name()).Name for c in await session.get_children()}
+            assert names == set(SESSION_VARS) | {"SignOut"}
+
+            # Truth after a (re)start: nobody is signed in.
+            assert await (await session_node(client, ns, "SignedIn")).read_value() is False
+            level = await (await session_node(client, ns, "AccessLevel")).read_data_value()
+            assert level.Value.Value == 0 and level.Value.VariantType == ua.VariantType.UInt16
+            assert await (await session_node(client, ns, "PersonnelNumber")).read_value() == ""
+            signed_in_at = await (await session_node(client, ns, "SignedInAt")).read_data_value()
+            assert signed_in_at.Value.VariantType == ua.VariantType.DateTime
+            # Read-only for clients: the kiosk is the only writer.
+            with pytest.raises(ua.UaStatusCodeError):
+                await (await session_node(client, ns, "AccessLevel")).write_value(ua.Variant(9, ua.VariantType.UInt16))
+
+    run(check())
+
+
+class Changes:
+    """The latest value each subscribed node reported."""
+
+    def __init__(self):
+        self.latest = {}
+        self.changed = asyncio.Event()
+
+    def datachange_notification(self, node, val, data):
+        self.latest[node.nodeid.Identifier] = val
+        self.changed.set()
+
+    async def wait_for(self, identifier, value, timeout=10):
+        async def loop():
+            while self.latest.get(identifier) != value:
+                self.changed.clear()
+                await self.changed.wait()
+
+        await asyncio.wait_for(loop(), timeout)
+
+
+def test_subscriber_sees_sign_in_and_sign_out(server):
+    async def check():
+        async with Client(server.url) as client:
+            ns = server.ns
+            changes = Changes()
+            sub = await client.create_subscription(50, changes)
+            level = await session_node(client, ns, "AccessLevel")
+            signed_in = await session_node(client, ns, "SignedIn")
+            await sub.subscribe_data_change([level, signed_in])
+            await changes.wait_for("KubeVision.Session.AccessLevel", 0)
+
+            before = datetime.now(timezone.utc)
+            server.send("sign_in 5")
+            server.expect("PUBLISHED signed_in")
+            await changes.wait_for("KubeVision.Session.AccessLevel", 5)
+            await changes.wait_for("KubeVision.Session.SignedIn", True)
+
+            assert await (await session_node(client, ns, "PersonnelNumber")).read_value() == "P-1042"
+            assert await (await session_node(client, ns, "DisplayName")).read_value() == "Ada Lovelace"
+            assert await (await session_node(client, ns, "Role")).read_value() == "shift lead"
+            assert await (await session_node(client, ns, "Factors")).read_value() == "face+pin"
+            at = await (await session_node(client, ns, "SignedInAt")).read_value()
+            at = at.replace(tzinfo=timezone.utc) if at.tzinfo is None else at
+            assert before - timedelta(seconds=2) <= at <= datetime.now(timezone.utc) + timedelta(seconds=2)
+            expires = await (await session_node(client, ns, "ExpiresAt")).read_value()
+            expires = expires.replace(tzinfo=timezone.utc) if expires.tzinfo is None else expires
+            assert timedelta(seconds=899) <= expires - at <= timedelta(seconds=901)
+
+            server.send("sign_out")
+            server.expect("PUBLISHED signed_out")
+            await changes.wait_for("KubeVision.Session.AccessLevel", 0)
+            await changes.wait_for("KubeVision.Session.SignedIn", False)
+            assert await (await session_node(client, ns, "PersonnelNumber")).read_value() == ""
+            await sub.delete()
+
+    run(check())
+
+
+def test_sign_out_needs_a_user_and_reaches_the_owner(server, tmp_path):
+    async def check():
+        server.send("sign_in 3")
+        server.expect("PUBLISHED signed_in")
+        ns = server.ns
+        sign_out = ua.NodeId("KubeVision.Session.SignOut", ns)
+
+        # Anonymous clients read but may not sign anyone out.
+        async with Client(server.url) as client:
+            session = client.get_node(ua.NodeId("KubeVision.Session", ns))
+            with pytest.raises(ua.UaStatusCodeError) as refused:
+                await session.call_method(sign_out)
+            assert refused.value.code == ua.StatusCodes.BadUserAccessDenied
+            assert await (await session_node(client, ns, "SignedIn")).read_value() is True
+
+        # User names and passwords are only taken on SignAndEncrypt endpoints.
+        plain = Client(server.url)
+        plain.set_user(USER)
+        plain.set_password(PASSWORD)
+        with pytest.raises(Exception):
+            await plain.connect()
+        await plain.disconnect()
+
+        # Wrong credentials do not even get a session.
+        wrong = await secure_client(server, tmp_path, user=USER, password="wrong")
+        with pytest.raises(Exception):
+            await wrong.connect()
+        await wrong.disconnect()
+
+        client = await secure_client(server, tmp_path, user=USER, password=PASSWORD)
+        async with client:
+            session = client.get_node(ua.NodeId("KubeVision.Session", ns))
+            await session.call_method(sign_out)
+            server.expect("SIGN_OUT_REQUESTED")
+            # The owner (here the example, later the kiosk) signs out and
+            # publishes; the server applies a published state on its own thread.
+            server.expect("PUBLISHED signed_out")
+            await eventually(session_node(client, ns, "SignedIn"), False)
+            assert await (await session_node(client, ns, "AccessLevel")).read_value() == 0
+
+    run(check())
+
+
+def test_offers_secure_endpoints_with_a_self_signed_certificate(server):
+    async def check():
+        async with Client(server.url) as client:
+            endpoints = await client.get_endpoints()
+        offered = {(e.SecurityPolicyUri.rsplit("#", 1)[-1], e.SecurityMode) for e in endpoints}
+        for policy in ["Basic256Sha256", "Aes128_Sha256_RsaOaep"]:
+            assert (policy, ua.MessageSecurityMode.Sign) in offered
+            assert (policy, ua.MessageSecurityMode.SignAndEncrypt) in offered
+        assert ("None", ua.MessageSecurityMode.None_) in offered  # enabled by --allow-none
+        for e in endpoints:
+            tokens = {t.TokenType for t in e.UserIdentityTokens}
+            assert ua.UserTokenType.Anonymous in tokens
+            # A password never travels on a channel that is not encrypted.
+            assert (ua.UserTokenType.UserName in tokens) == (e.SecurityMode == ua.MessageSecurityMode.SignAndEncrypt)
+        certificate = endpoints[0].ServerCertificate
+        assert certificate, "the server has no application certificate"
+        assert (server.pki / "own" / "cert.der").read_bytes() == certificate
+
+    run(check())
+
+
+def garbage():
+    """Random bytes, and OPC UA headers that lie or stop short."""
+    rng = random.Random(14)
+    yield bytes(rng.getrandbits(8) for _ in range(4096))
+    yield b"HELF"  # a header with no size
+    yield b"HELF" + struct.pack("<I", 0xFFFFFFF0) + b"\x00" * 8  # claims 4 GiB
+    yield b"HELF" + struct.pack("<I", 32) + b"\x00" * 4  # truncated hello
+    yield b"HELF" + struct.pack("<I", 8)  # shorter than its own header
+    yield b"OPNF" + struct.pack("<I", 64) + bytes(rng.getrandbits(8) for _ in range(56))  # open before hello
+    yield b"MSGF" + struct.pack("<I", 24) + b"\xff" * 16  # a message on no channel
+    for _ in range(20):
+        yield bytes(rng.getrandbits(8) for _ in range(rng.randrange(1, 200)))
+
+
+def test_garbage_on_the_socket_leaves_the_server_answering(server):
+    for payload in garbage():
+        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as s:
+            try:
+                s.sendall(payload)
+                s.shutdown(socket.SHUT_WR)
+                s.settimeout(0.5)
+                s.recv(1024)  # an ERR message or a close; either is fine
+            except OSError:
+                pass
+    assert server.process.poll() is None, "line_server died"
+
+    async def check():
+        async with Client(server.url) as client:
+            assert await (await session_node(client, server.ns, "SignedIn")).read_value() is False
+
+    run(check())
+
+
+async def client_with_certificate(server, tmp_path, policy):
+    """A client with a self-signed application certificate (made once per test)."""
+    client = Client(server.url)
+    client.application_uri = "urn:kubevision:test-client"
+    cert, key = await client.setup_self_signed_certificate(
+        tmp_path / "client" / "key.pem", tmp_path / "client" / "cert.der", host_name="localhost"
+    )
+    await client.set_security(policy, str(cert), str(key), mode=ua.MessageSecurityMode.SignAndEncrypt)
+    return client
+
+
+async def secure_client(server, tmp_path, user, password):
+    """A Basic256Sha256 SignAndEncrypt client whose certificate the server trusts."""
+    from asyncua.crypto.security_policies import SecurityPolicyBasic256Sha256
+
+    trusted = server.pki / "trusted"
+    if not any(trusted.glob("*.der")):
+        # As an administrator would: the first attempt is refused and leaves
+        # the certificate in rejected/ (named by the server), which is moved.
+        first = await client_with_certificate(server, tmp_path, SecurityPolicyBasic256Sha256)
+        with pytest.raises(Exception):
+            await first.connect()
+        await first.disconnect()
+        trusted.mkdir(parents=True, exist_ok=True)
+        for cert in (server.pki / "rejected").glob("*.der"):
+            cert.rename(trusted / cert.name)
+    client = await client_with_certificate(server, tmp_path, SecurityPolicyBasic256Sha256)
+    client.set_user(user)
+    client.set_password(password)
+    return client
+
+
+def test_sign_and_encrypt_needs_a_trusted_client_certificate(server, tmp_path):
+    from asyncua.crypto.security_policies import SecurityPolicyAes128Sha256RsaOaep, SecurityPolicyBasic256Sha256
+
+    async def read_signed_in(policy):
+        async with await client_with_certificate(server, tmp_path, policy) as client:
+            return await (await session_node(client, server.ns, "SignedIn")).read_value()
+
+    # Unknown to the server: refused, and kept in rejected/ for an administrator.
+    with pytest.raises(Exception):
+        run(read_signed_in(SecurityPolicyBasic256Sha256))
+    rejected = list((server.pki / "rejected").glob("*.der"))
+    assert len(rejected) == 1, f"expected the client certificate in rejected/, found {rejected}"
+    assert rejected[0].read_bytes() == (tmp_path / "client" / "cert.der").read_bytes()
+
+    # Trusted by moving it to trusted/ (what the admin screen will do): both policies work.
+    (server.pki / "trusted").mkdir(exist_ok=True)
+    rejected[0].rename(server.pki / "trusted" / rejected[0].name)
+    assert run(read_signed_in(SecurityPolicyBasic256Sha256)) is False
+    assert run(read_signed_in(SecurityPolicyAes128Sha256RsaOaep)) is False
+
+
+def test_no_unsecured_endpoint_unless_enabled(tmp_path):
+    server = LineServer(tmp_path, allow_none=False)
+    try:
+
+        async def check():
+            client = Client(server.url)
+            endpoints = await client.connect_and_get_server_endpoints()
+            assert endpoints and all(e.SecurityMode != ua.MessageSecurityMode.None_ for e in endpoints)
+            with pytest.raises(Exception):
+                async with Client(server.url) as unsecured:
+                    await (await session_node(unsecured, server.ns, "SignedIn")).read_value()
+
+        run(check())
+    finally:
+        server.stop()

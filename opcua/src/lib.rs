@@ -16,8 +16,10 @@
 //!   to node values (no biometric data exists here).
 //! - `auth`: anonymous clients read; named users may also call `SignOut()`.
 //!
-//! Not in this slice (see the README): SignedIn/SignedOut events, the
-//! NodeSet2 file, the rejected-certificate screen, the role → level table.
+//! The namespace is also kept as a NodeSet2 file for integrators
+//! (`opcua/nodeset/`), which a test checks against this server. Not in this
+//! slice (see the README): SignedIn/SignedOut events, the
+//! rejected-certificate screen, the role → level table.
 
 mod auth;
 pub mod nodes;

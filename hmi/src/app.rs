@@ -407,8 +407,12 @@ impl KioskApp {
     }
 
     fn navigate(&mut self, nav: Nav) {
-        // The new screen starts its recognition afresh.
+        // The new screen starts its recognition afresh; an enrollment
+        // capture that was not saved (queued before this) is forgotten.
         self.workers.mode = None;
+        self.workers
+            .store
+            .send(store_worker::Command::DiscardCapture);
         let (screen, actions) = screens::open(nav, &self.kiosk);
         self.screen = screen;
         self.apply(actions);

@@ -47,6 +47,9 @@ pub enum Command {
     /// Enrollment templates from the recogniser, for the next
     /// `CreateEnrolled` or `Enroll` (a newer capture replaces them).
     Captured(Vec<Vec<u8>>),
+    /// Forgets a capture that was not saved (the enrollment was left):
+    /// face data is held no longer than it is needed.
+    DiscardCapture,
     /// A new operator with the captured face, in one transaction.
     CreateEnrolled {
         draft: OperatorDraft,
@@ -182,6 +185,10 @@ fn handle(
         },
         Command::Captured(templates) => {
             held.captured = Some(templates);
+            return Ok(None);
+        }
+        Command::DiscardCapture => {
+            held.captured = None;
             return Ok(None);
         }
         Command::CreateEnrolled { draft, actor } => {
@@ -510,6 +517,79 @@ impl Drop for StoreWorker {
         self.commands = closed;
         if let Some(t) = self.thread.take() {
             let _ = t.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::store::Role;
+
+    fn draft(no: &str) -> OperatorDraft {
+        OperatorDraft {
+            name: "Jana Keller".into(),
+            personnel_no: no.into(),
+            role: Role::Administrator,
+            pin: None,
+            password: Some("correct horse 1".into()),
+        }
+    }
+
+    fn next(worker: &StoreWorker) -> Event {
+        worker
+            .recv_timeout(Duration::from_secs(20))
+            .expect("the store worker answers")
+    }
+
+    /// A capture is used once, and a discarded one is gone: saving after
+    /// `DiscardCapture` fails with a clear error instead of using stale faces.
+    #[test]
+    fn a_capture_is_saved_once_and_a_discarded_one_is_gone() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_in_dir(dir.path()).unwrap();
+        let worker = StoreWorker::start(store, GalleryFeed::new(), SyncPolicy::default(), || {});
+        let template = crate::recognition::extract(
+            &vision::lbph::LbphParams::default(),
+            &vision::GrayImage::from_fn(92, 112, |x, y| {
+                image::Luma([((x * 7 + y * 3) % 251) as u8])
+            }),
+        )
+        .unwrap();
+
+        worker.capture_sink()(vec![template.clone()]);
+        worker.send(Command::DiscardCapture);
+        worker.send(Command::CreateEnrolled {
+            draft: draft("A-1"),
+            actor: None,
+        });
+        match next(&worker) {
+            Event::Failed(e) => assert!(e.contains("no captured face"), "{e}"),
+            other => panic!("{other:?}"),
+        }
+
+        worker.capture_sink()(vec![template]);
+        worker.send(Command::CreateEnrolled {
+            draft: draft("A-1"),
+            actor: None,
+        });
+        assert!(matches!(
+            next(&worker),
+            Event::Changed {
+                enrolled: Some(_),
+                ..
+            }
+        ));
+        // Used once: a second save has nothing to save.
+        worker.send(Command::CreateEnrolled {
+            draft: draft("A-2"),
+            actor: None,
+        });
+        match next(&worker) {
+            Event::Failed(e) => assert!(e.contains("no captured face"), "{e}"),
+            other => panic!("{other:?}"),
         }
     }
 }

@@ -21,7 +21,7 @@ use anyhow::{ensure, Context};
 use clap::Args;
 use kubevision_cluster::{nodes::list_nodes, Connection as ClusterConnection};
 use kubevision_kiosk_store::{Store, DB_FILE};
-use kubevision_offload_client::{ClientConfig, OffloadClient, TlsSettings};
+use kubevision_offload_client::{ClientConfig, OffloadClient};
 use rusqlite::{Connection, OpenFlags};
 use serde::{Deserialize, Serialize};
 
@@ -482,16 +482,18 @@ type OffloadTarget = anyhow::Result<(ClientConfig, &'static str)>;
 
 /// An endpoint from the command line or the configuration file.
 fn plain_target(endpoint: &str, ca: Option<&Path>) -> OffloadTarget {
-    let mut config = ClientConfig::new(endpoint);
-    if let Some(ca) = ca {
-        let pem = std::fs::read(ca)
-            .with_context(|| format!("reading the CA certificate {}", ca.display()))?;
-        config.tls = Some(TlsSettings {
-            ca_pem: pem,
-            client_identity_pem: None,
-            domain: None,
-        });
-    }
+    use kubevision_kiosk_store::settings::{BackendChoice, Settings};
+    // Read as the kiosk reads its own settings: one reading of TLS files.
+    let settings = Settings {
+        backend: BackendChoice::Offload,
+        offload_endpoint: endpoint.to_owned(),
+        tls_ca: ca.map(|p| p.display().to_string()).unwrap_or_default(),
+        ..Settings::default()
+    };
+    let config = settings
+        .offload_client()
+        .context("the CA certificate (offload.ca)")?
+        .context("an offload endpoint")?;
     Ok((config, ""))
 }
 

@@ -312,19 +312,7 @@ enum Restart {
 
 fn restart_for(old: &Settings, new: &Settings, camera_fixed: bool) -> Option<Restart> {
     let camera = (&old.camera, old.resolution) != (&new.camera, new.resolution);
-    let backend = (
-        old.backend,
-        &old.offload_endpoint,
-        &old.tls_ca,
-        &old.tls_cert,
-        &old.tls_key,
-    ) != (
-        new.backend,
-        &new.offload_endpoint,
-        &new.tls_ca,
-        &new.tls_cert,
-        &new.tls_key,
-    );
+    let backend = old.offload_key() != new.offload_key();
     if camera && !camera_fixed {
         Some(Restart::Camera)
     } else if backend {

@@ -271,6 +271,14 @@ fn pending(data: &Path) -> i64 {
         .unwrap()
 }
 
+/// Which backend decided the face the PIN pad is waiting on.
+fn backend_of_face(h: &Harness<'_, KioskApp>) -> &'static str {
+    match h.state().kiosk().auth.state() {
+        AuthState::AwaitingPin { face, .. } => face.backend,
+        other => panic!("{other:?}"),
+    }
+}
+
 fn wait_until(what: &str, done: impl Fn() -> bool) {
     let started = Instant::now();
     while !done() {
@@ -651,10 +659,6 @@ fn the_kiosk_signs_in_through_the_cluster_and_locally_once_it_is_gone() {
     let mut h = start(&data, &camera(&root, "live", &photos(WORKER, 6..=10)));
     // The kiosk's own sync pushes the seeded operators at start.
     wait(&mut h, "the PIN pad", awaiting_pin);
-    let backend_of_face = |h: &Harness<'_, KioskApp>| match h.state().kiosk().auth.state() {
-        AuthState::AwaitingPin { face, .. } => face.backend,
-        other => panic!("{other:?}"),
-    };
     // Until the push lands, the service knows nobody and local answers;
     // sign in and out until the service has decided one.
     let mut decided_by_offload = false;
@@ -707,10 +711,6 @@ fn a_new_backend_takes_effect_without_a_restart() {
     let (data, _, worker) = seeded(&root);
     let mut h = start(&data, &camera(&root, "live", &photos(WORKER, 6..=10)));
     wait(&mut h, "the PIN pad", awaiting_pin);
-    let backend_of_face = |h: &Harness<'_, KioskApp>| match h.state().kiosk().auth.state() {
-        AuthState::AwaitingPin { face, .. } => face.backend,
-        other => panic!("{other:?}"),
-    };
     assert_eq!(backend_of_face(&h), LOCAL);
     assert!(
         service.operators().is_empty(),

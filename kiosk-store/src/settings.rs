@@ -110,7 +110,26 @@ fn fields(s: &Settings) -> Result<serde_json::Map<String, serde_json::Value>, Se
     }
 }
 
+/// What the link to the offload service depends on: the backend, the
+/// endpoint and the three TLS files ([`Settings::offload_key`]).
+pub type OffloadKey = (BackendChoice, [String; 4]);
+
 impl Settings {
+    /// The settings [`offload_client`](Self::offload_client) reads: what
+    /// runs on that link (the recogniser, the plant sync) restarts when
+    /// this changes, and only then.
+    pub fn offload_key(&self) -> OffloadKey {
+        (
+            self.backend,
+            [
+                self.offload_endpoint.clone(),
+                self.tls_ca.clone(),
+                self.tls_cert.clone(),
+                self.tls_key.clone(),
+            ],
+        )
+    }
+
     /// How to reach the offload service these settings name, with the TLS
     /// files read now; `None` when recognition is local (no service to
     /// call or to sync with). The one reading of these settings, for the

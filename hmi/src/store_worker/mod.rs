@@ -24,7 +24,7 @@ pub use crate::store::plant_sync::{self, SyncError, SyncPolicy};
 
 use crate::auth::{Effect, PasswordOutcome};
 use crate::recognition::{CaptureSink, Enrolled, GalleryFeed};
-use crate::settings::{BackendChoice, Settings, SettingsError};
+use crate::settings::{OffloadKey, Settings, SettingsError};
 use crate::store::{
     now_millis, write_csv, AuditFilter, AuditRecord, ChainStatus, NewOperator, Operator,
     OperatorId, Role, SecretCheck, SecretKind, Store, StoreError, Subject,
@@ -152,18 +152,24 @@ pub struct StoreWorker {
     thread: Option<JoinHandle<()>>,
 }
 
-/// The recogniser's gallery: every template, by personnel number.
-fn gallery(store: &Store) -> Result<Enrolled, StoreError> {
-    let numbers: std::collections::HashMap<OperatorId, String> = store
-        .operators()?
-        .into_iter()
-        .map(|o| (o.id, o.personnel_no))
+/// Publishes the recogniser's gallery: every template, by the personnel
+/// number of `operators` (the list the worker just read for the UI).
+fn publish_gallery(
+    store: &Store,
+    operators: &[Operator],
+    feed: &GalleryFeed,
+) -> Result<(), StoreError> {
+    let numbers: std::collections::HashMap<OperatorId, &str> = operators
+        .iter()
+        .map(|o| (o.id, o.personnel_no.as_str()))
         .collect();
-    Ok(store
+    let gallery: Enrolled = store
         .templates()?
         .into_iter()
-        .filter_map(|(id, t)| Some((numbers.get(&id)?.clone(), t)))
-        .collect())
+        .filter_map(|(id, t)| Some((numbers.get(&id)?.to_string(), t)))
+        .collect();
+    feed.publish(gallery);
+    Ok(())
 }
 
 /// What the worker keeps besides the store.
@@ -301,22 +307,6 @@ fn handle(
     }))
 }
 
-/// What the plant sync depends on: backend, endpoint and the three TLS files.
-type PlantKey = (BackendChoice, [String; 4]);
-
-/// The plant sync's key in `settings`, to restart it only when that changes.
-fn plant_key(settings: &Settings) -> PlantKey {
-    (
-        settings.backend,
-        [
-            settings.offload_endpoint.clone(),
-            settings.tls_ca.clone(),
-            settings.tls_cert.clone(),
-            settings.tls_key.clone(),
-        ],
-    )
-}
-
 /// The worker thread's state.
 struct Worker {
     store: Rc<RefCell<Store>>,
@@ -327,7 +317,8 @@ struct Worker {
     policy: SyncPolicy,
     /// Wakes the sync (a local change to push).
     sync_wake: Rc<Notify>,
-    sync: Option<(PlantKey, tokio::task::JoinHandle<()>)>,
+    /// The running sync and the settings it was started for.
+    sync: Option<(OffloadKey, tokio::task::JoinHandle<()>)>,
 }
 
 impl Worker {
@@ -336,16 +327,9 @@ impl Worker {
         (self.wake)();
     }
 
-    fn publish_gallery(&self) {
-        match gallery(&self.store.borrow()) {
-            Ok(g) => self.feed.publish(g),
-            Err(e) => self.send(Event::Failed(e.to_string())),
-        }
-    }
-
     /// Starts, restarts or stops the plant sync for `settings`.
     fn follow(&mut self, settings: &Settings) {
-        let key = plant_key(settings);
+        let key = settings.offload_key();
         if self.sync.as_ref().is_some_and(|(k, _)| *k == key) {
             return;
         }
@@ -370,16 +354,18 @@ impl Worker {
                 let event = match outcome {
                     plant_sync::Round::Changed => {
                         let store = store.borrow();
-                        match (gallery(&store), store.operators()) {
-                            (Ok(g), Ok(operators)) => {
-                                feed.publish(g);
+                        let published = store.operators().and_then(|operators| {
+                            publish_gallery(&store, &operators, &feed).map(|()| operators)
+                        });
+                        match published {
+                            Ok(operators) => {
                                 let _ = events.send(Event::Changed {
                                     operators,
                                     enrolled: None,
                                 });
                                 Event::Plant(PlantStatus::Synced)
                             }
-                            (Err(e), _) | (_, Err(e)) => Event::Failed(e.to_string()),
+                            Err(e) => Event::Failed(e.to_string()),
                         }
                     }
                     plant_sync::Round::Unchanged => Event::Plant(PlantStatus::Synced),
@@ -400,13 +386,6 @@ impl Worker {
     }
 
     fn on_command(&mut self, command: Command) {
-        let changes_gallery = matches!(
-            command,
-            Command::CreateEnrolled { .. }
-                | Command::Enroll { .. }
-                | Command::DeleteOperator { .. }
-        );
-        let loads = matches!(command, Command::Load);
         let result = handle(&mut self.store.borrow_mut(), &mut self.held, command);
         let event = result.unwrap_or_else(|e| {
             tracing::warn!("store: {e}");
@@ -416,8 +395,12 @@ impl Worker {
             let settings = settings.clone();
             self.follow(&settings);
         }
-        if loads || (changes_gallery && matches!(event, Some(Event::Changed { .. }))) {
-            self.publish_gallery();
+        // A load, an enrollment or a deletion: the recognisers get the
+        // gallery that goes with the operator list the UI is sent.
+        if let Some(Event::Loaded { operators, .. } | Event::Changed { operators, .. }) = &event {
+            if let Err(e) = publish_gallery(&self.store.borrow(), operators, &self.feed) {
+                self.send(Event::Failed(e.to_string()));
+            }
             // The plant should hear of it soon.
             self.sync_wake.notify_one();
         }

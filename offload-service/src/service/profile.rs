@@ -11,9 +11,11 @@ use prost::Message;
 
 use crate::error::ServiceError;
 
-/// Checks a profile and encodes it for the store, its display name in NFC.
+/// Checks a profile (the rule the kiosk applies to the profiles it takes
+/// from the plant gallery) and encodes it for the store, its display name
+/// in NFC.
 pub fn encode(profile: &OperatorProfile) -> Result<Vec<u8>, ServiceError> {
-    let display_name = check(profile)?;
+    let display_name = check_profile(profile)?;
     if display_name == profile.display_name {
         return Ok(profile.encode_to_vec());
     }
@@ -30,13 +32,6 @@ pub fn decode(bytes: &[u8]) -> Option<OperatorProfile> {
     OperatorProfile::decode(bytes)
         .inspect_err(|e| tracing::warn!("a stored operator profile is unreadable: {e}"))
         .ok()
-}
-
-/// The display name as stored (NFC), or why the profile is refused: the
-/// rule is [`kubevision_proto::profile`]'s, which the kiosk applies to the
-/// profiles it takes from the plant gallery.
-fn check(p: &OperatorProfile) -> Result<String, ServiceError> {
-    Ok(check_profile(p)?)
 }
 
 #[cfg(test)]

@@ -1,5 +1,5 @@
 //! KubeVision's OPC UA server: tells the production line who is signed in at
-//! the kiosk and at what access level (issue 14, first slice).
+//! the kiosk and at what access level (issue 14).
 //!
 //! A sign-in that stays inside the kiosk changes nothing on the line; the
 //! machine's HMI and PLC decide what a person may do, and they speak OPC UA.
@@ -9,24 +9,39 @@
 //!
 //! Contents:
 //! - [`server`]: [`LineServer::start`], its [`Config`] and the [`Handle`]
-//!   that publishes state, hands out `SignOut()` requests and stops the
-//!   server when dropped.
-//! - [`nodes`]: the namespace URI, the stable string NodeIds and the tree.
+//!   that publishes state, hands out `SignOut()` requests (with the caller's
+//!   user name) and, when dropped, publishes the signed-out state, gives
+//!   subscribers a bounded moment to receive it and stops the server.
+//! - [`nodes`]: the namespace URI, the stable string NodeIds, the tree and
+//!   the two event types.
 //! - [`state`]: [`SessionState`] and [`Line`], plain data, and their mapping
 //!   to node values (no biometric data exists here).
-//! - `auth`: anonymous clients read; named users may also call `SignOut()`.
+//! - `events`: which `SignedIn`/`SignedOut` events a new state raises, and
+//!   their fields.
+//! - [`Credentials`]: the kiosk's check of user names and passwords for
+//!   `SignOut()`; the server never holds a password. Anonymous clients read;
+//!   user names are only taken on SignAndEncrypt endpoints (`auth`).
+//! - [`pki`]: the rejected client certificates and trusting one, for an
+//!   administrator's screen; a trusted certificate counts from the client's
+//!   next connection, without a restart.
 //!
 //! The namespace is also kept as a NodeSet2 file for integrators
-//! (`opcua/nodeset/`), which a test checks against this server. Not in this
-//! slice (see the README): SignedIn/SignedOut events, the
-//! rejected-certificate screen, the role → level table.
+//! (`opcua/nodeset/`), which a test checks against this server both ways.
+//! How to connect a WinCC Unified HMI or an S7-1500 to it, and the latency
+//! measured from a sign-in to a subscriber: `opcua/README.md`. The role →
+//! access-level table is the kiosk's, not this crate's.
 
 mod auth;
+mod events;
+mod node_manager;
 pub mod nodes;
+pub mod pki;
 pub mod server;
 pub mod state;
 
+pub use auth::Credentials;
 /// The stack, re-exported for callers that need its types.
 pub use opcua;
-pub use server::{Config, Error, Handle, LineServer, SignOutRequest, User, DEFAULT_PORT};
+pub use pki::ClientCertificate;
+pub use server::{Config, Error, Handle, LineServer, SignOutRequest, DEFAULT_PORT};
 pub use state::{Line, SessionState};

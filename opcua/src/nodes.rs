@@ -13,7 +13,7 @@
 //!    ├─ Line                       (Object)  s=KubeVision.Line
 //!    │  ├─ LineId        String              s=KubeVision.Line.LineId
 //!    │  └─ KioskName     String              s=KubeVision.Line.KioskName
-//!    └─ Session                    (Object)  s=KubeVision.Session
+//!    └─ Session                    (Object, event notifier)  s=KubeVision.Session
 //!       ├─ SignedIn        Boolean           s=KubeVision.Session.SignedIn
 //!       ├─ PersonnelNumber String            s=KubeVision.Session.PersonnelNumber
 //!       ├─ DisplayName     String            s=KubeVision.Session.DisplayName
@@ -23,13 +23,29 @@
 //!       ├─ Factors         String            s=KubeVision.Session.Factors
 //!       ├─ ExpiresAt       DateTime          s=KubeVision.Session.ExpiresAt
 //!       └─ SignOut()       Method            s=KubeVision.Session.SignOut
+//!
+//! Types/ObjectTypes/BaseObjectType/BaseEventType
+//! ├─ SignedInEventType             (ObjectType)  s=KubeVision.SignedInEventType
+//! │  └─ PersonnelNumber … ExpiresAt (properties) s=KubeVision.SignedInEventType.<name>
+//! └─ SignedOutEventType            (ObjectType)  s=KubeVision.SignedOutEventType
+//!    └─ PersonnelNumber … ExpiresAt (properties) s=KubeVision.SignedOutEventType.<name>
 //! ```
+//!
+//! `Session` is the source of both events and an event notifier (clients may
+//! subscribe to events there or at the Server object, which has a
+//! `HasNotifier` reference to it). The event properties are the `Session`
+//! variables except `SignedIn`, with the same names and data types.
 //!
 //! Every variable is read-only over OPC UA: the kiosk is the only writer.
 
-use ::opcua::nodes::{MethodBuilder, ObjectBuilder, VariableBuilder};
+use ::opcua::nodes::{
+    EventNotifier, MethodBuilder, ObjectBuilder, ObjectTypeBuilder, ReferenceDirection,
+    VariableBuilder,
+};
 use ::opcua::server::address_space::AddressSpace;
-use ::opcua::types::{DataTypeId, NodeId, ObjectId, ObjectTypeId, QualifiedName, VariableTypeId};
+use ::opcua::types::{
+    DataTypeId, NodeId, ObjectId, ObjectTypeId, QualifiedName, ReferenceTypeId, VariableTypeId,
+};
 
 use crate::state::{Line, SessionState};
 
@@ -45,6 +61,11 @@ pub const KIOSK_NAME: &str = "KubeVision.Line.KioskName";
 pub const SESSION: &str = "KubeVision.Session";
 /// The `SignOut()` method, a component of `Session`; no arguments.
 pub const SIGN_OUT: &str = "KubeVision.Session.SignOut";
+/// The event type raised when an operator signs in (or the level of the
+/// current session changes), a subtype of BaseEventType.
+pub const SIGNED_IN_EVENT_TYPE: &str = "KubeVision.SignedInEventType";
+/// The event type raised when a session ends, with the ended session's fields.
+pub const SIGNED_OUT_EVENT_TYPE: &str = "KubeVision.SignedOutEventType";
 
 /// The variables of the `Session` object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -96,6 +117,18 @@ impl SessionVariable {
         NodeId::new(ns, self.node_id_str())
     }
 
+    /// The `Session` variables that are also event properties: all but
+    /// `SignedIn` (the event type says that).
+    pub const EVENT_FIELDS: [SessionVariable; 7] = [
+        SessionVariable::PersonnelNumber,
+        SessionVariable::DisplayName,
+        SessionVariable::Role,
+        SessionVariable::AccessLevel,
+        SessionVariable::SignedInAt,
+        SessionVariable::Factors,
+        SessionVariable::ExpiresAt,
+    ];
+
     fn data_type(self) -> DataTypeId {
         match self {
             SessionVariable::SignedIn => DataTypeId::Boolean,
@@ -106,8 +139,9 @@ impl SessionVariable {
     }
 }
 
-/// Adds the `KubeVision` tree to `space` in namespace `ns`, with the line's
-/// values and a signed-out session (the truth after any restart).
+/// Adds the `KubeVision` tree and the two event types to `space` in
+/// namespace `ns`, with the line's values and a signed-out session (the
+/// truth after any restart).
 pub(crate) fn build(space: &mut AddressSpace, ns: u16, line: &Line) {
     let id = |s: &str| NodeId::new(ns, s);
     let name = |s: &str| QualifiedName::new(ns, s);
@@ -116,12 +150,23 @@ pub(crate) fn build(space: &mut AddressSpace, ns: u16, line: &Line) {
         .organized_by(ObjectId::ObjectsFolder)
         .has_type_definition(ObjectTypeId::BaseObjectType)
         .insert(space);
-    for (node, browse) in [(LINE, "Line"), (SESSION, "Session")] {
-        ObjectBuilder::new(&id(node), name(browse), browse)
-            .component_of(id(ROOT))
-            .has_type_definition(ObjectTypeId::BaseObjectType)
-            .insert(space);
-    }
+    ObjectBuilder::new(&id(LINE), name("Line"), "Line")
+        .component_of(id(ROOT))
+        .has_type_definition(ObjectTypeId::BaseObjectType)
+        .insert(space);
+    ObjectBuilder::new(&id(SESSION), name("Session"), "Session")
+        .component_of(id(ROOT))
+        .has_type_definition(ObjectTypeId::BaseObjectType)
+        .event_notifier(EventNotifier::SUBSCRIBE_TO_EVENTS)
+        // Where clients that walk the notifier tree from the Server object
+        // find it (the stack itself delivers every event to Server
+        // subscribers anyway).
+        .reference(
+            ObjectId::Server,
+            ReferenceTypeId::HasNotifier,
+            ReferenceDirection::Inverse,
+        )
+        .insert(space);
     for (node, browse, value) in [
         (LINE_ID, "LineId", &line.line_id),
         (KIOSK_NAME, "KioskName", &line.kiosk_name),
@@ -144,6 +189,35 @@ pub(crate) fn build(space: &mut AddressSpace, ns: u16, line: &Line) {
     MethodBuilder::new(&id(SIGN_OUT), name("SignOut"), "SignOut")
         .component_of(id(SESSION))
         .insert(space);
+
+    for (event_type, browse) in [
+        (SIGNED_IN_EVENT_TYPE, "SignedInEventType"),
+        (SIGNED_OUT_EVENT_TYPE, "SignedOutEventType"),
+    ] {
+        ObjectTypeBuilder::new(&id(event_type), name(browse), browse)
+            .subtype_of(ObjectTypeId::BaseEventType)
+            .is_abstract(false)
+            .insert(space);
+        // Instance declarations: the type's properties, Mandatory in every
+        // event. Their values are the signed-out ones (an empty string, 0, a
+        // null DateTime), only so that they are of the declared data type.
+        for (var, value) in SessionState::signed_out().values() {
+            if !SessionVariable::EVENT_FIELDS.contains(&var) {
+                continue;
+            }
+            VariableBuilder::new(
+                &id(&format!("{event_type}.{}", var.name())),
+                name(var.name()),
+                var.name(),
+            )
+            .data_type(var.data_type())
+            .value(value)
+            .has_type_definition(VariableTypeId::PropertyType)
+            .has_modelling_rule(ObjectId::ModellingRule_Mandatory)
+            .property_of(id(event_type))
+            .insert(space);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -164,5 +238,7 @@ mod tests {
         }
         assert_eq!(SIGN_OUT, "KubeVision.Session.SignOut");
         assert_eq!(LINE_ID, "KubeVision.Line.LineId");
+        assert_eq!(SIGNED_IN_EVENT_TYPE, "KubeVision.SignedInEventType");
+        assert_eq!(SIGNED_OUT_EVENT_TYPE, "KubeVision.SignedOutEventType");
     }
 }

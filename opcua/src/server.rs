@@ -1,62 +1,77 @@
 //! The server's lifetime: [`LineServer::start`] runs it on a thread and tokio
-//! runtime of its own and hands back a [`Handle`]; dropping the handle stops
-//! it.
+//! runtime of its own and hands back a [`Handle`]; dropping the handle tells
+//! the line that nobody is signed in any more, then stops the server.
 //!
 //! Why a thread of its own: the kiosk's UI thread must never wait on a
 //! client, a socket or a lock held by a slow browse. So [`Handle::publish`]
 //! only queues the new state (the server thread writes it into the address
-//! space and notifies subscribers), and `SignOut()` calls come back on a
-//! plain channel that the UI polls once a frame ([`Handle::sign_out_requests`]).
+//! space, raises the SignedIn/SignedOut events and notifies subscribers), and
+//! `SignOut()` calls come back on a plain channel that the UI polls once a
+//! frame ([`Handle::sign_out_requests`]).
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::mpsc;
-use std::sync::Arc;
+use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use ::opcua::crypto::SecurityPolicy;
-use ::opcua::server::authenticator::DefaultAuthenticator;
+use ::opcua::server::address_space::AddressSpace;
 use ::opcua::server::diagnostics::NamespaceMetadata;
-use ::opcua::server::node_manager::memory::{simple_node_manager, SimpleNodeManager};
+use ::opcua::server::node_manager::memory::InMemoryNodeManagerBuilder;
+use ::opcua::server::node_manager::ServerContext;
 use ::opcua::server::{
-    ServerBuilder, ServerEndpoint, ServerHandle, ServerUserToken, ANONYMOUS_USER_TOKEN_ID,
+    ServerBuilder, ServerEndpoint, ServerHandle, SubscriptionCache, ANONYMOUS_USER_TOKEN_ID,
 };
 use ::opcua::types::{BuildInfo, DataValue, DateTime, MessageSecurityMode, NodeId};
 use tokio::sync::mpsc as tokio_mpsc;
 
-use crate::nodes::{self, NAMESPACE_URI, SIGN_OUT};
+use crate::auth::{Credentials, KioskAuth};
+use crate::events;
+use crate::node_manager::{KioskNodeManager, KioskNodes, SessionTracker};
+use crate::nodes::{self, NAMESPACE_URI};
 use crate::state::{Line, SessionState};
 
 /// The default OPC UA port (IANA-registered for opc.tcp).
 pub const DEFAULT_PORT: u16 = 4840;
 
-/// A user name and password that may call `SignOut()`.
-#[derive(Clone)]
-pub struct User {
-    pub name: String,
-    pub password: String,
-}
+/// How often the stack looks for subscriptions whose publishing interval has
+/// elapsed. async-opcua's default is 100 ms, which alone puts a sign-in up
+/// to 100 ms late on the line; 10 ms costs a few wake-ups a second per
+/// subscription and nothing when none exist.
+const SUBSCRIPTION_TICK_MS: u64 = 10;
+/// The shortest publishing interval a client is granted (a client that asks
+/// for less gets this). The default is 100 ms; see README, "Latency".
+pub const MIN_PUBLISHING_INTERVAL_MS: f64 = 20.0;
+/// The shortest sampling interval granted. Our values are pushed, not
+/// sampled; the interval only delays a second change that comes sooner than
+/// this after the first (sign-in, then an immediate sign-out).
+const MIN_SAMPLING_INTERVAL_MS: f64 = 10.0;
 
-impl std::fmt::Debug for User {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("User")
-            .field("name", &self.name)
-            .finish_non_exhaustive()
-    }
-}
+/// The longest a closing [`Handle`] waits for subscribers to receive the
+/// signed-out state.
+pub const CLOSE_FLUSH_LIMIT: Duration = Duration::from_secs(1);
+/// How long after the last notification has left the subscriptions the
+/// close still waits, for the response to reach the socket.
+const SEND_GRACE: Duration = Duration::from_millis(50);
 
 /// How the server listens and whom it lets in.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Config {
-    /// The address to listen on, also the host in the advertised endpoint
-    /// URLs. Default `0.0.0.0` (every interface: the line is on the network).
+    /// The address to listen on. Default `0.0.0.0` (every interface: the line
+    /// is on the network).
     pub host: String,
     /// Default [`DEFAULT_PORT`]; 0 picks a free port (see [`Handle::local_addr`]).
     pub port: u16,
+    /// The host name in the endpoint URLs the server hands out (GetEndpoints,
+    /// discovery). `None`: `host`, unless `host` is a wildcard (`0.0.0.0`,
+    /// `::` or empty), which no client can connect to; then the machine's
+    /// host name. Set it where the line knows the kiosk by another name or an
+    /// IP address.
+    pub advertised_host: Option<String>,
     /// The PKI folder: `own/cert.der` and `private/private.pem` are made here
     /// (self-signed) at first start; client certificates land in `rejected/`
-    /// and are trusted by moving them to `trusted/`.
+    /// and are trusted by moving them to `trusted/` ([`crate::pki`]).
     pub pki_dir: PathBuf,
     pub line: Line,
     /// Offer the unsecured `None` endpoint (anonymous, read-only: user names
@@ -65,11 +80,29 @@ pub struct Config {
     pub allow_security_none: bool,
     /// Let clients connect without credentials (read-only). Default on.
     pub anonymous_read: bool,
-    /// The users who may call `SignOut()`.
-    pub users: Vec<User>,
+    /// Who may call `SignOut()`: user names and passwords, checked by the
+    /// kiosk. `None` (the default): no UserName token is offered, and nobody
+    /// can call `SignOut()`.
+    pub credentials: Option<Arc<dyn Credentials>>,
     /// Trust every client certificate. Only for tests: it defeats the point of
     /// a trust folder.
     pub trust_all_client_certs: bool,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("advertised_host", &self.advertised_host)
+            .field("pki_dir", &self.pki_dir)
+            .field("line", &self.line)
+            .field("allow_security_none", &self.allow_security_none)
+            .field("anonymous_read", &self.anonymous_read)
+            .field("credentials", &self.credentials.as_ref().map(|_| ".."))
+            .field("trust_all_client_certs", &self.trust_all_client_certs)
+            .finish()
+    }
 }
 
 impl Config {
@@ -78,17 +111,54 @@ impl Config {
         Self {
             host: "0.0.0.0".into(),
             port: DEFAULT_PORT,
+            advertised_host: None,
             pki_dir: pki_dir.into(),
             line,
             allow_security_none: false,
             anonymous_read: true,
-            users: Vec::new(),
+            credentials: None,
             trust_all_client_certs: false,
+        }
+    }
+
+    /// The host in the endpoint URLs (see [`Config::advertised_host`]); an
+    /// IPv6 literal in brackets, as URLs write it.
+    pub fn endpoint_host(&self) -> String {
+        let host = match self.advertised_host.as_deref().map(str::trim) {
+            Some(h) if !h.is_empty() => h.to_owned(),
+            _ if is_wildcard(&self.host) => host_name(),
+            _ => self.host.trim().to_owned(),
+        };
+        if host.contains(':') && !host.starts_with('[') {
+            format!("[{host}]")
+        } else {
+            host
         }
     }
 }
 
-/// Why the server did not start, or no longer runs.
+/// An address that means "every interface" when listening and nothing when
+/// connecting.
+fn is_wildcard(host: &str) -> bool {
+    matches!(host.trim(), "" | "0.0.0.0" | "::" | "[::]")
+}
+
+/// The machine's host name; `localhost` only if it has none.
+fn host_name() -> String {
+    let name = gethostname::gethostname()
+        .to_string_lossy()
+        .trim()
+        .to_owned();
+    if name.is_empty() {
+        tracing::warn!("OPC UA: the machine has no host name; advertising localhost");
+        "localhost".into()
+    } else {
+        name
+    }
+}
+
+/// Why the server did not start, or no longer runs, or why a certificate
+/// could not be listed or trusted ([`crate::pki`]).
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("could not listen on {addr}: {source}")]
@@ -102,11 +172,26 @@ pub enum Error {
     Config(String),
     #[error("the OPC UA server has stopped")]
     Stopped,
+    #[error(
+        "{0:?} is not a certificate file name: it may not be empty, `.` or `..`, or contain a path separator"
+    )]
+    CertificateName(String),
+    #[error("there is no rejected certificate {name:?} in {dir}")]
+    NoSuchCertificate { name: String, dir: PathBuf },
+    #[error("could not {action} {path}: {source}")]
+    Pki {
+        action: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
-/// A client called `SignOut()` (with credentials that allow it).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SignOutRequest;
+/// A client called `SignOut()`, signed in to the server as `user` (a user
+/// name [`Credentials`] accepted). The kiosk writes it into the audit row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignOutRequest {
+    pub user: String,
+}
 
 /// Starts the server.
 pub struct LineServer;
@@ -117,7 +202,7 @@ impl LineServer {
     pub fn start(config: Config) -> Result<Handle, Error> {
         let (ready_tx, ready_rx) = mpsc::sync_channel(1);
         let (sign_out_tx, sign_out_rx) = mpsc::channel();
-        let (publish_tx, publish_rx) = tokio_mpsc::unbounded_channel();
+        let (command_tx, command_rx) = tokio_mpsc::unbounded_channel();
         let thread = std::thread::Builder::new()
             .name("opcua-server".into())
             .spawn(move || {
@@ -133,15 +218,16 @@ impl LineServer {
                         return;
                     }
                 };
-                runtime.block_on(serve(config, ready_tx, sign_out_tx, publish_rx));
+                runtime.block_on(serve(config, ready_tx, sign_out_tx, command_rx));
             })
             .map_err(Error::Thread)?;
         match ready_rx.recv() {
             Ok(Ok(ready)) => Ok(Handle {
                 local_addr: ready.local_addr,
                 namespace_index: ready.namespace_index,
+                endpoint_url: ready.endpoint_url,
                 server: ready.server,
-                publish_tx,
+                commands: command_tx,
                 sign_out_rx,
                 thread: Some(thread),
             }),
@@ -160,15 +246,27 @@ impl LineServer {
 struct Ready {
     local_addr: SocketAddr,
     namespace_index: u16,
+    endpoint_url: String,
     server: ServerHandle,
 }
 
-/// The running server. Dropping it stops the server and joins its thread.
+/// What the handle asks of the server thread, in order.
+enum Command {
+    Publish(SessionState),
+    /// Publish the signed-out state, wait (bounded) until subscribers have
+    /// it, then answer.
+    Close(mpsc::Sender<()>),
+}
+
+/// The running server. Dropping it publishes the signed-out state, gives
+/// subscribers up to [`CLOSE_FLUSH_LIMIT`] to receive it, then stops the
+/// server and joins its thread.
 pub struct Handle {
     local_addr: SocketAddr,
     namespace_index: u16,
+    endpoint_url: String,
     server: ServerHandle,
-    publish_tx: tokio_mpsc::UnboundedSender<SessionState>,
+    commands: tokio_mpsc::UnboundedSender<Command>,
     sign_out_rx: mpsc::Receiver<SignOutRequest>,
     thread: Option<JoinHandle<()>>,
 }
@@ -184,11 +282,19 @@ impl Handle {
         self.namespace_index
     }
 
+    /// The URL the server hands out in its endpoint descriptions and
+    /// discovery URLs, e.g. `opc.tcp://kiosk-7a:4840/`, for showing to the
+    /// person who configures the line.
+    pub fn endpoint_url(&self) -> &str {
+        &self.endpoint_url
+    }
+
     /// Queues a new session state; the server thread writes it into the
-    /// address space and notifies subscribers. Never blocks.
+    /// address space, raises SignedIn/SignedOut events as the change demands
+    /// (see the `events` module) and notifies subscribers. Never blocks.
     pub fn publish(&self, state: &SessionState) -> Result<(), Error> {
-        self.publish_tx
-            .send(state.clone())
+        self.commands
+            .send(Command::Publish(state.clone()))
             .map_err(|_| Error::Stopped)
     }
 
@@ -201,7 +307,16 @@ impl Handle {
 }
 
 impl Drop for Handle {
+    /// Blocks for up to about [`CLOSE_FLUSH_LIMIT`]: a line that is told
+    /// nothing when the kiosk closes would keep the last operator's level
+    /// until its connection times out.
     fn drop(&mut self) {
+        let (done_tx, done_rx) = mpsc::channel();
+        if self.commands.send(Command::Close(done_tx)).is_ok() {
+            // The server thread bounds its own wait; this bound only guards
+            // against a runtime that no longer runs at all.
+            let _ = done_rx.recv_timeout(CLOSE_FLUSH_LIMIT + Duration::from_secs(2));
+        }
         self.server.cancel();
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
@@ -213,10 +328,16 @@ async fn serve(
     config: Config,
     ready_tx: mpsc::SyncSender<Result<Ready, Error>>,
     sign_out_tx: mpsc::Sender<SignOutRequest>,
-    mut publish_rx: tokio_mpsc::UnboundedReceiver<SessionState>,
+    commands: tokio_mpsc::UnboundedReceiver<Command>,
 ) {
+    // An empty host listens everywhere too; an IPv6 literal may come in
+    // URL brackets.
+    let bind_host = match config.host.trim() {
+        "" => "0.0.0.0",
+        h => h.trim_start_matches('[').trim_end_matches(']'),
+    };
     let addr = format!("{}:{}", config.host, config.port);
-    let listener = match tokio::net::TcpListener::bind(&addr).await {
+    let listener = match tokio::net::TcpListener::bind((bind_host, config.port)).await {
         Ok(l) => l,
         Err(source) => {
             let _ = ready_tx.send(Err(Error::Bind { addr, source }));
@@ -230,7 +351,12 @@ async fn serve(
             return;
         }
     };
-    let (server, handle) = match builder(&config, local_addr.port()).build() {
+    let host = config.endpoint_host();
+    let endpoint_url = format!("opc.tcp://{host}:{}/", local_addr.port());
+    let tracker = Arc::new(SessionTracker::default());
+    let builder = builder(&config, &host, local_addr.port(), sign_out_tx)
+        .with_type_tree_getter(tracker.clone());
+    let (server, handle) = match builder.build() {
         Ok(pair) => pair,
         Err(e) => {
             let _ = ready_tx.send(Err(Error::Config(e)));
@@ -238,77 +364,174 @@ async fn serve(
         }
     };
     let (Some(manager), Some(ns)) = (
-        handle.node_managers().get_of_type::<SimpleNodeManager>(),
+        handle.node_managers().get_of_type::<KioskNodeManager>(),
         handle.get_namespace_index(NAMESPACE_URI),
     ) else {
         let _ = ready_tx.send(Err(Error::Config("our node manager is missing".into())));
         return;
     };
-    {
-        let space = manager.address_space();
-        let mut space = space.write();
-        nodes::build(&mut space, ns, &config.line);
+
+    let publisher = Publisher {
+        manager,
+        subscriptions: handle.subscriptions().clone(),
+        tracker,
+        ns,
+        current: SessionState::signed_out(),
+    };
+    tokio::spawn(publisher.run(commands));
+
+    let info = handle.info().clone();
+    let mut running = tokio::spawn(server.run_with(listener));
+    // Ready once the stack has set up its node managers (our types are then
+    // in its type tree) and knows its port: clients may connect right away.
+    while info.port.load(std::sync::atomic::Ordering::Relaxed) == 0 && !running.is_finished() {
+        tokio::time::sleep(Duration::from_millis(2)).await;
     }
-    manager
-        .inner()
-        .add_method_callback(NodeId::new(ns, SIGN_OUT), move |_args| {
-            tracing::info!("OPC UA: SignOut() called");
-            // The owner may have gone; the call still succeeds for the client,
-            // and the next start is signed out anyway.
-            let _ = sign_out_tx.send(SignOutRequest);
-            Ok(Vec::new())
-        });
-
-    let subscriptions = handle.subscriptions().clone();
-    let publisher = Arc::clone(&manager);
-    tokio::spawn(async move {
-        while let Some(state) = publish_rx.recv().await {
-            let now = DateTime::now();
-            let values: Vec<(NodeId, DataValue)> = state
-                .values()
-                .into_iter()
-                .map(|(var, value)| (var.node_id(ns), DataValue::new_at(value, now)))
-                .collect();
-            if let Err(status) = publisher.set_values(
-                &subscriptions,
-                values.iter().map(|(id, v)| (id, None, v.clone())),
-            ) {
-                tracing::error!(%status, "OPC UA: could not publish the session state");
-            }
-        }
-    });
-
+    if running.is_finished() {
+        let e = match (&mut running).await {
+            Ok(Err(e)) => e,
+            Ok(Ok(())) => "stopped at start".into(),
+            Err(e) => e.to_string(),
+        };
+        let _ = ready_tx.send(Err(Error::Config(e)));
+        return;
+    }
     let _ = ready_tx.send(Ok(Ready {
         local_addr,
         namespace_index: ns,
+        endpoint_url: endpoint_url.clone(),
         server: handle.clone(),
     }));
-    tracing::info!(%local_addr, "OPC UA server listening");
-    if let Err(e) = server.run_with(listener).await {
-        tracing::error!(error = %e, "OPC UA server stopped");
+    tracing::info!(%local_addr, %endpoint_url, "OPC UA server listening");
+    match running.await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::error!(error = %e, "OPC UA server stopped"),
+        Err(e) => tracing::error!(error = %e, "OPC UA server failed"),
     }
 }
 
-/// The async-opcua configuration for `config`, advertising `port`.
-fn builder(config: &Config, port: u16) -> ServerBuilder {
+/// Writes published states into the address space, on the server's runtime.
+struct Publisher {
+    manager: Arc<KioskNodeManager>,
+    subscriptions: Arc<SubscriptionCache>,
+    tracker: Arc<SessionTracker>,
+    ns: u16,
+    /// What the address space says now (a signed-out state has every field
+    /// empty).
+    current: SessionState,
+}
+
+impl Publisher {
+    async fn run(mut self, mut commands: tokio_mpsc::UnboundedReceiver<Command>) {
+        while let Some(command) = commands.recv().await {
+            match command {
+                Command::Publish(state) => self.apply(state),
+                Command::Close(done) => {
+                    self.apply(SessionState::signed_out());
+                    self.flush().await;
+                    let _ = done.send(());
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Writes `state` and raises the events the change calls for, values
+    /// first: a client that reacts to an event and reads the variables finds
+    /// them already changed.
+    fn apply(&mut self, state: SessionState) {
+        let next = if state.signed_in {
+            state
+        } else {
+            SessionState::signed_out()
+        };
+        let now = DateTime::now();
+        let values: Vec<(NodeId, DataValue)> = next
+            .values()
+            .into_iter()
+            .map(|(var, value)| (var.node_id(self.ns), DataValue::new_at(value, now)))
+            .collect();
+        if let Err(status) = self.manager.set_values(
+            &self.subscriptions,
+            values.iter().map(|(id, v)| (id, None, v.clone())),
+        ) {
+            tracing::error!(%status, "OPC UA: could not publish the session state");
+        }
+        let raised: Vec<_> = events::changes(&self.current, &next)
+            .iter()
+            .map(|change| events::event(self.ns, change, now))
+            .collect();
+        if !raised.is_empty() {
+            let source = NodeId::new(self.ns, nodes::SESSION);
+            self.subscriptions
+                .notify_events(raised.iter().map(|e| (&**e as _, &source)));
+        }
+        self.current = next;
+    }
+
+    /// Waits until no subscription of a known session holds an unsent
+    /// notification, then [`SEND_GRACE`] for the last responses to be
+    /// written; at most [`CLOSE_FLUSH_LIMIT`]. The stack packs notifications
+    /// into a message once a subscription's publishing interval has elapsed
+    /// and sends it on a waiting Publish request, so this is about one
+    /// publishing interval for a client that keeps requests outstanding (as
+    /// clients do).
+    async fn flush(&self) {
+        let start = Instant::now();
+        let mut settled_since: Option<Instant> = None;
+        loop {
+            let delivery = self.tracker.delivery(&self.subscriptions);
+            let now = Instant::now();
+            if delivery.pending {
+                settled_since = None;
+            } else if now - *settled_since.get_or_insert(now) >= SEND_GRACE {
+                return;
+            }
+            if now - start >= CLOSE_FLUSH_LIMIT {
+                tracing::warn!(
+                    longest_publishing_interval = ?delivery.longest_interval,
+                    "OPC UA: closing before every subscriber had the signed-out state"
+                );
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+}
+
+/// The async-opcua configuration for `config`, advertising `host:port`.
+fn builder(
+    config: &Config,
+    host: &str,
+    port: u16,
+    sign_out_tx: mpsc::Sender<SignOutRequest>,
+) -> ServerBuilder {
     let kiosk = if config.line.kiosk_name.is_empty() {
         "kiosk"
     } else {
         &config.line.kiosk_name
     };
-    let mut token_ids: Vec<String> = Vec::new();
-    if config.anonymous_read {
-        token_ids.push(ANONYMOUS_USER_TOKEN_ID.to_string());
-    }
-    let mut users = BTreeMap::new();
-    for (i, user) in config.users.iter().enumerate() {
-        let id = format!("user{i}");
-        users.insert(
-            id.clone(),
-            ServerUserToken::user_pass(user.name.clone(), user.password.clone()),
-        );
-        token_ids.push(id);
-    }
+    let line = config.line.clone();
+    let our_nodes =
+        InMemoryNodeManagerBuilder::new(move |context: ServerContext, space: &mut AddressSpace| {
+            let ns = context
+                .type_tree
+                .write()
+                .namespaces_mut()
+                .add_namespace(NAMESPACE_URI);
+            space.add_namespace(NAMESPACE_URI, ns);
+            // Built here, not in `init`: the stack loads our event types
+            // into its type tree right after `init`, from this address space.
+            nodes::build(space, ns, &line);
+            KioskNodes {
+                namespace: NamespaceMetadata {
+                    namespace_uri: NAMESPACE_URI.to_owned(),
+                    namespace_index: ns,
+                    ..Default::default()
+                },
+                sign_out_tx,
+            }
+        });
     let mut b = ServerBuilder::new()
         .application_name(format!("KubeVision {kiosk}"))
         .application_uri(format!("urn:kubevision:kiosk:{kiosk}"))
@@ -321,34 +544,29 @@ fn builder(config: &Config, port: u16) -> ServerBuilder {
             build_number: "0".into(),
             build_date: DateTime::null(),
         })
-        .host(config.host.clone())
+        .host(host)
         .port(port)
         .pki_dir(config.pki_dir.clone())
         .create_sample_keypair(true)
         .trust_client_certs(config.trust_all_client_certs)
-        .discovery_urls(vec!["/".to_owned()])
-        .with_node_manager(simple_node_manager(
-            NamespaceMetadata {
-                namespace_uri: NAMESPACE_URI.to_owned(),
-                ..Default::default()
-            },
-            "kubevision",
-        ))
-        .with_authenticator(Arc::new(crate::auth::KioskAuth {
-            inner: DefaultAuthenticator::new(users.clone()),
+        .discovery_urls(vec![format!("opc.tcp://{host}:{port}/")])
+        .subscription_poll_interval_ms(SUBSCRIPTION_TICK_MS)
+        .with_node_manager(our_nodes)
+        .with_authenticator(Arc::new(KioskAuth {
+            credentials: config.credentials.clone(),
         }));
-    for (id, token) in users {
-        b = b.add_user_token(id, token);
-    }
-    // User names and passwords only on SignAndEncrypt endpoints: async-opcua
-    // names no separate password policy, and clients then send the password
-    // as it is, which a None or Sign-only channel would carry in clear text.
-    // So SignOut() needs an encrypted channel; elsewhere clients are anonymous.
-    let anonymous: Vec<String> = token_ids
-        .iter()
-        .filter(|id| *id == ANONYMOUS_USER_TOKEN_ID)
-        .cloned()
-        .collect();
+    let limits = &mut b.limits_mut().subscriptions;
+    limits.min_publishing_interval_ms = MIN_PUBLISHING_INTERVAL_MS;
+    limits.min_sampling_interval_ms = MIN_SAMPLING_INTERVAL_MS;
+
+    // Endpoints name the anonymous token only; whether a UserName token is
+    // offered is KioskAuth's decision (SignAndEncrypt endpoints, and only
+    // when there are users), so the stack holds no user list at all.
+    let anonymous: Vec<String> = if config.anonymous_read {
+        vec![ANONYMOUS_USER_TOKEN_ID.to_string()]
+    } else {
+        Vec::new()
+    };
     if config.allow_security_none {
         b = b.add_endpoint("none", ServerEndpoint::new_none("/", &anonymous));
     }
@@ -374,12 +592,61 @@ fn builder(config: &Config, port: u16) -> ServerBuilder {
             MessageSecurityMode::SignAndEncrypt,
         ),
     ] {
-        let tokens = if mode == MessageSecurityMode::SignAndEncrypt {
-            &token_ids
-        } else {
-            &anonymous
-        };
-        b = b.add_endpoint(id, ServerEndpoint::new("/", policy, mode, tokens));
+        b = b.add_endpoint(id, ServerEndpoint::new("/", policy, mode, &anonymous));
     }
     b
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(host: &str, advertised: Option<&str>) -> Config {
+        let mut c = Config::new(Line::default(), "/nonexistent");
+        c.host = host.into();
+        c.advertised_host = advertised.map(Into::into);
+        c
+    }
+
+    #[test]
+    fn wildcards_advertise_the_host_name() {
+        for wildcard in ["0.0.0.0", "::", "", "[::]"] {
+            let host = config(wildcard, None).endpoint_host();
+            assert_eq!(host, host_name(), "{wildcard:?}");
+            assert!(!host.is_empty() && host != "0.0.0.0" && host != "[::]");
+        }
+    }
+
+    #[test]
+    fn a_named_host_or_an_explicit_one_is_advertised_as_it_is() {
+        assert_eq!(config("192.168.7.20", None).endpoint_host(), "192.168.7.20");
+        assert_eq!(
+            config("0.0.0.0", Some("kiosk-7a.line.example")).endpoint_host(),
+            "kiosk-7a.line.example"
+        );
+        assert_eq!(
+            config("127.0.0.1", Some("10.0.0.5")).endpoint_host(),
+            "10.0.0.5"
+        );
+        // An empty override is no override.
+        assert_eq!(config("127.0.0.1", Some(" ")).endpoint_host(), "127.0.0.1");
+        // IPv6 literals go in brackets, as in any URL.
+        assert_eq!(config("::1", None).endpoint_host(), "[::1]");
+    }
+
+    #[test]
+    fn config_debug_does_not_print_credentials() {
+        struct Nobody;
+        impl Credentials for Nobody {
+            fn any_users(&self) -> bool {
+                false
+            }
+            fn verify(&self, _: &str, _: &str) -> bool {
+                false
+            }
+        }
+        let mut c = config("0.0.0.0", None);
+        c.credentials = Some(Arc::new(Nobody));
+        assert!(format!("{c:?}").contains("credentials: Some(\"..\")"));
+    }
 }

@@ -1,0 +1,166 @@
+//! Our node manager: the `KubeVision` tree in memory, `SignOut()` with the
+//! caller's user name, and no writes.
+//!
+//! async-opcua's `SimpleNodeManager` would keep the tree as well, but its
+//! method callbacks see only the arguments, not the session; the kiosk's
+//! audit row needs to know *who* asked for the sign-out, so the method runs
+//! here with the request's context.
+//!
+//! Also here: [`SessionTracker`], which notes every session that creates
+//! monitored items, so that a closing kiosk can wait until those sessions'
+//! subscriptions have sent the signed-out state (see `server.rs`).
+
+use std::collections::HashSet;
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::Duration;
+
+use ::opcua::server::address_space::AddressSpace;
+use ::opcua::server::diagnostics::NamespaceMetadata;
+use ::opcua::server::node_manager::memory::{InMemoryNodeManager, InMemoryNodeManagerImpl};
+use ::opcua::server::node_manager::{
+    MethodCall, RequestContext, ServerContext, TypeTreeForUser, TypeTreeForUserStatic,
+    TypeTreeReadContext, WriteNode,
+};
+use ::opcua::server::SubscriptionCache;
+use ::opcua::sync::RwLock;
+use ::opcua::types::{NodeId, StatusCode};
+use async_trait::async_trait;
+
+use crate::auth::user_name;
+use crate::nodes::SIGN_OUT;
+use crate::server::SignOutRequest;
+
+pub(crate) type KioskNodeManager = InMemoryNodeManager<KioskNodes>;
+
+pub(crate) struct KioskNodes {
+    pub(crate) namespace: NamespaceMetadata,
+    pub(crate) sign_out_tx: mpsc::Sender<SignOutRequest>,
+}
+
+impl KioskNodes {
+    fn sign_out_id(&self) -> NodeId {
+        NodeId::new(self.namespace.namespace_index, SIGN_OUT)
+    }
+}
+
+#[async_trait]
+impl InMemoryNodeManagerImpl for KioskNodes {
+    async fn init(&self, _address_space: &mut AddressSpace, _context: ServerContext) {
+        // The tree is built with the node manager (server.rs), before the
+        // stack loads its types into the type tree.
+    }
+
+    fn name(&self) -> &str {
+        "kubevision"
+    }
+
+    fn namespaces(&self) -> Vec<NamespaceMetadata> {
+        vec![self.namespace.clone()]
+    }
+
+    async fn write(
+        &self,
+        _context: &RequestContext,
+        _address_space: &RwLock<AddressSpace>,
+        nodes_to_write: &mut [&mut WriteNode],
+    ) -> Result<(), StatusCode> {
+        // Every variable's AccessLevel says read-only; this is the backstop.
+        for node in nodes_to_write {
+            node.set_status(StatusCode::BadNotWritable);
+        }
+        Ok(())
+    }
+
+    async fn call(
+        &self,
+        context: &RequestContext,
+        _address_space: &RwLock<AddressSpace>,
+        methods_to_call: &mut [&mut &mut MethodCall],
+    ) -> Result<(), StatusCode> {
+        // The stack has already refused anonymous sessions (auth.rs,
+        // is_user_executable) and calls with arguments.
+        let sign_out = self.sign_out_id();
+        for method in methods_to_call {
+            if method.method_id() != &sign_out {
+                method.set_status(StatusCode::BadMethodInvalid);
+                continue;
+            }
+            let Some(user) = user_name(&context.token) else {
+                method.set_status(StatusCode::BadUserAccessDenied);
+                continue;
+            };
+            tracing::info!(user, "OPC UA: SignOut() called");
+            // The owner may have gone; the call still succeeds for the
+            // client, and the next start is signed out anyway.
+            let _ = self.sign_out_tx.send(SignOutRequest {
+                user: user.to_owned(),
+            });
+            method.set_outputs(Vec::new());
+            method.set_status(StatusCode::Good);
+        }
+        Ok(())
+    }
+}
+
+/// The stack's default type tree getter, plus a note of every session that
+/// asks for it. CreateMonitoredItems always does, whichever node the items
+/// are on (our variables, or events at the Server object), so the set holds
+/// every session that may be subscribed to us. Closed sessions are pruned by
+/// [`SessionTracker::delivery`].
+#[derive(Default)]
+pub(crate) struct SessionTracker {
+    sessions: Mutex<HashSet<u32>>,
+}
+
+impl TypeTreeForUser for SessionTracker {
+    fn get_type_tree_for_user<'a>(
+        &'a self,
+        ctx: &'a RequestContext,
+    ) -> Box<dyn TypeTreeReadContext + 'a> {
+        self.sessions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(ctx.session_id);
+        Box::new(ctx.type_tree.read())
+    }
+
+    fn get_type_tree_static(&self, ctx: &RequestContext) -> Arc<dyn TypeTreeForUserStatic> {
+        ctx.type_tree.clone()
+    }
+}
+
+/// What the known subscriptions still have to send.
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
+pub(crate) struct Delivery {
+    /// Some monitored item holds a notification not yet put into a message.
+    pub(crate) pending: bool,
+    /// The longest publishing interval among the subscriptions.
+    pub(crate) longest_interval: Duration,
+}
+
+impl SessionTracker {
+    /// Whether any subscription of a known session still holds an unsent
+    /// notification. Forgets sessions that have no subscriptions left.
+    pub(crate) fn delivery(&self, subscriptions: &SubscriptionCache) -> Delivery {
+        let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        let mut delivery = Delivery::default();
+        sessions.retain(|&id| {
+            let Some(session) = subscriptions.get_session_subscriptions(id) else {
+                return false;
+            };
+            let session = session.lock();
+            for sub_id in session.subscription_ids() {
+                let Some(sub) = session.get(sub_id) else {
+                    continue;
+                };
+                delivery.longest_interval =
+                    delivery.longest_interval.max(sub.publishing_interval());
+                if sub.publishing_enabled() && sub.items().any(|item| item.has_notifications()) {
+                    delivery.pending = true;
+                }
+            }
+            true
+        });
+        delivery
+    }
+}

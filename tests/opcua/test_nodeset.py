@@ -1,7 +1,7 @@
 """The NodeSet2 file of the line namespace (opcua/nodeset/KubeVision.NodeSet2.xml,
 issue 14) checked against the running server: every node in the file exists
 with the same attributes and references, and the server has no node under
-KubeVision that the file leaves out.
+KubeVision, and no event type, that the file leaves out.
 
 The server is the same `line_server` example test_opcua_line.py starts."""
 
@@ -19,6 +19,7 @@ NODESET = REPO / "opcua" / "nodeset" / "KubeVision.NodeSet2.xml"
 UA = "{http://opcfoundation.org/UA/2011/03/UANodeSet.xsd}"
 NODE_CLASSES = {
     "UAObject": ua.NodeClass.Object,
+    "UAObjectType": ua.NodeClass.ObjectType,
     "UAVariable": ua.NodeClass.Variable,
     "UAMethod": ua.NodeClass.Method,
 }
@@ -82,7 +83,8 @@ def test_nodeset_is_self_consistent():
     assert [m.get("ModelUri") for m in models] == [NAMESPACE]
     ns_map = file_ns_map(nodeset.uris)
     nodes = nodeset.nodes(ns_map)
-    has_component = ua.NodeId(ua.ObjectIds.HasComponent)
+    # A node's parent: the object it is a component of, or the type it is a property of.
+    parent_refs = {ua.NodeId(ua.ObjectIds.HasComponent), ua.NodeId(ua.ObjectIds.HasProperty)}
     for node_id, node in nodes.items():
         # Stable string NodeIds that spell the browse path, in our namespace.
         assert node_id.NamespaceIndex == 1 and node_id.NodeIdType == ua.NodeIdType.String
@@ -92,11 +94,31 @@ def test_nodeset_is_self_consistent():
         for ref_type, forward, target in node["references"]:
             if target in nodes:
                 assert (ref_type, not forward, node_id) in nodes[target]["references"], (node_id, ref_type, target)
-        # ParentNodeId names the HasComponent parent, and the parent is in the path.
-        parents = {t for r, f, t in node["references"] if r == has_component and not f}
+        # ParentNodeId names the HasComponent / HasProperty parent, and the parent is in the path.
+        parents = {t for r, f, t in node["references"] if r in parent_refs and not f}
         if node["parent"] is not None:
             assert parents == {node["parent"]}
             assert node_id.Identifier.rpartition(".")[0] == node["parent"].Identifier
+    # The event types: subtypes of BaseEventType whose properties are the
+    # Session variables but SignedIn, with the same data types, each
+    # Mandatory (so every event carries it).
+    event_types = [n for n in nodes.values() if n["class"] == ua.NodeClass.ObjectType]
+    assert sorted(t["browse_name"].Name for t in event_types) == ["SignedInEventType", "SignedOutEventType"]
+    session_vars = {
+        n["browse_name"].Name: n["element"].get("DataType")
+        for n in nodes.values()
+        if n["parent"] == ua.NodeId("KubeVision.Session", 1) and n["class"] == ua.NodeClass.Variable
+    }
+    for t in event_types:
+        node_id = nodeset.node_id(t["element"].get("NodeId"), ns_map)
+        assert (ua.NodeId(ua.ObjectIds.HasSubtype), False, ua.NodeId(ua.ObjectIds.BaseEventType)) in t["references"]
+        props = {n["browse_name"].Name: n for n in nodes.values() if n["parent"] == node_id}
+        assert {k: p["element"].get("DataType") for k, p in props.items()} == {
+            k: v for k, v in session_vars.items() if k != "SignedIn"
+        }
+        for p in props.values():
+            assert (ua.NodeId(ua.ObjectIds.HasTypeDefinition), True, ua.NodeId(ua.ObjectIds.PropertyType)) in p["references"]
+            assert (ua.NodeId(ua.ObjectIds.HasModellingRule), True, ua.NodeId(ua.ObjectIds.ModellingRule_Mandatory)) in p["references"]
     # No method arguments are declared: no ArgumentDescription and no property nodes.
     for node in nodes.values():
         if node["class"] == ua.NodeClass.Method:
@@ -176,6 +198,11 @@ def test_every_node_in_the_file_is_on_the_server(server):
                     # The value really has the declared type (null DateTimes included).
                     value = await node.read_data_value()
                     assert value.Value.VariantType.value == data_type.Identifier, node_id
+                if expected["class"] == ua.NodeClass.Object:
+                    notifier = await read(node, A.EventNotifier)
+                    assert notifier == int(e.get("EventNotifier", "0")), node_id
+                if expected["class"] == ua.NodeClass.ObjectType:
+                    assert await read(node, A.IsAbstract) == (e.get("IsAbstract", "false") == "true"), node_id
                 if expected["class"] == ua.NodeClass.Method:
                     assert await read(node, A.Executable) == (e.get("Executable", "true") == "true"), node_id
                     # UserExecutable is per session: the file states it for a
@@ -196,9 +223,15 @@ def test_the_server_has_no_node_the_file_leaves_out(server):
                 if c.nodeid.NamespaceIndex == server.ns
             ]
             assert ours == [ua.NodeId("KubeVision", server.ns)]
-            # Everything reachable from it (components, properties, anything
+            # Our event types are the only subtypes of BaseEventType in our namespace.
+            event_types = [
+                c.nodeid for c in await client.get_node(ua.ObjectIds.BaseEventType).get_children(ua.ObjectIds.HasSubtype)
+                if c.nodeid.NamespaceIndex == server.ns
+            ]
+            assert sorted(t.Identifier for t in event_types) == ["KubeVision.SignedInEventType", "KubeVision.SignedOutEventType"]
+            # Everything reachable from them (components, properties, anything
             # hierarchical, recursively) is in the file.
-            seen, todo = set(), [ours[0]]
+            seen, todo = set(), [ours[0], *event_types]
             while todo:
                 node_id = todo.pop()
                 seen.add(node_id)

@@ -1,13 +1,17 @@
-"""The kiosk's OPC UA server (issue 14, first slice) seen by an independent
-client, Python asyncua: browse and read, a subscription that sees a sign-in,
-the SignOut() method with and without credentials, the offered security
-endpoints, and garbage on the socket.
+"""The kiosk's OPC UA server (issue 14) seen by an independent client, Python
+asyncua: browse and read, a subscription that sees a sign-in, the SignedIn
+and SignedOut events, the SignOut() method with and without credentials, the
+offered security endpoints and the host name they advertise, rejected client
+certificates trusted through the kiosk, the signed-out state reaching a
+subscriber when the kiosk closes, and garbage on the socket.
 
 The server is the kubevision-opcua example `line_server` (built by
 scripts/test with `cargo build -p kubevision-opcua --examples`), which plays
 the kiosk's part through stdin/stdout."""
 
 import asyncio
+import contextlib
+import hashlib
 import os
 import queue
 import random
@@ -32,12 +36,13 @@ SESSION_VARS = ["SignedIn", "PersonnelNumber", "DisplayName", "Role", "AccessLev
 class LineServer:
     """The example process; its stdout lines arrive on a queue."""
 
-    def __init__(self, tmp_path, allow_none=True):
+    def __init__(self, tmp_path, allow_none=True, args=()):
         assert BINARY.exists(), f"{BINARY} is missing: run `cargo build -p kubevision-opcua --examples` first"
         self.pki = tmp_path / "pki"
         self.process = subprocess.Popen(
             [str(BINARY), "--port", "0", "--pki-dir", str(self.pki), "--user", f"{USER}:{PASSWORD}"]
-            + (["--allow-none"] if allow_none else []),
+            + (["--allow-none"] if allow_none else [])
+            + list(args),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=open(tmp_path / "server.log", "w"),
@@ -46,8 +51,9 @@ class LineServer:
         self.lines = queue.Queue()
         threading.Thread(target=self._read, daemon=True).start()
         ready = self.expect("READY", timeout=30)
-        fields = dict(kv.split("=") for kv in ready.split()[1:])
+        fields = dict(kv.split("=", 1) for kv in ready.split()[1:])
         self.port, self.ns = int(fields["port"]), int(fields["ns"])
+        self.advertised_url = fields["url"]
         self.url = f"opc.tcp://127.0.0.1:{self.port}/"
 
     def _read(self):
@@ -69,6 +75,16 @@ class LineServer:
     def send(self, command):
         self.process.stdin.write(command + "\n")
         self.process.stdin.flush()
+
+    def rejected(self):
+        """{file name: thumbprint} of the certificates in rejected/, as the kiosk's screen lists them."""
+        self.send("rejected")
+        listed = {}
+        while (line := self.expect("REJECTED")) != "REJECTED_END":
+            assert not line.startswith("REJECTED_FAILED"), line
+            name, thumbprint = line.removeprefix("REJECTED ").rsplit(" ", 1)
+            listed[name] = thumbprint
+        return listed
 
     def stop(self):
         if self.process.poll() is None:
@@ -220,17 +236,21 @@ def test_sign_out_needs_a_user_and_reaches_the_owner(server, tmp_path):
             await plain.connect()
         await plain.disconnect()
 
-        # Wrong credentials do not even get a session.
-        wrong = await secure_client(server, tmp_path, user=USER, password="wrong")
-        with pytest.raises(Exception):
-            await wrong.connect()
-        await wrong.disconnect()
+        # Wrong credentials, or an unknown user, do not even get a session,
+        # and the answer does not say which of the two it was.
+        for user, password in [(USER, "wrong"), ("nobody", PASSWORD)]:
+            wrong = await secure_client(server, tmp_path, user=user, password=password)
+            with pytest.raises(ua.UaStatusCodeError) as refused:
+                await wrong.connect()
+            assert refused.value.code == ua.StatusCodes.BadUserAccessDenied
+            await wrong.disconnect()
 
         client = await secure_client(server, tmp_path, user=USER, password=PASSWORD)
         async with client:
             session = client.get_node(ua.NodeId("KubeVision.Session", ns))
             await session.call_method(sign_out)
-            server.expect("SIGN_OUT_REQUESTED")
+            # The kiosk learns who asked, for its audit row.
+            assert server.expect("SIGN_OUT_REQUESTED") == f"SIGN_OUT_REQUESTED user={USER}"
             # The owner (here the example, later the kiosk) signs out and
             # publishes; the server applies a published state on its own thread.
             server.expect("PUBLISHED signed_out")
@@ -360,5 +380,248 @@ def test_no_unsecured_endpoint_unless_enabled(tmp_path):
                     await (await session_node(unsecured, server.ns, "SignedIn")).read_value()
 
         run(check())
+    finally:
+        server.stop()
+
+
+EVENT_FIELDS = ["PersonnelNumber", "DisplayName", "Role", "AccessLevel", "SignedInAt", "Factors", "ExpiresAt"]
+
+
+async def session_event_filter(client, ns):
+    """An EventFilter for our two event types: their fields, and a where
+    clause `OfType SignedInEventType Or OfType SignedOutEventType`.
+
+    Not asyncua's default (`EventType InList [...]`): async-opcua 0.19
+    compares only numbers and booleans in Equals/InList, so a where clause
+    that compares NodeIds never matches there; OfType is evaluated against
+    the server's type tree (see opcua/README.md)."""
+    from asyncua.common.events import select_clauses_from_evtype
+
+    types = [client.get_node(ua.NodeId(f"KubeVision.{t}EventType", ns)) for t in ["SignedIn", "SignedOut"]]
+    event_filter = ua.EventFilter()
+    event_filter.SelectClauses = await select_clauses_from_evtype(types)
+    where = ua.ContentFilter()
+    where.Elements.append(
+        ua.ContentFilterElement(
+            FilterOperator=ua.FilterOperator.Or,
+            FilterOperands=[ua.ElementOperand(Index=1), ua.ElementOperand(Index=2)],
+        )
+    )
+    for t in types:
+        where.Elements.append(
+            ua.ContentFilterElement(
+                FilterOperator=ua.FilterOperator.OfType,
+                FilterOperands=[ua.LiteralOperand(Value=ua.Variant(t.nodeid))],
+            )
+        )
+    event_filter.WhereClause = where
+    return event_filter
+
+
+class Events:
+    """Every event a subscription delivered, in order."""
+
+    def __init__(self):
+        self.received = []
+        self.arrived = asyncio.Event()
+
+    def event_notification(self, event):
+        self.received.append(event)
+        self.arrived.set()
+
+    def datachange_notification(self, node, val, data):
+        # async-opcua sends every new event item one data change with
+        # BadWaitingForInitialData; there is nothing in it.
+        pass
+
+    async def wait_for_count(self, count, timeout=10):
+        async def loop():
+            while len(self.received) < count:
+                self.arrived.clear()
+                await self.arrived.wait()
+
+        await asyncio.wait_for(loop(), timeout)
+
+
+def utc(dt):
+    return dt.replace(tzinfo=timezone.utc) if dt.tzinfo is None else dt
+
+
+def test_sign_in_and_sign_out_raise_events(server):
+    async def check():
+        async with Client(server.url) as client:
+            ns = server.ns
+            signed_in_type = client.get_node(ua.NodeId("KubeVision.SignedInEventType", ns))
+            signed_out_type = client.get_node(ua.NodeId("KubeVision.SignedOutEventType", ns))
+            # The types are BaseEventType's, with the session fields as
+            # properties, and nothing biometric among them.
+            for event_type in [signed_in_type, signed_out_type]:
+                assert (await event_type.get_parent()).nodeid == ua.NodeId(ua.ObjectIds.BaseEventType)
+                props = {(await p.read_browse_name()).Name for p in await event_type.get_properties()}
+                assert props == set(EVENT_FIELDS)
+            level_type = await client.get_node(ua.NodeId("KubeVision.SignedInEventType.AccessLevel", ns)).read_data_type()
+            assert level_type == ua.NodeId(ua.ObjectIds.UInt16)
+
+            session = client.get_node(ua.NodeId("KubeVision.Session", ns))
+            assert await session.read_event_notifier() == {ua.EventNotifier.SubscribeToEvents}
+
+            # Subscribed at the Session object and, separately, at the Server
+            # object (what most HMIs do): both see every event.
+            at_session, at_server = Events(), Events()
+            sub_session = await client.create_subscription(50, at_session)
+            await sub_session.subscribe_events(session, evfilter=await session_event_filter(client, ns))
+            sub_server = await client.create_subscription(50, at_server)
+            await sub_server.subscribe_events(ua.ObjectIds.Server, evfilter=await session_event_filter(client, ns))
+
+            before = datetime.now(timezone.utc)
+            server.send("sign_in 4")
+            server.expect("PUBLISHED signed_in")
+            await at_session.wait_for_count(1)
+            await at_server.wait_for_count(1)
+            signed_in = at_session.received[0]
+            assert signed_in.EventType == signed_in_type.nodeid
+            assert signed_in.SourceNode == session.nodeid
+            assert signed_in.PersonnelNumber == "P-1042"
+            assert signed_in.DisplayName == "Ada Lovelace"
+            assert signed_in.Role == "shift lead"
+            assert signed_in.AccessLevel == 4
+            assert signed_in.Factors == "face+pin"
+            at = utc(signed_in.SignedInAt)
+            assert before - timedelta(seconds=2) <= at <= datetime.now(timezone.utc) + timedelta(seconds=2)
+            assert utc(signed_in.ExpiresAt) - at == timedelta(seconds=900)
+            assert signed_in.Message.Text == "P-1042 signed in (access level 4)"
+            assert 1 <= signed_in.Severity <= 1000
+            assert at_server.received[0].EventId == signed_in.EventId
+
+            # Publishing the same session again is no new sign-in.
+            server.send("sign_out")
+            server.expect("PUBLISHED signed_out")
+            await at_session.wait_for_count(2)
+            await at_server.wait_for_count(2)
+            signed_out = at_session.received[1]
+            assert signed_out.EventType == signed_out_type.nodeid
+            # The fields of the session that ended.
+            assert signed_out.PersonnelNumber == "P-1042"
+            assert signed_out.AccessLevel == 4
+            assert utc(signed_out.SignedInAt) == at
+            assert signed_out.Message.Text == "P-1042 signed out"
+            assert signed_out.EventId != signed_in.EventId
+            await asyncio.sleep(0.3)
+            assert len(at_session.received) == len(at_server.received) == 2
+            # The variables say the same: nobody.
+            assert await (await session_node(client, ns, "SignedIn")).read_value() is False
+
+    run(check())
+
+
+def test_closing_the_kiosk_tells_subscribers_first(server):
+    """`quit` drops the Handle: the subscriber hears SignedIn=false and a
+    SignedOut event before its connection goes."""
+
+    async def check():
+        client = Client(server.url)
+        await client.connect()
+        try:
+            ns = server.ns
+            changes, events = Changes(), Events()
+            # A slow publishing interval, as an HMI may use: the close has to
+            # wait for the next publish, not just write the value.
+            sub = await client.create_subscription(300, changes)
+            await sub.subscribe_data_change([await session_node(client, ns, "SignedIn")])
+            event_sub = await client.create_subscription(300, events)
+            await event_sub.subscribe_events(ua.ObjectIds.Server, evfilter=await session_event_filter(client, ns))
+            server.send("sign_in 3")
+            await changes.wait_for("KubeVision.Session.SignedIn", True)
+
+            server.send("quit")
+            # Waited for in a thread: the client's event loop must keep
+            # running (and sending Publish requests) while the kiosk closes.
+            await asyncio.to_thread(server.expect, "STOPPED", 10)
+            assert await asyncio.to_thread(server.process.wait, 10) == 0
+            # Whatever arrived, arrived while the connection was up.
+            assert changes.latest["KubeVision.Session.SignedIn"] is False
+            signed_out = ua.NodeId("KubeVision.SignedOutEventType", ns)
+            assert [(e.EventType == signed_out, e.PersonnelNumber) for e in events.received[-1:]] == [(True, "P-1042")]
+        finally:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(client.disconnect(), 5)
+
+    run(check())
+
+
+def test_a_rejected_certificate_trusted_on_the_kiosk_may_sign_out(server, tmp_path):
+    """The administrator's path: a client is refused, its certificate shows
+    in the kiosk's list with the thumbprint a client tool shows, the kiosk
+    trusts it, and the same client then connects with a user name and calls
+    SignOut() - without a server restart."""
+    from asyncua.crypto.security_policies import SecurityPolicyBasic256Sha256
+
+    async def check():
+        ns = server.ns
+        client = await client_with_certificate(server, tmp_path, SecurityPolicyBasic256Sha256)
+        client.set_user(USER)
+        client.set_password(PASSWORD)
+        with pytest.raises(Exception):
+            await client.connect()
+        with contextlib.suppress(Exception):
+            await client.disconnect()
+
+        der = (tmp_path / "client" / "cert.der").read_bytes()
+        listed = server.rejected()
+        assert list(listed.values()) == [hashlib.sha1(der).hexdigest()]
+        (name,) = listed
+        assert (server.pki / "rejected" / name).read_bytes() == der
+
+        # Names that would leave rejected/ are refused, nothing moves.
+        server.send("trust ../own/cert.der")
+        assert server.expect("TRUST").startswith("TRUST_FAILED")
+        server.send(f"trust {name}")
+        assert server.expect("TRUST") == f"TRUSTED {name}"
+        assert server.rejected() == {}
+
+        server.send("sign_in 2")
+        server.expect("PUBLISHED signed_in")
+        client = await client_with_certificate(server, tmp_path, SecurityPolicyBasic256Sha256)
+        client.set_user(USER)
+        client.set_password(PASSWORD)
+        async with client:
+            await client.get_node(ua.NodeId("KubeVision.Session", ns)).call_method(
+                ua.NodeId("KubeVision.Session.SignOut", ns)
+            )
+            assert server.expect("SIGN_OUT_REQUESTED") == f"SIGN_OUT_REQUESTED user={USER}"
+            await eventually(session_node(client, ns, "SignedIn"), False)
+
+    run(check())
+
+
+def test_bound_to_every_interface_it_advertises_the_host_name(tmp_path):
+    server = LineServer(tmp_path, args=["--host", "0.0.0.0"])
+    try:
+
+        async def check():
+            async with Client(server.url) as client:
+                return await client.get_endpoints()
+
+        endpoints = run(check())
+        expected = f"opc.tcp://{socket.gethostname()}:{server.port}/"
+        assert server.advertised_url == expected
+        for e in endpoints:
+            assert "0.0.0.0" not in e.EndpointUrl
+            assert e.EndpointUrl == expected
+            assert e.Server.DiscoveryUrls == [expected]
+    finally:
+        server.stop()
+
+
+def test_an_advertised_host_is_what_clients_are_told(tmp_path):
+    server = LineServer(tmp_path, args=["--host", "0.0.0.0", "--advertised-host", "kiosk-7a.line.example"])
+    try:
+
+        async def check():
+            async with Client(server.url) as client:
+                return await client.get_endpoints()
+
+        expected = f"opc.tcp://kiosk-7a.line.example:{server.port}/"
+        assert {e.EndpointUrl for e in run(check())} == {expected}
     finally:
         server.stop()

@@ -13,6 +13,7 @@
 //! `--require-camera`; any failure makes the exit status 1.
 
 use std::collections::BTreeSet;
+use std::net::ToSocketAddrs;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -72,6 +73,15 @@ struct Config {
     require_camera: bool,
     offload: OffloadConfig,
     cluster: ClusterConfig,
+    opcua: OpcUaConfig,
+}
+
+/// The kiosk reads this section too (`kubevision-hmi --config`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct OpcUaConfig {
+    /// The OPC UA server's address, over the kiosk's settings.
+    listen: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -180,6 +190,7 @@ pub fn run(args: &DoctorArgs) -> anyhow::Result<ExitCode> {
                 "not configured (the kiosk's settings, --offload or offload.endpoint)",
             ),
         },
+        opcua(&data_dir, config.opcua.listen.as_deref()),
         match kubeconfig {
             Some(path) => Check::from_result(
                 "cluster",
@@ -479,6 +490,61 @@ impl Schema {
 /// The offload service to check, and where that came from (for the
 /// check's line); an error where the configuration cannot be used.
 type OffloadTarget = anyhow::Result<(ClientConfig, &'static str)>;
+
+/// The kiosk's OPC UA server, as its settings describe it: SKIP while it
+/// is off, FAIL where the settings could not start it, WARN where nothing
+/// listens (the kiosk is not running, or its server failed: its status bar
+/// says why), PASS where the port answers.
+fn opcua(data_dir: &Path, fixed_listen: Option<&str>) -> Check {
+    use kubevision_kiosk_store::settings::Settings;
+    let db = data_dir.join(DB_FILE);
+    let Some(mut line) = Settings::read_only(&db)
+        .ok()
+        .filter(|_| db.exists())
+        .map(|s| s.line)
+        .filter(|l| l.enabled)
+    else {
+        return Check::new("opcua", Status::Skip, "off in the kiosk's settings");
+    };
+    if let Some(listen) = fixed_listen {
+        line.listen = listen.to_owned();
+    }
+    let (host, port) = match line.check().and_then(|()| line.host_port()) {
+        Ok(hp) => hp,
+        Err(e) => return Check::new("opcua", Status::Fail, e.to_string()),
+    };
+    let account = if line.sign_out_user.is_empty() {
+        "no SignOut() account".to_owned()
+    } else {
+        format!("SignOut() account {}", line.sign_out_user)
+    };
+    let probe = match host.as_str() {
+        "0.0.0.0" => "127.0.0.1".to_owned(),
+        "::" => "::1".to_owned(),
+        h => h.to_owned(),
+    };
+    let reachable = (probe.as_str(), port)
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut a| a.next())
+        .is_some_and(|a| std::net::TcpStream::connect_timeout(&a, Duration::from_secs(2)).is_ok());
+    if reachable {
+        Check::new(
+            "opcua",
+            Status::Pass,
+            format!("listening on {}, {account}", line.listen),
+        )
+    } else {
+        Check::new(
+            "opcua",
+            Status::Warn,
+            format!(
+                "nothing listens on {} (is the kiosk running?), {account}",
+                line.listen
+            ),
+        )
+    }
+}
 
 /// An endpoint from the command line or the configuration file.
 fn plain_target(endpoint: &str, ca: Option<&Path>) -> OffloadTarget {

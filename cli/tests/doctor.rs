@@ -66,6 +66,7 @@ fn passes_on_a_store_the_kiosk_created() {
     assert!(line(&text, "config").starts_with("SKIP"), "{text}");
     assert!(line(&text, "offload").starts_with("SKIP"), "{text}");
     assert!(line(&text, "cluster").starts_with("SKIP"), "{text}");
+    assert!(line(&text, "opcua").starts_with("SKIP"), "{text}");
     // This machine may or may not have a camera; without --require-camera it never fails.
     assert!(!line(&text, "camera").starts_with("FAIL"), "{text}");
 }
@@ -84,7 +85,7 @@ fn json_gives_one_object_per_check() {
         .collect();
     assert_eq!(
         names,
-        ["config", "cascade", "camera", "store", "offload", "cluster"]
+        ["config", "cascade", "camera", "store", "offload", "opcua", "cluster"]
     );
     assert_eq!(checks[3]["status"], "pass");
 }
@@ -302,4 +303,44 @@ fn checks_the_offload_service_in_the_kiosks_settings() {
     store.put_setting("backend", "\"local\"", None, 0).unwrap();
     let text = stdout(&doctor(data.path(), &assets_cascades(), &[]));
     assert!(line(&text, "offload").starts_with("SKIP"), "{text}");
+}
+
+/// The kiosk's OPC UA settings: a port something listens on passes, a
+/// silent one warns (the kiosk may not be running), an unusable address fails.
+#[test]
+fn checks_the_kiosks_opcua_server_as_its_settings_describe_it() {
+    use kubevision_kiosk_store::settings::LineSettings;
+    let data = kiosk_data_dir();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let put = |listen: &str| {
+        let line = LineSettings {
+            enabled: true,
+            listen: listen.into(),
+            ..LineSettings::default()
+        };
+        let mut store = Store::open_in_dir(data.path()).unwrap();
+        store
+            .put_setting("line", &serde_json::to_string(&line).unwrap(), None, 0)
+            .unwrap();
+    };
+    put(&format!("127.0.0.1:{port}"));
+    let text = stdout(&doctor(data.path(), &assets_cascades(), &[]));
+    let opcua = line(&text, "opcua");
+    assert!(
+        opcua.starts_with("PASS") && opcua.contains("no SignOut() account"),
+        "{text}"
+    );
+    drop(listener);
+    let text = stdout(&doctor(data.path(), &assets_cascades(), &[]));
+    assert!(line(&text, "opcua").starts_with("WARN"), "{text}");
+    put("no port here");
+    let out = doctor(data.path(), &assets_cascades(), &[]);
+    let text = stdout(&out);
+    let opcua = line(&text, "opcua");
+    assert!(
+        opcua.starts_with("FAIL") && opcua.contains("\"no port here\""),
+        "{text}"
+    );
+    assert_eq!(out.status.code(), Some(1), "{text}");
 }

@@ -14,6 +14,7 @@ use crate::auth::{AuthMachine, AuthState, Effect, FaceEvidence};
 use crate::camera::{file_source, Camera, CameraStatus, DeviceSource, FrameSource};
 use crate::cluster_worker::ClusterWorker;
 use crate::i18n::{Language, T};
+use crate::line_link::{self, CertificateList, LineLink, LineStatus};
 use crate::recognition::{self, Command, Event, GalleryFeed, Mode, Preview, Worker};
 use crate::screens::{self, Action, Nav, Screen};
 use crate::settings::Settings;
@@ -43,6 +44,9 @@ pub struct Config {
     pub secrets_dir: Option<PathBuf>,
     /// How often the store worker syncs with the plant gallery.
     pub sync: SyncPolicy,
+    /// The OPC UA address from the configuration file (`[opcua] listen`),
+    /// over the settings' `line.listen`: plant IT's choice.
+    pub opcua_listen: Option<String>,
 }
 
 /// What the screens draw from: the sign-in state, the settings, the
@@ -67,6 +71,10 @@ pub struct Kiosk {
     pub plant: Option<PlantStatus>,
     /// What the last settings change restarted, and when, for the status bar.
     pub applied: Option<(T, Millis)>,
+    /// The OPC UA server that tells the line who is signed in.
+    pub line: LineStatus,
+    /// Its address when the configuration file fixes it.
+    pub line_listen_fixed: Option<String>,
     camera_status: CameraStatus,
     preview: Option<(Preview, TextureHandle)>,
 }
@@ -88,6 +96,10 @@ struct Workers {
     cluster: Option<ClusterWorker>,
     /// The camera list under way for the settings screen.
     cameras: Option<Receiver<crate::camera::CameraList>>,
+    /// Tells the line who is signed in (OPC UA).
+    line: LineLink,
+    /// The rejected OPC UA client certificates under way for the line screen.
+    certificates: Option<Receiver<CertificateList>>,
     /// To wake the UI when a worker has news.
     ctx: egui::Context,
 }
@@ -348,6 +360,12 @@ impl KioskApp {
             })
         };
         store_worker.send(store_worker::Command::Load);
+        let line = {
+            let ctx = ctx.clone();
+            LineLink::new(secrets.clone(), config.opcua_listen.clone(), move || {
+                ctx.request_repaint()
+            })
+        };
         let mut workers = Workers {
             store: store_worker,
             recognition: None,
@@ -358,6 +376,8 @@ impl KioskApp {
             gallery,
             cluster: None,
             cameras: None,
+            line,
+            certificates: None,
             ctx: ctx.clone(),
         };
         workers.start_recognition(&settings);
@@ -373,6 +393,8 @@ impl KioskApp {
             last_backend: None,
             plant: None,
             applied: None,
+            line: LineStatus::Off,
+            line_listen_fixed: config.opcua_listen.clone(),
             camera_status: CameraStatus::Starting,
             preview: None,
         };
@@ -438,6 +460,19 @@ impl KioskApp {
                     });
                     self.workers.cameras = Some(rx);
                 }
+                Action::ListRejectedCertificates => {
+                    let ctx = self.workers.ctx.clone();
+                    let pki = self.workers.line.pki_dir().to_owned();
+                    self.workers.certificates =
+                        Some(line_link::list_rejected(pki, move || ctx.request_repaint()));
+                }
+                Action::TrustCertificate(file_name) => {
+                    let ctx = self.workers.ctx.clone();
+                    let pki = self.workers.line.pki_dir().to_owned();
+                    self.workers.certificates = Some(line_link::trust(pki, file_name, move || {
+                        ctx.request_repaint()
+                    }));
+                }
             }
         }
     }
@@ -501,6 +536,7 @@ impl KioskApp {
         if let Some(w) = &self.workers.recognition {
             w.send(Command::SetRule(burst_rule(&settings)));
         }
+        self.workers.line.apply(&settings);
         self.kiosk.settings = settings;
     }
 
@@ -592,6 +628,15 @@ impl KioskApp {
             self.workers.cameras = None;
             self.screen.on_cameras(cameras);
         }
+        if let Some(list) = self
+            .workers
+            .certificates
+            .as_ref()
+            .and_then(|rx| rx.try_recv().ok())
+        {
+            self.workers.certificates = None;
+            self.screen.on_certificates(list);
+        }
         self.kiosk.camera_status = self.workers.camera_status();
         if let Some(p) = preview {
             let (w, h) = p.frame.image.dimensions();
@@ -620,6 +665,10 @@ impl KioskApp {
         let was_signed_in = self.kiosk.auth.session().is_some();
         let effects = self.kiosk.auth.tick(now);
         self.workers.record(effects);
+        for request in self.workers.line.poll() {
+            let effects = self.kiosk.auth.sign_out_by_line(&request.user, now);
+            self.workers.record(effects);
+        }
         // Whatever screen was open, a session that ended leaves it.
         if was_signed_in
             && self.kiosk.auth.session().is_none()
@@ -627,6 +676,15 @@ impl KioskApp {
         {
             self.navigate(Nav::SignIn);
         }
+        // The line hears of every sign-in and sign-out in the frame that
+        // decided it.
+        let k = &self.kiosk;
+        self.workers.line.publish(line_link::session_state(
+            k.auth.session(),
+            k.auth.policy(),
+            &k.settings.line.access_levels,
+        ));
+        self.kiosk.line = self.workers.line.status().clone();
         ctx.request_repaint_after(Duration::from_millis(250));
     }
 
@@ -667,6 +725,26 @@ impl KioskApp {
                 colour: p.accent,
             }),
             Some(PlantStatus::Off) | None => {}
+        }
+        // The OPC UA server, while it is on: listening (icon alone),
+        // starting, or failed (it says so: the line does not know who is here).
+        match &k.line {
+            LineStatus::Off => {}
+            LineStatus::Listening(_) => items.push(Item {
+                icon: icons::ICON_LAN,
+                text: String::new(),
+                colour: p.good,
+            }),
+            LineStatus::Starting => items.push(Item {
+                icon: icons::ICON_LAN,
+                text: "OPC UA".into(),
+                colour: p.accent,
+            }),
+            LineStatus::Failed(_) => items.push(Item {
+                icon: icons::ICON_LAN,
+                text: k.t(T::LineUnreachable).to_owned(),
+                colour: p.bad,
+            }),
         }
         // A running camera is the normal case: its green icon says enough.
         let (icon, text, colour) = match k.camera_status() {

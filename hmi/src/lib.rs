@@ -12,6 +12,8 @@ pub mod camera;
 pub mod cluster_worker;
 /// Every text in English and German.
 pub mod i18n;
+/// Tells the production line who is signed in: the OPC UA server's link.
+pub mod line_link;
 /// The recognition worker: faces, hints, bursts and their backends.
 pub mod recognition;
 /// One module per screen.

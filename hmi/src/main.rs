@@ -38,6 +38,40 @@ struct Args {
     /// start), check the audit log as --verify-audit does, and exit.
     #[arg(long)]
     init_store: bool,
+    /// The installation's configuration file (shared with `kubevision
+    /// doctor`); a missing file means defaults. Its `[opcua] listen` fixes
+    /// the OPC UA server's address over the kiosk's settings.
+    #[arg(long, value_name = "FILE", default_value = DEFAULT_CONFIG)]
+    config: PathBuf,
+}
+
+/// The installed configuration (`installer/linux/kubevision.toml`).
+const DEFAULT_CONFIG: &str = if cfg!(windows) {
+    r"C:\ProgramData\KubeVision\kubevision.toml"
+} else {
+    "/etc/kubevision/kubevision.toml"
+};
+
+/// What the kiosk reads of the configuration file; the rest is the
+/// doctor's, which checks the whole file.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default)]
+struct InstallConfig {
+    opcua: OpcUaConfig,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default)]
+struct OpcUaConfig {
+    listen: Option<String>,
+}
+
+fn install_config(path: &std::path::Path) -> Result<InstallConfig, String> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(InstallConfig::default()),
+        Err(e) => Err(format!("{}: {e}", path.display())),
+    }
 }
 
 fn default_data_dir() -> PathBuf {
@@ -92,7 +126,15 @@ fn main() -> ExitCode {
     if args.verify_audit || args.init_store {
         return report(verify_store(&data_dir, &secrets_dir));
     }
+    let install = match install_config(&args.config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("kubevision-hmi: the configuration file {e}");
+            return ExitCode::from(2);
+        }
+    };
     let config = Config {
+        opcua_listen: install.opcua.listen,
         data_dir,
         camera: args.camera,
         camera_fps: args.camera_fps,

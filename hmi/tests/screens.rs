@@ -52,6 +52,7 @@ fn start_sized(data: &Path, camera: &Path, size: egui::Vec2) -> Harness<'static,
         camera_fps: 40.0,
         secrets_dir: None,
         sync: kubevision_hmi::store_worker::SyncPolicy::default(),
+        opcua_listen: None,
     };
     let h = Harness::builder()
         .with_size(size)
@@ -259,6 +260,12 @@ fn every_screen(size: Size) {
             &["Back", "Connect"],
         ),
         (
+            "Line (OPC UA)",
+            "line",
+            "12_admin_line",
+            &["Back", "Save", "Set account"],
+        ),
+        (
             "New operator",
             "enroll",
             "09_enroll_new_operator",
@@ -273,6 +280,7 @@ fn every_screen(size: Size) {
         wait(&mut h, screen, |a| match a.screen() {
             Screen::Settings(s) => s.devices_listed(),
             Screen::Audit(s) => s.loaded(),
+            Screen::Line(s) => s.listed(),
             other => other.name() == screen,
         });
         // Lay out once more with what arrived (a grid measures its columns then).

@@ -110,6 +110,7 @@ expect_line '^PASS config +/etc/kubevision/kubevision.toml$'
 expect_line '^PASS cascade +/usr/share/kubevision/cascades/haarcascade_frontalface_default.xml$'
 expect_line '^PASS store +/var/lib/kubevision/kubevision.sqlite3 \(schema version [0-9]+\)$'
 expect_line '^(WARN|PASS) camera '
+expect_line '^SKIP opcua +off in the kiosk'\''s settings$'
 in_root kubevision doctor --require-camera >/dev/null && die "--require-camera passed in a root without cameras"
 
 step "upgrade to $version+1 keeps the data and an edited configuration"

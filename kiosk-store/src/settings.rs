@@ -2,10 +2,12 @@
 //! that the audit log names which setting changed. Here, not in the kiosk,
 //! so that `kubevision doctor` checks the configuration the kiosk uses.
 
+mod line;
 mod policy;
 
 use serde::{Deserialize, Serialize};
 
+pub use line::{AccessLevels, LineSettings, LineSettingsError, SignOutAccount};
 pub use policy::{AuthPolicy, RolePolicy};
 
 use crate::{Millis, Store, StoreError};
@@ -59,6 +61,8 @@ pub struct Settings {
     /// Pure black, white and yellow with thicker strokes (theme::HIGH_CONTRAST);
     /// absent in settings stored before it existed, hence off by default.
     pub high_contrast: bool,
+    /// What the kiosk tells the production line over OPC UA.
+    pub line: LineSettings,
 }
 
 impl Default for Settings {
@@ -76,6 +80,7 @@ impl Default for Settings {
             enroll_frames: 50,
             policy: AuthPolicy::default(),
             high_contrast: false,
+            line: LineSettings::default(),
         }
     }
 }

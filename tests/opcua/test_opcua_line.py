@@ -26,6 +26,8 @@ from pathlib import Path
 import pytest
 from asyncua import Client, ua
 
+from line_events import session_event_filter
+
 REPO = Path(__file__).resolve().parents[2]
 BINARY = Path(os.environ.get("CARGO_TARGET_DIR", REPO / "target")) / "debug" / "examples" / "line_server"
 NAMESPACE = "urn:kubevision:line"
@@ -385,37 +387,6 @@ def test_no_unsecured_endpoint_unless_enabled(tmp_path):
 
 
 EVENT_FIELDS = ["PersonnelNumber", "DisplayName", "Role", "AccessLevel", "SignedInAt", "Factors", "ExpiresAt"]
-
-
-async def session_event_filter(client, ns):
-    """An EventFilter for our two event types: their fields, and a where
-    clause `OfType SignedInEventType Or OfType SignedOutEventType`.
-
-    Not asyncua's default (`EventType InList [...]`): async-opcua 0.19
-    compares only numbers and booleans in Equals/InList, so a where clause
-    that compares NodeIds never matches there; OfType is evaluated against
-    the server's type tree (see opcua/README.md)."""
-    from asyncua.common.events import select_clauses_from_evtype
-
-    types = [client.get_node(ua.NodeId(f"KubeVision.{t}EventType", ns)) for t in ["SignedIn", "SignedOut"]]
-    event_filter = ua.EventFilter()
-    event_filter.SelectClauses = await select_clauses_from_evtype(types)
-    where = ua.ContentFilter()
-    where.Elements.append(
-        ua.ContentFilterElement(
-            FilterOperator=ua.FilterOperator.Or,
-            FilterOperands=[ua.ElementOperand(Index=1), ua.ElementOperand(Index=2)],
-        )
-    )
-    for t in types:
-        where.Elements.append(
-            ua.ContentFilterElement(
-                FilterOperator=ua.FilterOperator.OfType,
-                FilterOperands=[ua.LiteralOperand(Value=ua.Variant(t.nodeid))],
-            )
-        )
-    event_filter.WhereClause = where
-    return event_filter
 
 
 class Events:

@@ -381,14 +381,29 @@ impl AuthMachine {
     }
 
     pub fn sign_out(&mut self, now: Millis) -> Vec<Effect> {
-        self.end_session(AuditAction::SignOut, Notice::SignedOut, now)
+        self.end_session(AuditAction::SignOut, Notice::SignedOut, "", now)
     }
 
-    fn end_session(&mut self, action: AuditAction, notice: Notice, now: Millis) -> Vec<Effect> {
+    /// The line signed the operator out: its HMI or PLC called OPC UA
+    /// `SignOut()` as `user`, whom the audit row names.
+    pub fn sign_out_by_line(&mut self, user: &str, now: Millis) -> Vec<Effect> {
+        let detail = format!("by the line: OPC UA SignOut() as {user}");
+        self.end_session(AuditAction::SignOut, Notice::SignedOut, &detail, now)
+    }
+
+    fn end_session(
+        &mut self,
+        action: AuditAction,
+        notice: Notice,
+        detail: &str,
+        now: Millis,
+    ) -> Vec<Effect> {
         let AuthState::SignedIn(s) = &self.state else {
             return Vec::new();
         };
-        let e = event(action, &s.operator).method(s.method.as_str());
+        let e = event(action, &s.operator)
+            .method(s.method.as_str())
+            .detail(detail);
         self.go_idle(notice, now);
         vec![Effect::Audit(e)]
     }
@@ -408,7 +423,7 @@ impl AuthMachine {
                 vec![Effect::Audit(e)]
             }
             AuthState::SignedIn(s) if now - s.last_activity >= self.policy.auto_sign_out_ms => {
-                self.end_session(AuditAction::AutoSignOut, Notice::AutoSignedOut, now)
+                self.end_session(AuditAction::AutoSignOut, Notice::AutoSignedOut, "", now)
             }
             _ => Vec::new(),
         }

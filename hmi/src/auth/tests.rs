@@ -296,3 +296,27 @@ fn sign_out_and_cancel_pause_face_detection_briefly() {
     m.face_identified(op(Role::Operator, true), live(), None, T0 + 10_001);
     assert_eq!(m.state(), &AuthState::Idle);
 }
+
+#[test]
+fn the_line_signs_out_and_the_audit_row_names_its_account() {
+    let mut m = machine();
+    assert!(
+        m.sign_out_by_line("plc", T0).is_empty(),
+        "nobody to sign out: nothing to log"
+    );
+    m.face_identified(op(Role::Operator, true), live(), None, T0);
+    m.pin_checked(SecretCheck::Accepted, T0);
+    let effects = m.sign_out_by_line("plc", T0 + 1);
+    let [Effect::Audit(row)] = effects.as_slice() else {
+        panic!("one audit row expected, got {effects:?}")
+    };
+    assert_eq!(row.action, Some(AuditAction::SignOut));
+    assert_eq!(row.actor.as_deref(), Some("W-7"));
+    assert!(
+        row.detail.contains("OPC UA SignOut() as plc"),
+        "{}",
+        row.detail
+    );
+    assert_eq!(m.state(), &AuthState::Idle);
+    assert_eq!(m.notice(T0 + 2), Some(Notice::SignedOut));
+}

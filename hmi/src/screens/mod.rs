@@ -29,6 +29,7 @@ pub enum Nav {
     Audit,
     Settings,
     Cluster,
+    Line,
 }
 
 /// What a screen asks the app to do.
@@ -51,6 +52,10 @@ pub enum Action {
     Exit,
     /// List the cameras for the settings screen (slow on some drivers).
     ListCameras,
+    /// List the client certificates the OPC UA server refused.
+    ListRejectedCertificates,
+    /// Trust a refused client certificate (its file name), then list again.
+    TrustCertificate(String),
 }
 
 pub enum Screen {
@@ -62,6 +67,7 @@ pub enum Screen {
     Audit(admin::audit::AuditView),
     Settings(admin::settings::SettingsView),
     Cluster(admin::cluster::ClusterView),
+    Line(admin::line::LineView),
 }
 
 /// Opens `nav`; administration needs a signed-in administrator, anything
@@ -78,6 +84,7 @@ pub fn open(nav: Nav, kiosk: &Kiosk) -> (Screen, Vec<Action>) {
             Screen::Settings(admin::settings::SettingsView::new(kiosk, &mut out))
         }
         Nav::Cluster if admin => Screen::Cluster(admin::cluster::ClusterView::default()),
+        Nav::Line if admin => Screen::Line(admin::line::LineView::new(kiosk, &mut out)),
         _ => Screen::SignIn(sign_in::SignIn::default()),
     };
     (screen, out)
@@ -98,6 +105,7 @@ impl Screen {
             Screen::Audit(s) => s.show(ui, kiosk, &mut out),
             Screen::Settings(s) => s.show(ui, kiosk, &mut out),
             Screen::Cluster(s) => s.show(ui, kiosk, &mut out),
+            Screen::Line(s) => s.show(ui, kiosk, &mut out),
         };
         out.extend(nav.map(Action::Navigate));
         out
@@ -112,6 +120,7 @@ impl Screen {
             Screen::Operators(s) => s.on_reply(event),
             Screen::Audit(s) => s.on_reply(event),
             Screen::Settings(s) => s.on_reply(event),
+            Screen::Line(s) => s.on_reply(event),
             Screen::Cluster(_) | Screen::Loading => None,
         };
         out.extend(nav.map(Action::Navigate));
@@ -143,6 +152,13 @@ impl Screen {
         }
     }
 
+    /// The rejected OPC UA client certificates, for the line screen if it is open.
+    pub fn on_certificates(&mut self, list: crate::line_link::CertificateList) {
+        if let Screen::Line(s) = self {
+            s.on_certificates(list);
+        }
+    }
+
     /// A short name for tests and logs.
     pub fn name(&self) -> &'static str {
         match self {
@@ -154,6 +170,7 @@ impl Screen {
             Screen::Audit(_) => "audit",
             Screen::Settings(_) => "settings",
             Screen::Cluster(_) => "cluster",
+            Screen::Line(_) => "line",
         }
     }
 }

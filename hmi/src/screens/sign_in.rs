@@ -215,7 +215,7 @@ impl SignIn {
                 let tile_size = egui::vec2(300.0, 96.0);
                 let mut sign_out = false;
                 if session.operator.role == Role::Administrator {
-                    // Three columns of tiles, signing out the sixth: fits from 1024 px across.
+                    // Three columns of tiles, signing out the last: fits from 1024 px across.
                     centred(ui, 3.0 * tile_size.x + 2.0 * 12.0, |ui| {
                         egui::Grid::new("admin-tiles")
                             .num_columns(3)
@@ -227,6 +227,7 @@ impl SignIn {
                                     (icons::ICON_RECEIPT_LONG, T::AuditLog, Nav::Audit),
                                     (icons::ICON_SETTINGS, T::Settings, Nav::Settings),
                                     (icons::ICON_HUB, T::Cluster, Nav::Cluster),
+                                    (icons::ICON_LAN, T::Line, Nav::Line),
                                 ]
                                 .into_iter()
                                 .enumerate()
@@ -234,7 +235,7 @@ impl SignIn {
                                     if tile(ui, icon, kiosk.t(text), tile_size, false).clicked() {
                                         nav = Some(target);
                                     }
-                                    if i == 2 {
+                                    if i % 3 == 2 {
                                         ui.end_row();
                                     }
                                 }

@@ -86,6 +86,14 @@ pub enum Command {
         settings: Settings,
         actor: Option<String>,
     },
+    /// Sets (or, with an empty user, removes) the account the line may
+    /// call OPC UA `SignOut()` with; the password is hashed here, off the
+    /// UI thread, and only the hash is saved.
+    SetSignOutAccount {
+        user: String,
+        password: String,
+        actor: Option<String>,
+    },
     Apply(Vec<Effect>),
 }
 
@@ -287,6 +295,18 @@ fn handle(
             Event::Exported(path)
         }
         Command::SaveSettings { settings, actor } => {
+            settings.save(store, actor.as_deref(), now)?;
+            Event::SettingsSaved(Settings::load(store)?)
+        }
+        Command::SetSignOutAccount {
+            user,
+            password,
+            actor,
+        } => {
+            let mut settings = Settings::load(store)?;
+            settings
+                .line
+                .set_sign_out_account(&user, &password, store.secrets())?;
             settings.save(store, actor.as_deref(), now)?;
             Event::SettingsSaved(Settings::load(store)?)
         }

@@ -108,6 +108,7 @@ pub fn start(data: &Path, camera: &Path) -> Harness<'static, KioskApp> {
         camera_fps: 40.0,
         secrets_dir: None,
         sync: kubevision_hmi::store_worker::SyncPolicy::default(),
+        opcua_listen: None,
     };
     Harness::builder()
         .with_size(egui::vec2(1280.0, 800.0))

@@ -3,7 +3,7 @@
 
 use eframe::egui::{self, RichText, Ui};
 
-use super::{header, Action, Nav};
+use super::{header, row_label, stepper, toggle, Action, Nav};
 use crate::app::Kiosk;
 use crate::auth::Method;
 use crate::i18n::{self, Language, T};
@@ -12,8 +12,7 @@ use crate::store::Role;
 use crate::store_worker;
 use crate::theme;
 use crate::widgets::{
-    big_icon_button, cell_label, choice, choice_value, icons, primary_icon_button, Field,
-    FieldKind, Form,
+    big_icon_button, choice, choice_value, icons, primary_icon_button, Field, FieldKind, Form,
 };
 
 /// Capture sizes offered for USB cameras.
@@ -26,38 +25,6 @@ pub struct SettingsView {
     /// Camera, endpoint and TLS paths, typed on the on-screen keyboard.
     texts: Form,
     saved: bool,
-}
-
-/// An on/off choice, framed like every choice.
-fn toggle(ui: &mut Ui, on: &mut bool, text: &str) {
-    if choice(ui, *on, text).clicked() {
-        *on = !*on;
-    }
-}
-
-/// A setting's name, in the grid's first column: secondary text, centred
-/// on the row's buttons (64 px: the steppers').
-fn row_label(ui: &mut Ui, text: &str) {
-    let colour = theme::palette(ui.ctx()).weak_text;
-    cell_label(ui, RichText::new(text).color(colour), 64.0);
-}
-
-/// A "−  value  +" stepper with 64 px buttons.
-fn stepper(ui: &mut Ui, value: &mut f64, step: f64, range: std::ops::RangeInclusive<f64>) {
-    ui.horizontal(|ui| {
-        let key = |ui: &mut Ui, text| {
-            ui.add(
-                egui::Button::new(RichText::new(text).size(30.0)).min_size(egui::vec2(64.0, 64.0)),
-            )
-        };
-        if key(ui, "-").clicked() {
-            *value = (*value - step).max(*range.start());
-        }
-        ui.label(RichText::new(format!("{value:.1}")).size(30.0).strong());
-        if key(ui, "+").clicked() {
-            *value = (*value + step).min(*range.end());
-        }
-    });
 }
 
 impl SettingsView {
@@ -199,11 +166,11 @@ impl SettingsView {
                         });
                         ui.end_row();
                         row_label(ui, kiosk.t(T::Threshold));
-                        stepper(ui, &mut d.threshold, 1.0, 0.0..=500.0);
+                        stepper(ui, &mut d.threshold, 1.0, 0.0..=500.0, 1);
                         ui.end_row();
                         let mut minutes = d.policy.auto_sign_out_ms as f64 / 60_000.0;
                         row_label(ui, kiosk.t(T::AutoSignOutMinutes));
-                        stepper(ui, &mut minutes, 1.0, 1.0..=120.0);
+                        stepper(ui, &mut minutes, 1.0, 1.0..=120.0, 1);
                         ui.end_row();
                         d.policy.auto_sign_out_ms = (minutes * 60_000.0) as i64;
                         for role in Role::ALL {

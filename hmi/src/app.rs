@@ -105,6 +105,21 @@ struct Workers {
 }
 
 impl Workers {
+    /// Runs a one-off job (a device list, a directory read) on a thread of
+    /// its own; the answer arrives on the returned channel and wakes the UI.
+    fn in_background<T: Send + 'static>(
+        &self,
+        job: impl FnOnce() -> T + Send + 'static,
+    ) -> Receiver<T> {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let ctx = self.ctx.clone();
+        std::thread::spawn(move || {
+            let _ = tx.send(job());
+            ctx.request_repaint();
+        });
+        rx
+    }
+
     /// The sign-in machine's effects (audit rows, failure counts) go to the store.
     fn record(&self, effects: Vec<Effect>) {
         if !effects.is_empty() {
@@ -452,26 +467,23 @@ impl KioskApp {
                 }
                 Action::Exit => self.exit_allowed = true,
                 Action::ListCameras => {
-                    let (tx, rx) = crossbeam_channel::bounded(1);
-                    let ctx = self.workers.ctx.clone();
-                    std::thread::spawn(move || {
-                        let _ = tx.send(crate::camera::list_devices().map_err(|e| e.to_string()));
-                        ctx.request_repaint();
-                    });
-                    self.workers.cameras = Some(rx);
+                    self.workers.cameras = Some(self.workers.in_background(|| {
+                        crate::camera::list_devices().map_err(|e| e.to_string())
+                    }));
                 }
                 Action::ListRejectedCertificates => {
-                    let ctx = self.workers.ctx.clone();
                     let pki = self.workers.line.pki_dir().to_owned();
-                    self.workers.certificates =
-                        Some(line_link::list_rejected(pki, move || ctx.request_repaint()));
+                    self.workers.certificates = Some(
+                        self.workers
+                            .in_background(move || line_link::rejected(&pki)),
+                    );
                 }
                 Action::TrustCertificate(file_name) => {
-                    let ctx = self.workers.ctx.clone();
                     let pki = self.workers.line.pki_dir().to_owned();
-                    self.workers.certificates = Some(line_link::trust(pki, file_name, move || {
-                        ctx.request_repaint()
-                    }));
+                    self.workers.certificates = Some(
+                        self.workers
+                            .in_background(move || line_link::trust(&pki, &file_name)),
+                    );
                 }
             }
         }

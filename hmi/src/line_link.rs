@@ -245,34 +245,16 @@ fn stop_in_background(server: Option<Handle>) {
     }
 }
 
-/// Lists the client certificates the server refused, off the UI thread.
-pub fn list_rejected(
-    pki_dir: PathBuf,
-    wake: impl Fn() + Send + 'static,
-) -> Receiver<CertificateList> {
-    let (tx, rx) = crossbeam_channel::bounded(1);
-    std::thread::spawn(move || {
-        let _ = tx.send(kubevision_opcua::pki::rejected(&pki_dir).map_err(|e| e.to_string()));
-        wake();
-    });
-    rx
+/// The client certificates the server refused (a directory read: the app
+/// runs it off the UI thread).
+pub fn rejected(pki_dir: &Path) -> CertificateList {
+    kubevision_opcua::pki::rejected(pki_dir).map_err(|e| e.to_string())
 }
 
-/// Trusts a rejected certificate, then lists the rejected ones again.
-pub fn trust(
-    pki_dir: PathBuf,
-    file_name: String,
-    wake: impl Fn() + Send + 'static,
-) -> Receiver<CertificateList> {
-    let (tx, rx) = crossbeam_channel::bounded(1);
-    std::thread::spawn(move || {
-        let listed = kubevision_opcua::pki::trust(&pki_dir, &file_name)
-            .and_then(|()| kubevision_opcua::pki::rejected(&pki_dir))
-            .map_err(|e| e.to_string());
-        let _ = tx.send(listed);
-        wake();
-    });
-    rx
+/// Trusts a refused certificate, then lists the refused ones again.
+pub fn trust(pki_dir: &Path, file_name: &str) -> CertificateList {
+    kubevision_opcua::pki::trust(pki_dir, file_name).map_err(|e| e.to_string())?;
+    rejected(pki_dir)
 }
 
 #[cfg(test)]

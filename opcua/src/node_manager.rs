@@ -21,9 +21,9 @@ use ::opcua::server::node_manager::{
     MethodCall, RequestContext, ServerContext, TypeTreeForUser, TypeTreeForUserStatic,
     TypeTreeReadContext, WriteNode,
 };
-use ::opcua::server::SubscriptionCache;
+use ::opcua::server::{CreateMonitoredItem, SubscriptionCache};
 use ::opcua::sync::RwLock;
-use ::opcua::types::{NodeId, StatusCode};
+use ::opcua::types::{AttributeId, NodeId, StatusCode, TimestampsToReturn};
 use async_trait::async_trait;
 
 use crate::auth::user_name;
@@ -56,6 +56,47 @@ impl InMemoryNodeManagerImpl for KioskNodes {
 
     fn namespaces(&self) -> Vec<NamespaceMetadata> {
         vec![self.namespace.clone()]
+    }
+
+    /// What the stack's default does (the current value as the first
+    /// notification), and then the sampling interval revised down to
+    /// [`PUSHED_SAMPLING_INTERVAL_MS`] wherever the client asked for a
+    /// positive one.
+    ///
+    /// Why: our values are pushed (`set_values`), never sampled, and
+    /// async-opcua 0.19 *loses* a pushed change that comes sooner than the
+    /// sampling interval after the previous one: it parks it as a "skipped
+    /// sample" to send one interval later, but the subscription forgets the
+    /// item at its next publishing tick, so the parked value only goes out
+    /// with the item's next change (for a sign-out, the next sign-in). A
+    /// sign-in and a sign-out within 250 ms (an HMI's usual sampling
+    /// interval) then leave the line believing someone is signed in. See
+    /// README, "Known limitations".
+    async fn create_value_monitored_items(
+        &self,
+        context: &RequestContext,
+        address_space: &RwLock<AddressSpace>,
+        items: &mut [&mut &mut CreateMonitoredItem],
+    ) {
+        let to_read: Vec<_> = items.iter().map(|r| r.item_to_monitor()).collect();
+        let values = self
+            .read_values(
+                context,
+                address_space,
+                &to_read,
+                0.0,
+                TimestampsToReturn::Both,
+            )
+            .await;
+        for (value, item) in values.into_iter().zip(items.iter_mut()) {
+            if value.status() != StatusCode::BadAttributeIdInvalid {
+                item.set_initial_value(value);
+            }
+            item.set_status(StatusCode::Good);
+            if item.item_to_monitor().attribute_id == AttributeId::Value {
+                revise_sampling_interval(item);
+            }
+        }
     }
 
     async fn write(
@@ -102,6 +143,22 @@ impl InMemoryNodeManagerImpl for KioskNodes {
     }
 }
 
+/// The sampling interval granted for a positive request on our variables:
+/// the smallest the stack represents (1 µs). Zero, asked for or revised,
+/// means "every change as it happens" and stays zero; -1 (the publishing
+/// interval) stays as asked, the stack sends those on its publishing tick.
+/// A positive interval of 1 µs can only hold back a change that comes
+/// within 1 µs of the previous one, and one publish is slower than that.
+pub(crate) const PUSHED_SAMPLING_INTERVAL_MS: f64 = 0.001;
+
+/// See [`KioskNodes::create_value_monitored_items`]. The stack only lets a
+/// node manager lower an interval that is positive.
+pub(crate) fn revise_sampling_interval(item: &mut CreateMonitoredItem) {
+    if item.sampling_interval() > PUSHED_SAMPLING_INTERVAL_MS {
+        item.revise_sampling_interval(PUSHED_SAMPLING_INTERVAL_MS);
+    }
+}
+
 /// The stack's default type tree getter, plus a note of every session that
 /// asks for it. CreateMonitoredItems always does, whichever node the items
 /// are on (our variables, or events at the Server object), so the set holds
@@ -134,6 +191,9 @@ impl TypeTreeForUser for SessionTracker {
 pub(crate) struct Delivery {
     /// Some monitored item holds a notification not yet put into a message.
     pub(crate) pending: bool,
+    /// Some event monitored item holds a notification not yet put into a
+    /// message.
+    pub(crate) events_pending: bool,
     /// The longest publishing interval among the subscriptions.
     pub(crate) longest_interval: Duration,
 }
@@ -155,8 +215,14 @@ impl SessionTracker {
                 };
                 delivery.longest_interval =
                     delivery.longest_interval.max(sub.publishing_interval());
-                if sub.publishing_enabled() && sub.items().any(|item| item.has_notifications()) {
+                if !sub.publishing_enabled() {
+                    continue;
+                }
+                for item in sub.items().filter(|item| item.has_notifications()) {
                     delivery.pending = true;
+                    if item.item_to_monitor().attribute_id == AttributeId::EventNotifier {
+                        delivery.events_pending = true;
+                    }
                 }
             }
             true

@@ -9,6 +9,7 @@
 //! `SignOut()` calls come back on a plain channel that the UI polls once a
 //! frame ([`Handle::sign_out_requests`]).
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{mpsc, Arc};
@@ -16,6 +17,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use ::opcua::crypto::SecurityPolicy;
+use ::opcua::nodes::Event;
 use ::opcua::server::address_space::AddressSpace;
 use ::opcua::server::diagnostics::NamespaceMetadata;
 use ::opcua::server::node_manager::memory::InMemoryNodeManagerBuilder;
@@ -43,10 +45,13 @@ const SUBSCRIPTION_TICK_MS: u64 = 10;
 /// The shortest publishing interval a client is granted (a client that asks
 /// for less gets this). The default is 100 ms; see README, "Latency".
 pub const MIN_PUBLISHING_INTERVAL_MS: f64 = 20.0;
-/// The shortest sampling interval granted. Our values are pushed, not
-/// sampled; the interval only delays a second change that comes sooner than
-/// this after the first (sign-in, then an immediate sign-out).
-const MIN_SAMPLING_INTERVAL_MS: f64 = 10.0;
+/// The shortest sampling interval granted: zero, "every change as it
+/// happens". Our values are pushed, not sampled, and a positive interval does
+/// not just delay a change that comes sooner than the interval after the
+/// previous one: async-opcua 0.19 loses it (see
+/// `KioskNodes::create_value_monitored_items`, which also revises positive
+/// requests down, and README, "Known limitations").
+const MIN_SAMPLING_INTERVAL_MS: f64 = 0.0;
 
 /// The longest a closing [`Handle`] waits for subscribers to receive the
 /// signed-out state.
@@ -54,6 +59,13 @@ pub const CLOSE_FLUSH_LIMIT: Duration = Duration::from_secs(1);
 /// How long after the last notification has left the subscriptions the
 /// close still waits, for the response to reach the socket.
 const SEND_GRACE: Duration = Duration::from_millis(50);
+/// How long an event waits, at most, for every subscriber's event item to
+/// pass on the previous one, beyond twice the longest publishing interval.
+const EVENT_HOLD_SLACK: Duration = Duration::from_millis(100);
+/// The longest an event waits for a subscriber that collects nothing.
+const EVENT_HOLD_CAP: Duration = Duration::from_secs(2);
+/// How often held events are looked at.
+const EVENT_POLL: Duration = Duration::from_millis(5);
 
 /// How the server listens and whom it lets in.
 #[derive(Clone)]
@@ -377,6 +389,8 @@ async fn serve(
         tracker,
         ns,
         current: SessionState::signed_out(),
+        held: VecDeque::new(),
+        held_since: None,
     };
     tokio::spawn(publisher.run(commands));
 
@@ -419,11 +433,28 @@ struct Publisher {
     /// What the address space says now (a signed-out state has every field
     /// empty).
     current: SessionState,
+    /// Events raised but not yet handed to the stack, oldest first (see
+    /// [`Publisher::release_events`]).
+    held: VecDeque<Box<dyn Event + Send>>,
+    /// Since when the oldest held event waits for a subscriber.
+    held_since: Option<Instant>,
 }
 
 impl Publisher {
     async fn run(mut self, mut commands: tokio_mpsc::UnboundedReceiver<Command>) {
-        while let Some(command) = commands.recv().await {
+        loop {
+            let command = if self.held.is_empty() {
+                commands.recv().await
+            } else {
+                tokio::select! {
+                    command = commands.recv() => command,
+                    _ = tokio::time::sleep(EVENT_POLL) => {
+                        self.release_events(false);
+                        continue;
+                    }
+                }
+            };
+            let Some(command) = command else { return };
             match command {
                 Command::Publish(state) => self.apply(state),
                 Command::Close(done) => {
@@ -457,46 +488,89 @@ impl Publisher {
         ) {
             tracing::error!(%status, "OPC UA: could not publish the session state");
         }
-        let raised: Vec<_> = events::changes(&self.current, &next)
-            .iter()
-            .map(|change| events::event(self.ns, change, now))
-            .collect();
-        if !raised.is_empty() {
-            let source = NodeId::new(self.ns, nodes::SESSION);
-            self.subscriptions
-                .notify_events(raised.iter().map(|e| (&**e as _, &source)));
-        }
+        self.held.extend(
+            events::changes(&self.current, &next)
+                .iter()
+                .map(|change| events::event(self.ns, change, now)),
+        );
         self.current = next;
+        self.release_events(false);
     }
 
-    /// Waits until no subscription of a known session holds an unsent
-    /// notification, then [`SEND_GRACE`] for the last responses to be
-    /// written; at most [`CLOSE_FLUSH_LIMIT`]. The stack packs notifications
+    /// Hands held events to the stack, one at a time: the next only once no
+    /// subscriber's event item still holds the previous one (or once it has
+    /// waited [`event_hold_limit`]; `force`: all of them now).
+    ///
+    /// Why: async-opcua 0.19 grants an event item the queue size a client
+    /// asks for, and clients ask for 0 or 1 (asyncua does), which the stack
+    /// makes 1, and a node manager may only lower it. Two events raised
+    /// within one publishing interval (a new sign-in that ends the running
+    /// session raises SignedOut and SignedIn at once; a sign-in and a quick
+    /// sign-out) would leave only the second in the queue. The variables are
+    /// written at once, never held: they are the current state, the events
+    /// the history.
+    fn release_events(&mut self, force: bool) {
+        let source = NodeId::new(self.ns, nodes::SESSION);
+        while !self.held.is_empty() {
+            if !force {
+                let delivery = self.tracker.delivery(&self.subscriptions);
+                if delivery.events_pending {
+                    let since = *self.held_since.get_or_insert_with(Instant::now);
+                    if since.elapsed() < event_hold_limit(delivery.longest_interval) {
+                        return;
+                    }
+                    tracing::warn!(
+                        longest_publishing_interval = ?delivery.longest_interval,
+                        "OPC UA: a subscriber has not collected the last event; raising the next one anyway"
+                    );
+                }
+            }
+            if let Some(event) = self.held.pop_front() {
+                self.subscriptions
+                    .notify_events(std::iter::once((&*event as _, &source)));
+            }
+            self.held_since = None;
+        }
+    }
+
+    /// Releases the held events and waits until no subscription of a known
+    /// session holds an unsent notification, then [`SEND_GRACE`] for the
+    /// last responses to be written; at most [`CLOSE_FLUSH_LIMIT`] (events
+    /// still held then are raised at once). The stack packs notifications
     /// into a message once a subscription's publishing interval has elapsed
     /// and sends it on a waiting Publish request, so this is about one
-    /// publishing interval for a client that keeps requests outstanding (as
-    /// clients do).
-    async fn flush(&self) {
+    /// publishing interval per held event for a client that keeps requests
+    /// outstanding (as clients do).
+    async fn flush(&mut self) {
         let start = Instant::now();
         let mut settled_since: Option<Instant> = None;
         loop {
+            self.release_events(false);
             let delivery = self.tracker.delivery(&self.subscriptions);
             let now = Instant::now();
-            if delivery.pending {
+            if delivery.pending || !self.held.is_empty() {
                 settled_since = None;
             } else if now - *settled_since.get_or_insert(now) >= SEND_GRACE {
                 return;
             }
             if now - start >= CLOSE_FLUSH_LIMIT {
+                self.release_events(true);
                 tracing::warn!(
                     longest_publishing_interval = ?delivery.longest_interval,
                     "OPC UA: closing before every subscriber had the signed-out state"
                 );
                 return;
             }
-            tokio::time::sleep(Duration::from_millis(5)).await;
+            tokio::time::sleep(EVENT_POLL).await;
         }
     }
+}
+
+/// How long an event waits for subscribers to collect the previous one:
+/// two of the longest publishing intervals and a little, at most
+/// [`EVENT_HOLD_CAP`].
+fn event_hold_limit(longest_publishing_interval: Duration) -> Duration {
+    (longest_publishing_interval * 2 + EVENT_HOLD_SLACK).min(EVENT_HOLD_CAP)
 }
 
 /// The async-opcua configuration for `config`, advertising `host:port`.
@@ -632,6 +706,16 @@ mod tests {
         assert_eq!(config("127.0.0.1", Some(" ")).endpoint_host(), "127.0.0.1");
         // IPv6 literals go in brackets, as in any URL.
         assert_eq!(config("::1", None).endpoint_host(), "[::1]");
+    }
+
+    #[test]
+    fn events_wait_for_two_publishing_intervals_at_most_and_never_long() {
+        assert_eq!(event_hold_limit(Duration::ZERO), EVENT_HOLD_SLACK);
+        assert_eq!(
+            event_hold_limit(Duration::from_millis(20)),
+            Duration::from_millis(140)
+        );
+        assert_eq!(event_hold_limit(Duration::from_secs(30)), EVENT_HOLD_CAP);
     }
 
     #[test]

@@ -596,3 +596,113 @@ def test_an_advertised_host_is_what_clients_are_told(tmp_path):
         assert {e.EndpointUrl for e in run(check())} == {expected}
     finally:
         server.stop()
+
+
+class Everything:
+    """Every data change and every event of one subscription, in arrival order."""
+
+    def __init__(self):
+        self.data = {}
+        self.events = []
+        self.arrived = asyncio.Event()
+
+    def datachange_notification(self, node, val, data):
+        # The event item's one "waiting for initial data" change is no data.
+        if node.nodeid.Identifier != "KubeVision.Session":
+            self.data.setdefault(node.nodeid.Identifier.removeprefix("KubeVision.Session."), []).append(val)
+            self.arrived.set()
+
+    def event_notification(self, event):
+        self.events.append((event.EventType.Identifier.removeprefix("KubeVision."), event.AccessLevel))
+        self.arrived.set()
+
+    async def until(self, done, what, timeout=5):
+        async def loop():
+            while not done():
+                self.arrived.clear()
+                await self.arrived.wait()
+
+        try:
+            await asyncio.wait_for(loop(), timeout)
+        except asyncio.TimeoutError:
+            raise AssertionError(f"no {what} within {timeout} s: data {self.data}, events {self.events}") from None
+
+
+WATCHED = ["SignedIn", "PersonnelNumber", "Role", "AccessLevel", "Factors"]
+
+
+def test_one_subscription_with_data_and_events_gets_every_change(server, tmp_path):
+    """What an HMI often does: ONE subscription (20 ms) holds the Session
+    variables and the event item. Every sign-in and sign-out reaches it as
+    data changes and as events: one after the other, a new sign-in that
+    replaces the session (two events from one published state), a SignOut()
+    call, and a sign-in and sign-out published back to back (the second
+    change well inside the sampling interval a client may ask for)."""
+    sign_out = ua.NodeId("KubeVision.Session.SignOut", server.ns)
+
+    async def check():
+        ns = server.ns
+        client = await secure_client(server, tmp_path, user=USER, password=PASSWORD)
+        async with client:
+            seen = Everything()
+            sub = await client.create_subscription(20, seen)
+            nodes = [await session_node(client, ns, v) for v in WATCHED]
+            # 250 ms is what many HMIs ask for; 0 is asyncua's default.
+            await sub.subscribe_data_change(nodes[:3], sampling_interval=250)
+            await sub.subscribe_data_change(nodes[3:])
+            session = client.get_node(ua.NodeId("KubeVision.Session", ns))
+            await sub.subscribe_events(session, evfilter=await session_event_filter(client, ns))
+            await seen.until(lambda: all(seen.data.get(v) for v in WATCHED), "initial values")
+
+            levels, signed_in, events = [0], [False], []
+
+            async def step(command, level, expected_events):
+                if command == "SignOut()":
+                    await session.call_method(sign_out)
+                    assert server.expect("SIGN_OUT_REQUESTED") == f"SIGN_OUT_REQUESTED user={USER}"
+                else:
+                    server.send(command)
+                server.expect("PUBLISHED")
+                if level != levels[-1]:
+                    levels.append(level)
+                if (level > 0) != signed_in[-1]:
+                    signed_in.append(level > 0)
+                events.extend(expected_events)
+                await seen.until(
+                    lambda: seen.data["AccessLevel"] == levels
+                    and seen.data["SignedIn"] == signed_in
+                    and seen.events == events,
+                    f"data and events after {command!r}",
+                )
+
+            await step("sign_in 5", 5, [("SignedInEventType", 5)])
+            await step("sign_out", 0, [("SignedOutEventType", 5)])
+            await step("sign_in 3", 3, [("SignedInEventType", 3)])
+            # A new sign-in ends the running session: two events at once.
+            await step("sign_in 7", 7, [("SignedOutEventType", 3), ("SignedInEventType", 7)])
+            await step("SignOut()", 0, [("SignedOutEventType", 7)])
+            await step("sign_in 2", 2, [("SignedInEventType", 2)])
+            await step("sign_out", 0, [("SignedOutEventType", 2)])
+            assert seen.data["PersonnelNumber"] == ["", "P-1042", "", "P-1042", "", "P-1042", ""]
+            assert seen.data["Role"] == ["", "shift lead", "", "shift lead", "", "shift lead", ""]
+
+            # Back to back: the line may see the level of the short session or
+            # not (variables are the current state), but it must end up signed
+            # out, and hear both events (the history).
+            server.send("sign_in 4")
+            server.send("sign_out")
+            server.expect("PUBLISHED")
+            server.expect("PUBLISHED")
+            events += [("SignedInEventType", 4), ("SignedOutEventType", 4)]
+            await seen.until(
+                lambda: seen.data["AccessLevel"][-1] == 0
+                and seen.data["SignedIn"][-1] is False
+                and seen.data["PersonnelNumber"][-1] == ""
+                and seen.events == events,
+                "the signed-out state after a sign-in and sign-out back to back",
+            )
+            await asyncio.sleep(0.3)
+            assert seen.data["AccessLevel"][-1] == 0 and seen.data["SignedIn"][-1] is False
+            assert seen.events == events
+
+    run(check())

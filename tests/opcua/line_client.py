@@ -72,11 +72,10 @@ async def subscribe(client):
     sub = await client.create_subscription(20, Handler())
     nodes = [client.get_node(f"ns={ns};s=KubeVision.Session.{v}") for v in WATCHED]
     await sub.subscribe_data_change(nodes)
-    # Session is the event notifier (the Server object also relays them).
-    # Events on a subscription of their own, as HMIs keep alarms apart.
-    events = await client.create_subscription(20, Handler())
+    # Session is the event notifier (the Server object also relays them);
+    # data and events on one subscription.
     session = client.get_node(f"ns={ns};s=KubeVision.Session")
-    await events.subscribe_events(session, evfilter=await session_event_filter(client, ns))
+    await sub.subscribe_events(session, evfilter=await session_event_filter(client, ns))
     return ns
 
 

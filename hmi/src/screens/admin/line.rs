@@ -132,6 +132,11 @@ impl LineView {
                     .num_columns(2)
                     .spacing([24.0, 12.0])
                     .show(ui, |ui| {
+                        // First: a refused client is what brings an
+                        // administrator here most often.
+                        row_label(ui, kiosk.t(T::RejectedCertificates));
+                        ui.vertical(|ui| certificates(ui, rejected, kiosk, out));
+                        ui.end_row();
                         row_label(ui, "OPC UA");
                         // One toggle a line: wrapped in a grid cell they
                         // would overlap the next row.
@@ -163,9 +168,6 @@ impl LineView {
                             d.sign_out_user.clone()
                         };
                         ui.label(RichText::new(account).strong());
-                        ui.end_row();
-                        row_label(ui, kiosk.t(T::RejectedCertificates));
-                        ui.vertical(|ui| certificates(ui, rejected, kiosk, out));
                         ui.end_row();
                     });
                 texts.show_with_input(ui, lang, |_| {});

@@ -124,6 +124,7 @@ pub enum T {
     Trust,
     Saved,
     ListenFixed,
+    ValidUntil,
 }
 
 impl T {
@@ -249,6 +250,7 @@ impl T {
             T::NoRejectedCertificates => ("None", "Keine"),
             T::Trust => ("Trust", "Vertrauen"),
             T::Saved => ("Saved", "Gespeichert"),
+            T::ValidUntil => ("valid until", "gültig bis"),
             T::ListenFixed => ("Address set in kubevision.toml", "Adresse aus kubevision.toml"),
         };
         match lang {

@@ -122,11 +122,6 @@ impl LineLink {
         &self.status
     }
 
-    /// The address the configuration file fixes, if it does.
-    pub fn fixed_listen(&self) -> Option<&str> {
-        self.fixed_listen.as_deref()
-    }
-
     /// Starts, restarts or stops the server for these settings; the same
     /// line settings again change nothing.
     pub fn apply(&mut self, settings: &Settings) {

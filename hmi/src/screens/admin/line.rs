@@ -203,8 +203,13 @@ fn certificates(
                     ui.vertical(|ui| {
                         let who = cert.application_uri.as_deref().unwrap_or(&cert.subject);
                         ui.label(RichText::new(who).strong());
+                        let valid = cert
+                            .valid_to
+                            .as_deref()
+                            .map(|t| format!(" · {} {t}", kiosk.t(T::ValidUntil)))
+                            .unwrap_or_default();
                         ui.label(
-                            RichText::new(format!("SHA-1 {}", cert.thumbprint))
+                            RichText::new(format!("SHA-1 {}{valid}", cert.thumbprint))
                                 .small()
                                 .color(p.weak_text),
                         );

@@ -126,13 +126,13 @@ fn main() -> ExitCode {
     if args.verify_audit || args.init_store {
         return report(verify_store(&data_dir, &secrets_dir));
     }
-    let install = match install_config(&args.config) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("kubevision-hmi: the configuration file {e}");
-            return ExitCode::from(2);
-        }
-    };
+    // A line must not lose its sign-in over a typo in plant IT's file: the
+    // kiosk says what is wrong (journal; `kubevision doctor` fails on it)
+    // and runs on its own settings.
+    let install = install_config(&args.config).unwrap_or_else(|e| {
+        eprintln!("kubevision-hmi: ignoring the configuration file {e}");
+        InstallConfig::default()
+    });
     let config = Config {
         opcua_listen: install.opcua.listen,
         data_dir,
@@ -171,5 +171,39 @@ fn main() -> ExitCode {
             eprintln!("kubevision-hmi: {e}");
             ExitCode::from(2)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_kiosk_reads_its_section_of_the_installed_configuration() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("kubevision.toml");
+        // The file as installed, with the doctor's sections beside ours.
+        let installed = include_str!("../../installer/linux/kubevision.toml");
+        std::fs::write(&file, installed).unwrap();
+        assert_eq!(install_config(&file).unwrap().opcua.listen, None);
+        // Plant IT sets the address by uncommenting the line.
+        let set = installed.replace("# listen = \"0.0.0.0:4840\"", "listen = \"10.1.2.3:4841\"");
+        assert_ne!(
+            set, installed,
+            "the installed file has a commented listen line"
+        );
+        std::fs::write(&file, set).unwrap();
+        assert_eq!(
+            install_config(&file).unwrap().opcua.listen.as_deref(),
+            Some("10.1.2.3:4841")
+        );
+        assert!(install_config(&dir.path().join("absent.toml"))
+            .unwrap()
+            .opcua
+            .listen
+            .is_none());
+        std::fs::write(&file, "[opcua\nlisten = ").unwrap();
+        let e = install_config(&file).unwrap_err();
+        assert!(e.contains("kubevision.toml"), "{e}");
     }
 }

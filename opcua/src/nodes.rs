@@ -117,17 +117,11 @@ impl SessionVariable {
         NodeId::new(ns, self.node_id_str())
     }
 
-    /// The `Session` variables that are also event properties: all but
-    /// `SignedIn` (the event type says that).
-    pub const EVENT_FIELDS: [SessionVariable; 7] = [
-        SessionVariable::PersonnelNumber,
-        SessionVariable::DisplayName,
-        SessionVariable::Role,
-        SessionVariable::AccessLevel,
-        SessionVariable::SignedInAt,
-        SessionVariable::Factors,
-        SessionVariable::ExpiresAt,
-    ];
+    /// Whether this variable is also a property of the SignedIn and
+    /// SignedOut events: all but `SignedIn` (the event type says that).
+    pub fn is_event_field(self) -> bool {
+        self != SessionVariable::SignedIn
+    }
 
     fn data_type(self) -> DataTypeId {
         match self {
@@ -202,7 +196,7 @@ pub(crate) fn build(space: &mut AddressSpace, ns: u16, line: &Line) {
         // event. Their values are the signed-out ones (an empty string, 0, a
         // null DateTime), only so that they are of the declared data type.
         for (var, value) in SessionState::signed_out().values() {
-            if !SessionVariable::EVENT_FIELDS.contains(&var) {
+            if !var.is_event_field() {
                 continue;
             }
             VariableBuilder::new(

@@ -509,7 +509,7 @@ fn opcua(data_dir: &Path, fixed_listen: Option<&str>) -> Check {
     if let Some(listen) = fixed_listen {
         line.listen = listen.to_owned();
     }
-    let (host, port) = match line.check().and_then(|()| line.host_port()) {
+    let (host, port) = match line.check() {
         Ok(hp) => hp,
         Err(e) => return Check::new("opcua", Status::Fail, e.to_string()),
     };

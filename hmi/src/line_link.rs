@@ -169,8 +169,7 @@ impl LineLink {
     }
 
     fn config(&self, line: &LineSettings) -> Result<kubevision_opcua::Config, String> {
-        line.check().map_err(|e| e.to_string())?;
-        let (host, port) = line.host_port().map_err(|e| e.to_string())?;
+        let (host, port) = line.check().map_err(|e| e.to_string())?;
         let mut config = kubevision_opcua::Config::new(
             Line {
                 line_id: line.line_id.clone(),

@@ -99,7 +99,7 @@ pub enum LineSettingsError {
 
 impl LineSettings {
     /// The host and port of [`listen`](Self::listen).
-    pub fn host_port(&self) -> Result<(String, u16), LineSettingsError> {
+    fn host_port(&self) -> Result<(String, u16), LineSettingsError> {
         let bad = || LineSettingsError::Listen(self.listen.clone());
         let (host, port) = self.listen.trim().rsplit_once(':').ok_or_else(bad)?;
         let host = host.trim_start_matches('[').trim_end_matches(']');
@@ -110,15 +110,16 @@ impl LineSettings {
         Ok((host.to_owned(), port))
     }
 
-    /// Whether the server could start with these settings.
-    pub fn check(&self) -> Result<(), LineSettingsError> {
-        self.host_port()?;
+    /// Whether the server could start with these settings, and if so the
+    /// host and port it listens on.
+    pub fn check(&self) -> Result<(String, u16), LineSettingsError> {
+        let address = self.host_port()?;
         for role in Role::ALL {
             if self.access_levels.for_role(role) == 0 {
                 return Err(LineSettingsError::ZeroLevel(role.as_str()));
             }
         }
-        Ok(())
+        Ok(address)
     }
 
     /// Sets the `SignOut()` account; the password is hashed here (Argon2id,
@@ -210,7 +211,7 @@ mod tests {
     #[test]
     fn level_zero_is_refused_because_it_means_nobody() {
         let mut s = LineSettings::default();
-        assert_eq!(s.check(), Ok(()));
+        assert_eq!(s.check(), Ok(("0.0.0.0".into(), 4840)));
         s.access_levels.maintenance = 0;
         assert_eq!(s.check(), Err(LineSettingsError::ZeroLevel("maintenance")));
     }

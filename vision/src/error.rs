@@ -58,6 +58,28 @@ pub enum Error {
     BadCascade { path: PathBuf, reason: String },
     #[error("{path} cannot be opened as a video: {reason}")]
     NotAVideo { path: PathBuf, reason: String },
+    #[error("dlib model file {file} not found; looked in: {searched}; {hint}", hint = crate::embedding::models::INSTALL_HINT)]
+    ModelNotFound {
+        file: &'static str,
+        searched: String,
+    },
+    #[error("dlib model file {path} has SHA-256 {found}, not the pinned {expected}; {hint}", hint = crate::embedding::models::INSTALL_HINT)]
+    ModelChecksum {
+        path: PathBuf,
+        found: String,
+        expected: &'static str,
+    },
+    #[error("dlib cannot load {path}: {reason}")]
+    DlibModel { path: PathBuf, reason: String },
+    #[error("this build has no dlib recogniser (it was built without the `dlib` feature); choose the lbph recogniser")]
+    DlibUnavailable,
+    #[error("a template of the {found} recogniser was given where the {expected} recogniser's are used; enrol again, or choose the {found} recogniser")]
+    WrongKind {
+        expected: crate::recogniser::Kind,
+        found: crate::recogniser::Kind,
+    },
+    #[error("unknown recogniser {0:?}: choose lbph or dlib")]
+    UnknownKind(String),
     #[error("OpenCV: {0}")]
     OpenCv(#[from] opencv::Error),
 }

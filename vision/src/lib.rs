@@ -10,6 +10,10 @@
 //! - [`pipeline`] ties detection and the quality gate together;
 //! - [`lbph`] is our LBPH recogniser: OpenCV's semantics and model files,
 //!   compact templates and a much faster matcher;
+//! - [`embedding`] is the `dlib` recogniser beside it: dlib's ResNet face
+//!   embeddings, exact nearest-neighbour search, and the model files;
+//! - [`recogniser`] names the two kinds and tells a template's kind;
+//! - [`liveness`] asks a live person for what a photo cannot do;
 //! - [`burst`] turns the answers for a burst of frames into one decision;
 //! - [`calibrate`] derives FAR/FRR curves and the accept threshold;
 //! - [`video`] reads video files as grey frames (a camera for demos and tests);
@@ -19,16 +23,27 @@
 pub mod burst;
 pub mod calibrate;
 pub mod detect;
+pub mod embedding;
 mod error;
 pub mod files;
 pub mod imageio;
 pub mod lbph;
+pub mod liveness;
 pub mod pipeline;
 pub mod quality;
+pub mod recogniser;
 pub mod video;
 
 pub use error::Error;
 pub use image::GrayImage;
+
+/// One candidate answer of a search: a person and the distance of their
+/// nearest template (chi-square for LBPH, L2 for embeddings).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Match {
+    pub label: i32,
+    pub distance: f64,
+}
 
 /// Width of the normalised face crop handed to the recogniser. The kiosk's
 /// crops have the geometry of the ORL photos the prototype was tuned on, and

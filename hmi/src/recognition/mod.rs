@@ -9,7 +9,6 @@
 mod backend;
 mod fallback;
 mod gallery;
-pub mod liveness;
 mod offload;
 
 use std::sync::Arc;
@@ -262,7 +261,7 @@ impl State {
         FaceEvidence {
             distance,
             backend: backend.name(),
-            live: liveness::is_live(&self.burst),
+            live: vision::liveness::is_moving(&self.burst),
         }
     }
 

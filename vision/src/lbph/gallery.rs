@@ -23,12 +23,7 @@ use crate::Error;
 /// rounding in either can never prune a template that a full scan would pick.
 const SLACK: f64 = 1e-6;
 
-/// One candidate answer: a person and the distance of their nearest template.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Match {
-    pub label: i32,
-    pub distance: f64,
-}
+pub use crate::Match;
 
 /// Enrolled templates with their labels.
 #[derive(Debug, Clone)]

@@ -109,7 +109,8 @@ impl TemplateRef<'_> {
     }
 }
 
-const MAGIC: &[u8; 4] = b"KVT1";
+/// The magic at the start of an encoded LBPH template.
+pub const MAGIC: &[u8; 4] = b"KVT1";
 const HEADER_LEN: usize = 16;
 
 /// The most LBP codes (about the pixels of the photo) a template may cover:

@@ -9,8 +9,9 @@
 
 use std::collections::BTreeSet;
 
+use crate::embedding::{Embedding, EmbeddingGallery};
 use crate::lbph::{Gallery, Template};
-use crate::Error;
+use crate::{Error, Match};
 
 /// Scores of a set of labelled probes against a gallery.
 #[derive(Debug, Clone, Default)]
@@ -36,10 +37,29 @@ pub struct RocPoint {
     pub frr: f64,
 }
 
-/// Scores `probes` (label, template) against `gallery`.
+/// Scores `probes` (label, template) against an LBPH `gallery`.
 pub fn score(gallery: &Gallery, probes: &[(i32, Template)]) -> Result<Scores, Error> {
-    let people = gallery
-        .labels()
+    score_by(gallery.labels(), probes, |probe, people| {
+        gallery.search(probe, people, f64::MAX)
+    })
+}
+
+/// Scores `probes` (label, embedding) against an embedding `gallery`.
+pub fn score_embeddings(gallery: &EmbeddingGallery, probes: &[(i32, Embedding)]) -> Scores {
+    score_by(gallery.labels(), probes, |probe, people| {
+        Ok::<_, Error>(gallery.search(probe, people, f64::MAX))
+    })
+    .expect("an embedding search cannot fail")
+}
+
+/// The scoring rule for any recogniser: `search(probe, k)` returns the `k`
+/// nearest people, each at their nearest template's distance.
+fn score_by<P>(
+    gallery_labels: &[i32],
+    probes: &[(i32, P)],
+    search: impl Fn(&P, usize) -> Result<Vec<Match>, Error>,
+) -> Result<Scores, Error> {
+    let people = gallery_labels
         .iter()
         .copied()
         .collect::<BTreeSet<i32>>()
@@ -49,7 +69,7 @@ pub fn score(gallery: &Gallery, probes: &[(i32, Template)]) -> Result<Scores, Er
         ..Scores::default()
     };
     for (label, probe) in probes {
-        let matches = gallery.search(probe, people, f64::MAX)?;
+        let matches = search(probe, people)?;
         if matches.first().is_some_and(|m| m.label == *label) {
             scores.correct += 1;
         }

@@ -65,31 +65,16 @@ fn measure() -> Vec<Photo> {
 
 fn scores(photos: &[Photo]) -> Scores {
     let mut gallery = EmbeddingGallery::new();
-    for p in photos.iter().filter(|p| p.index <= 5) {
-        gallery.add(
-            p.label,
-            p.embedding
-                .clone()
-                .expect("a face in every enrolment photo"),
-        );
-    }
-    let mut s = Scores::default();
-    for p in photos.iter().filter(|p| p.index > 5) {
-        s.probes += 1;
-        let e = p.embedding.as_ref().expect("a face in every probe photo");
-        let matches = gallery.search(e, 40, f64::INFINITY);
-        if matches.first().is_some_and(|m| m.label == p.label) {
-            s.correct += 1;
-        }
-        for m in matches {
-            if m.label == p.label {
-                s.genuine.push(m.distance)
-            } else {
-                s.impostor.push(m.distance)
-            }
+    let mut probes = Vec::new();
+    for p in photos {
+        let e = p.embedding.clone().expect("a face in every photo");
+        if p.index <= 5 {
+            gallery.add(p.label, e);
+        } else {
+            probes.push((p.label, e));
         }
     }
-    s
+    calibrate::score_embeddings(&gallery, &probes)
 }
 
 fn median(mut v: Vec<f64>) -> f64 {

@@ -3,7 +3,6 @@
 
 use std::path::PathBuf;
 
-use image::imageops::{self, FilterType};
 use kubevision_vision::{imageio, GrayImage};
 
 /// `../shared/datasets/orl` from the repository root, or `KUBEVISION_ORL`.
@@ -46,23 +45,8 @@ pub fn split() -> (Labelled, Labelled) {
     (train, probe)
 }
 
-/// ORL photos are 92 × 112 crops; a kiosk camera sees a face of about 250
-/// px in a 640 × 480 frame at sign-in distance. This puts the photo, scaled
-/// 3×, at the centre of such a frame on a mid-grey background: the
-/// stand-in for camera frames where a detector and dlib's landmarks run.
+/// Photo `photo` of `person` as a kiosk camera would see it: a face of
+/// sign-in size in a 640 × 480 frame (`embedding::as_camera_frame`).
 pub fn sign_in_frame(photo: &GrayImage) -> GrayImage {
-    let big = imageops::resize(
-        photo,
-        photo.width() * 3,
-        photo.height() * 3,
-        FilterType::Triangle,
-    );
-    let mut frame = GrayImage::from_pixel(640, 480, image::Luma([128]));
-    imageops::replace(
-        &mut frame,
-        &big,
-        i64::from((640 - big.width()) / 2),
-        i64::from((480 - big.height()) / 2),
-    );
-    frame
+    kubevision_vision::embedding::as_camera_frame(photo)
 }

@@ -11,6 +11,8 @@
 //! - [`landmarks`]: dlib's five points and the head-turn cue read from them
 //!   (used by [`crate::liveness`]);
 //! - `encoder` (feature `dlib`): detection, landmarks and the embedding;
+//! - [`photo`]: tight face crops (datasets, enrolment photos) framed the
+//!   way a kiosk camera sees a face;
 //! - [`template`]: an embedding and its 520-byte encoding;
 //! - [`gallery`]: exact nearest-neighbour and top-k search on all cores.
 
@@ -19,6 +21,7 @@ mod encoder;
 pub mod gallery;
 pub mod landmarks;
 pub mod models;
+pub mod photo;
 pub mod template;
 
 #[cfg(feature = "dlib")]
@@ -27,6 +30,7 @@ pub use encoder::{
 };
 pub use gallery::EmbeddingGallery;
 pub use landmarks::{Landmarks, Point};
+pub use photo::as_camera_frame;
 pub use template::Embedding;
 
 /// The accept threshold on the L2 distance, calibrated on ORL for a

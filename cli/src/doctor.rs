@@ -3,6 +3,8 @@
 //!
 //! - `config`: the configuration file parses (absent: defaults, skipped);
 //! - `cascade`: the face detector's cascade is found and OpenCV loads it;
+//! - `models`: the dlib recogniser's model files are found and are the
+//!   pinned ones (absent: a warning, since lbph needs none);
 //! - `camera`: a video capture device this user can open (Linux only);
 //! - `store`: the kiosk's SQLite store passes SQLite's integrity check and is
 //!   at the schema this version's kiosk migrates to;
@@ -177,6 +179,7 @@ pub fn run(args: &DoctorArgs) -> anyhow::Result<ExitCode> {
     let checks = [
         config_check,
         Check::from_result("cascade", cascade()),
+        dlib_models(),
         cameras(args.require_camera || config.require_camera),
         store(&data_dir),
         match offload {
@@ -259,6 +262,34 @@ fn cascade() -> anyhow::Result<String> {
     vision::detect::FaceDetector::new(&path, Default::default())
         .with_context(|| format!("{} does not load as a cascade", path.display()))?;
     Ok(path.display().to_string())
+}
+
+/// Both model files found along the search path, each with its pinned
+/// SHA-256. Missing files are a warning: the lbph recogniser needs none,
+/// but the dlib recogniser and the head-turn challenge are then off.
+fn dlib_models() -> Check {
+    use vision::embedding::models::{locate, ModelFile, INSTALL_HINT};
+    let mut dirs = BTreeSet::new();
+    for file in ModelFile::ALL {
+        match locate(file) {
+            Ok(path) => {
+                dirs.insert(path.parent().unwrap_or(&path).display().to_string());
+            }
+            Err(vision::Error::ModelNotFound { file, .. }) => {
+                return Check::new(
+                    "models",
+                    Status::Warn,
+                    format!("{file} not found: the dlib recogniser and the head-turn challenge are unavailable; {INSTALL_HINT}"),
+                )
+            }
+            Err(e) => return Check::from_result("models", Err(e.into())),
+        }
+    }
+    Check::new(
+        "models",
+        Status::Pass,
+        dirs.into_iter().collect::<Vec<_>>().join(", "),
+    )
 }
 
 /// A `/dev/video*` node as sysfs names it.

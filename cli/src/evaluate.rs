@@ -9,8 +9,11 @@ use std::process::ExitCode;
 use anyhow::{bail, Context};
 use clap::Args;
 use vision::calibrate::{self, Scores};
+use vision::embedding::EmbeddingGallery;
 use vision::lbph::{Gallery, Lbph, LbphParams, Template};
+use vision::recogniser::Kind;
 
+use crate::faces::AlignmentArg;
 use crate::{dataset, faces, plot, text, InputArgs};
 
 #[derive(Args)]
@@ -33,6 +36,13 @@ pub struct EvaluateArgs {
     /// Draw the FAR/FRR curve and the score distributions as PNG here.
     #[arg(long)]
     plot: Option<PathBuf>,
+    /// The recogniser to evaluate: lbph (OpenCV's semantics) or dlib (ResNet
+    /// embeddings; needs the model files from scripts/setup-models).
+    #[arg(long, default_value = "lbph")]
+    recogniser: Kind,
+    /// dlib only: where the face box for the landmarks comes from.
+    #[arg(long, value_enum, default_value_t)]
+    alignment: AlignmentArg,
     /// Labelled photos: one folder per person.
     dir: PathBuf,
 }
@@ -41,17 +51,24 @@ pub fn run(args: &EvaluateArgs) -> anyhow::Result<ExitCode> {
     if !(0.0..1.0).contains(&args.far) {
         bail!("--far must be a fraction between 0 and 1, not {}", args.far);
     }
-    let (gallery, probes) = match (&args.model, args.train_per_person) {
-        (Some(path), _) => from_model(path, args)?,
-        (None, Some(n)) => from_split(n, args)?,
-        (None, None) => bail!("say how to get a gallery: --model FILE, or --train-per-person N"),
+    let (scores, templates) = match (args.recogniser, &args.model, args.train_per_person) {
+        (Kind::Dlib, Some(_), _) => bail!(
+            "--model is an OpenCV LBPH model file; with --recogniser dlib use --train-per-person N"
+        ),
+        (Kind::Lbph, Some(path), _) => lbph_scores(from_model(path, args)?, args)?,
+        (Kind::Lbph, None, Some(n)) => lbph_scores(from_split(n, args)?, args)?,
+        (Kind::Dlib, None, Some(n)) => dlib_scores(n, args)?,
+        (_, None, None) => bail!("say how to get a gallery: --model FILE, or --train-per-person N"),
     };
-    if probes.is_empty() {
-        bail!("no usable probe photos in {}", args.dir.display());
-    }
-    let scores = calibrate::score(&gallery, &probes)?;
     let threshold = calibrate::threshold_for_far(&scores, args.far);
-    report(&scores, gallery.len(), args.far, threshold);
+    println!("recogniser: {}", args.recogniser);
+    report(&scores, templates, args.far, threshold);
+    println!(
+        "shipped threshold {}: FAR {:.3} %, FRR {:.1} %",
+        args.recogniser.default_threshold(),
+        100.0 * calibrate::far(&scores, args.recogniser.default_threshold()),
+        100.0 * calibrate::frr(&scores, args.recogniser.default_threshold())
+    );
     let points = calibrate::roc(&scores, 200);
     if let Some(path) = &args.roc {
         write_csv(path, &points)?;
@@ -62,6 +79,53 @@ pub fn run(args: &EvaluateArgs) -> anyhow::Result<ExitCode> {
         println!("plot written to {}", text::path(path));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// LBPH scores, and the gallery's size.
+fn lbph_scores(
+    (gallery, probes): (Gallery, Labelled),
+    args: &EvaluateArgs,
+) -> anyhow::Result<(Scores, usize)> {
+    if probes.is_empty() {
+        bail!("no usable probe photos in {}", args.dir.display());
+    }
+    Ok((calibrate::score(&gallery, &probes)?, gallery.len()))
+}
+
+/// dlib scores with the first `n` photos of each person enrolled, and the
+/// gallery's size.
+fn dlib_scores(n: usize, args: &EvaluateArgs) -> anyhow::Result<(Scores, usize)> {
+    let (train, probe) = split(n, &args.dir)?;
+    let (train, probe) = (borrowed(&train), borrowed(&probe));
+    let embed =
+        |photos: &[(i32, &Path)]| -> anyhow::Result<Vec<(i32, vision::embedding::Embedding)>> {
+            let paths: Vec<&Path> = photos.iter().map(|(_, p)| *p).collect();
+            let mut out = Vec::new();
+            for ((label, path), result) in photos
+                .iter()
+                .zip(faces::embed_all(&paths, args.alignment.into())?)
+            {
+                match result {
+                    Ok(e) => out.push((*label, e)),
+                    Err(reason) => {
+                        eprintln!("skipped {}: {}", text::path(path), text::shown(&reason))
+                    }
+                }
+            }
+            Ok(out)
+        };
+    let mut gallery = EmbeddingGallery::new();
+    for (label, e) in embed(&train)? {
+        gallery.add(label, e);
+    }
+    let probes = embed(&probe)?;
+    if probes.is_empty() {
+        bail!("no usable probe photos in {}", args.dir.display());
+    }
+    Ok((
+        calibrate::score_embeddings(&gallery, &probes),
+        gallery.len(),
+    ))
 }
 
 fn report(scores: &Scores, templates: usize, target: f64, threshold: Option<f64>) {
@@ -143,23 +207,34 @@ fn from_model(path: &Path, args: &EvaluateArgs) -> anyhow::Result<(Gallery, Labe
     Ok((model.gallery().clone(), probes))
 }
 
-fn from_split(n: usize, args: &EvaluateArgs) -> anyhow::Result<(Gallery, Labelled)> {
-    let people = dataset::people(&args.dir)?;
+/// The first `n` photos of each person in `dir` to enroll, the rest to
+/// probe; labels are the people's positions, from 1.
+fn split(n: usize, dir: &Path) -> anyhow::Result<(Vec<(i32, PathBuf)>, Vec<(i32, PathBuf)>)> {
+    let people = dataset::people(dir)?;
     let (mut train, mut probe) = (Vec::new(), Vec::new());
     for (i, person) in people.iter().enumerate() {
         let label = i as i32 + 1;
         for (k, photo) in person.photos.iter().enumerate() {
             if k < n {
-                train.push((label, photo.as_path()))
+                train.push((label, photo.clone()))
             } else {
-                probe.push((label, photo.as_path()))
+                probe.push((label, photo.clone()))
             }
         }
     }
+    Ok((train, probe))
+}
+
+fn from_split(n: usize, args: &EvaluateArgs) -> anyhow::Result<(Gallery, Labelled)> {
+    let (train, probe) = split(n, &args.dir)?;
     let params = LbphParams::default();
     let mut gallery = Gallery::new(params);
-    for (label, t) in templates(&train, args.input, &params)? {
+    for (label, t) in templates(&borrowed(&train), args.input, &params)? {
         gallery.add(label, t)?;
     }
-    Ok((gallery, templates(&probe, args.input, &params)?))
+    Ok((gallery, templates(&borrowed(&probe), args.input, &params)?))
+}
+
+fn borrowed(photos: &[(i32, PathBuf)]) -> Vec<(i32, &Path)> {
+    photos.iter().map(|(l, p)| (*l, p.as_path())).collect()
 }

@@ -4,6 +4,7 @@ use std::path::Path;
 
 use rayon::prelude::*;
 use vision::detect::{normalize, FaceBox, FaceDetector};
+use vision::embedding::{as_camera_frame, Alignment, DlibFrame, Embedder, Embedding};
 use vision::lbph::{LbphParams, Template};
 use vision::{imageio, GrayImage};
 
@@ -70,4 +71,71 @@ fn detected(
         .first()
         .ok_or_else(|| vision::quality::QualityIssue::NoFace.to_string())?;
     Ok((face, normalize(photo, &face).map_err(|e| e.to_string())?))
+}
+
+/// How the `dlib` recogniser finds the face box its landmarks start from.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum AlignmentArg {
+    /// The OpenCV cascade's box mapped to dlib's shape (the kiosk's way).
+    #[default]
+    Cascade,
+    /// dlib's own HOG detector.
+    Hog,
+}
+
+impl From<AlignmentArg> for Alignment {
+    fn from(a: AlignmentArg) -> Self {
+        match a {
+            AlignmentArg::Cascade => Alignment::Cascade,
+            AlignmentArg::Hog => Alignment::Hog,
+        }
+    }
+}
+
+/// dlib embeddings of `paths`, in parallel, each thread with its own
+/// models and cascade (neither is thread-safe). Every photo is first
+/// framed as a kiosk camera sees a face ([`as_camera_frame`]): dlib aligns
+/// by landmarks and needs the face in context, so `--aligned` crops too.
+pub fn embed_all(
+    paths: &[&Path],
+    alignment: Alignment,
+) -> anyhow::Result<Vec<Result<Embedding, String>>> {
+    Embedder::load()?; // fail once, clearly, before the batch
+    FaceDetector::from_default_locations()?;
+    Ok(paths
+        .par_iter()
+        .map_init(
+            || {
+                (
+                    Embedder::load().expect("checked above"),
+                    FaceDetector::from_default_locations().expect("checked above"),
+                )
+            },
+            |(embedder, cascade), path| embed(path, embedder, cascade, alignment),
+        )
+        .collect())
+}
+
+fn embed(
+    path: &Path,
+    embedder: &Embedder,
+    cascade: &mut FaceDetector,
+    alignment: Alignment,
+) -> Result<Embedding, String> {
+    let frame = as_camera_frame(&imageio::load_gray(path).map_err(|e| e.to_string())?);
+    let dlib_frame = DlibFrame::new(&frame);
+    let cascade_box = match alignment {
+        Alignment::Cascade => cascade
+            .detect(&frame)
+            .map_err(|e| e.to_string())?
+            .first()
+            .copied(),
+        Alignment::Hog => None,
+    };
+    let face = embedder
+        .face_box(&dlib_frame, alignment, cascade_box)
+        .ok_or_else(|| vision::quality::QualityIssue::NoFace.to_string())?;
+    embedder
+        .embed(&dlib_frame, &embedder.landmarks(&dlib_frame, face))
+        .map_err(|e| e.to_string())
 }

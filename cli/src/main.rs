@@ -63,7 +63,8 @@ enum Command {
     },
     /// Measure accuracy and calibrate the accept threshold on labelled photos.
     Evaluate(evaluate::EvaluateArgs),
-    /// Benchmark our LBPH and detection against OpenCV's on the ORL faces.
+    /// Benchmark our LBPH and detection against OpenCV's, or the dlib
+    /// recogniser's costs, on the ORL faces.
     Bench(bench::BenchArgs),
     /// Self-test of an installed kiosk: cascade, camera, store, offload, cluster.
     Doctor(doctor::DoctorArgs),

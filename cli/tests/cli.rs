@@ -317,3 +317,81 @@ fn evaluate_reproduces_opencvs_orl_figure() {
     let png = image::open(&plot).unwrap();
     assert_eq!((png.width(), png.height()), (1000, 600));
 }
+
+#[test]
+fn evaluate_dlib_reproduces_the_shipped_threshold_and_writes_the_curve() {
+    let tmp = tempfile::tempdir().unwrap();
+    let roc = tmp.path().join("roc.csv");
+    let out = kubevision(&[
+        "evaluate",
+        "--aligned",
+        "--train-per-person",
+        "5",
+        "--recogniser",
+        "dlib",
+        "--roc",
+        roc.to_str().unwrap(),
+        orl().to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("recogniser: dlib"), "{text}");
+    assert!(
+        text.contains("rank-1 identification: 100.0 % (200 of 200)"),
+        "{text}"
+    );
+    let threshold: f64 = text
+        .split("FAR ≤ 0.100 %: ")
+        .nth(1)
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    // The shipped threshold is this calibration rounded down to 0.01.
+    assert_eq!(
+        (threshold * 100.0).floor() / 100.0,
+        vision::embedding::DEFAULT_THRESHOLD,
+        "{text}"
+    );
+    assert!(text.contains("shipped threshold 0.48: FAR 0.0"), "{text}");
+    let csv = std::fs::read_to_string(&roc).unwrap();
+    assert!(csv.starts_with("threshold,far,frr\n") && csv.lines().count() == 202);
+}
+
+#[test]
+fn a_recogniser_that_does_not_exist_or_an_lbph_model_for_dlib_is_refused_by_name() {
+    let out = kubevision(&[
+        "evaluate",
+        "--recogniser",
+        "resnet",
+        "--train-per-person",
+        "5",
+        "x",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("resnet") && err.contains("lbph or dlib"),
+        "{err}"
+    );
+    let out = kubevision(&[
+        "evaluate",
+        "--recogniser",
+        "dlib",
+        "--model",
+        "m.yml",
+        orl().to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("--model is an OpenCV LBPH model file"),
+        "{err}"
+    );
+}

@@ -67,6 +67,8 @@ fn passes_on_a_store_the_kiosk_created() {
     assert!(line(&text, "offload").starts_with("SKIP"), "{text}");
     assert!(line(&text, "cluster").starts_with("SKIP"), "{text}");
     assert!(line(&text, "opcua").starts_with("SKIP"), "{text}");
+    // scripts/setup-models installed them for the tests.
+    assert!(line(&text, "models").starts_with("PASS"), "{text}");
     // This machine may or may not have a camera; without --require-camera it never fails.
     assert!(!line(&text, "camera").starts_with("FAIL"), "{text}");
 }
@@ -85,9 +87,9 @@ fn json_gives_one_object_per_check() {
         .collect();
     assert_eq!(
         names,
-        ["config", "cascade", "camera", "store", "offload", "opcua", "cluster"]
+        ["config", "cascade", "models", "camera", "store", "offload", "opcua", "cluster"]
     );
-    assert_eq!(checks[3]["status"], "pass");
+    assert_eq!(checks[4]["status"], "pass");
 }
 
 #[test]
@@ -343,4 +345,58 @@ fn checks_the_kiosks_opcua_server_as_its_settings_describe_it() {
         "{text}"
     );
     assert_eq!(out.status.code(), Some(1), "{text}");
+}
+
+/// The doctor with the dlib models looked for in `models_dir` first and in
+/// an empty home (no user-installed copy).
+fn doctor_with_models(data_dir: &Path, models_dir: &Path, home: &Path) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_kubevision"))
+        .arg("doctor")
+        .arg("--config")
+        .arg(data_dir.join("no-such-config.toml"))
+        .arg("--data-dir")
+        .arg(data_dir)
+        .env("KUBEVISION_CASCADE_DIR", assets_cascades())
+        .env("KUBEVISION_MODELS_DIR", models_dir)
+        .env("HOME", home)
+        .env_remove("XDG_DATA_HOME")
+        .output()
+        .expect("runs");
+    stdout(&out)
+}
+
+#[test]
+fn the_dlib_models_pass_when_pinned_warn_when_absent_and_fail_when_altered() {
+    use vision::embedding::models::{find, ModelFile};
+    let data = kiosk_data_dir();
+    let home = tempfile::tempdir().unwrap();
+    let models = tempfile::tempdir().unwrap();
+    if Path::new("/usr/share/kubevision/models").exists() {
+        eprintln!("SKIPPED: a packaged copy in /usr/share/kubevision/models would be found");
+        return;
+    }
+    let text = doctor_with_models(data.path(), models.path(), home.path());
+    let l = line(&text, "models");
+    assert!(
+        l.starts_with("WARN") && l.contains("scripts/setup-models"),
+        "{text}"
+    );
+
+    // The installed copies (scripts/setup-models), linked into the folder.
+    for f in ModelFile::ALL {
+        let installed = find(f).expect("scripts/setup-models has installed the models");
+        std::os::unix::fs::symlink(&installed, models.path().join(f.file_name())).unwrap();
+    }
+    let text = doctor_with_models(data.path(), models.path(), home.path());
+    assert_eq!(
+        line(&text, "models"),
+        format!("PASS models   {}", models.path().display())
+    );
+
+    let encoder = models.path().join(ModelFile::Encoder.file_name());
+    std::fs::remove_file(&encoder).unwrap();
+    std::fs::write(&encoder, b"a different network").unwrap();
+    let text = doctor_with_models(data.path(), models.path(), home.path());
+    let l = line(&text, "models");
+    assert!(l.starts_with("FAIL") && l.contains("SHA-256"), "{text}");
 }

@@ -38,6 +38,13 @@ for exe in kubevision kubevision-hmi; do
 done
 install -D -m 0644 "$repo/assets/cascades/haarcascade_frontalface_default.xml" \
     "$root/usr/share/kubevision/cascades/haarcascade_frontalface_default.xml"
+# The dlib recogniser's model files (scripts/setup-models put them in the
+# models folder; the package ships them so a line PC needs no download).
+models=${KUBEVISION_MODELS_DIR:-${XDG_DATA_HOME:-$HOME/.local/share}/kubevision/models}
+for f in dlib_face_recognition_resnet_model_v1.dat shape_predictor_5_face_landmarks.dat; do
+    [ -f "$models/$f" ] || die "$models/$f is missing: run scripts/setup-models first"
+    install -D -m 0644 "$models/$f" "$root/usr/share/kubevision/models/$f"
+done
 install -D -m 0644 "$here/kubevision.toml" "$root/etc/kubevision/kubevision.toml"
 install -D -m 0644 "$here/pam/kubevision-kiosk" "$root/etc/pam.d/kubevision-kiosk"
 install -D -m 0644 "$here/systemd/kubevision-kiosk.service" "$root/lib/systemd/system/kubevision-kiosk.service"
@@ -73,8 +80,9 @@ Section: misc
 Priority: optional
 Description: face and PIN sign-in kiosk for production-line touchscreens
  KubeVision signs operators in at a production-line touchscreen PC with a
- USB camera: face recognition (LBPH, on the kiosk or on an offload service in
- the plant's Kubernetes cluster) together with a PIN or password.
+ USB camera: face recognition (LBPH, or dlib's ResNet face embeddings, on the
+ kiosk or on an offload service in the plant's Kubernetes cluster) together
+ with a PIN or password.
  .
  This package installs the kiosk (kubevision-hmi), started fullscreen on tty1
  at boot by the cage Wayland compositor as the system user kubevision with its

@@ -108,6 +108,7 @@ step "kubevision doctor in the root"
 doctor
 expect_line '^PASS config +/etc/kubevision/kubevision.toml$'
 expect_line '^PASS cascade +/usr/share/kubevision/cascades/haarcascade_frontalface_default.xml$'
+expect_line '^PASS models +/usr/share/kubevision/models$'
 expect_line '^PASS store +/var/lib/kubevision/kubevision.sqlite3 \(schema version [0-9]+\)$'
 expect_line '^(WARN|PASS) camera '
 expect_line '^SKIP opcua +off in the kiosk'\''s settings$'

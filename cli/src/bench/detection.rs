@@ -37,7 +37,7 @@ pub fn run(orl: &Orl, frames: usize) -> anyhow::Result<Vec<Row>> {
     Ok(vec![Row {
         measure: "detection + normalisation, 640×480 (frames/s)".into(),
         ours: ours_fps,
-        opencv: plain_fps,
+        peer: plain_fps,
         higher_is_better: true,
     }])
 }

@@ -1,21 +1,27 @@
-//! `kubevision bench`: our LBPH and detection against OpenCV's, side by
-//! side in one run, ending with a Markdown table of medians and ratios.
+//! `kubevision bench`: ours against the peer, side by side in one run,
+//! ending with a Markdown table of medians and ratios.
 //!
 //! - [`data`]: the ORL faces, augmented into large galleries, and 640 × 480
 //!   frames with one face;
-//! - [`recognition`]: training throughput, predict latency, memory;
+//! - [`recognition`]: LBPH training throughput, predict latency, memory,
+//!   against OpenCV's `LBPHFaceRecognizer`;
 //! - [`detection`]: our detection + normalisation against a plain
-//!   full-frame `detectMultiScale`.
+//!   full-frame `detectMultiScale`;
+//! - [`dlib`] (`--recogniser dlib`): the dlib recogniser's costs per face
+//!   and per sign-in, and its peak memory, against dlib's own way.
 
 mod data;
 mod detection;
+mod dlib;
 mod recognition;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use anyhow::Context;
 use clap::Args;
+use vision::recogniser::Kind;
 
 #[derive(Args)]
 pub struct BenchArgs {
@@ -34,13 +40,21 @@ pub struct BenchArgs {
     /// Repetitions of the training measure.
     #[arg(long, default_value_t = 5)]
     rounds: usize,
+    /// Which recogniser to measure: lbph (against OpenCV) or dlib (its costs
+    /// per face and per sign-in, and its memory; needs scripts/setup-models).
+    #[arg(long, default_value = "lbph")]
+    recogniser: Kind,
+    /// Internal: measure the dlib recogniser's peak memory in this process
+    /// and print it (the bench runs itself with this flag).
+    #[arg(long, hide = true)]
+    memory_probe: bool,
 }
 
 /// One row of the final table.
 pub struct Row {
     measure: String,
     ours: f64,
-    opencv: f64,
+    peer: f64,
     /// Whether a larger value is better (throughput) or worse (latency, memory).
     higher_is_better: bool,
 }
@@ -49,34 +63,83 @@ impl Row {
     /// How many times better ours is.
     fn ratio(&self) -> f64 {
         if self.higher_is_better {
-            self.ours / self.opencv
+            self.ours / self.peer
         } else {
-            self.opencv / self.ours
+            self.peer / self.ours
         }
     }
 }
 
 pub fn run(args: &BenchArgs) -> anyhow::Result<ExitCode> {
     let orl = data::Orl::load(&args.orl)?;
+    if args.memory_probe {
+        return memory_probe(&orl);
+    }
     println!(
-        "kubevision bench: {} threads, ORL from {}",
+        "kubevision bench: {} threads, ORL from {}, recogniser {}",
         rayon::current_num_threads(),
-        args.orl.display()
+        args.orl.display(),
+        args.recogniser
     );
-    let mut rows = recognition::run(&orl, &args.sizes, args.probes, args.rounds)?;
-    rows.extend(detection::run(&orl, args.frames)?);
-
-    println!("\n| measure | kubevision | OpenCV | ratio |\n|---|---:|---:|---:|");
+    let (rows, peer) = match args.recogniser {
+        Kind::Lbph => {
+            let mut rows = recognition::run(&orl, &args.sizes, args.probes, args.rounds)?;
+            rows.extend(detection::run(&orl, args.frames)?);
+            (rows, "OpenCV")
+        }
+        Kind::Dlib => {
+            let size = args.sizes.iter().copied().max().unwrap_or(50_000);
+            let (rows, mut budgets) = dlib::run(&orl, args.frames, size)?;
+            budgets.push(dlib::Budget {
+                measure: "dlib: peak resident memory, models loaded and bursts decided (MB)".into(),
+                value: memory_of_probe(args)?,
+                target: "≤ 300".into(),
+            });
+            println!("\n| measure | kubevision | target |\n|---|---:|---:|");
+            for b in &budgets {
+                println!("| {} | {} | {} |", b.measure, fmt(b.value), b.target);
+            }
+            (rows, "dlib")
+        }
+    };
+    println!("\n| measure | kubevision | {peer} | ratio |\n|---|---:|---:|---:|");
     for r in &rows {
         println!(
             "| {} | {} | {} | {:.1}× |",
             r.measure,
             fmt(r.ours),
-            fmt(r.opencv),
+            fmt(r.peer),
             r.ratio()
         );
     }
     println!("\nratio: how many times better kubevision is (faster, or smaller); medians over repeated runs.");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Runs this program again with `--memory-probe`, so that the figure is a
+/// process that did only what the kiosk's recognition does.
+fn memory_of_probe(args: &BenchArgs) -> anyhow::Result<f64> {
+    let out = std::process::Command::new(std::env::current_exe()?)
+        .args(["bench", "--recogniser", "dlib", "--memory-probe", "--orl"])
+        .arg(&args.orl)
+        .output()
+        .context("running the memory probe")?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .find_map(|l| l.strip_prefix("peak resident MB: ")?.trim().parse().ok())
+        .with_context(|| {
+            format!(
+                "the memory probe printed no figure: {}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        })
+}
+
+/// Loads the models and the cascade, decides a few bursts, prints VmHWM.
+fn memory_probe(orl: &data::Orl) -> anyhow::Result<ExitCode> {
+    dlib::run(orl, 20, 200)?;
+    let mb = dlib::peak_resident_mb().context("no /proc/self/status")?;
+    println!("peak resident MB: {mb:.1}");
     Ok(ExitCode::SUCCESS)
 }
 

@@ -55,12 +55,12 @@ fn training(orl: &Orl, rounds: usize) -> anyhow::Result<Row> {
     let row = Row {
         measure: "training throughput (images/s)".into(),
         ours: per_s(median_ms(ours_t)),
-        opencv: per_s(median_ms(cv_t)),
+        peer: per_s(median_ms(cv_t)),
         higher_is_better: true,
     };
     println!(
         "training: ours {:.0} images/s, OpenCV {:.0} images/s",
-        row.ours, row.opencv
+        row.ours, row.peer
     );
     Ok(row)
 }
@@ -111,7 +111,7 @@ fn predict(orl: &Orl, size: usize, probes: usize) -> anyhow::Result<Vec<Row>> {
     let mut rows = vec![Row {
         measure: format!("predict latency, {size} templates (ms)"),
         ours: ours_ms,
-        opencv: cv_ms,
+        peer: cv_ms,
         higher_is_better: false,
     }];
     if let (Some(o), Some(c)) = (ours_bytes, cv_bytes) {
@@ -120,7 +120,7 @@ fn predict(orl: &Orl, size: usize, probes: usize) -> anyhow::Result<Vec<Row>> {
             rows.push(Row {
                 measure: format!("memory per template, {size} templates (KiB, resident)"),
                 ours: kib(o),
-                opencv: kib(c),
+                peer: kib(c),
                 higher_is_better: false,
             });
         }

@@ -207,9 +207,12 @@ fn from_model(path: &Path, args: &EvaluateArgs) -> anyhow::Result<(Gallery, Labe
     Ok((model.gallery().clone(), probes))
 }
 
+/// Labelled photo paths.
+type Photos = Vec<(i32, PathBuf)>;
+
 /// The first `n` photos of each person in `dir` to enroll, the rest to
 /// probe; labels are the people's positions, from 1.
-fn split(n: usize, dir: &Path) -> anyhow::Result<(Vec<(i32, PathBuf)>, Vec<(i32, PathBuf)>)> {
+fn split(n: usize, dir: &Path) -> anyhow::Result<(Photos, Photos)> {
     let people = dataset::people(dir)?;
     let (mut train, mut probe) = (Vec::new(), Vec::new());
     for (i, person) in people.iter().enumerate() {

@@ -72,11 +72,11 @@ impl Kind {
     }
 
     /// Whether this build can make templates of this kind (`dlib` needs
-    /// the `dlib` feature).
+    /// the `dlib` feature, on Unix).
     pub fn available(self) -> bool {
         match self {
             Kind::Lbph => true,
-            Kind::Dlib => cfg!(feature = "dlib"),
+            Kind::Dlib => cfg!(all(feature = "dlib", unix)),
         }
     }
 }

@@ -3,9 +3,7 @@
 //! dlib's network expects a face chip cut and rotated by the landmarks the
 //! way it was trained (`get_face_chip_details(.., 150, 0.25)`), and the
 //! landmark model expects a face box of the shape dlib's own HOG detector
-//! draws. [`Alignment`] says where that box comes from: dlib's detector,
-//! or the OpenCV cascade's box mapped to dlib's shape (cheaper, because
-//! the kiosk runs the cascade on every frame anyway).
+//! draws ([`super::alignment`]).
 
 use std::path::Path;
 
@@ -21,40 +19,7 @@ use super::template::Embedding;
 use crate::detect::FaceBox;
 use crate::Error;
 
-/// Where the face box for the landmark model comes from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Alignment {
-    /// dlib's HOG detector on the frame (what the landmark model was
-    /// trained with).
-    Hog,
-    /// The OpenCV cascade's box, mapped to dlib's box shape by
-    /// [`cascade_to_dlib`].
-    Cascade,
-}
-
-/// The cascade's box mapped to the box dlib's detector draws on the same
-/// face: dlib's is smaller and sits lower (it spans brows to chin, the
-/// cascade's forehead to chin). The factors are the medians over the ORL
-/// faces both detectors found (`vision/tests/embedding.rs` measures them).
-pub fn cascade_to_dlib(b: FaceBox) -> FaceBox {
-    let (w, h) = (f64::from(b.width), f64::from(b.height));
-    let cx = f64::from(b.x) + w * (0.5 + CASCADE_DX);
-    let cy = f64::from(b.y) + h * (0.5 + CASCADE_DY);
-    let side = w * CASCADE_SCALE;
-    FaceBox {
-        x: (cx - side / 2.0).round().max(0.0) as u32,
-        y: (cy - side / 2.0).round().max(0.0) as u32,
-        width: side.round().max(1.0) as u32,
-        height: side.round().max(1.0) as u32,
-    }
-}
-
-/// Horizontal shift of the box centre, in cascade box widths.
-pub const CASCADE_DX: f64 = 0.0;
-/// Vertical shift of the box centre, in cascade box heights.
-pub const CASCADE_DY: f64 = 0.08;
-/// dlib's box side over the cascade's.
-pub const CASCADE_SCALE: f64 = 0.87;
+pub use super::alignment::{cascade_to_dlib, Alignment, CASCADE_DX, CASCADE_DY, CASCADE_SCALE};
 
 /// A frame in dlib's pixel format, converted once for detection,
 /// landmarks and the embedding.

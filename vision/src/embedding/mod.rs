@@ -10,13 +10,21 @@
 //!   SHA-256 check before dlib reads them;
 //! - [`landmarks`]: dlib's five points and the head-turn cue read from them
 //!   (used by [`crate::liveness`]);
-//! - `encoder` (feature `dlib`): detection, landmarks and the embedding;
+//! - [`alignment`]: the face box the landmarks start from;
+//! - `encoder`: detection, landmarks and the embedding with dlib (feature
+//!   `dlib`, on by default; without it `Embedder::load` says the build has
+//!   no dlib, and the rest of the API stays, so callers need no `cfg`);
 //! - [`photo`]: tight face crops (datasets, enrolment photos) framed the
 //!   way a kiosk camera sees a face;
 //! - [`template`]: an embedding and its 520-byte encoding;
 //! - [`gallery`]: exact nearest-neighbour and top-k search on all cores.
 
-#[cfg(feature = "dlib")]
+pub mod alignment;
+// The encoder needs dlib; without it the same API says so at load. Only
+// Unix builds link Debian's (or the distribution's) dlib: the crate's
+// Windows build expects prebuilt libraries it does not ship.
+#[cfg_attr(all(feature = "dlib", unix), path = "encoder.rs")]
+#[cfg_attr(not(all(feature = "dlib", unix)), path = "unavailable.rs")]
 mod encoder;
 pub mod gallery;
 pub mod landmarks;
@@ -24,7 +32,6 @@ pub mod models;
 pub mod photo;
 pub mod template;
 
-#[cfg(feature = "dlib")]
 pub use encoder::{
     cascade_to_dlib, Alignment, DlibFrame, Embedder, Located, CASCADE_DX, CASCADE_DY, CASCADE_SCALE,
 };

@@ -1,12 +1,23 @@
-//! Template decoding (`Template::from_bytes`): templates arrive from kiosks
-//! and stores. What decodes must encode back to the same bytes, and the
-//! matcher must give finite distances for it (0 to itself).
+//! Template decoding (`Template::from_bytes`, `Embedding::from_bytes`):
+//! templates of either recogniser arrive from kiosks and stores. What
+//! decodes must encode back to the same bytes, and the matcher must give
+//! finite distances for it (0 to itself).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use vision::embedding::{Embedding, EmbeddingGallery};
 use vision::lbph::{Gallery, LbphParams, Template};
 
 fuzz_target!(|data: &[u8]| {
+    if let Ok(embedding) = Embedding::from_bytes(data) {
+        assert_eq!(embedding.to_bytes(), data, "decoding is not canonical");
+        let mut gallery = EmbeddingGallery::new();
+        gallery.add(7, embedding.clone());
+        let found = gallery.search(&embedding, 1, f64::MAX);
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].distance, 0.0, "an embedding's distance to itself");
+        return;
+    }
     let Ok(template) = Template::from_bytes(data) else {
         return;
     };

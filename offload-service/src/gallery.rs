@@ -31,7 +31,6 @@ use std::time::{Duration, SystemTime};
 
 use tokio::sync::watch;
 use vision::lbph::LbphParams;
-use vision::recogniser::Kind;
 
 use crate::backend::{ActiveBackend, BackendError, MatchBackend};
 use crate::metrics::Metrics;
@@ -123,11 +122,6 @@ impl OperatorGallery {
 
     pub fn backend(&self) -> &ActiveBackend {
         &self.backend
-    }
-
-    /// The gallery's recogniser: the kind of template the matcher holds.
-    pub fn kind(&self) -> Kind {
-        self.backend.kind()
     }
 
     pub fn store(&self) -> &dyn GalleryStore {

@@ -172,14 +172,6 @@ impl Recogniser {
         &self.params
     }
 
-    /// Whether this replica makes templates of `kind`.
-    pub fn makes(&self, kind: Kind) -> bool {
-        match kind {
-            Kind::Lbph => true,
-            Kind::Dlib => self.embedders.is_some(),
-        }
-    }
-
     /// The gallery's kind of template of a face. Only a face from a camera
     /// image has a dlib template (callers refuse crops in dlib mode first).
     pub fn probe(&self, face: &Face) -> Result<AnyTemplate, vision::Error> {

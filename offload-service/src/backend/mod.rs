@@ -117,13 +117,6 @@ pub enum ActiveBackend {
 }
 
 impl ActiveBackend {
-    pub fn kind(&self) -> Kind {
-        match self {
-            Self::Lbph(_) => Kind::Lbph,
-            Self::Dlib(_) => Kind::Dlib,
-        }
-    }
-
     /// The backend's name for logs, metrics and GalleryStatus.
     pub fn name(&self) -> &'static str {
         match self {
@@ -172,12 +165,6 @@ impl ActiveBackend {
     }
 }
 
-impl From<Arc<dyn MatchBackend>> for ActiveBackend {
-    fn from(backend: Arc<dyn MatchBackend>) -> Self {
-        Self::Lbph(backend)
-    }
-}
-
 /// Builds the configured backend for `kind`. dlib embeddings are matched
 /// on the CPU whatever the choice: the CUDA backend matches LBPH only
 /// ([`Config::validate`](crate::Config::validate) refuses `--backend cuda`
@@ -189,7 +176,12 @@ pub fn create_for(
 ) -> Result<ActiveBackend, BackendError> {
     match kind {
         Kind::Lbph => create(choice, params).map(ActiveBackend::Lbph),
-        Kind::Dlib => Ok(ActiveBackend::Dlib(Arc::new(EmbeddingBackend::new()))),
+        Kind::Dlib => {
+            if choice == BackendChoice::Auto {
+                tracing::info!(backend = "cpu", "backend auto: dlib embeddings are matched on the CPU (the CUDA backend matches lbph only)");
+            }
+            Ok(ActiveBackend::Dlib(Arc::new(EmbeddingBackend::new())))
+        }
     }
 }
 

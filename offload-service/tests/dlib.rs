@@ -292,3 +292,43 @@ async fn dlib_on_the_cuda_backend_is_refused() {
         "{err}"
     );
 }
+
+/// A replica checks the stored templates of every kind, not only its own:
+/// a damaged dlib template read by an lbph replica is an error naming its
+/// operator, never carried along to the kiosks unnoticed.
+#[test]
+fn a_damaged_template_of_another_kind_is_reported_with_its_operator() {
+    use std::sync::Arc;
+
+    use kubevision_offload::backend::CpuBackend;
+    use kubevision_offload::gallery::{GalleryError, OperatorGallery};
+    use kubevision_offload::metrics::Metrics;
+    use kubevision_offload::store::{GalleryStore, SqliteStore};
+    use vision::lbph::{LbphParams, Template};
+
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn GalleryStore> = Arc::new(SqliteStore::open(dir.path(), 128).unwrap());
+    let params = LbphParams::default();
+    let face = vision::imageio::decode_gray(&orl_bytes(1, 1)).unwrap();
+    let lbph = Template::extract(&params, &face).unwrap().to_bytes();
+    store
+        .enroll(
+            "test",
+            "alice",
+            &[lbph, b"KVE1 not an embedding".to_vec()],
+            None,
+        )
+        .unwrap();
+    let gallery = OperatorGallery::new(
+        store,
+        Arc::new(CpuBackend::new(params)),
+        params,
+        Metrics::new(),
+    );
+    match gallery.catch_up() {
+        Err(e @ GalleryError::CorruptTemplate { index: 1, .. }) => {
+            assert!(e.to_string().contains("\"alice\""), "{e}")
+        }
+        other => panic!("expected a corrupt template 1 of alice, got {other:?}"),
+    }
+}

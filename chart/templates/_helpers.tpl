@@ -110,6 +110,9 @@ only name a "missing property", so the explanation is that property's name.
 {{- if and (eq $g.store "sqlite") $pg.cloudnativepg.enabled }}
 {{- fail "gallery.postgres.cloudnativepg.enabled needs gallery.store=postgres: the database cluster would be unused with SQLite" }}
 {{- end }}
+{{- if and (eq .Values.recogniser "dlib") (eq (include "kubevision.backend" .) "cuda") }}
+{{- fail "recogniser=dlib needs backend=cpu or gpu.enabled=false: the CUDA backend matches lbph templates only" }}
+{{- end }}
 {{- $a := .Values.auth -}}
 {{- if and $a.kioskCA.certManager (not (and .Values.tls.enabled .Values.tls.mtls)) }}
 {{- fail "set tls.enabled=true and tls.mtls=true for auth.kioskCA.certManager: kiosks prove themselves with certificates from the kiosk CA over mutual TLS" }}

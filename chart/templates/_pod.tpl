@@ -55,6 +55,8 @@ spec:
           value: {{ $dataDir }}
         - name: KUBEVISION_BACKEND
           value: {{ include "kubevision.backend" . }}
+        - name: KUBEVISION_RECOGNISER
+          value: {{ .Values.recogniser }}
         {{- if $postgres }}
         # The gallery of record: PostgreSQL, shared by every replica.
         - name: KUBEVISION_STORE

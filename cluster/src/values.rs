@@ -128,6 +128,13 @@ impl DeployValues {
                  certificate to a gRPC backend",
             );
         }
+        let cuda = v.backend == "cuda" || (v.backend.is_empty() && v.gpu.enabled);
+        if v.recogniser == "dlib" && cuda {
+            return refuse(
+                "recogniser=dlib needs backend=cpu or gpu.enabled=false: the CUDA backend matches \
+                 lbph templates only",
+            );
+        }
         let g = &v.gallery;
         let pg = &g.postgres;
         let cnpg = pg.cloudnativepg.enabled;
@@ -245,6 +252,7 @@ pub struct ChartValues {
     pub image_pull_secrets: Vec<LocalObjectReference>,
     pub replica_count: i32,
     pub backend: String,
+    pub recogniser: String,
     pub gallery: Gallery,
     pub gpu: Gpu,
     pub placement: Placement,

@@ -16,11 +16,12 @@ use std::sync::{Arc, LazyLock, OnceLock};
 use clap::Parser;
 use kubevision_offload::admission::Admission;
 use kubevision_offload::backend;
-use kubevision_offload::batcher::Batcher;
+use kubevision_offload::batcher::ActiveBatcher;
 use kubevision_offload::frames::FaceReader;
 use kubevision_offload::gallery::OperatorGallery;
 use kubevision_offload::identity::Registry;
 use kubevision_offload::metrics::Metrics;
+use kubevision_offload::recogniser::Recogniser;
 use kubevision_offload::service::{Core, GalleryApi, RecognitionApi};
 use kubevision_offload::store::SqliteStore;
 use kubevision_offload::Config;
@@ -103,12 +104,13 @@ static HARNESS: LazyLock<Harness> = LazyLock::new(|| {
     let core = runtime.block_on(async {
         let metrics = Metrics::new();
         let params = LbphParams::default();
-        let backend = backend::create(config.backend, params).expect("the CPU backend");
+        let backend = backend::create_for(config.recogniser, config.backend, params)
+            .expect("the CPU backend");
         let store = Arc::new(
             SqliteStore::open(&config.data_dir, config.max_templates_per_operator)
                 .expect("a SQLite gallery"),
         );
-        let gallery = Arc::new(OperatorGallery::new(
+        let gallery = Arc::new(OperatorGallery::with_backend(
             store,
             backend.clone(),
             params,
@@ -120,8 +122,11 @@ static HARNESS: LazyLock<Harness> = LazyLock::new(|| {
             gallery,
             faces: FaceReader::new(config.max_image_pixels)
                 .with_request_pixels(config.max_request_pixels),
-            batcher: Batcher::start(
-                backend,
+            // LBPH only: loading dlib's models per fuzz process is slow,
+            // and the request checks fuzzed here come before the recogniser.
+            recogniser: Recogniser::lbph_only(params),
+            batcher: ActiveBatcher::start(
+                &backend,
                 config.batch_window(),
                 config.max_batch,
                 workers + config.max_queue,
@@ -130,13 +135,13 @@ static HARNESS: LazyLock<Harness> = LazyLock::new(|| {
             admission: Admission::from_config(&config, metrics.clone()),
             metrics,
             token: None,
-            threshold: config.threshold,
+            threshold: config.threshold(),
             max_wolf_matches: config.max_wolf_matches,
             lockout: config.lockout_policy(),
             burst: BurstRule {
                 min_frames: config.burst_min_frames,
                 min_agreement: config.burst_min_agreement,
-                threshold: config.threshold,
+                threshold: config.threshold(),
             },
         })
     });

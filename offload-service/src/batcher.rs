@@ -11,10 +11,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot, Semaphore};
+use vision::embedding::Embedding;
 use vision::lbph::{Match, Template};
 
-use crate::backend::MatchBackend;
+use crate::backend::{ActiveBackend, MatchBackend};
 use crate::metrics::Metrics;
+use crate::recogniser::AnyTemplate;
 
 /// Backend calls allowed at once: one running, one being handed over.
 const BATCHES_IN_FLIGHT: usize = 2;
@@ -25,24 +27,92 @@ pub enum BatchError {
     Stopped,
     #[error("{0}")]
     Backend(String),
+    /// A probe of another recogniser than the gallery's (the RPC layer
+    /// checks kinds first, so this is a bug, reported, not a panic).
+    #[error("{0}")]
+    WrongKind(vision::Error),
 }
 
-struct Job {
-    probes: Vec<Template>,
+/// The batcher of the gallery's recogniser.
+#[derive(Clone)]
+pub enum ActiveBatcher {
+    Lbph(Batcher<Template>),
+    Dlib(Batcher<Embedding>),
+}
+
+impl ActiveBatcher {
+    /// Starts the batching task for `backend`; see [`Batcher::start`].
+    pub fn start(
+        backend: &ActiveBackend,
+        window: Duration,
+        max_batch: usize,
+        capacity: usize,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        match backend {
+            ActiveBackend::Lbph(b) => Self::Lbph(Batcher::start(
+                b.clone(),
+                window,
+                max_batch,
+                capacity,
+                metrics,
+            )),
+            ActiveBackend::Dlib(b) => Self::Dlib(Batcher::start(
+                b.clone(),
+                window,
+                max_batch,
+                capacity,
+                metrics,
+            )),
+        }
+    }
+
+    /// The `k` nearest labels for each probe, via a batch.
+    pub async fn search(
+        &self,
+        probes: Vec<AnyTemplate>,
+        k: usize,
+    ) -> Result<Vec<Vec<Match>>, BatchError> {
+        let wrong = BatchError::WrongKind;
+        match self {
+            Self::Lbph(b) => {
+                let probes = probes.into_iter().map(AnyTemplate::into_lbph);
+                b.search(probes.collect::<Result<_, _>>().map_err(wrong)?, k)
+                    .await
+            }
+            Self::Dlib(b) => {
+                let probes = probes.into_iter().map(AnyTemplate::into_dlib);
+                b.search(probes.collect::<Result<_, _>>().map_err(wrong)?, k)
+                    .await
+            }
+        }
+    }
+}
+
+struct Job<T> {
+    probes: Vec<T>,
     k: usize,
     reply: oneshot::Sender<Result<Vec<Vec<Match>>, String>>,
 }
 
-#[derive(Clone)]
-pub struct Batcher {
-    jobs: mpsc::Sender<Job>,
+/// A batcher of probes of one kind (`T`: LBPH templates or dlib embeddings).
+pub struct Batcher<T = Template> {
+    jobs: mpsc::Sender<Job<T>>,
 }
 
-impl Batcher {
+impl<T> Clone for Batcher<T> {
+    fn clone(&self) -> Self {
+        Self {
+            jobs: self.jobs.clone(),
+        }
+    }
+}
+
+impl<T: Send + Sync + 'static> Batcher<T> {
     /// Starts the batching task. `capacity` bounds the jobs waiting for a
     /// batch (admission control keeps it from ever filling).
     pub fn start(
-        backend: Arc<dyn MatchBackend>,
+        backend: Arc<dyn MatchBackend<T>>,
         window: Duration,
         max_batch: usize,
         capacity: usize,
@@ -54,11 +124,7 @@ impl Batcher {
     }
 
     /// The `k` nearest labels for each probe, via a batch.
-    pub async fn search(
-        &self,
-        probes: Vec<Template>,
-        k: usize,
-    ) -> Result<Vec<Vec<Match>>, BatchError> {
+    pub async fn search(&self, probes: Vec<T>, k: usize) -> Result<Vec<Vec<Match>>, BatchError> {
         let (reply, answer) = oneshot::channel();
         self.jobs
             .send(Job { probes, k, reply })
@@ -72,9 +138,9 @@ impl Batcher {
     }
 }
 
-async fn run(
-    mut rx: mpsc::Receiver<Job>,
-    backend: Arc<dyn MatchBackend>,
+async fn run<T: Send + Sync + 'static>(
+    mut rx: mpsc::Receiver<Job<T>>,
+    backend: Arc<dyn MatchBackend<T>>,
     window: Duration,
     max_batch: usize,
     metrics: Arc<Metrics>,
@@ -118,7 +184,7 @@ async fn run(
 }
 
 /// Runs one backend call for all jobs and hands each its share.
-fn answer(backend: &dyn MatchBackend, jobs: Vec<Job>) {
+fn answer<T>(backend: &dyn MatchBackend<T>, jobs: Vec<Job<T>>) {
     let k = jobs.iter().map(|j| j.k).max().unwrap_or(1);
     let mut probes = Vec::new();
     let mut replies = Vec::with_capacity(jobs.len());

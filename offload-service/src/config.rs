@@ -8,6 +8,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use clap::Parser;
+use vision::recogniser::Kind;
 
 use crate::backend::BackendChoice;
 use crate::store::StoreLocation;
@@ -70,9 +71,19 @@ pub struct Config {
     #[arg(long, env = "KUBEVISION_CATCH_UP_SECS", default_value_t = 5.0)]
     pub catch_up_secs: f64,
 
-    /// Matching backend.
+    /// Matching backend. The CUDA backend matches lbph templates only: with
+    /// --recogniser dlib, "cuda" is refused and "auto" is the CPU.
     #[arg(long, env = "KUBEVISION_BACKEND", value_enum, default_value = "auto")]
     pub backend: BackendChoice,
+
+    /// The recogniser the gallery matches with: "lbph" (LBPH with OpenCV's
+    /// semantics) or "dlib" (dlib's ResNet embeddings; needs its model
+    /// files, installed by scripts/setup-models, and refuses to start
+    /// without them). Either way, enrollments from camera images store a
+    /// template of both kinds where dlib's models are installed, so the
+    /// gallery can be switched without re-enrolling anyone.
+    #[arg(long, env = "KUBEVISION_RECOGNISER", default_value = "lbph")]
+    pub recogniser: Kind,
 
     /// PEM certificate chain of the server; with --tls-key, the server speaks TLS only.
     #[arg(long, env = "KUBEVISION_TLS_CERT", requires = "tls_key")]
@@ -111,17 +122,22 @@ pub struct Config {
     )]
     pub max_image_pixels: u64,
 
-    /// Templates one operator may have.
+    /// Templates one operator may have, of every recogniser together (an
+    /// enrollment stores a template of each kind the server can make: a
+    /// kiosk's 50-frame enrollment is 100).
     #[arg(
         long,
         env = "KUBEVISION_MAX_TEMPLATES_PER_OPERATOR",
-        default_value_t = 64
+        default_value_t = 128
     )]
     pub max_templates_per_operator: usize,
 
-    /// Accept threshold (LBPH chi-square distance) when a request names none.
-    #[arg(long, env = "KUBEVISION_THRESHOLD", default_value_t = vision::lbph::DEFAULT_THRESHOLD)]
-    pub threshold: f64,
+    /// Accept threshold when a request names none, in the recogniser's
+    /// measure (lbph: chi-square distance; dlib: Euclidean distance between
+    /// embeddings); default: the recogniser's calibrated threshold
+    /// (lbph 80, dlib 0.48).
+    #[arg(long, env = "KUBEVISION_THRESHOLD")]
+    pub threshold: Option<f64>,
 
     /// Usable frames a burst needs for a decision when a request names no number.
     #[arg(long, env = "KUBEVISION_BURST_MIN_FRAMES", default_value_t = vision::burst::BurstRule::default().min_frames)]
@@ -248,6 +264,12 @@ impl Config {
             .max(1)
     }
 
+    /// The accept threshold: --threshold, or the recogniser's calibrated one.
+    pub fn threshold(&self) -> f64 {
+        self.threshold
+            .unwrap_or_else(|| self.recogniser.default_threshold())
+    }
+
     pub fn catch_up_period(&self) -> Duration {
         Duration::from_secs_f64(self.catch_up_secs)
     }
@@ -270,11 +292,16 @@ impl Config {
                 self.identities_reload_secs
             ));
         }
-        if !(self.threshold.is_finite() && self.threshold > 0.0) {
+        if !(self.threshold().is_finite() && self.threshold() > 0.0) {
             return Err(format!(
                 "--threshold must be a positive number, not {}",
-                self.threshold
+                self.threshold()
             ));
+        }
+        if self.recogniser == Kind::Dlib && self.backend == BackendChoice::Cuda {
+            return Err(
+                "the CUDA backend matches lbph templates only; run dlib on --backend cpu".into(),
+            );
         }
         if !(self.burst_min_agreement > 0.0 && self.burst_min_agreement <= 1.0) {
             return Err(format!(
@@ -362,8 +389,35 @@ mod tests {
         assert_eq!(config.data_dir, PathBuf::from("/var/lib/kubevision"));
         assert_eq!(config.backend, BackendChoice::Auto);
         assert_eq!(config.store, StoreLocation::Sqlite);
+        assert_eq!(config.recogniser, Kind::Lbph);
+        assert_eq!(config.threshold(), vision::lbph::DEFAULT_THRESHOLD);
         config
             .validate()
             .expect("the defaults (vision's calibrated threshold included) are valid");
+    }
+
+    #[test]
+    fn the_recogniser_sets_the_default_threshold_and_refuses_cuda_for_dlib() {
+        let dlib = |args: &[&str]| {
+            Config::try_parse_from(
+                ["kubevision-offload", "--recogniser", "dlib"]
+                    .iter()
+                    .chain(args),
+            )
+            .unwrap()
+        };
+        assert_eq!(dlib(&[]).threshold(), vision::embedding::DEFAULT_THRESHOLD);
+        assert_eq!(dlib(&["--threshold", "0.6"]).threshold(), 0.6);
+        dlib(&["--backend", "cpu"]).validate().unwrap();
+        dlib(&["--backend", "auto"]).validate().unwrap();
+        let err = dlib(&["--backend", "cuda"]).validate().unwrap_err();
+        assert_eq!(
+            err,
+            "the CUDA backend matches lbph templates only; run dlib on --backend cpu"
+        );
+        let err = Config::try_parse_from(["kubevision-offload", "--recogniser", "resnet"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("lbph or dlib"), "{err}");
     }
 }

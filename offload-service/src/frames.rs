@@ -1,4 +1,5 @@
-//! Turning the frames of a request into normalised face crops.
+//! Turning the frames of a request into faces: normalised face crops, and
+//! for camera images the whole frame with the face's box in it.
 //!
 //! Problems with the request itself (an undecodable or wrongly sized image)
 //! are [`FrameError`]s and fail the RPC; a camera image in which no usable
@@ -8,7 +9,7 @@ use std::sync::Mutex;
 
 use image::ImageDecoder;
 use kubevision_proto::v1::{frame::Content, Frame, RawFaceCrop};
-use vision::detect::FaceDetector;
+use vision::detect::{FaceBox, FaceDetector};
 use vision::pipeline::{FacePipeline, FrameError as PipelineError};
 use vision::quality::QualityGate;
 use vision::{GrayImage, FACE_HEIGHT, FACE_WIDTH};
@@ -16,9 +17,17 @@ use vision::{GrayImage, FACE_HEIGHT, FACE_WIDTH};
 #[derive(Debug, thiserror::Error)]
 pub enum FrameError {
     #[error(
-        "frame {index}: no image was given (set camera_image, face_crop_image or raw_face_crop)"
+        "frame {index}: no image was given (set camera_image, face_crop_image, raw_face_crop or template)"
     )]
     Missing { index: usize },
+    #[error("frame {index}: a template was sent where an image is needed")]
+    NotAnImage { index: usize },
+    #[error("frame {index}: the dlib recogniser needs whole camera images or templates, not normalised face crops")]
+    CropForDlib { index: usize },
+    /// A probe template (`Frame.template`) of another recogniser than the
+    /// gallery's, or not a valid template.
+    #[error("frame {index}: {source}")]
+    BadTemplate { index: usize, source: vision::Error },
     #[error("frame {index}: {source}")]
     Undecodable { index: usize, source: vision::Error },
     #[error("frame {index}: the image is {width} × {height} pixels, more than the {max} pixels this server accepts")]
@@ -65,6 +74,22 @@ pub enum Unusable {
     PoorQuality(String),
 }
 
+/// A face found in a frame.
+#[derive(Debug, Clone)]
+pub struct Face {
+    /// The normalised crop (the LBPH recogniser's input).
+    pub crop: GrayImage,
+    /// From a camera image: the whole frame and the detector's box in it
+    /// (the dlib recogniser aligns by landmarks on the whole frame).
+    pub camera: Option<(GrayImage, FaceBox)>,
+}
+
+impl Face {
+    fn crop(crop: GrayImage) -> Self {
+        Self { crop, camera: None }
+    }
+}
+
 /// Decoded pixels one request may add up to by default: a whole burst of
 /// 32 frames from the kiosk's 1024 × 768 camera pass.
 pub const DEFAULT_MAX_REQUEST_PIXELS: u64 = 32 * 1024 * 768;
@@ -108,7 +133,7 @@ impl FaceReader {
                     .header(index, bytes)?
                     .map_or(0, |(w, h)| u64::from(w) * u64::from(h)),
                 Some(Content::RawFaceCrop(raw)) => raw.pixels.len() as u64,
-                None => 0,
+                Some(Content::Template(_)) | None => 0,
             };
             total = total.saturating_add(pixels);
             if total > self.max_request_pixels {
@@ -127,19 +152,16 @@ impl FaceReader {
         self.detector.as_ref().err().map(String::as_str)
     }
 
-    /// The normalised face crop of frame `index`, or why it has none.
-    pub fn face(
-        &self,
-        index: usize,
-        frame: &Frame,
-    ) -> Result<Result<GrayImage, Unusable>, FrameError> {
+    /// The face of frame `index`, or why it has none.
+    pub fn face(&self, index: usize, frame: &Frame) -> Result<Result<Face, Unusable>, FrameError> {
         match &frame.content {
             None => Err(FrameError::Missing { index }),
-            Some(Content::RawFaceCrop(raw)) => raw_crop(index, raw).map(Ok),
+            Some(Content::Template(_)) => Err(FrameError::NotAnImage { index }),
+            Some(Content::RawFaceCrop(raw)) => raw_crop(index, raw).map(|c| Ok(Face::crop(c))),
             Some(Content::FaceCropImage(bytes)) => {
                 let crop = self.decode(index, bytes)?;
                 check_crop_size(index, crop.width(), crop.height())?;
-                Ok(Ok(crop))
+                Ok(Ok(Face::crop(crop)))
             }
             Some(Content::CameraImage(bytes)) => {
                 let pool = self
@@ -161,7 +183,10 @@ impl FaceReader {
                     .unwrap_or_else(|p| p.into_inner())
                     .push(pipeline);
                 match outcome {
-                    Ok(face) => Ok(Ok(face.crop)),
+                    Ok(face) => Ok(Ok(Face {
+                        crop: face.crop,
+                        camera: Some((image, face.face)),
+                    })),
                     Err(PipelineError::Quality(vision::quality::QualityIssue::NoFace)) => {
                         Ok(Err(Unusable::NoFace))
                     }

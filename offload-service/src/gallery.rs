@@ -17,6 +17,12 @@
 //! templates), so running it too often costs a query and nothing else. While
 //! the store is unreachable the copy keeps answering identifications, and
 //! [`OperatorGallery::follow`] reconnects by itself.
+//!
+//! The store keeps each operator's templates of every recogniser (see
+//! [`crate::recogniser`]); the matcher holds those of the gallery's
+//! recogniser only. Every stored template is still decoded and checked by
+//! its own kind on the way in, so a damaged one of either kind is reported
+//! with its operator, not carried along until a kiosk trips over it.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -24,10 +30,11 @@ use std::sync::{Arc, Mutex, OnceLock, RwLock, Weak};
 use std::time::{Duration, SystemTime};
 
 use tokio::sync::watch;
-use vision::lbph::{LbphParams, Template};
+use vision::lbph::LbphParams;
 
-use crate::backend::{BackendError, MatchBackend};
+use crate::backend::{ActiveBackend, BackendError, MatchBackend};
 use crate::metrics::Metrics;
+use crate::recogniser::AnyTemplate;
 use crate::store::{
     Change, ChangeKind, Committed, GalleryStore, StoreError, StoreStatus, UpdateMode,
 };
@@ -58,7 +65,7 @@ struct Ids {
 
 pub struct OperatorGallery {
     store: Arc<dyn GalleryStore>,
-    backend: Arc<dyn MatchBackend>,
+    backend: ActiveBackend,
     params: LbphParams,
     ids: RwLock<Ids>,
     /// The version of the latest change applied to the matcher.
@@ -75,10 +82,22 @@ pub struct OperatorGallery {
 }
 
 impl OperatorGallery {
-    /// An empty copy of `store`; nothing is read until the first catch-up.
+    /// An empty LBPH copy of `store`; nothing is read until the first
+    /// catch-up.
     pub fn new(
         store: Arc<dyn GalleryStore>,
         backend: Arc<dyn MatchBackend>,
+        params: LbphParams,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Self::with_backend(store, ActiveBackend::Lbph(backend), params, metrics)
+    }
+
+    /// An empty copy of `store` matched by `backend`, of the recogniser
+    /// the backend is of.
+    pub fn with_backend(
+        store: Arc<dyn GalleryStore>,
+        backend: ActiveBackend,
         params: LbphParams,
         metrics: Arc<Metrics>,
     ) -> Self {
@@ -101,7 +120,7 @@ impl OperatorGallery {
         &self.params
     }
 
-    pub fn backend(&self) -> &Arc<dyn MatchBackend> {
+    pub fn backend(&self) -> &ActiveBackend {
         &self.backend
     }
 
@@ -154,27 +173,26 @@ impl OperatorGallery {
     }
 
     /// `actor`: the caller's identity, kept in the store's change log.
+    /// `templates`: encoded, of any kind (checked by the caller).
     pub fn enroll(
         &self,
         actor: &str,
         operator_id: &str,
-        templates: &[Template],
+        templates: &[Vec<u8>],
         profile: Option<&[u8]>,
     ) -> Result<Committed, GalleryError> {
-        let encoded = encode(templates);
-        self.change(|store| store.enroll(actor, operator_id, &encoded, profile))
+        self.change(|store| store.enroll(actor, operator_id, templates, profile))
     }
 
     pub fn update(
         &self,
         actor: &str,
         operator_id: &str,
-        templates: &[Template],
+        templates: &[Vec<u8>],
         mode: UpdateMode,
         profile: Option<&[u8]>,
     ) -> Result<Committed, GalleryError> {
-        let encoded = encode(templates);
-        self.change(|store| store.update(actor, operator_id, &encoded, mode, profile))
+        self.change(|store| store.update(actor, operator_id, templates, mode, profile))
     }
 
     pub fn remove(&self, actor: &str, operator_id: &str) -> Result<Committed, GalleryError> {
@@ -277,19 +295,23 @@ impl OperatorGallery {
             ChangeKind::Upsert {
                 label, templates, ..
             } => {
-                let decoded = templates
-                    .iter()
-                    .enumerate()
-                    .map(|(index, bytes)| {
-                        Template::from_bytes(bytes).map_err(|source| {
-                            GalleryError::CorruptTemplate {
+                // Every template checked by its own kind; the gallery's
+                // kind kept for the matcher.
+                let mut lbph = Vec::new();
+                let mut dlib = Vec::new();
+                for (index, bytes) in templates.iter().enumerate() {
+                    match AnyTemplate::decode(bytes, &self.params) {
+                        Ok(AnyTemplate::Lbph(t)) => lbph.push(t),
+                        Ok(AnyTemplate::Dlib(e)) => dlib.push(*e),
+                        Err(source) => {
+                            return Err(GalleryError::CorruptTemplate {
                                 operator_id: operator_id.to_owned(),
                                 index,
                                 source,
-                            }
-                        })
-                    })
-                    .collect::<Result<Vec<_>, _>>()?;
+                            })
+                        }
+                    }
+                }
                 // Removed and enrolled again: the store gave them a new label.
                 if let Some(old) = ids.by_operator.get(operator_id).copied() {
                     if old != *label {
@@ -297,7 +319,10 @@ impl OperatorGallery {
                         ids.by_label.remove(&old);
                     }
                 }
-                self.backend.update_label(*label, decoded, true)?;
+                match &self.backend {
+                    ActiveBackend::Lbph(b) => b.update_label(*label, lbph, true)?,
+                    ActiveBackend::Dlib(b) => b.update_label(*label, dlib, true)?,
+                }
                 let id: Arc<str> = operator_id.into();
                 ids.by_label.insert(*label, id.clone());
                 ids.by_operator.insert(id, *label);
@@ -398,8 +423,4 @@ fn follow(gallery: Weak<OperatorGallery>, period: Duration) {
             }
         }
     }
-}
-
-fn encode(templates: &[Template]) -> Vec<Vec<u8>> {
-    templates.iter().map(Template::to_bytes).collect()
 }

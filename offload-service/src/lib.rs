@@ -2,7 +2,8 @@
 //! plant-wide gallery over versioned gRPC (`kubevision.v1`).
 //!
 //! A request flows: [`service`] (token check, admission, metrics) →
-//! [`frames`] (decode, detect, crop) → [`batcher`] → [`backend`] (matching),
+//! [`frames`] (decode, detect, crop) → [`recogniser`] (templates) →
+//! [`batcher`] → [`backend`] (matching),
 //! with [`gallery`] keeping the backend in step with the [`store`] of record
 //! (SQLite for one replica, PostgreSQL for several).
 
@@ -16,6 +17,7 @@ pub mod frames;
 pub mod gallery;
 pub mod identity;
 pub mod metrics;
+pub mod recogniser;
 pub mod server;
 pub mod service;
 pub mod shutdown;

@@ -19,12 +19,13 @@ use vision::lbph::LbphParams;
 
 use crate::admission::Admission;
 use crate::backend::{self, BackendError};
-use crate::batcher::Batcher;
+use crate::batcher::ActiveBatcher;
 use crate::config::Config;
 use crate::frames::FaceReader;
 use crate::gallery::{GalleryError, OperatorGallery};
 use crate::identity::Identities;
 use crate::metrics::{self, Metrics};
+use crate::recogniser::Recogniser;
 use crate::service::{Core, GalleryApi, RecognitionApi, SignInApi};
 use crate::store::{
     GalleryStore, PostgresSettings, PostgresStore, SqliteStore, StoreError, StoreLocation,
@@ -54,6 +55,11 @@ pub enum ServerError {
     Gallery(#[from] GalleryError),
     #[error("backend: {0}")]
     Backend(#[from] BackendError),
+    #[error("the {kind} recogniser cannot start: {source}")]
+    Recogniser {
+        kind: vision::recogniser::Kind,
+        source: vision::Error,
+    },
     #[error(transparent)]
     Tls(#[from] TlsError),
     #[error("gRPC server: {0}")]
@@ -80,9 +86,14 @@ impl Server {
         let identities = Arc::new(Identities::from_config(&config).map_err(ServerError::Config)?);
         let metrics = Metrics::new();
         let params = LbphParams::default();
-        let backend = backend::create(config.backend, params)?;
+        let kind = config.recogniser;
+        // dlib's models are checked before anything else is opened: a
+        // replica told to run dlib without them must not start.
+        let recogniser = Recogniser::load(kind, params)
+            .map_err(|source| ServerError::Recogniser { kind, source })?;
+        let backend = backend::create_for(kind, config.backend, params)?;
         let store = open_store(&config)?;
-        let gallery = Arc::new(OperatorGallery::new(
+        let gallery = Arc::new(OperatorGallery::with_backend(
             store,
             backend.clone(),
             params,
@@ -112,11 +123,13 @@ impl Server {
             tracing::warn!(%problem, "no face detector: camera images will be refused, face crops still work");
         }
         let workers = config.max_concurrency();
+        let threshold = config.threshold();
         let core = Arc::new(Core {
             gallery,
             faces,
-            batcher: Batcher::start(
-                backend.clone(),
+            recogniser,
+            batcher: ActiveBatcher::start(
+                &backend,
                 config.batch_window(),
                 config.max_batch,
                 workers + config.max_queue,
@@ -125,13 +138,13 @@ impl Server {
             admission: Admission::from_config(&config, metrics.clone()),
             metrics,
             token: config.token.clone(),
-            threshold: config.threshold,
+            threshold,
             max_wolf_matches: config.max_wolf_matches,
             lockout: config.lockout_policy(),
             burst: BurstRule {
                 min_frames: config.burst_min_frames,
                 min_agreement: config.burst_min_agreement,
-                threshold: config.threshold,
+                threshold,
             },
         });
         let bind = |what, addr| async move {
@@ -142,6 +155,7 @@ impl Server {
         let grpc = bind("gRPC", config.listen).await?;
         let metrics = bind("metrics", config.metrics_listen).await?;
         tracing::info!(
+            recogniser = %kind,
             backend = backend.name(),
             store = core.gallery.store().kind(),
             templates = backend.template_count(),

@@ -66,14 +66,14 @@ class Server:
         return grpc.insecure_channel(self.address)
 
 
-@pytest.fixture
-def server(tmp_path):
-    """A kubevision-offload process with its own data directory; always killed."""
+def run_server(tmp_path, *flags):
+    """A kubevision-offload process with its own data directory and `flags`,
+    once it answers; always killed."""
     assert BINARY.exists(), f"{BINARY} is missing: run `cargo build --workspace --bins` first"
     port, metrics = free_port(), free_port()
     log = open(tmp_path / "server.log", "w")
     process = subprocess.Popen(
-        [str(BINARY), f"--listen=127.0.0.1:{port}", f"--metrics-listen=127.0.0.1:{metrics}", f"--data-dir={tmp_path / 'data'}"],
+        [str(BINARY), f"--listen=127.0.0.1:{port}", f"--metrics-listen=127.0.0.1:{metrics}", f"--data-dir={tmp_path / 'data'}", *flags],
         stdout=log,
         stderr=subprocess.STDOUT,
         env={**os.environ, "RUST_LOG": "info"},
@@ -94,6 +94,19 @@ def server(tmp_path):
         process.kill()
         process.wait()
         log.close()
+
+
+@pytest.fixture
+def server(tmp_path):
+    """A kubevision-offload process (the lbph recogniser)."""
+    yield from run_server(tmp_path)
+
+
+@pytest.fixture
+def dlib_server(tmp_path):
+    """A kubevision-offload process matching with the dlib recogniser (needs
+    dlib's model files: scripts/setup-models)."""
+    yield from run_server(tmp_path, "--recogniser=dlib", "--backend=cpu")
 
 
 @pytest.fixture(scope="session")

@@ -149,6 +149,7 @@ fn container(names: &Names, v: &ChartValues) -> Value {
         ),
         env_value("KUBEVISION_DATA_DIR", DATA_DIR.to_owned()),
         env_value("KUBEVISION_BACKEND", backend),
+        env_value("KUBEVISION_RECOGNISER", v.recogniser.clone()),
     ];
     let store = names.store(v);
     if let Some(store) = &store {

@@ -7,16 +7,21 @@
 mod cpu;
 #[cfg(feature = "cuda")]
 pub mod cuda;
+mod embedding;
 mod fallback;
 
 use std::sync::Arc;
 
+use vision::embedding::Embedding;
 use vision::lbph::Layout;
 use vision::lbph::{LbphParams, Match, Template};
+use vision::recogniser::Kind;
 
+use crate::recogniser::AnyTemplate;
 pub use cpu::CpuBackend;
 #[cfg(feature = "cuda")]
 pub use cuda::{CudaBackend, CudaOptions};
+pub use embedding::EmbeddingBackend;
 pub use fallback::FallbackBackend;
 
 #[derive(Debug, thiserror::Error)]
@@ -64,8 +69,10 @@ pub enum BackendChoice {
     Cuda,
 }
 
-/// A gallery matcher. Implementations are shared across request tasks.
-pub trait MatchBackend: Send + Sync {
+/// A gallery matcher of templates of one kind (`T`: LBPH templates, the
+/// default, or dlib embeddings). Implementations are shared across request
+/// tasks.
+pub trait MatchBackend<T = Template>: Send + Sync {
     /// Short name for logs, metrics and GalleryStatus.
     fn name(&self) -> &'static str;
 
@@ -74,7 +81,7 @@ pub trait MatchBackend: Send + Sync {
     fn update_label(
         &self,
         label: i32,
-        templates: Vec<Template>,
+        templates: Vec<T>,
         replace: bool,
     ) -> Result<(), BackendError>;
 
@@ -84,13 +91,13 @@ pub trait MatchBackend: Send + Sync {
     /// For each probe, the `k` nearest distinct labels, nearest first. No
     /// threshold: the burst rule needs each frame's nearest operator however
     /// far, and requests apply their own thresholds afterwards.
-    fn search_batch(&self, probes: &[Template], k: usize) -> Result<Vec<Vec<Match>>, BackendError>;
+    fn search_batch(&self, probes: &[T], k: usize) -> Result<Vec<Vec<Match>>, BackendError>;
 
     /// For each probe, its smallest distance to a template of `label`
     /// (None when the label has no templates).
     fn distances_to_label(
         &self,
-        probes: &[Template],
+        probes: &[T],
         label: i32,
     ) -> Result<Vec<Option<f64>>, BackendError>;
 
@@ -98,7 +105,87 @@ pub trait MatchBackend: Send + Sync {
     fn template_count(&self) -> usize;
 }
 
-/// Builds the configured backend.
+/// The matcher of the gallery's recogniser (`--recogniser`): a replica
+/// holds the templates of that one kind in memory; the store keeps the
+/// others (see [`crate::gallery`]).
+#[derive(Clone)]
+pub enum ActiveBackend {
+    /// LBPH on the configured backend (CPU or CUDA).
+    Lbph(Arc<dyn MatchBackend>),
+    /// dlib embeddings, on the CPU.
+    Dlib(Arc<dyn MatchBackend<Embedding>>),
+}
+
+impl ActiveBackend {
+    /// The backend's name for logs, metrics and GalleryStatus.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Lbph(b) => b.name(),
+            Self::Dlib(b) => b.name(),
+        }
+    }
+
+    pub fn template_count(&self) -> usize {
+        match self {
+            Self::Lbph(b) => b.template_count(),
+            Self::Dlib(b) => b.template_count(),
+        }
+    }
+
+    pub fn remove_label(&self, label: i32) {
+        match self {
+            Self::Lbph(b) => b.remove_label(label),
+            Self::Dlib(b) => b.remove_label(label),
+        }
+    }
+
+    /// See [`MatchBackend::distances_to_label`]; a probe of another kind
+    /// is an error.
+    pub fn distances_to_label(
+        &self,
+        probes: Vec<AnyTemplate>,
+        label: i32,
+    ) -> Result<Vec<Option<f64>>, BackendError> {
+        match self {
+            Self::Lbph(b) => {
+                let probes: Vec<Template> = probes
+                    .into_iter()
+                    .map(AnyTemplate::into_lbph)
+                    .collect::<Result<_, _>>()?;
+                b.distances_to_label(&probes, label)
+            }
+            Self::Dlib(b) => {
+                let probes: Vec<Embedding> = probes
+                    .into_iter()
+                    .map(AnyTemplate::into_dlib)
+                    .collect::<Result<_, _>>()?;
+                b.distances_to_label(&probes, label)
+            }
+        }
+    }
+}
+
+/// Builds the configured backend for `kind`. dlib embeddings are matched
+/// on the CPU whatever the choice: the CUDA backend matches LBPH only
+/// ([`Config::validate`](crate::Config::validate) refuses `--backend cuda`
+/// with dlib, and `auto` means the CPU for it).
+pub fn create_for(
+    kind: Kind,
+    choice: BackendChoice,
+    params: LbphParams,
+) -> Result<ActiveBackend, BackendError> {
+    match kind {
+        Kind::Lbph => create(choice, params).map(ActiveBackend::Lbph),
+        Kind::Dlib => {
+            if choice == BackendChoice::Auto {
+                tracing::info!(backend = "cpu", "backend auto: dlib embeddings are matched on the CPU (the CUDA backend matches lbph only)");
+            }
+            Ok(ActiveBackend::Dlib(Arc::new(EmbeddingBackend::new())))
+        }
+    }
+}
+
+/// Builds the configured LBPH backend.
 ///
 /// `Cuda` and `Auto` with a GPU give the CUDA backend wrapped in a
 /// [`FallbackBackend`], so that a GPU failing at run time (or a gallery

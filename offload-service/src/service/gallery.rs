@@ -13,12 +13,13 @@ use prost::bytes::Bytes;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
-use vision::lbph::{Layout, Template};
 
-use super::{check_operator_id, invalid, profile, wolf, Core, MAX_FRAMES, MAX_TEMPLATES};
+use super::{check_operator_id, invalid, profile, wolf, Core, Sighting, MAX_FRAMES, MAX_TEMPLATES};
 use crate::admission::{Bounded, Ticket};
+use crate::backend::ActiveBackend;
 use crate::error::ServiceError;
 use crate::gallery::{GalleryError, OperatorGallery};
+use crate::recogniser::AnyTemplate;
 use crate::store::{ChangeKind, Committed, UpdateMode};
 
 /// Sync events buffered ahead of a slow client.
@@ -224,11 +225,14 @@ async fn sync(
     Ok(ReceiverStream::new(rx))
 }
 
-/// One template per frame, every frame showing a usable face, then the
-/// templates a kiosk made, each in this gallery's format, none of them a
-/// "wolf" near many other operators of the gallery (see [`wolf`];
-/// `operator_id`'s own templates do not count). `may_be_empty`: an update
-/// that only replaces the profile.
+/// The templates an enrollment stores, encoded: of every frame (each must
+/// show a usable face) a template of every recogniser this replica can
+/// make (a probe template sent as a frame: itself), then the templates a
+/// kiosk made, each valid by its own kind and at least one of the
+/// gallery's recogniser. None of the gallery's kind may be a "wolf" near
+/// many other operators of the gallery (see [`wolf`]; `operator_id`'s own
+/// templates do not count). `may_be_empty`: an update that only replaces
+/// the profile.
 async fn enrollment_templates(
     core: &Arc<Core>,
     ticket: &Ticket,
@@ -236,7 +240,7 @@ async fn enrollment_templates(
     frames: Vec<Frame>,
     templates: Vec<Bytes>,
     may_be_empty: bool,
-) -> Result<Vec<Template>, ServiceError> {
+) -> Result<Vec<Vec<u8>>, ServiceError> {
     match (frames.len(), templates.len()) {
         (0, 0) if may_be_empty => return Ok(Vec::new()),
         (0, 0) => {
@@ -261,32 +265,69 @@ async fn enrollment_templates(
     let limit = core.max_wolf_matches;
     ticket
         .run_cancellable(move |cancel| {
-            let mut made = Vec::with_capacity(frames.len() + templates.len());
-            for (index, probe) in core.probes(&frames, cancel)?.into_iter().enumerate() {
-                made.push(probe.map_err(|unusable| ServiceError::NoUsableFace {
+            let kind = core.recogniser.kind();
+            // Each template with where it came from, for a wolf's reason.
+            let mut made: Vec<(AnyTemplate, String)> = Vec::new();
+            let sightings = core.sightings(&frames, cancel, |sighting| match sighting {
+                Sighting::Face(face) => core
+                    .recogniser
+                    .every_template(&face)
+                    .map_err(ServiceError::Template),
+                Sighting::Template(t) => Ok(vec![t]),
+            })?;
+            for (index, sighting) in sightings.into_iter().enumerate() {
+                let of_frame = sighting.map_err(|unusable| ServiceError::NoUsableFace {
                     index,
                     reason: unusable.to_string(),
-                })?);
+                })?;
+                made.extend(of_frame.into_iter().map(|t| (t, format!("frame {index}"))));
             }
-            let layout = Layout::of(core.gallery.params());
+            let mut sent = Vec::with_capacity(templates.len());
             for (index, bytes) in templates.iter().enumerate() {
-                let template = Template::from_bytes(bytes)
-                    .and_then(|t| layout.check(&t.layout()).map(|()| t))
+                let template = AnyTemplate::decode(bytes, core.recogniser.params())
                     .map_err(|e| invalid(format!("template {index}: {e}")))?;
-                made.push(template);
+                sent.push((template, format!("template {index}")));
             }
-            wolf::check(
-                core.gallery.backend().as_ref(),
-                &made,
-                frames.len(),
-                core.gallery.label_of(&operator_id),
-                // The limit is calibrated at vision's calibrated threshold:
-                // a looser accept threshold (the tests' accept-all one)
-                // would make every face near everyone.
-                core.threshold.min(vision::lbph::DEFAULT_THRESHOLD),
-                limit,
-            )?;
-            Ok(made)
+            if !sent.is_empty() && !sent.iter().any(|(t, _)| t.kind() == kind) {
+                return Err(invalid(format!(
+                    "none of the {} templates sent is a {kind} template: this gallery matches with the {kind} recogniser, so at least one must be (templates of other recognisers are kept beside it)",
+                    sent.len()
+                )));
+            }
+            made.extend(sent);
+            // The limit is calibrated at the recogniser's calibrated
+            // threshold: a looser accept threshold (the tests' accept-all
+            // one) would make every face near everyone.
+            let threshold = core.threshold.min(kind.default_threshold());
+            let own = core.gallery.label_of(&operator_id);
+            let names: Vec<&str> = made
+                .iter()
+                .filter(|(t, _)| t.kind() == kind)
+                .map(|(_, name)| name.as_str())
+                .collect();
+            let what = |i: usize| names[i].to_owned();
+            let active = made.iter().filter(|(t, _)| t.kind() == kind);
+            match core.gallery.backend() {
+                ActiveBackend::Lbph(backend) => {
+                    let mine: Vec<_> = active
+                        .filter_map(|(t, _)| t.clone().into_lbph().ok())
+                        .collect();
+                    wolf::check(backend.as_ref(), &mine, &what, own, threshold, limit)?;
+                }
+                ActiveBackend::Dlib(backend) => {
+                    let mine: Vec<_> = active
+                        .filter_map(|(t, _)| t.clone().into_dlib().ok())
+                        .collect();
+                    wolf::check(backend.as_ref(), &mine, &what, own, threshold, limit)?;
+                }
+            }
+            // Sent templates are stored as they came (their bytes were
+            // checked by decoding); made ones encoded.
+            let mut encoded: Vec<Vec<u8>> = Vec::with_capacity(made.len());
+            let from_frames = made.len() - templates.len();
+            encoded.extend(made[..from_frames].iter().map(|(t, _)| t.to_bytes()));
+            encoded.extend(templates.iter().map(|b| b.to_vec()));
+            Ok(encoded)
         })
         .await?
 }

@@ -13,10 +13,11 @@ use std::time::Instant;
 
 use kubevision_proto::lockout::LockoutPolicy;
 use kubevision_proto::text::{check_text, TextKind};
+use kubevision_proto::v1::frame::Content;
 use kubevision_proto::v1::{Frame, GalleryChange, TemplateFormat};
 use tonic::{Code, Request, Response, Status};
 use vision::burst::BurstRule;
-use vision::lbph::Template;
+use vision::recogniser::Kind;
 use vision::{FACE_HEIGHT, FACE_WIDTH};
 
 pub use gallery::GalleryApi;
@@ -25,13 +26,14 @@ pub use sign_in::SignInApi;
 
 use crate::admission::{Admission, Bounded, Cancel, Ticket};
 use crate::auth::HeldBytes;
-use crate::batcher::Batcher;
+use crate::batcher::ActiveBatcher;
 use crate::config::Secret;
 use crate::error::ServiceError;
-use crate::frames::{FaceReader, Unusable};
+use crate::frames::{Face, FaceReader, FrameError, Unusable};
 use crate::gallery::OperatorGallery;
 use crate::identity::Caller;
 use crate::metrics::Metrics;
+use crate::recogniser::{AnyTemplate, Recogniser};
 
 /// The request checks the handlers apply, for the fuzz targets under
 /// `fuzz/` (not an API: no stability is promised).
@@ -68,9 +70,10 @@ pub mod fuzzing {
 
 /// Frames one request may carry.
 pub const MAX_FRAMES: usize = 32;
-/// Templates one enrollment may carry: a kiosk's whole 50-frame enrollment
-/// in one atomic change (16 KiB each, well inside the message size).
-pub const MAX_TEMPLATES: usize = 64;
+/// Templates one enrollment may carry: a kiosk's whole 50-frame enrollment,
+/// a template of each recogniser a frame, in one atomic change (an LBPH
+/// template is 16 KiB, a dlib one 520 bytes: well inside the message size).
+pub const MAX_TEMPLATES: usize = 128;
 /// Candidates one frame may report.
 pub const MAX_CANDIDATES: u32 = 100;
 /// Longest operator id or display name, in bytes.
@@ -80,10 +83,14 @@ pub use kubevision_proto::text::MAX_TEXT_BYTES;
 pub struct Core {
     pub gallery: Arc<OperatorGallery>,
     pub faces: FaceReader,
-    pub batcher: Batcher,
+    /// The gallery's recogniser (the gallery's backend is of its kind),
+    /// and the templates this replica can make.
+    pub recogniser: Recogniser,
+    pub batcher: ActiveBatcher,
     pub admission: Admission,
     pub metrics: Arc<Metrics>,
     pub token: Option<Secret>,
+    /// The default accept threshold, in the recogniser's measure.
     pub threshold: f64,
     pub burst: BurstRule,
     /// `--max-wolf-matches`: see [`wolf`].
@@ -92,8 +99,15 @@ pub struct Core {
     pub lockout: LockoutPolicy,
 }
 
-/// A frame turned into a probe, or the reason it could not be.
-type Probe = Result<Template, Unusable>;
+/// A frame turned into a probe (a template of the gallery's recogniser),
+/// or the reason it could not be.
+type Probe = Result<AnyTemplate, Unusable>;
+
+/// What a frame gave: a face, or the probe template a kiosk made.
+enum Sighting {
+    Face(Face),
+    Template(AnyTemplate),
+}
 
 impl Core {
     /// Runs one RPC: token check, readiness, admission, the handler, and
@@ -189,22 +203,56 @@ impl Core {
             .ok_or(ServiceError::Unauthenticated)
     }
 
-    /// Decodes every frame and makes a template of each usable face, after
+    /// Decodes every frame and makes a template of the gallery's recogniser
+    /// of each usable face (a probe template is checked instead), after
     /// checking the request's pixel budget from the image headers; stops
     /// between frames once the call is cancelled.
     fn probes(&self, frames: &[Frame], cancel: &Cancel) -> Result<Vec<Probe>, ServiceError> {
+        self.sightings(frames, cancel, |sighting| match sighting {
+            Sighting::Face(face) => self.recogniser.probe(&face).map_err(ServiceError::Template),
+            Sighting::Template(t) => Ok(t),
+        })
+    }
+
+    /// Each frame's face or probe template, handed to `make` as it is read.
+    /// The frames are checked as a whole first: the pixel budget, and in
+    /// dlib mode that none is a face crop (dlib aligns a face by landmarks
+    /// on the whole camera image, which a crop has lost).
+    fn sightings<T>(
+        &self,
+        frames: &[Frame],
+        cancel: &Cancel,
+        mut make: impl FnMut(Sighting) -> Result<T, ServiceError>,
+    ) -> Result<Vec<Result<T, Unusable>>, ServiceError> {
         self.faces.check_request(frames)?;
+        let kind = self.recogniser.kind();
+        if kind == Kind::Dlib {
+            if let Some(index) = frames.iter().position(|f| {
+                matches!(
+                    f.content,
+                    Some(Content::FaceCropImage(_) | Content::RawFaceCrop(_))
+                )
+            }) {
+                return Err(FrameError::CropForDlib { index }.into());
+            }
+        }
         frames
             .iter()
             .enumerate()
             .map(|(index, frame)| {
                 cancel.check()?;
-                match self.faces.face(index, frame)? {
-                    Ok(crop) => Template::extract(self.gallery.params(), &crop)
-                        .map(Ok)
-                        .map_err(ServiceError::Template),
-                    Err(unusable) => Ok(Err(unusable)),
-                }
+                let sighting = match &frame.content {
+                    Some(Content::Template(bytes)) => kind
+                        .check_template(bytes)
+                        .and_then(|()| AnyTemplate::decode(bytes, self.recogniser.params()))
+                        .map(Sighting::Template)
+                        .map_err(|source| FrameError::BadTemplate { index, source })?,
+                    _ => match self.faces.face(index, frame)? {
+                        Ok(face) => Sighting::Face(face),
+                        Err(unusable) => return Ok(Err(unusable)),
+                    },
+                };
+                make(sighting).map(Ok)
             })
             .collect()
     }
@@ -242,7 +290,8 @@ impl Core {
     }
 
     fn template_format(&self) -> TemplateFormat {
-        let p = self.gallery.params();
+        let p = self.recogniser.params();
+        let kind = self.recogniser.kind();
         TemplateFormat {
             radius: p.radius,
             neighbors: p.neighbors,
@@ -250,6 +299,8 @@ impl Core {
             grid_y: p.grid_y,
             face_width: FACE_WIDTH,
             face_height: FACE_HEIGHT,
+            recogniser: kind.name().into(),
+            recogniser_version: kind.version(),
         }
     }
 }

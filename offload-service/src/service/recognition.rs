@@ -9,11 +9,12 @@ use kubevision_proto::v1::{
 };
 use tonic::{Request, Response, Status};
 use vision::burst::{decide, BurstDecision};
-use vision::lbph::{Match, Template};
+use vision::Match;
 
 use super::{check_frames, check_operator_id, explain, invalid, Core, Probe, MAX_CANDIDATES};
 use crate::error::ServiceError;
 use crate::frames::Unusable;
+use crate::recogniser::AnyTemplate;
 
 pub struct RecognitionApi(pub Arc<Core>);
 
@@ -58,7 +59,7 @@ async fn identify(
             move |cancel| core.probes(&frames, cancel)
         })
         .await??;
-    let (usable, templates): (Vec<usize>, Vec<Template>) = probes
+    let (usable, templates): (Vec<usize>, Vec<AnyTemplate>) = probes
         .iter()
         .enumerate()
         .filter_map(|(i, p)| p.as_ref().ok().map(|t| (i, t.clone())))
@@ -140,14 +141,14 @@ async fn verify(
             let core = core.clone();
             move |cancel| -> Result<_, ServiceError> {
                 let probes = core.probes(&frames, cancel)?;
-                let templates: Vec<Template> = probes
+                let templates: Vec<AnyTemplate> = probes
                     .iter()
                     .filter_map(|p| p.as_ref().ok().cloned())
                     .collect();
                 let distances = core
                     .gallery
                     .backend()
-                    .distances_to_label(&templates, label)?;
+                    .distances_to_label(templates, label)?;
                 Ok((probes, distances))
             }
         })

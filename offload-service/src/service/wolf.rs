@@ -17,24 +17,29 @@
 //! gallery, so a gallery of thousands should recalibrate it (the ORL
 //! figures: 7 of 200 enrolment templates near 1 other person of 39, none
 //! near 2).
-
-use vision::lbph::Template;
+//!
+//! The check runs on the templates of the gallery's recogniser, in its
+//! measure and at its calibrated threshold (dlib: 0.48, set for 0.1 % false
+//! accepts on ORL, so an honest embedding is near even fewer people). The
+//! templates of other kinds an enrollment carries are not matched here:
+//! a replica running that recogniser checks nothing about them, so a plant
+//! that switches recogniser should treat them as unchecked.
 
 use crate::backend::MatchBackend;
 use crate::error::ServiceError;
 
-/// Checks each of `templates` (frames first: the first `frames` of them
-/// come from frames, the rest were sent as templates) against the
+/// Checks each of `templates` (of the gallery's recogniser; `what(i)`
+/// names the i-th for a refusal: "frame 2", "template 0") against the
 /// gallery in `backend`. `own`: the label of the operator being changed,
 /// which does not count. Refuses the first template within `threshold`
 /// (distance below it, OpenCV's rule) of more than `limit` other operators;
 /// an operator holding the very same template (distance 0: the same face
 /// enrolled again under another id) does not count, and operators at the
 /// very same distance (one face under several ids) count once.
-pub(super) fn check(
-    backend: &dyn MatchBackend,
-    templates: &[Template],
-    frames: usize,
+pub(super) fn check<T>(
+    backend: &dyn MatchBackend<T>,
+    templates: &[T],
+    what: &dyn Fn(usize) -> String,
     own: Option<i32>,
     threshold: f64,
     limit: usize,
@@ -77,13 +82,8 @@ pub(super) fn check(
             // runs for a refusal).
             let all = backend.search_batch(std::slice::from_ref(&templates[index]), held)?;
             let near = others(&all[0]).0;
-            let what = if index < frames {
-                format!("frame {index}")
-            } else {
-                format!("template {}", index - frames)
-            };
             return Err(ServiceError::Wolf {
-                what,
+                what: what(index),
                 near,
                 limit,
                 threshold,
@@ -97,7 +97,7 @@ pub(super) fn check(
 mod tests {
     use super::*;
     use crate::backend::CpuBackend;
-    use vision::lbph::LbphParams;
+    use vision::lbph::{LbphParams, Template};
     use vision::GrayImage;
 
     fn face(seed: u32) -> Template {
@@ -106,6 +106,17 @@ mod tests {
             image::Luma([(v % 251) as u8])
         });
         Template::extract(&LbphParams::default(), &image).unwrap()
+    }
+
+    /// Names as an enrollment of `frames` frames, then templates, has them.
+    fn origin(frames: usize) -> impl Fn(usize) -> String {
+        move |i| {
+            if i < frames {
+                format!("frame {i}")
+            } else {
+                format!("template {}", i - frames)
+            }
+        }
     }
 
     fn gallery(labels: i32) -> CpuBackend {
@@ -124,31 +135,31 @@ mod tests {
         let probe = vec![face(100), face(101)];
         // An infinite threshold: every operator is near, and the reason
         // counts them all, not just the limit's worth searched first.
-        let err = check(&backend, &probe, 1, None, f64::INFINITY, 3).unwrap_err();
+        let err = check(&backend, &probe, &origin(1), None, f64::INFINITY, 3).unwrap_err();
         assert!(
             matches!(&err, ServiceError::Wolf { what, near: 5, limit: 3, .. } if what == "frame 0"),
             "{err:?}"
         );
         assert!(err.to_string().contains("frame 0"), "{err}");
         // The operator being updated does not count: 4 others, limit 4.
-        check(&backend, &probe, 1, Some(0), f64::INFINITY, 4).unwrap();
-        let err = check(&backend, &probe, 1, Some(0), f64::INFINITY, 2).unwrap_err();
+        check(&backend, &probe, &origin(1), Some(0), f64::INFINITY, 4).unwrap();
+        let err = check(&backend, &probe, &origin(1), Some(0), f64::INFINITY, 2).unwrap_err();
         assert!(matches!(err, ServiceError::Wolf { near: 4, .. }), "{err:?}");
-        let err = check(&backend, &probe, 0, Some(0), f64::INFINITY, 3).unwrap_err();
+        let err = check(&backend, &probe, &origin(0), Some(0), f64::INFINITY, 3).unwrap_err();
         assert!(err.to_string().contains("template 0"), "{err}");
         // Nobody within a threshold of 0; and a limit at the gallery's size.
-        check(&backend, &probe, 1, None, 0.0, 0).unwrap();
-        check(&backend, &probe, 1, None, f64::INFINITY, 5).unwrap();
+        check(&backend, &probe, &origin(1), None, 0.0, 0).unwrap();
+        check(&backend, &probe, &origin(1), None, f64::INFINITY, 5).unwrap();
         // Copies of the template itself (one face under several ids) do
         // not count, and do not hide the others.
         let copies = gallery(5);
         for label in 10..20 {
             copies.update_label(label, vec![face(100)], false).unwrap();
         }
-        let err = check(&copies, &probe[..1], 0, None, f64::INFINITY, 3).unwrap_err();
+        let err = check(&copies, &probe[..1], &origin(0), None, f64::INFINITY, 3).unwrap_err();
         assert!(matches!(err, ServiceError::Wolf { near: 5, .. }), "{err:?}");
-        check(&copies, &probe[..1], 0, None, f64::INFINITY, 5).unwrap();
+        check(&copies, &probe[..1], &origin(0), None, f64::INFINITY, 5).unwrap();
         // An empty gallery refuses nothing.
-        check(&gallery(0), &probe, 1, None, f64::INFINITY, 0).unwrap();
+        check(&gallery(0), &probe, &origin(1), None, f64::INFINITY, 0).unwrap();
     }
 }

@@ -124,3 +124,33 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> String {
     stream.read_to_string(&mut response).await.unwrap();
     response
 }
+
+/// ORL photos are 92 × 112 crops; a kiosk camera sees a face of about 250
+/// px in a 640 × 480 frame at sign-in distance. This is the photo, scaled
+/// 3×, at the centre of such a frame on mid-grey, PNG-encoded: a camera
+/// image on which the detector and dlib's landmarks run (as vision's
+/// `orl::sign_in_frame`).
+pub fn orl_camera(person: u32, photo: u32) -> Frame {
+    use image::imageops::{self, FilterType};
+    let face = vision::imageio::decode_gray(&orl_bytes(person, photo)).unwrap();
+    let big = imageops::resize(
+        &face,
+        face.width() * 3,
+        face.height() * 3,
+        FilterType::Triangle,
+    );
+    let mut frame = image::GrayImage::from_pixel(640, 480, image::Luma([128]));
+    imageops::replace(
+        &mut frame,
+        &big,
+        i64::from((640 - big.width()) / 2),
+        i64::from((480 - big.height()) / 2),
+    );
+    let mut png = Vec::new();
+    frame
+        .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+        .unwrap();
+    Frame {
+        content: Some(Content::CameraImage(png.into())),
+    }
+}

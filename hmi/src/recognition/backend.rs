@@ -274,3 +274,76 @@ impl Backend for LocalBackend {
         Ok(self.decision(decide(rule, &distances)))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn crop(seed: u32) -> GrayImage {
+        GrayImage::from_fn(92, 112, |x, y| {
+            image::Luma([((x * (3 + seed) + y * 7 + seed * 31) % 251) as u8])
+        })
+    }
+
+    fn embedding(seed: u32) -> Embedding {
+        let values: Vec<f32> = (0..128)
+            .map(|i| if i as u32 % 8 == seed { 0.3 } else { 0.01 })
+            .collect();
+        Embedding::new(&values).unwrap()
+    }
+
+    fn probe(seed: u32) -> Probe {
+        Probe {
+            crop: crop(seed),
+            embedding: Some(embedding(seed)),
+        }
+    }
+
+    /// Both kinds of templates for two people, as the store holds them.
+    fn gallery() -> Vec<(String, Vec<u8>)> {
+        let lbph = |s| extract(&LbphParams::default(), &crop(s)).unwrap();
+        vec![
+            ("W-1".into(), lbph(1)),
+            ("W-1".into(), embedding(1).to_bytes()),
+            ("W-2".into(), lbph(2)),
+            ("W-2".into(), embedding(2).to_bytes()),
+        ]
+    }
+
+    #[test]
+    fn each_kind_matches_with_its_own_templates_from_a_mixed_gallery() {
+        let burst = vec![probe(2); 5];
+        // Thresholds in each kind's measure; the synthetic crops share
+        // their texture, so lbph's is tight.
+        for (kind, threshold) in [(Kind::Lbph, 5.0), (Kind::Dlib, 0.48)] {
+            let mut b = LocalBackend::new(kind, LbphParams::default());
+            b.set_gallery(&gallery()).unwrap();
+            let rule = BurstRule {
+                threshold,
+                ..Default::default()
+            };
+            let who = b.identify(&burst, &rule).unwrap();
+            assert_eq!(who.accepted.as_deref(), Some("W-2"), "{kind}: {who:?}");
+            assert!(who.distance < 1e-3, "{kind}: the same face");
+            let not = b.verify(&burst, "W-1", &rule).unwrap();
+            assert_eq!(not.accepted, None, "{kind}: {not:?}");
+        }
+    }
+
+    #[test]
+    fn dlib_without_an_embedding_or_an_unknown_template_is_an_error() {
+        let mut b = LocalBackend::new(Kind::Dlib, LbphParams::default());
+        b.set_gallery(&gallery()).unwrap();
+        let bare = Probe {
+            crop: crop(1),
+            embedding: None,
+        };
+        let e = b.identify(&[bare], &BurstRule::default()).unwrap_err();
+        assert!(matches!(e, BackendError::NoEmbedding), "{e}");
+        let e = b
+            .set_gallery(&[("W-3".into(), b"junk".to_vec())])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("W-3"), "{e}");
+    }
+}

@@ -364,17 +364,19 @@ fn open_camera(folder: Option<&Path>, settings: &Settings, fps: f64) -> Result<C
 enum Restart {
     /// The camera and the recogniser on it.
     Camera,
-    /// The recogniser: another backend, endpoint or TLS file.
+    /// The recogniser: another backend, endpoint or TLS file, another
+    /// recogniser kind, or the head-turn check turned on or off.
     Recogniser,
 }
 
 fn restart_for(old: &Settings, new: &Settings, camera_fixed: bool) -> Option<Restart> {
     let camera = (&old.camera, old.resolution) != (&new.camera, new.resolution);
-    let backend = old.offload_key() != new.offload_key()
-        || (old.recogniser, old.head_turn_challenge) != (new.recogniser, new.head_turn_challenge);
+    let link = old.offload_key() != new.offload_key();
+    let recogniser =
+        (old.recogniser, old.head_turn_challenge) != (new.recogniser, new.head_turn_challenge);
     if camera && !camera_fixed {
         Some(Restart::Camera)
-    } else if backend {
+    } else if link || recogniser {
         Some(Restart::Recogniser)
     } else {
         None

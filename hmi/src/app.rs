@@ -15,7 +15,8 @@ use crate::camera::{file_source, Camera, CameraStatus, DeviceSource, FrameSource
 use crate::cluster_worker::ClusterWorker;
 use crate::i18n::{Language, T};
 use crate::line_link::{self, CertificateList, LineLink, LineStatus};
-use crate::recognition::{self, Command, Event, GalleryFeed, Mode, Preview, Worker};
+use crate::recognition::challenge::ChooseTurn;
+use crate::recognition::{self, Command, Event, GalleryFeed, Mode, Preview, Recogniser, Worker};
 use crate::screens::{self, Action, Nav, Screen};
 use crate::settings::Settings;
 use crate::store::{now_millis, Millis, Operator, Role, Secrets, Store, StoreError};
@@ -24,10 +25,13 @@ use crate::theme;
 use crate::widgets::face_guide::{self, GuideState, Overlay};
 use crate::widgets::icons;
 use crate::widgets::status_bar::{self, Item};
+use vision::liveness::Verdict;
 use vision::quality::QualityIssue;
 
 /// How long the status bar says which settings were applied.
 const APPLIED_SHOWN_MS: Millis = 6_000;
+/// How long the preview says why a head turn did not count.
+const CHALLENGE_HINT_MS: Millis = 3_000;
 
 /// Set first thing in `main`; the "sign-in screen ready" log line measures cold start from it.
 pub static PROCESS_START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
@@ -47,6 +51,9 @@ pub struct Config {
     /// The OPC UA address from the configuration file (`[opcua] listen`),
     /// over the settings' `line.listen`: plant IT's choice.
     pub opcua_listen: Option<String>,
+    /// Picks the head turn each sign-in asks for:
+    /// [`recognition::challenge::random_turn`], or a fixed one in tests.
+    pub choose_turn: ChooseTurn,
 }
 
 /// What the screens draw from: the sign-in state, the settings, the
@@ -65,6 +72,8 @@ pub struct Kiosk {
     pending_face: Option<FaceEvidence>,
     /// When a burst last found nobody, for the idle screen's hint.
     pub not_recognised_at: Option<Millis>,
+    /// Why the last head turn did not count, and when, for the preview's hint.
+    challenge_failed: Option<(Verdict, Millis)>,
     /// Which backend answered last, for the badge.
     last_backend: Option<&'static str>,
     /// How the last plant sync went; `None` until the store worker says.
@@ -100,6 +109,10 @@ struct Workers {
     line: LineLink,
     /// The rejected OPC UA client certificates under way for the line screen.
     certificates: Option<Receiver<CertificateList>>,
+    /// The dlib model check under way for the settings screen.
+    models: Option<Receiver<Result<(), String>>>,
+    /// Picks each sign-in's head turn.
+    choose_turn: ChooseTurn,
     /// To wake the UI when a worker has news.
     ctx: egui::Context,
 }
@@ -162,7 +175,7 @@ impl Workers {
                 "recognition backend {:?} unavailable, matching locally: {e}",
                 settings.backend
             );
-            Box::new(recognition::LocalBackend::new(params))
+            Box::new(recognition::LocalBackend::new(settings.recogniser, params))
         });
         let ctx = self.ctx.clone();
         self.recognition = Some(Worker::start(
@@ -174,8 +187,13 @@ impl Workers {
                 ))
             },
             backend,
-            params,
             burst_rule(settings),
+            Recogniser {
+                kind: settings.recogniser,
+                lbph: params,
+                head_turn: settings.head_turn_challenge,
+                choose_turn: self.choose_turn,
+            },
             recognition::StoreLinks {
                 gallery: Arc::clone(&self.gallery),
                 capture: self.store.capture_sink(),
@@ -266,6 +284,18 @@ impl Kiosk {
             (*issue != QualityIssue::NoFace)
                 .then(|| (hint_icon(issue), crate::i18n::hint(issue, self.lang())))
         });
+        // Why the last turn did not count, while no quality hint is due.
+        let hint = hint.or_else(|| {
+            self.challenge_failed
+                .filter(|&(_, at)| now_millis() - at < CHALLENGE_HINT_MS)
+                .and_then(|(v, _)| crate::i18n::challenge_hint(v, self.lang()))
+                .map(|text| (icons::ICON_SYNC_PROBLEM, text))
+        });
+        // The turn asked for, while a face is there to make it.
+        let challenge = preview
+            .challenge
+            .filter(|_| face.is_some())
+            .map(|turn| (turn, crate::i18n::turn(turn, self.lang())));
         face_guide::paint(
             ui,
             image,
@@ -274,6 +304,7 @@ impl Kiosk {
                 face,
                 hint,
                 caption,
+                challenge,
             },
         );
     }
@@ -333,16 +364,19 @@ fn open_camera(folder: Option<&Path>, settings: &Settings, fps: f64) -> Result<C
 enum Restart {
     /// The camera and the recogniser on it.
     Camera,
-    /// The recogniser: another backend, endpoint or TLS file.
+    /// The recogniser: another backend, endpoint or TLS file, another
+    /// recogniser kind, or the head-turn check turned on or off.
     Recogniser,
 }
 
 fn restart_for(old: &Settings, new: &Settings, camera_fixed: bool) -> Option<Restart> {
     let camera = (&old.camera, old.resolution) != (&new.camera, new.resolution);
-    let backend = old.offload_key() != new.offload_key();
+    let link = old.offload_key() != new.offload_key();
+    let recogniser =
+        (old.recogniser, old.head_turn_challenge) != (new.recogniser, new.head_turn_challenge);
     if camera && !camera_fixed {
         Some(Restart::Camera)
-    } else if backend {
+    } else if link || recogniser {
         Some(Restart::Recogniser)
     } else {
         None
@@ -351,7 +385,7 @@ fn restart_for(old: &Settings, new: &Settings, camera_fixed: bool) -> Option<Res
 
 fn burst_rule(settings: &Settings) -> vision::burst::BurstRule {
     vision::burst::BurstRule {
-        threshold: settings.threshold,
+        threshold: settings.threshold_of(settings.recogniser),
         ..Default::default()
     }
 }
@@ -393,6 +427,8 @@ impl KioskApp {
             cameras: None,
             line,
             certificates: None,
+            models: None,
+            choose_turn: config.choose_turn,
             ctx: ctx.clone(),
         };
         workers.start_recognition(&settings);
@@ -405,6 +441,7 @@ impl KioskApp {
             error: None,
             pending_face: None,
             not_recognised_at: None,
+            challenge_failed: None,
             last_backend: None,
             plant: None,
             applied: None,
@@ -470,6 +507,10 @@ impl KioskApp {
                     self.workers.cameras = Some(self.workers.in_background(|| {
                         crate::camera::list_devices().map_err(|e| e.to_string())
                     }));
+                }
+                Action::CheckModels => {
+                    self.workers.models =
+                        Some(self.workers.in_background(recognition::dlib_models));
                 }
                 Action::ListRejectedCertificates => {
                     let pki = self.workers.line.pki_dir().to_owned();
@@ -582,8 +623,16 @@ impl KioskApp {
         if let Event::Identified { face, .. } | Event::Verified { face, .. } = &event {
             k.last_backend = Some(face.backend);
         }
-        if let Event::NotRecognised { backend } = &event {
+        if let Event::NotRecognised { backend, .. } = &event {
             k.last_backend = Some(backend);
+        }
+        let verdict = match &event {
+            Event::Identified { face, .. } | Event::Verified { face, .. } => face.challenge,
+            Event::NotRecognised { challenge, .. } => *challenge,
+            _ => None,
+        };
+        if let Some(v) = verdict.filter(|v| *v != Verdict::Answered) {
+            k.challenge_failed = Some((v, now));
         }
         match &event {
             Event::Identified { personnel_no, face }
@@ -639,6 +688,15 @@ impl KioskApp {
         {
             self.workers.cameras = None;
             self.screen.on_cameras(cameras);
+        }
+        if let Some(models) = self
+            .workers
+            .models
+            .as_ref()
+            .and_then(|rx| rx.try_recv().ok())
+        {
+            self.workers.models = None;
+            self.screen.on_models(models);
         }
         if let Some(list) = self
             .workers

@@ -1,6 +1,7 @@
 //! German and English texts. Every text is an enum variant with both
 //! translations in one match arm, so a missing translation does not compile.
 
+use vision::liveness::{Turn, Verdict};
 use vision::quality::QualityIssue;
 
 use crate::auth::Notice;
@@ -58,6 +59,12 @@ pub enum T {
     Language,
     Camera,
     Backend,
+    Recogniser,
+    HeadTurnChallenge,
+    AskHeadTurn,
+    ChallengeMotionOnly,
+    DlibUnavailable,
+    CheckingModels,
     OffloadEndpoint,
     TlsFiles,
     Threshold,
@@ -182,6 +189,15 @@ impl T {
             T::Language => ("Language", "Sprache"),
             T::Camera => ("Camera", "Kamera"),
             T::Backend => ("Recognition", "Erkennung"),
+            T::Recogniser => ("Recogniser", "Erkennungsverfahren"),
+            T::HeadTurnChallenge => ("Head-turn check", "Kopfdrehen-Prüfung"),
+            T::AskHeadTurn => ("Ask for a head turn", "Kopfdrehen verlangen"),
+            T::ChallengeMotionOnly => (
+                "needs dlib's models: the motion check decides alone",
+                "braucht die dlib-Modelle: nur die Bewegungsprüfung gilt",
+            ),
+            T::DlibUnavailable => ("dlib unavailable", "dlib nicht verfügbar"),
+            T::CheckingModels => ("Checking dlib's models…", "Prüfe dlib-Modelle…"),
             T::OffloadEndpoint => ("Offload endpoint", "Offload-Adresse"),
             T::TlsFiles => ("TLS files (CA, certificate, key)", "TLS-Dateien (CA, Zertifikat, Schlüssel)"),
             T::Threshold => ("Accept threshold", "Annahmeschwelle"),
@@ -295,6 +311,33 @@ pub fn hint(issue: &QualityIssue, lang: Language) -> &'static str {
         Language::En => en,
         Language::De => de,
     }
+}
+
+/// The head-turn challenge's words: the person's own left or right.
+pub fn turn(turn: Turn, lang: Language) -> &'static str {
+    match (turn, lang) {
+        (Turn::Left, Language::En) => "Turn your head to your left",
+        (Turn::Left, Language::De) => "Kopf nach links drehen",
+        (Turn::Right, Language::En) => "Turn your head to your right",
+        (Turn::Right, Language::De) => "Kopf nach rechts drehen",
+    }
+}
+
+/// Why a head turn did not count, short; `None` when it did.
+pub fn challenge_hint(verdict: Verdict, lang: Language) -> Option<&'static str> {
+    let (en, de) = match verdict {
+        Verdict::Answered => return None,
+        Verdict::WrongWay => ("Other way, please", "Bitte in die andere Richtung"),
+        Verdict::TooLate => ("A little quicker, please", "Bitte etwas schneller"),
+        Verdict::NoTurn | Verdict::TooFewFrames => (
+            "Turn your head as the arrow shows",
+            "Kopf drehen, wie der Pfeil zeigt",
+        ),
+    };
+    Some(match lang {
+        Language::En => en,
+        Language::De => de,
+    })
 }
 
 /// A sign-in notice; `until` times are shown as remaining seconds.

@@ -140,6 +140,7 @@ fn main() -> ExitCode {
         camera_fps: args.camera_fps,
         secrets_dir: args.secrets_dir,
         sync: kubevision_hmi::store_worker::SyncPolicy::default(),
+        choose_turn: kubevision_hmi::recognition::challenge::random_turn,
     };
     let viewport = if args.windowed {
         egui::ViewportBuilder::default()

@@ -6,6 +6,7 @@ mod support;
 use kubevision_hmi::auth::{AuthState, Notice};
 use kubevision_hmi::store::{now_millis, AuditAction, Role, Store, Subject};
 use support::*;
+use vision::recogniser::Kind;
 
 #[test]
 fn first_start_enrolls_the_administrator_who_then_signs_in_with_password_then_face() {
@@ -210,16 +211,26 @@ fn re_enrolling_replaces_the_templates_and_verifies_at_once() {
     });
     drop(h);
     let store = Store::open_in_dir(&data).unwrap();
-    let mine = store
+    let mine: Vec<Option<Kind>> = store
         .templates()
         .unwrap()
         .into_iter()
         .filter(|(id, _)| *id == admin.id)
-        .count();
+        .map(|(_, t)| Kind::of_template(&t))
+        .collect();
+    let count = |kind| mine.iter().filter(|k| **k == Some(kind)).count();
     assert_eq!(
-        mine, 50,
+        count(Kind::Lbph),
+        50,
         "the seeded 5 templates were replaced by the wizard's 50"
     );
+    // The same 50 frames made dlib's templates too, where its models are.
+    let dlib = if kubevision_hmi::recognition::dlib_models().is_ok() {
+        50
+    } else {
+        0
+    };
+    assert_eq!((count(Kind::Dlib), mine.len()), (dlib, 50 + dlib));
 }
 
 #[test]

@@ -35,6 +35,7 @@ use support::*;
 use tempfile::TempDir;
 use vision::burst::BurstRule;
 use vision::lbph::LbphParams;
+use vision::recogniser::Kind;
 
 /// The service binary, built by `cargo build --workspace --bins` (hmi does
 /// not depend on it, so cargo does not build it for this test).
@@ -223,6 +224,7 @@ fn line_syncing(sync: SyncPolicy) -> Line {
     worker.send(store_worker::Command::Load);
     let backend = FallbackBackend::start(
         ClientConfig::new(service.url()),
+        Kind::Lbph,
         LbphParams::default(),
         DEADLINE,
     )
@@ -292,7 +294,7 @@ fn wait_until(what: &str, done: impl Fn() -> bool) {
 
 /// A burst of `person`'s photos 6–10 is accepted for `personnel_no`, decided by `by`.
 fn assert_signs_in(backend: &mut dyn Backend, person: u32, personnel_no: &str, by: &str) {
-    let decision = backend.identify(&crops(person, 6..=10), &rule()).unwrap();
+    let decision = backend.identify(&probes(person, 6..=10), &rule()).unwrap();
     assert_eq!(
         decision.accepted.as_deref(),
         Some(personnel_no),
@@ -316,11 +318,11 @@ fn the_service_decides_the_burst_and_says_so() {
     // 1:1: the claimed operator's own face is accepted, and nearer than another's.
     let own = l
         .backend
-        .verify(&crops(ADMIN, 6..=10), &l.admin.personnel_no, &rule())
+        .verify(&probes(ADMIN, 6..=10), &l.admin.personnel_no, &rule())
         .unwrap();
     let other = l
         .backend
-        .verify(&crops(WORKER, 6..=10), &l.admin.personnel_no, &rule())
+        .verify(&probes(WORKER, 6..=10), &l.admin.personnel_no, &rule())
         .unwrap();
     assert_eq!(l.backend.name(), OFFLOAD);
     assert_eq!(own.accepted.as_deref(), Some(l.admin.personnel_no.as_str()));
@@ -336,15 +338,19 @@ fn the_service_decides_the_burst_and_says_so() {
         threshold: 1.0,
         ..rule()
     };
-    let refused = l.backend.identify(&crops(WORKER, 6..=10), &strict).unwrap();
+    let refused = l
+        .backend
+        .identify(&probes(WORKER, 6..=10), &strict)
+        .unwrap();
     assert_eq!((refused.accepted, l.backend.name()), (None, OFFLOAD));
 
     // The pure Offload backend gives the same answer; someone the plant
     // does not know is nobody, not an error.
-    let mut offload = OffloadBackend::connect(ClientConfig::new(l.service.url()), None).unwrap();
+    let mut offload =
+        OffloadBackend::connect(ClientConfig::new(l.service.url()), None, Kind::Lbph).unwrap();
     assert_signs_in(&mut offload, WORKER, &worker.personnel_no, OFFLOAD);
     let unknown = offload
-        .verify(&crops(WORKER, 6..=10), "NOBODY-1", &rule())
+        .verify(&probes(WORKER, 6..=10), "NOBODY-1", &rule())
         .unwrap();
     assert_eq!(unknown.accepted, None);
 }
@@ -369,7 +375,7 @@ fn the_burst_is_decided_locally_by_the_same_rule_when_the_service_is_gone() {
     assert_signs_in(&mut l.backend, WORKER, &worker.personnel_no, LOCAL);
     let verified = l
         .backend
-        .verify(&crops(WORKER, 6..=10), &worker.personnel_no, &rule())
+        .verify(&probes(WORKER, 6..=10), &worker.personnel_no, &rule())
         .unwrap();
     assert_eq!(
         verified.accepted.as_deref(),
@@ -383,7 +389,7 @@ fn the_burst_is_decided_locally_by_the_same_rule_when_the_service_is_gone() {
     };
     assert_eq!(
         l.backend
-            .identify(&crops(WORKER, 6..=10), &strict)
+            .identify(&probes(WORKER, 6..=10), &strict)
             .unwrap()
             .accepted,
         None

@@ -53,6 +53,7 @@ fn start_sized(data: &Path, camera: &Path, size: egui::Vec2) -> Harness<'static,
         secrets_dir: None,
         sync: kubevision_hmi::store_worker::SyncPolicy::default(),
         opcua_listen: None,
+        choose_turn: || vision::liveness::Turn::Left,
     };
     let h = Harness::builder()
         .with_size(size)
@@ -278,7 +279,7 @@ fn every_screen(size: Size) {
         // The settings list the USB cameras from a worker, the audit log comes
         // from the store: wait for their answers.
         wait(&mut h, screen, |a| match a.screen() {
-            Screen::Settings(s) => s.devices_listed(),
+            Screen::Settings(s) => s.devices_listed() && s.models_checked(),
             Screen::Audit(s) => s.loaded(),
             Screen::Line(s) => s.listed(),
             other => other.name() == screen,
@@ -361,26 +362,36 @@ fn every_screen_1920x1080() {
 #[test]
 fn face_guide_states() {
     use kubevision_hmi::widgets::{face_guide, icons};
+    use vision::liveness::Turn;
     let states = [
         (
             face_guide::GuideState::NoFace,
             None,
             Some("Keep your face inside the oval"),
+            None,
         ),
         (
             face_guide::GuideState::Adjust,
             Some((icons::ICON_ZOOM_IN, "Come closer")),
+            None,
             None,
         ),
         (
             face_guide::GuideState::Good,
             None,
             Some("Face not recognised"),
+            None,
+        ),
+        (
+            face_guide::GuideState::Good,
+            Some((icons::ICON_SYNC_PROBLEM, "Other way, please")),
+            None,
+            Some((Turn::Left, "Turn your head to your left")),
         ),
     ];
     let mut first = true;
     let mut h = Harness::builder()
-        .with_size(egui::vec2(1260.0, 340.0))
+        .with_size(egui::vec2(1680.0, 340.0))
         .renderer(CpuRenderer::default())
         .build_ui(move |ui| {
             // The icon font arrives with the next pass: paint from then on.
@@ -389,7 +400,7 @@ fn face_guide_states() {
                 ui.ctx().request_repaint();
                 return;
             }
-            for (i, (state, hint, caption)) in states.into_iter().enumerate() {
+            for (i, (state, hint, caption, challenge)) in states.into_iter().enumerate() {
                 let image = Rect::from_min_size(
                     egui::pos2(10.0 + i as f32 * 420.0, 10.0),
                     egui::vec2(400.0, 320.0),
@@ -410,6 +421,7 @@ fn face_guide_states() {
                         face,
                         hint,
                         caption,
+                        challenge,
                     },
                 );
             }

@@ -6,6 +6,7 @@ mod line;
 mod policy;
 
 use serde::{Deserialize, Serialize};
+use vision::recogniser::Kind;
 
 pub use line::{AccessLevels, LineSettings, LineSettingsError, SignOutAccount};
 pub use policy::{AuthPolicy, RolePolicy};
@@ -53,8 +54,20 @@ pub struct Settings {
     pub tls_ca: String,
     pub tls_cert: String,
     pub tls_key: String,
-    /// Chi-square accept threshold from calibration.
+    /// Which recogniser matches faces: `lbph` (the default) or `dlib`
+    /// (dlib's embeddings; needs the model files). Enrolment makes
+    /// templates of every kind the kiosk can, so switching needs no
+    /// re-enrolment.
+    #[serde(with = "kind_name")]
+    pub recogniser: Kind,
+    /// lbph's accept threshold (chi-square distance), from calibration.
     pub threshold: f64,
+    /// dlib's accept threshold (L2 distance between embeddings).
+    pub dlib_threshold: f64,
+    /// Ask for a head turn, left or right at random, after the motion
+    /// check; needs dlib's landmark model (without it the motion check
+    /// decides alone).
+    pub head_turn_challenge: bool,
     /// Frames an enrollment collects.
     pub enroll_frames: usize,
     pub policy: AuthPolicy,
@@ -76,12 +89,31 @@ impl Default for Settings {
             tls_ca: String::new(),
             tls_cert: String::new(),
             tls_key: String::new(),
-            threshold: vision::lbph::DEFAULT_THRESHOLD,
+            recogniser: Kind::Lbph,
+            threshold: Kind::Lbph.default_threshold(),
+            dlib_threshold: Kind::Dlib.default_threshold(),
+            head_turn_challenge: true,
             enroll_frames: 50,
             policy: AuthPolicy::default(),
             high_contrast: false,
             line: LineSettings::default(),
         }
+    }
+}
+
+/// A recogniser kind as its name (`"lbph"`, `"dlib"`), as the proto and
+/// the command line spell it.
+mod kind_name {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use vision::recogniser::Kind;
+
+    pub fn serialize<S: Serializer>(kind: &Kind, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(kind.name())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Kind, D::Error> {
+        let name = String::deserialize(d)?;
+        name.parse().map_err(serde::de::Error::custom)
     }
 }
 
@@ -120,6 +152,14 @@ fn fields(s: &Settings) -> Result<serde_json::Map<String, serde_json::Value>, Se
 pub type OffloadKey = (BackendChoice, [String; 4]);
 
 impl Settings {
+    /// The accept threshold of recogniser `kind`.
+    pub fn threshold_of(&self, kind: Kind) -> f64 {
+        match kind {
+            Kind::Lbph => self.threshold,
+            Kind::Dlib => self.dlib_threshold,
+        }
+    }
+
     /// The settings [`offload_client`](Self::offload_client) reads: what
     /// runs on that link (the recogniser, the plant sync) restarts when
     /// this changes, and only then.
@@ -271,6 +311,45 @@ mod tests {
             details.contains(&"language".to_string()) && details.contains(&"policy".to_string())
         );
         assert_eq!(Settings::load(&store).unwrap(), s);
+    }
+
+    #[test]
+    fn the_recogniser_is_stored_by_name_and_an_unknown_one_keeps_lbph() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open_in_dir(dir.path()).unwrap();
+        let s = Settings {
+            recogniser: Kind::Dlib,
+            head_turn_challenge: false,
+            ..Settings::default()
+        };
+        s.save(&mut store, Some("A-1"), 1).unwrap();
+        assert_eq!(
+            store.setting("recogniser").unwrap().as_deref(),
+            Some("\"dlib\"")
+        );
+        let loaded = Settings::load(&store).unwrap();
+        assert_eq!(loaded, s);
+        assert_eq!(loaded.threshold_of(Kind::Dlib), 0.48);
+        assert_eq!(
+            loaded.threshold_of(Kind::Lbph),
+            Kind::Lbph.default_threshold()
+        );
+        let changed = store
+            .audit(&AuditFilter {
+                action: Some(AuditAction::SettingsChanged),
+                ..Default::default()
+            })
+            .unwrap();
+        assert!(changed.iter().any(|r| r.detail == "recogniser"));
+        assert!(changed.iter().any(|r| r.detail == "head_turn_challenge"));
+        store
+            .put_setting("recogniser", "\"resnet\"", None, 2)
+            .unwrap();
+        let loaded = Settings::load(&store).unwrap();
+        assert_eq!(
+            (loaded.recogniser, loaded.head_turn_challenge),
+            (Kind::Lbph, false)
+        );
     }
 
     #[test]

@@ -1846,3 +1846,79 @@ fn a_registered_kiosk_adopts_the_plant_pepper_and_its_pins_still_work() {
     );
     assert!(secret::check_phc(&foreign, store.secrets()).is_err());
 }
+
+/// A dlib template (an embedding, KVE1) as the kiosk makes them.
+fn dlib_template(seed: u32) -> Vec<u8> {
+    let values: Vec<f32> = (0..128)
+        .map(|i| ((i * 7 + seed * 13) % 29) as f32 / 290.0 - 0.05)
+        .collect();
+    vision::embedding::Embedding::new(&values)
+        .unwrap()
+        .to_bytes()
+}
+
+/// An enrolment keeps every kind the kiosk made (lbph and dlib from the
+/// same frames), the plant sync pushes them all and takes them all, and a
+/// template of neither kind (or a damaged dlib one) is refused whole.
+#[test]
+fn templates_of_both_recognisers_are_kept_pushed_and_taken() {
+    let (dir, mut store) = fresh();
+    let both = vec![
+        real_template(1),
+        dlib_template(1),
+        real_template(2),
+        dlib_template(2),
+    ];
+    store
+        .create_enrolled_operator(&worker("W-1"), &both, None, T0)
+        .unwrap();
+    let stored: Vec<Vec<u8>> = store
+        .templates()
+        .unwrap()
+        .into_iter()
+        .map(|(_, t)| t)
+        .collect();
+    assert_eq!(stored, both);
+    let outgoing = sync_store(&dir)
+        .plant_sync()
+        .outgoing("W-1")
+        .unwrap()
+        .unwrap();
+    assert_eq!(outgoing.templates, both, "every kind goes to the plant");
+
+    let mut sync_db = sync_store(&dir);
+    let mut sync = sync_db.plant_sync();
+    for p in sync.pending().unwrap() {
+        sync.pushed(p.id).unwrap();
+    }
+    let upsert = |no: &str, templates: Vec<Vec<u8>>| Incoming::Upsert {
+        personnel_no: no.into(),
+        templates,
+        profile: None,
+    };
+    let mut damaged = dlib_template(4);
+    damaged.truncate(100);
+    let changes = [
+        upsert("B-2", vec![real_template(3), dlib_template(3)]),
+        upsert("C-3", vec![dlib_template(5)]),
+        upsert("D-4", vec![real_template(4), damaged]),
+        upsert("E-5", vec![b"KVX1 of nobody".to_vec()]),
+    ];
+    assert_eq!(
+        sync.apply("gallery-1", 1, &changes, T0).unwrap(),
+        2,
+        "B-2 and C-3"
+    );
+    for (no, count) in [("B-2", 2), ("C-3", 1)] {
+        let op = store.operator_by_personnel_no(no).unwrap().unwrap();
+        let mine = store
+            .templates()
+            .unwrap()
+            .into_iter()
+            .filter(|(id, _)| *id == op.id)
+            .count();
+        assert_eq!(mine, count, "{no}");
+    }
+    assert!(store.operator_by_personnel_no("D-4").unwrap().is_none());
+    assert!(store.operator_by_personnel_no("E-5").unwrap().is_none());
+}

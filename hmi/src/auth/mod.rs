@@ -9,6 +9,7 @@
 mod tests;
 
 pub use crate::settings::{AuthPolicy, RolePolicy};
+use vision::liveness::Verdict;
 
 use crate::store::{AuditAction, AuditEvent, Millis, Operator, OperatorId, SecretCheck, Subject};
 
@@ -34,8 +35,12 @@ pub struct FaceEvidence {
     pub distance: f64,
     /// Which backend answered, for the badge and the log ("local", "offload").
     pub backend: &'static str,
-    /// Whether the liveness check passed for the frames behind this decision.
+    /// Whether the liveness checks passed for the frames behind this
+    /// decision: the motion check and, when one was asked, the head-turn
+    /// challenge.
     pub live: bool,
+    /// The head-turn challenge's verdict, when one was asked (for a hint).
+    pub challenge: Option<Verdict>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

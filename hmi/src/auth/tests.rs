@@ -19,6 +19,7 @@ fn live() -> FaceEvidence {
         distance: 42.0,
         backend: "local",
         live: true,
+        challenge: None,
     }
 }
 

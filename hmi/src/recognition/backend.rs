@@ -1,5 +1,6 @@
 //! Where a burst is decided. The worker hands a `Backend` the whole burst
-//! (the face crops of consecutive frames) and takes its decision as it is:
+//! (the [`Probe`]s of consecutive frames: each face's crop and, when dlib
+//! is the active recogniser, its embedding) and takes its decision as it is:
 //! the Local backend applies `vision::burst`'s rule in process, the Offload
 //! one (`offload.rs`) sends the burst in one call and uses the service's
 //! decision (the service applies the same rule), and the fallback one
@@ -10,8 +11,10 @@ use std::time::Duration;
 
 use kubevision_offload_client::ClientError;
 use vision::burst::{decide, BurstDecision, BurstRule};
-use vision::lbph::{Gallery, LbphParams, Match, Template};
-use vision::GrayImage;
+use vision::embedding::{Embedding, EmbeddingGallery};
+use vision::lbph::{Gallery, LbphParams, Template};
+use vision::recogniser::Kind;
+use vision::{GrayImage, Match};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BackendError {
@@ -32,6 +35,25 @@ pub enum BackendError {
     Settings(#[from] crate::settings::SettingsError),
     #[error("a face crop is {width}x{height}, not the normalised 92x112")]
     CropSize { width: u32, height: u32 },
+    #[error("the dlib recogniser is chosen, but this frame has no embedding (are dlib's models installed?)")]
+    NoEmbedding,
+}
+
+/// One frame's face as the worker hands it to a backend.
+#[derive(Debug, Clone)]
+pub struct Probe {
+    /// The normalised face crop: what lbph matches and the motion check reads.
+    pub crop: GrayImage,
+    /// dlib's embedding of the face (made from the whole frame), when dlib
+    /// is the active recogniser.
+    pub embedding: Option<Embedding>,
+}
+
+impl Probe {
+    /// The embedding, which the dlib recogniser cannot do without.
+    pub fn embedding(&self) -> Result<&Embedding, BackendError> {
+        self.embedding.as_ref().ok_or(BackendError::NoEmbedding)
+    }
 }
 
 impl BackendError {
@@ -67,33 +89,62 @@ impl Decision {
 pub trait Backend: Send {
     /// Who decided the last burst: shown on the badge and written to the audit log.
     fn name(&self) -> &'static str;
-    /// Replaces the enrolled templates (`Template::to_bytes`, by personnel
-    /// number); a backend that matches elsewhere ignores them.
+    /// Replaces the enrolled templates (every kind, by personnel number;
+    /// each template's magic says its kind); a backend that matches
+    /// elsewhere ignores them.
     fn set_gallery(&mut self, entries: &[(String, Vec<u8>)]) -> Result<(), BackendError>;
     /// 1:N: whom the burst shows, if anyone.
-    fn identify(&mut self, burst: &[GrayImage], rule: &BurstRule)
-        -> Result<Decision, BackendError>;
+    fn identify(&mut self, burst: &[Probe], rule: &BurstRule) -> Result<Decision, BackendError>;
     /// 1:1: whether the burst shows `personnel_no`.
     fn verify(
         &mut self,
-        burst: &[GrayImage],
+        burst: &[Probe],
         personnel_no: &str,
         rule: &BurstRule,
     ) -> Result<Decision, BackendError>;
 }
 
+/// The enrolled templates of the active recogniser, searchable.
+enum Matcher {
+    Lbph(Gallery),
+    Dlib(EmbeddingGallery),
+}
+
 pub struct LocalBackend {
     params: LbphParams,
-    gallery: Gallery,
+    kind: Kind,
+    matcher: Matcher,
     /// The gallery's labels are indexes into this.
     personnel_nos: Vec<String>,
 }
 
+impl Matcher {
+    fn new(kind: Kind, params: LbphParams) -> Matcher {
+        match kind {
+            Kind::Lbph => Matcher::Lbph(Gallery::new(params)),
+            Kind::Dlib => Matcher::Dlib(EmbeddingGallery::new()),
+        }
+    }
+
+    fn add(&mut self, label: i32, bytes: &[u8]) -> Result<(), vision::Error> {
+        match self {
+            Matcher::Lbph(g) => g.add(label, Template::from_bytes(bytes)?),
+            Matcher::Dlib(g) => {
+                g.add(label, Embedding::from_bytes(bytes)?);
+                Ok(())
+            }
+        }
+    }
+}
+
 impl LocalBackend {
-    pub fn new(params: LbphParams) -> Self {
+    /// Matches with recogniser `kind`: its templates only, from the gallery
+    /// of every kind the store holds.
+    pub fn new(kind: Kind, params: LbphParams) -> Self {
         LocalBackend {
-            gallery: Gallery::new(params),
+            matcher: Matcher::new(kind, params),
             params,
+            kind,
             personnel_nos: Vec::new(),
         }
     }
@@ -103,6 +154,40 @@ impl LocalBackend {
             .iter()
             .position(|p| p == personnel_no)
             .map(|i| i as i32)
+    }
+
+    /// The nearest enrolled person to `probe`, however far.
+    fn nearest(&self, probe: &Probe) -> Result<Option<Match>, BackendError> {
+        Ok(match &self.matcher {
+            Matcher::Lbph(g) => {
+                let t = Template::extract(&self.params, &probe.crop)?;
+                g.search(&t, 1, f64::INFINITY)?.into_iter().next()
+            }
+            Matcher::Dlib(g) => g
+                .search(probe.embedding()?, 1, f64::INFINITY)
+                .into_iter()
+                .next(),
+        })
+    }
+
+    /// How near `probe` comes to the person labelled `label`.
+    fn nearest_of(&self, probe: &Probe, label: i32) -> Result<Option<Match>, BackendError> {
+        Ok(match &self.matcher {
+            Matcher::Lbph(g) => {
+                let t = Template::extract(&self.params, &probe.crop)?;
+                g.labels()
+                    .iter()
+                    .zip(g.all_distances(&t)?)
+                    .filter(|(l, _)| **l == label)
+                    .map(|(_, d)| d)
+                    .min_by(f64::total_cmp)
+                    .map(|distance| Match { label, distance })
+            }
+            Matcher::Dlib(g) => g
+                .search(probe.embedding()?, g.len(), f64::INFINITY)
+                .into_iter()
+                .find(|m| m.label == label),
+        })
     }
 
     fn decision(&self, decision: BurstDecision) -> Decision {
@@ -136,15 +221,21 @@ impl Backend for LocalBackend {
         LOCAL
     }
 
+    /// Keeps the templates of the active recogniser (by their magic) and
+    /// leaves the others: the store holds every kind.
     fn set_gallery(&mut self, entries: &[(String, Vec<u8>)]) -> Result<(), BackendError> {
-        let mut gallery = Gallery::new(self.params);
+        let mut matcher = Matcher::new(self.kind, self.params);
         let mut personnel_nos: Vec<String> = Vec::new();
         for (personnel_no, bytes) in entries {
-            let template =
-                Template::from_bytes(bytes).map_err(|source| BackendError::BadTemplate {
-                    personnel_no: personnel_no.clone(),
-                    source,
-                })?;
+            let bad = |source| BackendError::BadTemplate {
+                personnel_no: personnel_no.clone(),
+                source,
+            };
+            match Kind::of_template(bytes) {
+                Some(kind) if kind == self.kind => {}
+                Some(_) => continue,
+                None => return Err(bad(self.kind.check_template(bytes).unwrap_err())),
+            }
             let label = match personnel_nos.iter().position(|p| p == personnel_no) {
                 Some(i) => i,
                 None => {
@@ -152,54 +243,107 @@ impl Backend for LocalBackend {
                     personnel_nos.len() - 1
                 }
             };
-            gallery.add(label as i32, template)?;
+            matcher.add(label as i32, bytes).map_err(bad)?;
         }
-        self.gallery = gallery;
+        self.matcher = matcher;
         self.personnel_nos = personnel_nos;
         Ok(())
     }
 
-    fn identify(
-        &mut self,
-        burst: &[GrayImage],
-        rule: &BurstRule,
-    ) -> Result<Decision, BackendError> {
-        let mut nearest = Vec::with_capacity(burst.len());
-        for crop in burst {
-            let probe = Template::extract(&self.params, crop)?;
-            nearest.push(
-                self.gallery
-                    .search(&probe, 1, f64::INFINITY)?
-                    .into_iter()
-                    .next(),
-            );
-        }
+    fn identify(&mut self, burst: &[Probe], rule: &BurstRule) -> Result<Decision, BackendError> {
+        let nearest = burst
+            .iter()
+            .map(|p| self.nearest(p))
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(self.decision(decide(rule, &nearest)))
     }
 
     fn verify(
         &mut self,
-        burst: &[GrayImage],
+        burst: &[Probe],
         personnel_no: &str,
         rule: &BurstRule,
     ) -> Result<Decision, BackendError> {
         let Some(label) = self.label_of(personnel_no) else {
             return Ok(Decision::nobody());
         };
-        let mut distances = Vec::with_capacity(burst.len());
-        for crop in burst {
-            let probe = Template::extract(&self.params, crop)?;
-            let all = self.gallery.all_distances(&probe)?;
-            let d = self
-                .gallery
-                .labels()
-                .iter()
-                .zip(all)
-                .filter(|(l, _)| **l == label)
-                .map(|(_, d)| d)
-                .min_by(f64::total_cmp);
-            distances.push(d.map(|distance| Match { label, distance }));
-        }
+        let distances = burst
+            .iter()
+            .map(|p| self.nearest_of(p, label))
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(self.decision(decide(rule, &distances)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn crop(seed: u32) -> GrayImage {
+        GrayImage::from_fn(92, 112, |x, y| {
+            image::Luma([((x * (3 + seed) + y * 7 + seed * 31) % 251) as u8])
+        })
+    }
+
+    fn embedding(seed: u32) -> Embedding {
+        let values: Vec<f32> = (0..128)
+            .map(|i| if i as u32 % 8 == seed { 0.3 } else { 0.01 })
+            .collect();
+        Embedding::new(&values).unwrap()
+    }
+
+    fn probe(seed: u32) -> Probe {
+        Probe {
+            crop: crop(seed),
+            embedding: Some(embedding(seed)),
+        }
+    }
+
+    /// Both kinds of templates for two people, as the store holds them.
+    fn gallery() -> Vec<(String, Vec<u8>)> {
+        let lbph = |s| extract(&LbphParams::default(), &crop(s)).unwrap();
+        vec![
+            ("W-1".into(), lbph(1)),
+            ("W-1".into(), embedding(1).to_bytes()),
+            ("W-2".into(), lbph(2)),
+            ("W-2".into(), embedding(2).to_bytes()),
+        ]
+    }
+
+    #[test]
+    fn each_kind_matches_with_its_own_templates_from_a_mixed_gallery() {
+        let burst = vec![probe(2); 5];
+        // Thresholds in each kind's measure; the synthetic crops share
+        // their texture, so lbph's is tight.
+        for (kind, threshold) in [(Kind::Lbph, 5.0), (Kind::Dlib, 0.48)] {
+            let mut b = LocalBackend::new(kind, LbphParams::default());
+            b.set_gallery(&gallery()).unwrap();
+            let rule = BurstRule {
+                threshold,
+                ..Default::default()
+            };
+            let who = b.identify(&burst, &rule).unwrap();
+            assert_eq!(who.accepted.as_deref(), Some("W-2"), "{kind}: {who:?}");
+            assert!(who.distance < 1e-3, "{kind}: the same face");
+            let not = b.verify(&burst, "W-1", &rule).unwrap();
+            assert_eq!(not.accepted, None, "{kind}: {not:?}");
+        }
+    }
+
+    #[test]
+    fn dlib_without_an_embedding_or_an_unknown_template_is_an_error() {
+        let mut b = LocalBackend::new(Kind::Dlib, LbphParams::default());
+        b.set_gallery(&gallery()).unwrap();
+        let bare = Probe {
+            crop: crop(1),
+            embedding: None,
+        };
+        let e = b.identify(&[bare], &BurstRule::default()).unwrap_err();
+        assert!(matches!(e, BackendError::NoEmbedding), "{e}");
+        let e = b
+            .set_gallery(&[("W-3".into(), b"junk".to_vec())])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("W-3"), "{e}");
     }
 }

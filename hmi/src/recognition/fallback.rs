@@ -6,10 +6,10 @@ use std::time::Duration;
 use kubevision_offload_client::ClientConfig;
 use vision::burst::BurstRule;
 use vision::lbph::LbphParams;
-use vision::GrayImage;
+use vision::recogniser::Kind;
 
 use super::offload::OffloadBackend;
-use super::{Backend, BackendError, Decision, LocalBackend};
+use super::{Backend, BackendError, Decision, LocalBackend, Probe};
 
 /// How long one burst may wait for the service before local decides.
 /// Settings has no field for it: 1.5 s keeps a sign-in within its budget
@@ -28,12 +28,13 @@ pub struct FallbackBackend {
 impl FallbackBackend {
     pub fn start(
         client: ClientConfig,
+        kind: Kind,
         params: LbphParams,
         deadline: Duration,
     ) -> Result<Self, BackendError> {
         Ok(FallbackBackend {
-            offload: OffloadBackend::connect(client, Some(deadline))?,
-            local: LocalBackend::new(params),
+            offload: OffloadBackend::connect(client, Some(deadline), kind)?,
+            local: LocalBackend::new(kind, params),
             answered: super::LOCAL,
         })
     }
@@ -67,17 +68,13 @@ impl Backend for FallbackBackend {
         self.local.set_gallery(entries)
     }
 
-    fn identify(
-        &mut self,
-        burst: &[GrayImage],
-        rule: &BurstRule,
-    ) -> Result<Decision, BackendError> {
+    fn identify(&mut self, burst: &[Probe], rule: &BurstRule) -> Result<Decision, BackendError> {
         self.answer(|o| o.identify(burst, rule), |l| l.identify(burst, rule))
     }
 
     fn verify(
         &mut self,
-        burst: &[GrayImage],
+        burst: &[Probe],
         personnel_no: &str,
         rule: &BurstRule,
     ) -> Result<Decision, BackendError> {

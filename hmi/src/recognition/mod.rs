@@ -1,29 +1,41 @@
 //! The recognition worker: takes the newest camera frame, finds the face,
-//! publishes a preview (frame, box, quality issue) and, depending on the
-//! mode, identifies, verifies or collects enrollment templates. Nothing
-//! here runs on the UI thread; results come back over a channel. The
-//! gallery comes from the store worker through a [`GalleryFeed`], and
-//! captured enrollment templates go to it through the capture sink: the
-//! UI hears only that they were captured.
+//! publishes a preview (frame, box, quality issue, the head turn asked
+//! for) and, depending on the mode, identifies, verifies or collects
+//! enrollment templates. Nothing here runs on the UI thread; results come
+//! back over a channel. The gallery comes from the store worker through a
+//! [`GalleryFeed`], and captured enrollment templates go to it through the
+//! capture sink: the UI hears only that they were captured.
+//!
+//! The active recogniser ([`Recogniser::kind`]) makes the per-frame
+//! probes: lbph matches the crop, dlib an embedding of the frame. An
+//! enrollment makes templates of every kind the kiosk can from the same
+//! frames, so switching recognisers needs no re-enrollment. dlib's models
+//! also give the landmarks the head-turn challenge ([`challenge`]) reads,
+//! whichever recogniser is active.
 
 mod backend;
+pub mod challenge;
 mod fallback;
 mod gallery;
 mod offload;
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-pub use backend::{extract, Backend, BackendError, Decision, LocalBackend, LOCAL};
+pub use backend::{extract, Backend, BackendError, Decision, LocalBackend, Probe, LOCAL};
+use challenge::{Challenge, ChooseTurn};
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
 pub use fallback::{FallbackBackend, FALLBACK_DEADLINE};
 pub use gallery::{Enrolled, GalleryFeed};
 pub use offload::{OffloadBackend, OFFLOAD};
 use vision::burst::BurstRule;
 use vision::detect::FaceBox;
+use vision::embedding::{Alignment, DlibFrame, Embedder, Embedding, Landmarks, Located};
 use vision::lbph::LbphParams;
-use vision::pipeline::{FacePipeline, FrameError};
+use vision::liveness::{ChallengeRule, Turn, Verdict};
+use vision::pipeline::{Face, FacePipeline, FrameError};
 use vision::quality::QualityIssue;
+use vision::recogniser::Kind;
 use vision::GrayImage;
 
 use crate::auth::FaceEvidence;
@@ -37,8 +49,12 @@ pub enum Mode {
     Watch,
     /// 1:N for face-first sign-in.
     Identify,
-    /// 1:1 against one person, after the password.
-    Verify { personnel_no: String },
+    /// 1:1 against one person: after the password (a sign-in, with the
+    /// head-turn challenge when it is on), or to check a new enrollment.
+    Verify {
+        personnel_no: String,
+        challenge: bool,
+    },
     /// Collect `target` usable templates.
     Enroll { target: usize },
 }
@@ -48,12 +64,26 @@ pub enum Command {
     SetRule(BurstRule),
 }
 
+/// How the worker recognises: which recogniser makes the probes, and
+/// whether it asks for a head turn (when dlib's landmark model is there).
+#[derive(Debug, Clone, Copy)]
+pub struct Recogniser {
+    pub kind: Kind,
+    /// lbph's parameters (its templates and probes).
+    pub lbph: LbphParams,
+    pub head_turn: bool,
+    /// Picks each attempt's turn: [`challenge::random_turn`] in the kiosk.
+    pub choose_turn: ChooseTurn,
+}
+
 /// The latest frame as the UI should draw it.
 #[derive(Clone)]
 pub struct Preview {
     pub frame: Frame,
     pub face: Option<FaceBox>,
     pub issue: Option<QualityIssue>,
+    /// The head turn asked for now, while a face is being checked.
+    pub challenge: Option<Turn>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -65,6 +95,8 @@ pub enum Event {
     /// A burst found nobody near enough, or the frames disagreed.
     NotRecognised {
         backend: &'static str,
+        /// The head-turn challenge's verdict, when one was asked.
+        challenge: Option<Verdict>,
     },
     Verified {
         matched: bool,
@@ -84,19 +116,65 @@ pub enum Event {
     Failed(String),
 }
 
-/// The backend the settings choose.
+/// The backend the settings choose, for their recogniser.
 pub fn create_backend(
     settings: &Settings,
     params: LbphParams,
 ) -> Result<Box<dyn Backend>, BackendError> {
     let offload = settings.offload_client()?;
+    let kind = settings.recogniser;
     Ok(match (settings.backend, offload) {
-        (BackendChoice::Offload, Some(client)) => Box::new(OffloadBackend::connect(client, None)?),
-        (BackendChoice::OffloadWithFallback, Some(client)) => {
-            Box::new(FallbackBackend::start(client, params, FALLBACK_DEADLINE)?)
+        (BackendChoice::Offload, Some(client)) => {
+            Box::new(OffloadBackend::connect(client, None, kind)?)
         }
-        _ => Box::new(LocalBackend::new(params)),
+        (BackendChoice::OffloadWithFallback, Some(client)) => Box::new(FallbackBackend::start(
+            client,
+            kind,
+            params,
+            FALLBACK_DEADLINE,
+        )?),
+        _ => Box::new(LocalBackend::new(kind, params)),
     })
+}
+
+/// One enrollment frame's templates, one of every kind the kiosk can
+/// make: lbph's from the crop and, with dlib's models (`embedder`), dlib's
+/// from the frame and the cascade's box.
+pub fn enrollment_templates(
+    params: &LbphParams,
+    embedder: Option<&Embedder>,
+    frame: &GrayImage,
+    face: &Face,
+) -> Result<Vec<Vec<u8>>, BackendError> {
+    let mut templates = vec![extract(params, &face.crop)?];
+    if let Some(embedder) = embedder {
+        let frame = DlibFrame::new(frame);
+        let located = locate(embedder, &frame, face.face);
+        templates.push(embedder.embed(&frame, &located)?.to_bytes());
+    }
+    Ok(templates)
+}
+
+/// The frame in dlib's form and the face's landmarks in it, from the
+/// cascade's box (the kiosk runs the cascade on every frame anyway).
+fn locate(embedder: &Embedder, frame: &DlibFrame, face: FaceBox) -> Located {
+    let dlib_box = embedder
+        .face_box(frame, Alignment::Cascade, Some(face))
+        .unwrap_or(face);
+    embedder.landmarks(frame, dlib_box)
+}
+
+/// Whether this kiosk can run dlib (the build has it and both model
+/// files are there and intact), else why not, in words. Reads and hashes
+/// the model files: not for the UI thread.
+pub fn dlib_models() -> Result<(), String> {
+    if !Kind::Dlib.available() {
+        return Err("this build has no dlib recogniser".into());
+    }
+    for file in vision::embedding::models::ModelFile::ALL {
+        vision::embedding::models::locate(file).map_err(|e| e.to_string())?;
+    }
+    Ok(())
 }
 
 /// Where captured enrollment templates go (the store worker's inbox).
@@ -119,15 +197,33 @@ pub struct Worker {
     previews: Arc<Mailbox<Preview>>,
 }
 
+/// dlib's models on the worker thread, loaded on first need (about 0.5 s).
+enum Models {
+    Untried,
+    Ready(Box<Embedder>),
+    Missing(String),
+}
+
+/// What dlib makes of one frame's face.
+struct DlibFace {
+    landmarks: Landmarks,
+    embedding: Option<Embedding>,
+}
+
 struct State {
     mode: Mode,
     rule: BurstRule,
-    params: LbphParams,
-    /// The face crops of the burst so far.
-    burst: Vec<GrayImage>,
+    recogniser: Recogniser,
+    models: Models,
+    /// The probes of the burst so far.
+    burst: Vec<Probe>,
+    /// The current attempt's head-turn challenge, while one is asked.
+    challenge: Option<Challenge>,
     /// The gallery generation the backend has.
     gallery_seen: u64,
+    /// An enrollment's templates so far (every kind), and its frames.
     templates: Vec<Vec<u8>>,
+    enrolled_frames: usize,
 }
 
 impl Worker {
@@ -137,8 +233,8 @@ impl Worker {
         frames: Arc<Mailbox<Frame>>,
         make_pipeline: impl FnOnce() -> Result<FacePipeline, vision::Error> + Send + 'static,
         mut backend: Box<dyn Backend>,
-        params: LbphParams,
         rule: BurstRule,
+        recogniser: Recogniser,
         store: StoreLinks,
         wake: impl Fn() + Send + 'static,
     ) -> Worker {
@@ -158,24 +254,30 @@ impl Worker {
                     let mut st = State {
                         mode: Mode::Watch,
                         rule,
-                        params,
+                        recogniser,
+                        models: Models::Untried,
                         burst: Vec::new(),
+                        challenge: None,
                         gallery_seen: 0,
                         templates: Vec::new(),
+                        enrolled_frames: 0,
                     };
                     let send = |e: Event| {
                         let _ = event_tx.send(e);
                         wake();
                     };
+                    // The recogniser or the challenge needs dlib's models from the start.
+                    if recogniser.kind == Kind::Dlib || recogniser.head_turn {
+                        st.embedder();
+                        if let (Kind::Dlib, Models::Missing(e)) = (recogniser.kind, &st.models) {
+                            send(Event::Failed(format!("dlib recogniser unavailable: {e}")));
+                        }
+                    }
                     loop {
                         // Stop when the app drops the worker or the camera goes away.
                         loop {
                             match command_rx.try_recv() {
-                                Ok(Command::SetMode(m)) => {
-                                    st.mode = m;
-                                    st.burst.clear();
-                                    st.templates.clear();
-                                }
+                                Ok(Command::SetMode(m)) => st.set_mode(m),
                                 Ok(Command::SetRule(r)) => st.rule = r,
                                 Err(TryRecvError::Empty) => break,
                                 Err(TryRecvError::Disconnected) => return,
@@ -198,11 +300,13 @@ impl Worker {
                                 frame,
                                 face: None,
                                 issue: None,
+                                challenge: None,
                             });
                             wake();
                             continue;
                         };
                         let result = pipeline.process(&frame.image);
+                        let now = Instant::now();
                         let (face, issue) = match &result {
                             Ok(f) => (Some(f.face), None),
                             Err(FrameError::Quality(q)) => (None, Some(q.clone())),
@@ -212,16 +316,22 @@ impl Worker {
                             }
                         };
                         previews.put(Preview {
-                            frame,
+                            frame: frame.clone(),
                             face,
                             issue: issue.clone(),
+                            challenge: st.challenge.as_ref().map(Challenge::turn),
                         });
                         wake();
                         match result {
                             Ok(f) => {
-                                if let Some(e) =
-                                    st.use_face(f.crop, backend.as_mut(), &store.capture)
-                                {
+                                let used = st.use_face(
+                                    &frame.image,
+                                    f,
+                                    now,
+                                    backend.as_mut(),
+                                    &store.capture,
+                                );
+                                if let Some(e) = used {
                                     send(e);
                                 }
                             }
@@ -257,93 +367,236 @@ impl Worker {
 }
 
 impl State {
-    fn evidence(&self, distance: f64, backend: &dyn Backend) -> FaceEvidence {
+    /// dlib's models, loaded on the first call; `None` when they are missing.
+    fn embedder(&mut self) -> Option<&Embedder> {
+        self.load_models();
+        self.models()
+    }
+
+    fn load_models(&mut self) {
+        if matches!(self.models, Models::Untried) {
+            self.models = match Embedder::load() {
+                Ok(e) => Models::Ready(Box::new(e)),
+                Err(e) => {
+                    tracing::warn!("dlib's models unavailable: {e}");
+                    Models::Missing(e.to_string())
+                }
+            };
+        }
+    }
+
+    fn models(&self) -> Option<&Embedder> {
+        match &self.models {
+            Models::Ready(e) => Some(e.as_ref()),
+            Models::Untried | Models::Missing(_) => None,
+        }
+    }
+
+    /// The face's landmarks and, if `embed`, its embedding; `None` without
+    /// the models.
+    fn dlib_face(
+        &mut self,
+        frame: &GrayImage,
+        face: FaceBox,
+        embed: bool,
+    ) -> Option<Result<DlibFace, vision::Error>> {
+        let embedder = self.embedder()?;
+        let frame = DlibFrame::new(frame);
+        let located = locate(embedder, &frame, face);
+        let embedding = embed.then(|| embedder.embed(&frame, &located)).transpose();
+        Some(embedding.map(|embedding| DlibFace {
+            landmarks: located.landmarks,
+            embedding,
+        }))
+    }
+
+    /// A new attempt's challenge, when the settings ask for one and the
+    /// landmark model is there.
+    fn new_challenge(&mut self) -> Option<Challenge> {
+        if !self.recogniser.head_turn || self.embedder().is_none() {
+            return None;
+        }
+        let turn = (self.recogniser.choose_turn)();
+        Some(Challenge::new(turn, ChallengeRule::default()))
+    }
+
+    fn set_mode(&mut self, mode: Mode) {
+        self.burst.clear();
+        self.templates.clear();
+        self.enrolled_frames = 0;
+        self.challenge = match mode {
+            Mode::Identify
+            | Mode::Verify {
+                challenge: true, ..
+            } => self.new_challenge(),
+            Mode::Verify { .. } | Mode::Watch | Mode::Enroll { .. } => None,
+        };
+        self.mode = mode;
+    }
+
+    /// Evidence for the burst decided now: live when it moved and, when a
+    /// challenge was asked, answered it.
+    fn evidence(
+        &self,
+        distance: f64,
+        backend: &dyn Backend,
+        moving: bool,
+        verdict: Option<Verdict>,
+    ) -> FaceEvidence {
+        let answered = self.challenge.is_none() || verdict == Some(Verdict::Answered);
         FaceEvidence {
             distance,
             backend: backend.name(),
-            live: vision::liveness::is_moving(&self.burst),
+            live: moving && answered,
+            challenge: verdict,
         }
     }
 
     /// A frame with a usable face.
     fn use_face(
         &mut self,
-        crop: GrayImage,
+        frame: &GrayImage,
+        face: Face,
+        now: Instant,
         backend: &mut dyn Backend,
         capture: &CaptureSink,
     ) -> Option<Event> {
         match self.mode.clone() {
             Mode::Watch => None,
-            Mode::Enroll { target } => {
-                if self.templates.len() >= target {
-                    return None;
-                }
-                match extract(&self.params, &crop) {
-                    Ok(t) => self.templates.push(t),
-                    Err(e) => return Some(Event::Failed(e.to_string())),
-                }
-                if self.templates.len() == target {
-                    self.mode = Mode::Watch;
-                    capture(std::mem::take(&mut self.templates));
-                    Some(Event::EnrollCaptured { count: target })
-                } else {
-                    Some(Event::EnrollProgress {
-                        captured: self.templates.len(),
-                        target,
-                        skipped: None,
-                    })
-                }
+            Mode::Enroll { target } => self.enroll(frame, face, target, capture),
+            Mode::Identify | Mode::Verify { .. } => self.check(frame, face, now, backend),
+        }
+    }
+
+    /// Enrollment: an lbph template from the crop and, with dlib's models,
+    /// a dlib one from the frame, for each usable frame.
+    fn enroll(
+        &mut self,
+        frame: &GrayImage,
+        face: Face,
+        target: usize,
+        capture: &CaptureSink,
+    ) -> Option<Event> {
+        if self.enrolled_frames >= target {
+            return None;
+        }
+        self.load_models();
+        match enrollment_templates(&self.recogniser.lbph, self.models(), frame, &face) {
+            Ok(t) => self.templates.extend(t),
+            Err(e) => return Some(Event::Failed(e.to_string())),
+        }
+        self.enrolled_frames += 1;
+        if self.enrolled_frames == target {
+            self.mode = Mode::Watch;
+            self.enrolled_frames = 0;
+            capture(std::mem::take(&mut self.templates));
+            Some(Event::EnrollCaptured { count: target })
+        } else {
+            Some(Event::EnrollProgress {
+                captured: self.enrolled_frames,
+                target,
+                skipped: None,
+            })
+        }
+    }
+
+    /// Identification or verification: the burst's probes, the challenge's
+    /// track, and one decision when both are complete.
+    fn check(
+        &mut self,
+        frame: &GrayImage,
+        face: Face,
+        now: Instant,
+        backend: &mut dyn Backend,
+    ) -> Option<Event> {
+        let embed = self.recogniser.kind == Kind::Dlib && self.burst.len() < BURST;
+        let dlib = if embed || self.challenge.is_some() {
+            match self.dlib_face(frame, face.face, embed) {
+                Some(Ok(f)) => Some(f),
+                Some(Err(e)) => return Some(Event::Failed(e.to_string())),
+                // dlib chosen without its models: said once at the start.
+                None if embed => return None,
+                None => None,
             }
-            Mode::Identify => {
-                self.burst.push(crop);
-                if self.burst.len() < BURST {
-                    return None;
-                }
-                let event = match backend.identify(&self.burst, &self.rule) {
-                    Ok(Decision {
-                        accepted: Some(personnel_no),
-                        distance,
-                    }) => Event::Identified {
-                        personnel_no,
-                        face: self.evidence(distance, backend),
-                    },
-                    Ok(_) => Event::NotRecognised {
-                        backend: backend.name(),
-                    },
-                    Err(e) => Event::Failed(e.to_string()),
-                };
-                self.burst.clear();
-                Some(event)
+        } else {
+            None
+        };
+        let (landmarks, embedding) = match dlib {
+            Some(f) => (Some(f.landmarks), f.embedding),
+            None => (None, None),
+        };
+        if let (Some(challenge), Some(landmarks)) = (&mut self.challenge, landmarks) {
+            if !challenge.observe(now, landmarks) {
+                return None; // the burst starts on a face looking at the camera
             }
-            Mode::Verify { personnel_no } => {
-                self.burst.push(crop);
-                if self.burst.len() < BURST {
-                    return None;
-                }
-                let decision = backend.verify(&self.burst, &personnel_no, &self.rule);
-                let event = match decision {
+        }
+        if self.burst.len() < BURST {
+            self.burst.push(Probe {
+                crop: face.crop,
+                embedding,
+            });
+        }
+        if self.burst.len() < BURST {
+            return None;
+        }
+        let crops: Vec<GrayImage> = self.burst.iter().map(|p| p.crop.clone()).collect();
+        // The motion check is the first gate: a still image needs no challenge.
+        let moving = vision::liveness::is_moving(&crops);
+        let verdict = match &self.challenge {
+            None => None,
+            Some(c) => match c.verdict(now) {
+                None if moving => return None, // the person may still turn
+                v => v,
+            },
+        };
+        let event = match self.mode.clone() {
+            Mode::Verify { personnel_no, .. } => {
+                match backend.verify(&self.burst, &personnel_no, &self.rule) {
                     Ok(d) => {
                         // One decision per request: the auth machine moves on.
                         self.mode = Mode::Watch;
                         Event::Verified {
                             matched: d.accepted.is_some(),
-                            face: self.evidence(d.distance, backend),
+                            face: self.evidence(d.distance, backend, moving, verdict),
                         }
                     }
                     // The next burst tries again (the second-factor timeout ends it).
                     Err(e) => Event::Failed(e.to_string()),
-                };
-                self.burst.clear();
-                Some(event)
+                }
             }
+            _ => match backend.identify(&self.burst, &self.rule) {
+                Ok(Decision {
+                    accepted: Some(personnel_no),
+                    distance,
+                }) => Event::Identified {
+                    personnel_no,
+                    face: self.evidence(distance, backend, moving, verdict),
+                },
+                Ok(_) => Event::NotRecognised {
+                    backend: backend.name(),
+                    challenge: verdict,
+                },
+                Err(e) => Event::Failed(e.to_string()),
+            },
+        };
+        self.burst.clear();
+        // The next attempt asks again (identification goes on; a
+        // verification that failed to decide tries again).
+        if self.challenge.is_some() {
+            self.challenge = self.new_challenge();
         }
+        if self.mode == Mode::Watch {
+            self.challenge = None;
+        }
+        Some(event)
     }
+
     /// A frame without a usable face.
     fn skip(&mut self, issue: Option<QualityIssue>) -> Option<Event> {
         match self.mode {
-            Mode::Enroll { target } if self.templates.len() < target => {
+            Mode::Enroll { target } if self.enrolled_frames < target => {
                 Some(Event::EnrollProgress {
-                    captured: self.templates.len(),
+                    captured: self.enrolled_frames,
                     target,
                     skipped: issue,
                 })
@@ -351,6 +604,9 @@ impl State {
             // The person left or looked away: a burst is consecutive frames of one face.
             Mode::Identify | Mode::Verify { .. } if matches!(issue, Some(QualityIssue::NoFace)) => {
                 self.burst.clear();
+                if let Some(c) = &mut self.challenge {
+                    c.restart();
+                }
                 None
             }
             _ => None,

@@ -1,6 +1,8 @@
 //! Recognition on the offload service. A burst goes to the service in one
-//! call, as raw normalised crops, with the kiosk's threshold and frame
-//! count; the service's decision is the kiosk's.
+//! call, with the kiosk's threshold and frame count: for lbph as raw
+//! normalised crops, for dlib as the probe templates (embeddings) the
+//! kiosk made from its frames (`Frame.template`: dlib's alignment needs
+//! the whole frame). The service's decision is the kiosk's.
 
 use std::future::Future;
 use std::time::Duration;
@@ -10,20 +12,25 @@ use kubevision_offload_client::{ClientConfig, ClientError, OffloadClient};
 use tokio::runtime::Runtime;
 use tonic::Code;
 use vision::burst::BurstRule;
-use vision::GrayImage;
+use vision::recogniser::Kind;
 
-use super::{Backend, BackendError, Decision};
+use super::{Backend, BackendError, Decision, Probe};
 
 pub const OFFLOAD: &str = "offload";
 
-fn raw_frame(crop: &GrayImage) -> Frame {
-    Frame {
-        content: Some(frame::Content::RawFaceCrop(RawFaceCrop {
-            width: crop.width(),
-            height: crop.height(),
-            pixels: crop.as_raw().clone().into(),
-        })),
-    }
+/// A probe in the form the proto has for `kind`.
+fn frame(kind: Kind, probe: &Probe) -> Result<Frame, BackendError> {
+    let content = match kind {
+        Kind::Lbph => frame::Content::RawFaceCrop(RawFaceCrop {
+            width: probe.crop.width(),
+            height: probe.crop.height(),
+            pixels: probe.crop.as_raw().clone().into(),
+        }),
+        Kind::Dlib => frame::Content::Template(probe.embedding()?.to_bytes().into()),
+    };
+    Ok(Frame {
+        content: Some(content),
+    })
 }
 
 pub struct OffloadBackend {
@@ -34,12 +41,18 @@ pub struct OffloadBackend {
     client: OffloadClient,
     /// Caps each call; `None`: the client's own deadlines.
     deadline: Option<Duration>,
+    /// The recogniser whose probes are sent.
+    kind: Kind,
 }
 
 impl OffloadBackend {
     /// The connection is made on first use, so the kiosk starts while the
     /// service is down.
-    pub fn connect(config: ClientConfig, deadline: Option<Duration>) -> Result<Self, BackendError> {
+    pub fn connect(
+        config: ClientConfig,
+        deadline: Option<Duration>,
+        kind: Kind,
+    ) -> Result<Self, BackendError> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("offload")
@@ -55,6 +68,7 @@ impl OffloadBackend {
             runtime,
             client,
             deadline,
+            kind,
         })
     }
 
@@ -72,16 +86,16 @@ impl OffloadBackend {
             }
         })
     }
-}
 
-fn frames(burst: &[GrayImage]) -> Vec<Frame> {
-    burst.iter().map(raw_frame).collect()
+    fn frames(&self, burst: &[Probe]) -> Result<Vec<Frame>, BackendError> {
+        burst.iter().map(|p| frame(self.kind, p)).collect()
+    }
 }
 
 /// The kiosk's rule as the request carries it: the service decides with
 /// the kiosk's threshold and frame count (and its own agreement share,
 /// which the proto does not carry: 0.6 by default on both sides).
-fn min_usable(rule: &BurstRule, burst: &[GrayImage]) -> u32 {
+fn min_usable(rule: &BurstRule, burst: &[Probe]) -> u32 {
     rule.min_frames.clamp(1, burst.len().max(1)) as u32
 }
 
@@ -95,13 +109,9 @@ impl Backend for OffloadBackend {
         Ok(())
     }
 
-    fn identify(
-        &mut self,
-        burst: &[GrayImage],
-        rule: &BurstRule,
-    ) -> Result<Decision, BackendError> {
+    fn identify(&mut self, burst: &[Probe], rule: &BurstRule) -> Result<Decision, BackendError> {
         let request = IdentifyRequest {
-            frames: frames(burst),
+            frames: self.frames(burst)?,
             max_candidates: 1,
             threshold: Some(rule.threshold),
             min_usable_frames: min_usable(rule, burst),
@@ -119,13 +129,13 @@ impl Backend for OffloadBackend {
 
     fn verify(
         &mut self,
-        burst: &[GrayImage],
+        burst: &[Probe],
         personnel_no: &str,
         rule: &BurstRule,
     ) -> Result<Decision, BackendError> {
         let request = VerifyRequest {
             operator_id: personnel_no.to_owned(),
-            frames: frames(burst),
+            frames: self.frames(burst)?,
             threshold: Some(rule.threshold),
             min_usable_frames: min_usable(rule, burst),
         };

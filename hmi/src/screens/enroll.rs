@@ -266,8 +266,10 @@ impl Enroll {
                 None
             }
             Step::Verifying(op) => {
+                // A check of the new templates, not a sign-in: no challenge.
                 out.push(Action::Recognise(Mode::Verify {
                     personnel_no: op.personnel_no.clone(),
+                    challenge: false,
                 }));
                 let size = preview_size(ui);
                 ui.horizontal_top(|ui| {

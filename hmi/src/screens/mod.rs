@@ -52,6 +52,8 @@ pub enum Action {
     Exit,
     /// List the cameras for the settings screen (slow on some drivers).
     ListCameras,
+    /// Check dlib's model files for the settings screen (reads and hashes them).
+    CheckModels,
     /// List the client certificates the OPC UA server refused.
     ListRejectedCertificates,
     /// Trust a refused client certificate (its file name), then list again.
@@ -149,6 +151,13 @@ impl Screen {
     pub fn on_cameras(&mut self, cameras: crate::camera::CameraList) {
         if let Screen::Settings(s) = self {
             s.on_cameras(cameras);
+        }
+    }
+
+    /// Whether dlib's models are usable, for the settings screen if it is open.
+    pub fn on_models(&mut self, models: Result<(), String>) {
+        if let Screen::Settings(s) = self {
+            s.on_models(models);
         }
     }
 

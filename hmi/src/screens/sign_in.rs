@@ -184,6 +184,7 @@ impl SignIn {
             AuthState::AwaitingFace { operator, .. } => {
                 out.push(Action::Recognise(Mode::Verify {
                     personnel_no: operator.personnel_no.clone(),
+                    challenge: true,
                 }));
                 title(
                     ui,

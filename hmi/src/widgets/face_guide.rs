@@ -2,11 +2,14 @@
 //! coloured by how the frame is (grey: nobody there, yellow: adjust, green:
 //! good); the current quality hint as a chip at the top, where the eye
 //! already is; and a caption strip at the bottom, kept free for the screen's
-//! prompt (and, later, the liveness check's "blink", "turn your head").
+//! prompt, or the head-turn challenge's words under a big arrow beside the
+//! oval, pointing the way the person should turn (as they face the screen).
 
 use eframe::egui::{self, Align2, Color32, CornerRadius, FontId, Pos2, Rect, Stroke, Ui, Vec2};
 
-use super::Icon;
+use vision::liveness::Turn;
+
+use super::{icons, Icon};
 use crate::theme;
 
 /// Height of the caption strip at the preview's bottom edge.
@@ -27,7 +30,12 @@ pub struct Overlay<'a> {
     pub face: Option<Rect>,
     pub hint: Option<(Icon, &'a str)>,
     pub caption: Option<&'a str>,
+    /// The head turn asked for and its words; over the caption.
+    pub challenge: Option<(Turn, &'a str)>,
 }
+
+/// The challenge arrow's size: readable from a step back.
+const ARROW_SIZE: f32 = 120.0;
 
 /// The oval the face should fill: centred above the caption strip, about
 /// as a face at arm's length fills a 4:3 frame.
@@ -77,7 +85,16 @@ pub fn paint(ui: &Ui, image: Rect, overlay: &Overlay<'_>) {
         ..CornerRadius::ZERO
     };
     painter.rect_filled(strip, bottom, Color32::from_black_alpha(170));
-    if let Some(caption) = overlay.caption {
+    if let Some((turn, words)) = overlay.challenge {
+        arrow(&painter, image, turn, p.accent);
+        painter.text(
+            strip.center(),
+            Align2::CENTER_CENTER,
+            words,
+            FontId::proportional(30.0),
+            p.accent,
+        );
+    } else if let Some(caption) = overlay.caption {
         painter.text(
             strip.center(),
             Align2::CENTER_CENTER,
@@ -86,6 +103,29 @@ pub fn paint(ui: &Ui, image: Rect, overlay: &Overlay<'_>) {
             p.text,
         );
     }
+}
+
+/// A big arrow on a dark disc beside the oval, on the side the person
+/// should turn to: their left is the screen's left as they face it.
+fn arrow(painter: &egui::Painter, image: Rect, turn: Turn, colour: Color32) {
+    let (centre, radius) = guide_oval(image);
+    let (icon, side) = match turn {
+        Turn::Left => (icons::ICON_ARROW_BACK, -1.0),
+        Turn::Right => (icons::ICON_ARROW_FORWARD, 1.0),
+    };
+    // Between the oval and the image's edge, clear of both; smaller on a
+    // small preview.
+    let room = image.width() / 2.0 - radius.x;
+    let size = ARROW_SIZE.min(room * 0.75);
+    let at = egui::pos2(centre.x + side * (radius.x + room / 2.0), centre.y);
+    painter.circle_filled(at, size * 0.62, Color32::from_black_alpha(190));
+    painter.text(
+        at,
+        Align2::CENTER_CENTER,
+        icon.codepoint,
+        FontId::new(size, icon.font_family()),
+        colour,
+    );
 }
 
 /// Corner brackets around the detected face: lighter than a full box.

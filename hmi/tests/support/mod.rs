@@ -17,7 +17,7 @@ use cpu_renderer::CpuRenderer;
 use kubevision_hmi::app::{Config, KioskApp};
 use kubevision_hmi::auth::AuthState;
 use kubevision_hmi::camera::{FolderSource, FrameSource};
-use kubevision_hmi::recognition::extract;
+use kubevision_hmi::recognition::{extract, Probe};
 use kubevision_hmi::screens::Screen;
 use kubevision_hmi::store::{
     now_millis, AuditAction, AuditFilter, AuditRecord, NewOperator, Operator, Role, Store,
@@ -25,6 +25,7 @@ use kubevision_hmi::store::{
 use tempfile::TempDir;
 use vision::detect::FaceDetector;
 use vision::lbph::LbphParams;
+use vision::liveness::Turn;
 use vision::pipeline::FacePipeline;
 use vision::quality::QualityGate;
 use vision::GrayImage;
@@ -53,10 +54,15 @@ pub fn photos(person: u32, range: std::ops::RangeInclusive<u32>) -> Vec<(u32, u3
     range.map(|p| (person, p)).collect()
 }
 
+/// A store with the test threshold and the head-turn challenge off: these
+/// tests play photos that do not turn (`dlib_kiosk.rs` plays ones that do).
 pub fn data_dir(root: &TempDir) -> PathBuf {
     let dir = root.path().join("data");
     let mut store = Store::open_in_dir(&dir).unwrap();
     store.put_setting("threshold", THRESHOLD, None, 0).unwrap();
+    store
+        .put_setting("head_turn_challenge", "false", None, 0)
+        .unwrap();
     dir
 }
 
@@ -77,6 +83,17 @@ pub fn crops(person: u32, range: std::ops::RangeInclusive<u32>) -> Vec<GrayImage
         .collect();
     assert!(!crops.is_empty(), "no face of s{person} found");
     crops
+}
+
+/// Probes the way the kiosk's worker makes them for lbph (crops alone).
+pub fn probes(person: u32, range: std::ops::RangeInclusive<u32>) -> Vec<Probe> {
+    crops(person, range)
+        .into_iter()
+        .map(|crop| Probe {
+            crop,
+            embedding: None,
+        })
+        .collect()
 }
 
 /// Templates the way the kiosk makes them, from photos 1–5.
@@ -102,13 +119,25 @@ pub fn seed(data: &Path, person: u32, no: &str, role: Role, pin: &str, password:
 }
 
 pub fn start(data: &Path, camera: &Path) -> Harness<'static, KioskApp> {
+    start_with(data, camera, 40.0, || Turn::Left)
+}
+
+/// A kiosk whose camera plays at `fps` and whose every challenge asks for
+/// the turn `choose_turn` gives.
+pub fn start_with(
+    data: &Path,
+    camera: &Path,
+    fps: f64,
+    choose_turn: fn() -> Turn,
+) -> Harness<'static, KioskApp> {
     let config = Config {
         data_dir: data.to_owned(),
         camera: Some(camera.to_owned()),
-        camera_fps: 40.0,
+        camera_fps: fps,
         secrets_dir: None,
         sync: kubevision_hmi::store_worker::SyncPolicy::default(),
         opcua_listen: None,
+        choose_turn,
     };
     Harness::builder()
         .with_size(egui::vec2(1280.0, 800.0))
@@ -230,4 +259,38 @@ pub fn sign_in_worker(root: &TempDir, data: &Path) -> Harness<'static, KioskApp>
     tap(&mut h, "OK");
     wait(&mut h, "the sign-in", signed_in);
     h
+}
+
+/// An ORL photo as a kiosk camera sees a person at the sign-in distance:
+/// enlarged 3× in the middle of a 640×480 frame (as `vision/tests/orl.rs`
+/// does for its head-turn sequences).
+pub fn sign_in_frame(person: u32, photo: u32) -> GrayImage {
+    let photo = image::open(orl(person, photo)).unwrap().to_luma8();
+    let big = image::imageops::resize(
+        &photo,
+        photo.width() * 3,
+        photo.height() * 3,
+        image::imageops::FilterType::Triangle,
+    );
+    let mut frame = GrayImage::from_pixel(640, 480, image::Luma([128]));
+    image::imageops::replace(
+        &mut frame,
+        &big,
+        i64::from((640 - big.width()) / 2),
+        i64::from((480 - big.height()) / 2),
+    );
+    frame
+}
+
+/// A camera folder of sign-in-sized frames of the given photos, in order
+/// (written into the temp dir, never the repo).
+pub fn frames_camera(root: &TempDir, name: &str, photos: &[(u32, u32)]) -> PathBuf {
+    let dir = root.path().join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    for (i, &(person, photo)) in photos.iter().enumerate() {
+        sign_in_frame(person, photo)
+            .save(dir.join(format!("{i}.pgm")))
+            .unwrap();
+    }
+    dir
 }

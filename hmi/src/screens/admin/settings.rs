@@ -1,5 +1,6 @@
-//! Settings: language, camera, backend and offload endpoint, threshold,
-//! automatic sign-out and which sign-in orders each role may use.
+//! Settings: language, camera, backend and offload endpoint, recogniser
+//! and its threshold, the head-turn check, automatic sign-out and which
+//! sign-in orders each role may use.
 
 use eframe::egui::{self, RichText, Ui};
 
@@ -14,6 +15,7 @@ use crate::theme;
 use crate::widgets::{
     big_icon_button, choice, choice_value, icons, primary_icon_button, Field, FieldKind, Form,
 };
+use vision::recogniser::Kind;
 
 /// Capture sizes offered for USB cameras.
 const RESOLUTIONS: [(u32, u32); 3] = [(640, 480), (1280, 720), (1920, 1080)];
@@ -22,6 +24,9 @@ pub struct SettingsView {
     draft: Settings,
     /// The enumerated USB cameras (the app lists them off the UI thread).
     device_list: Option<crate::camera::CameraList>,
+    /// Whether dlib's models are usable, else why not (the app checks
+    /// them off the UI thread); `None` until it answers.
+    models: Option<Result<(), String>>,
     /// Camera, endpoint and TLS paths, typed on the on-screen keyboard.
     texts: Form,
     saved: bool,
@@ -40,9 +45,11 @@ impl SettingsView {
         texts.fields[2].value = [s.tls_ca.as_str(), &s.tls_cert, &s.tls_key].join(",");
         texts.fields.iter_mut().for_each(|f| f.max_len = 256);
         out.push(Action::ListCameras);
+        out.push(Action::CheckModels);
         SettingsView {
             draft: s,
             device_list: None,
+            models: None,
             texts,
             saved: false,
         }
@@ -50,6 +57,15 @@ impl SettingsView {
 
     pub fn on_cameras(&mut self, cameras: crate::camera::CameraList) {
         self.device_list = Some(cameras);
+    }
+
+    pub fn on_models(&mut self, models: Result<(), String>) {
+        self.models = Some(models);
+    }
+
+    /// Whether the model check has answered (for tests and snapshots).
+    pub fn models_checked(&self) -> bool {
+        self.models.is_some()
     }
 
     /// Whether the camera enumeration has answered (for tests and snapshots).
@@ -165,8 +181,47 @@ impl SettingsView {
                             }
                         });
                         ui.end_row();
+                        let bad = theme::palette(ui.ctx()).bad;
+                        let weak = theme::palette(ui.ctx()).weak_text;
+                        let dlib_ok = matches!(self.models, Some(Ok(())));
+                        row_label(ui, kiosk.t(T::Recogniser));
+                        ui.horizontal_wrapped(|ui| {
+                            choice_value(ui, &mut d.recogniser, Kind::Lbph, "lbph");
+                            // A stored choice of dlib stays visible even when it cannot run.
+                            ui.add_enabled_ui(dlib_ok || d.recogniser == Kind::Dlib, |ui| {
+                                choice_value(ui, &mut d.recogniser, Kind::Dlib, "dlib");
+                            });
+                            match &self.models {
+                                None => {
+                                    ui.spinner();
+                                    ui.label(RichText::new(kiosk.t(T::CheckingModels)).color(weak));
+                                }
+                                Some(Err(why)) => {
+                                    ui.label(
+                                        RichText::new(format!(
+                                            "{}: {why}",
+                                            kiosk.t(T::DlibUnavailable)
+                                        ))
+                                        .color(bad),
+                                    );
+                                }
+                                Some(Ok(())) => {}
+                            }
+                        });
+                        ui.end_row();
                         row_label(ui, kiosk.t(T::Threshold));
-                        stepper(ui, &mut d.threshold, 1.0, 0.0..=500.0, 1);
+                        match d.recogniser {
+                            Kind::Lbph => stepper(ui, &mut d.threshold, 1.0, 0.0..=500.0, 1),
+                            Kind::Dlib => stepper(ui, &mut d.dlib_threshold, 0.01, 0.0..=2.0, 2),
+                        }
+                        ui.end_row();
+                        row_label(ui, kiosk.t(T::HeadTurnChallenge));
+                        ui.horizontal_wrapped(|ui| {
+                            toggle(ui, &mut d.head_turn_challenge, kiosk.t(T::AskHeadTurn));
+                            if d.head_turn_challenge && matches!(self.models, Some(Err(_))) {
+                                ui.label(RichText::new(kiosk.t(T::ChallengeMotionOnly)).color(bad));
+                            }
+                        });
                         ui.end_row();
                         let mut minutes = d.policy.auto_sign_out_ms as f64 / 60_000.0;
                         row_label(ui, kiosk.t(T::AutoSignOutMinutes));

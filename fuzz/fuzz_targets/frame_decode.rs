@@ -55,7 +55,10 @@ fuzz_target!(|data: &[u8]| {
             );
         }
     }
-    if let Ok(Ok(crop)) = READER.face(0, &frames[0]) {
-        assert_eq!(crop.dimensions(), (vision::FACE_WIDTH, vision::FACE_HEIGHT));
+    if let Ok(Ok(face)) = READER.face(0, &frames[0]) {
+        assert_eq!(
+            face.crop.dimensions(),
+            (vision::FACE_WIDTH, vision::FACE_HEIGHT)
+        );
     }
 });

@@ -12,9 +12,12 @@ use vision::embedding::Landmarks;
 use vision::liveness::{judge, ChallengeRule, Sample, Turn, Verdict};
 
 /// A face whose yaw cue is under this (in eye distances) looks at the
-/// camera well enough to start the track: half the default turn, so a
-/// start pose is never half-way to an answer.
-pub const FACING: f64 = 0.06;
+/// camera well enough to start the track. Not tighter: faces are not
+/// symmetric, and some people's frontal pose sits well off 0 (ORL's s11
+/// reads −0.05 to −0.11 on all ten photos), so a tight rule would never
+/// start their track. Any start pose is safe: the answer is a change of the
+/// cue from it, which only a head turning in depth makes.
+pub const FACING: f64 = 0.12;
 
 /// Picks the turn to ask for at each attempt; the app's is random, tests
 /// fix it.

@@ -65,11 +65,11 @@ pub struct Embedder {
 
 impl Embedder {
     /// Loads both model files from [`models::search_path`], each checked
-    /// against its pinned SHA-256 first.
+    /// against its pinned SHA-256 first (by [`Embedder::load_from`], once).
     pub fn load() -> Result<Self, Error> {
         Self::load_from(
-            &models::locate(ModelFile::Encoder)?,
-            &models::locate(ModelFile::Landmarks)?,
+            &models::find(ModelFile::Encoder)?,
+            &models::find(ModelFile::Landmarks)?,
         )
     }
 

@@ -398,10 +398,13 @@ async fn a_dead_replica_is_set_aside_until_it_answers_again() {
 
     // Back on the same port: the probes find it, calls go to it again.
     let b = start(dead, Script::Answer, None).await;
+    // Each client marks it up when its own probe answers: wait for both,
+    // not only for two calls (which one client alone can make).
     eventually("the restarted replica gets calls again", async || {
         strict.gallery_status().await.unwrap();
         retrying.gallery_status().await.unwrap();
-        (b.counts.total() >= 2).then_some(())
+        let up = |client| status_of(client, dead).is_some_and(|e| e.up);
+        (b.counts.total() >= 2 && up(&strict) && up(&retrying)).then_some(())
     })
     .await;
     assert_eq!(status_of(&strict, dead).map(|e| e.up), Some(true));

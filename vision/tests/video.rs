@@ -225,3 +225,34 @@ fn opencv_and_our_reader_agree_on_clips_written_by_either() {
         }
     }
 }
+
+/// Damaged and foreign AVIs: each refusal names its reason.
+#[test]
+fn a_damaged_or_foreign_avi_names_its_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.avi");
+    write_mjpg(&good, 25.0, &[orl::photo(2, 2)]).unwrap();
+    let bytes = std::fs::read(&good).unwrap();
+    let reason = |name: &str, bytes: &[u8]| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, bytes).unwrap();
+        match VideoReader::open(&path).unwrap_err() {
+            Error::NotAVideo { path: p, reason } if p == path => reason,
+            other => panic!("{name}: {other}"),
+        }
+    };
+    let movi = bytes.windows(4).position(|w| w == b"movi").unwrap();
+    assert!(reason("headers-only.avi", &bytes[..movi + 4]).contains("no frame"));
+    let mut h264 = bytes.clone();
+    for w in 0..h264.len() - 4 {
+        if &h264[w..w + 4] == b"MJPG" {
+            h264[w..w + 4].copy_from_slice(b"H264");
+        }
+    }
+    assert!(reason("h264.avi", &h264).contains("\"H264\""));
+    let mut broken = bytes.clone();
+    let frame = bytes.windows(4).position(|w| w == b"00dc").unwrap() + 8;
+    broken[frame..frame + 64].fill(0);
+    assert!(reason("broken-jpeg.avi", &broken).contains("frame 0"));
+    assert!(reason("wav.avi", b"RIFF\x04\0\0\0WAVE").contains("not an AVI"));
+}

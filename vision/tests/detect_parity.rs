@@ -70,7 +70,7 @@ struct Oracle {
 impl Oracle {
     fn new() -> Self {
         Oracle {
-            cascade: CascadeClassifier::new(&find_cascade().unwrap().to_string_lossy()).unwrap(),
+            cascade: CascadeClassifier::new(find_cascade().unwrap()).unwrap(),
             config: DetectorConfig::default(),
         }
     }

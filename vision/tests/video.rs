@@ -147,8 +147,7 @@ fn a_file_that_is_no_video_is_named_in_the_error() {
 /// (OpenCV's BGR frame converted as photos are).
 #[cfg(feature = "opencv-oracle")]
 fn opencv_frames(path: &Path) -> Vec<GrayImage> {
-    let mut capture =
-        VideoCapture::from_file(&path.to_string_lossy(), opencv::videoio::CAP_ANY).unwrap();
+    let mut capture = VideoCapture::from_file(path, opencv::videoio::CAP_ANY).unwrap();
     assert!(
         capture.is_opened().unwrap(),
         "OpenCV cannot open {}",
@@ -187,7 +186,7 @@ fn opencv_and_our_reader_agree_on_clips_written_by_either() {
     let theirs = dir.path().join("opencv.avi");
     let fourcc = VideoWriter::fourcc('M', 'J', 'P', 'G').unwrap();
     let mut writer = VideoWriter::new_with_backend(
-        &theirs.to_string_lossy(),
+        &theirs,
         opencv::videoio::CAP_OPENCV_MJPEG,
         fourcc,
         10.0,

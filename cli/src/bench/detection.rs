@@ -18,7 +18,7 @@ use super::{median_ms, Row};
 pub fn run(orl: &Orl, frames: usize) -> anyhow::Result<Vec<Row>> {
     let frames: Vec<GrayImage> = (0..frames.max(1)).map(|i| frame(orl, i)).collect();
     let mut ours = FaceDetector::from_default_locations()?;
-    let mut peer = CascadeClassifier::new(&find_cascade()?.to_string_lossy())?;
+    let mut peer = CascadeClassifier::new(find_cascade()?)?;
     let config = DetectorConfig::default();
     let (mut ours_t, mut peer_t, mut same) = (Vec::new(), Vec::new(), 0);
     for f in &frames {

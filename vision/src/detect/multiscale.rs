@@ -21,7 +21,9 @@ fn round_f32(v: f32) -> i32 {
 }
 
 /// The scale factors searched: every power of `scale_factor` whose window
-/// fits the image, less those whose window is under `min_size`.
+/// fits the image, less those whose window is under `min_size`; when that
+/// leaves none, the one whose window is nearest `min_size` (OpenCV's rule
+/// for a minimum size between two scales).
 fn scales(
     cascade: &Cascade,
     width: u32,
@@ -43,13 +45,35 @@ fn scales(
         all.push(factor as f32);
         factor *= scale_factor;
     }
-    all.into_iter()
+    let window = |s: f32| {
+        (
+            round_f32(cascade.window_width as f32 * s),
+            round_f32(cascade.window_height as f32 * s),
+        )
+    };
+    let (min_w, min_h) = (min_size.0 as i32, min_size.1 as i32);
+    let chosen: Vec<f32> = all
+        .iter()
+        .copied()
         .filter(|&s| {
-            let w = round_f32(cascade.window_width as f32 * s);
-            let h = round_f32(cascade.window_height as f32 * s);
-            w >= min_size.0 as i32 && h >= min_size.1 as i32
+            let (w, h) = window(s);
+            w >= min_w && h >= min_h
         })
-        .collect()
+        .collect();
+    if !chosen.is_empty() || all.is_empty() {
+        return chosen;
+    }
+    let distance = |s: f32| {
+        let (w, h) = window(s);
+        ((min_w - w) * (min_w - w) + (min_h - h) * (min_h - h)) as f64
+    };
+    let mut nearest = 0;
+    for (i, &s) in all.iter().enumerate() {
+        if distance(all[nearest]) > distance(s) {
+            nearest = i;
+        }
+    }
+    vec![all[nearest]]
 }
 
 /// One pyramid level.

@@ -174,6 +174,7 @@ fn median_ms(mut times: Vec<Duration>) -> f64 {
 }
 
 /// Resident memory of this process in bytes (Linux), for memory deltas.
+#[cfg(feature = "oracles")]
 fn resident_bytes() -> Option<u64> {
     let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
     let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;

@@ -54,8 +54,12 @@ pub enum Error {
     },
     #[error("face cascade not found; looked in: {searched}")]
     CascadeNotFound { searched: String },
-    #[error("face cascade {path} cannot be loaded: {reason}")]
-    BadCascade { path: PathBuf, reason: String },
+    #[error("face cascade {path} cannot be loaded: {problem}")]
+    BadCascade {
+        path: PathBuf,
+        #[source]
+        problem: crate::detect::CascadeProblem,
+    },
     #[error("{path} cannot be opened as a video: {reason}")]
     NotAVideo { path: PathBuf, reason: String },
     #[error("dlib model file {file} not found; looked in: {searched}; {hint}", hint = crate::embedding::models::INSTALL_HINT)]
@@ -80,6 +84,4 @@ pub enum Error {
     },
     #[error("unknown recogniser {0:?}: choose lbph or dlib")]
     UnknownKind(String),
-    #[error("OpenCV: {0}")]
-    OpenCv(#[from] opencv::Error),
 }

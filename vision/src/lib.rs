@@ -4,7 +4,8 @@
 //! A sign-in goes through these rooms, in order:
 //!
 //! - [`imageio`] decodes camera frames and photos into grey-scale images;
-//! - [`detect`] finds faces with OpenCV's Viola–Jones cascade and cuts out
+//! - [`detect`] finds faces with our Viola–Jones detector (OpenCV's cascade
+//!   and boxes, reproduced in Rust) and cuts out
 //!   a normalised crop ([`FACE_WIDTH`] × [`FACE_HEIGHT`]);
 //! - [`quality`] names the reason a frame is unusable, so the kiosk can say it;
 //! - [`pipeline`] ties detection and the quality gate together;
@@ -16,7 +17,8 @@
 //! - [`liveness`] asks a live person for what a photo cannot do;
 //! - [`burst`] turns the answers for a burst of frames into one decision;
 //! - [`calibrate`] derives FAR/FRR curves and the accept threshold;
-//! - [`video`] reads video files as grey frames (a camera for demos and tests);
+//! - [`video`] reads and writes Motion-JPEG AVI files as grey frames (a
+//!   camera for demos and tests);
 //! - [`files`] reads files from outside with bounds (regular files only, up
 //!   to a size limit) and writes model files atomically and privately.
 

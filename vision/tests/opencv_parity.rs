@@ -1,5 +1,6 @@
 //! Parity with OpenCV's own `cv::face::LBPHFaceRecognizer`, run in this
-//! process through the `opencv` crate, on the ORL faces.
+//! process through the `opencv` crate, on the ORL faces. OpenCV is only an
+//! oracle: this test needs `--features opencv-oracle` (Linux).
 
 mod orl;
 

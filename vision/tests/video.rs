@@ -1,5 +1,8 @@
-//! Video files through OpenCV's `VideoCapture`: a clip written with OpenCV's
-//! `VideoWriter` from ORL photos reads back as those photos.
+//! Video files (Motion-JPEG AVI) through our reader and writer: a clip of
+//! ORL photos reads back as those photos. With `--features opencv-oracle`,
+//! OpenCV is the oracle both ways: a clip OpenCV's `VideoWriter` writes
+//! reads back through ours as OpenCV's `VideoCapture` reads it, and OpenCV
+//! reads the clips we write, frame for frame.
 
 mod orl;
 
@@ -7,9 +10,12 @@ use std::path::Path;
 
 use kubevision_vision::video::{write_mjpg, VideoReader};
 use kubevision_vision::{Error, GrayImage};
-use opencv::core::{Mat, Scalar, Size, CV_8UC3};
-use opencv::prelude::*;
-use opencv::videoio::VideoWriter;
+#[cfg(feature = "opencv-oracle")]
+use opencv::{
+    core::{Mat, Scalar, Size, CV_8UC3},
+    prelude::*,
+    videoio::{VideoCapture, VideoWriter},
+};
 
 /// Mean absolute difference of two images of one size.
 fn mean_abs_diff(a: &GrayImage, b: &GrayImage) -> f64 {
@@ -61,6 +67,7 @@ fn an_mjpg_clip_of_orl_photos_reads_back_as_the_photos() {
 
 /// A colour clip written with OpenCV's `VideoWriter` directly: frames come
 /// back grey, as the same pictures loaded as photos would be.
+#[cfg(feature = "opencv-oracle")]
 #[test]
 fn a_colour_clip_is_read_in_grey_like_photos() {
     let (w, h) = (96, 64);
@@ -134,4 +141,117 @@ fn a_file_that_is_no_video_is_named_in_the_error() {
         VideoReader::open(dir.path()),
         Err(Error::NotAVideo { .. })
     ));
+}
+
+/// Every frame of `path` as OpenCV's `VideoCapture` decodes it, in grey
+/// (OpenCV's BGR frame converted as photos are).
+#[cfg(feature = "opencv-oracle")]
+fn opencv_frames(path: &Path) -> Vec<GrayImage> {
+    let mut capture = VideoCapture::from_file(path, opencv::videoio::CAP_ANY).unwrap();
+    assert!(
+        capture.is_opened().unwrap(),
+        "OpenCV cannot open {}",
+        path.display()
+    );
+    let mut frames = Vec::new();
+    let mut frame = Mat::default();
+    while capture.read(&mut frame).unwrap() && !frame.empty() {
+        let (w, h) = (frame.cols() as u32, frame.rows() as u32);
+        let bytes = frame.data_bytes().unwrap();
+        let rgb: Vec<u8> = bytes
+            .chunks_exact(3)
+            .flat_map(|b| [b[2], b[1], b[0]])
+            .collect();
+        let rgb = image::RgbImage::from_raw(w, h, rgb).unwrap();
+        frames.push(kubevision_vision::imageio::to_gray(
+            &image::DynamicImage::ImageRgb8(rgb),
+        ));
+    }
+    frames
+}
+
+/// OpenCV reads the clips we write, and we read the clips OpenCV writes,
+/// frame for frame: the same frame count, and each frame within 1 grey
+/// level on average of OpenCV's decoding of it (two JPEG decoders may round
+/// the inverse DCT and the colour conversion differently).
+#[cfg(feature = "opencv-oracle")]
+#[test]
+fn opencv_and_our_reader_agree_on_clips_written_by_either() {
+    let photos: Vec<GrayImage> = (1..=5).map(|p| orl::photo(12, p)).collect();
+    let dir = tempfile::tempdir().unwrap();
+
+    let ours = dir.path().join("ours.avi");
+    write_mjpg(&ours, 10.0, &photos).unwrap();
+
+    let theirs = dir.path().join("opencv.avi");
+    let fourcc = VideoWriter::fourcc('M', 'J', 'P', 'G').unwrap();
+    let mut writer = VideoWriter::new_with_backend(
+        &theirs,
+        opencv::videoio::CAP_OPENCV_MJPEG,
+        fourcc,
+        10.0,
+        Size::new(92, 112),
+        true,
+    )
+    .unwrap();
+    assert!(writer.is_opened().unwrap());
+    for photo in &photos {
+        let bgr: Vec<u8> = photo.as_raw().iter().flat_map(|&v| [v, v, v]).collect();
+        let mut frame =
+            Mat::new_rows_cols_with_default(112, 92, CV_8UC3, Scalar::all(0.0)).unwrap();
+        frame.data_bytes_mut().unwrap().copy_from_slice(&bgr);
+        writer.write(&frame).unwrap();
+    }
+    writer.release().unwrap();
+
+    for path in [&ours, &theirs] {
+        let expected = opencv_frames(path);
+        let (reader, frames) = read_all(path);
+        assert_eq!(
+            reader.frame_count(),
+            Some(expected.len() as u64),
+            "{}",
+            path.display()
+        );
+        assert_eq!(frames.len(), photos.len(), "{}", path.display());
+        for (i, (frame, cv)) in frames.iter().zip(&expected).enumerate() {
+            let diff = mean_abs_diff(frame, cv);
+            assert!(
+                diff <= 1.0,
+                "{} frame {i}: ours and OpenCV's decoding differ by {diff:.2} on average",
+                path.display()
+            );
+        }
+    }
+}
+
+/// Damaged and foreign AVIs: each refusal names its reason.
+#[test]
+fn a_damaged_or_foreign_avi_names_its_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.avi");
+    write_mjpg(&good, 25.0, &[orl::photo(2, 2)]).unwrap();
+    let bytes = std::fs::read(&good).unwrap();
+    let reason = |name: &str, bytes: &[u8]| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, bytes).unwrap();
+        match VideoReader::open(&path).unwrap_err() {
+            Error::NotAVideo { path: p, reason } if p == path => reason,
+            other => panic!("{name}: {other}"),
+        }
+    };
+    let movi = bytes.windows(4).position(|w| w == b"movi").unwrap();
+    assert!(reason("headers-only.avi", &bytes[..movi + 4]).contains("no frame"));
+    let mut h264 = bytes.clone();
+    for w in 0..h264.len() - 4 {
+        if &h264[w..w + 4] == b"MJPG" {
+            h264[w..w + 4].copy_from_slice(b"H264");
+        }
+    }
+    assert!(reason("h264.avi", &h264).contains("\"H264\""));
+    let mut broken = bytes.clone();
+    let frame = bytes.windows(4).position(|w| w == b"00dc").unwrap() + 8;
+    broken[frame..frame + 64].fill(0);
+    assert!(reason("broken-jpeg.avi", &broken).contains("frame 0"));
+    assert!(reason("wav.avi", b"RIFF\x04\0\0\0WAVE").contains("not an AVI"));
 }

@@ -29,9 +29,10 @@ impl Orl {
         &self.photos[(person - 1) * 10 + photo - 1]
     }
 
-    /// The `i`-th gallery image: photos 1–5 of every person, then the same
+    /// The `i`-th gallery image (for the LBPH bench, with `oracles`): photos 1–5 of every person, then the same
     /// photos shifted, brightened and mirrored, as a 50-frame enrolment gives
     /// many slightly different views of each person.
+    #[cfg(feature = "oracles")]
     pub fn gallery_image(&self, i: usize) -> (i32, GrayImage) {
         let (base, variant) = (i % 200, i / 200);
         let (person, photo) = (base / 5 + 1, base % 5 + 1);
@@ -39,6 +40,7 @@ impl Orl {
     }
 
     /// The `i`-th probe: photos 6–10, never in the gallery.
+    #[cfg(feature = "oracles")]
     pub fn probe(&self, i: usize) -> (i32, &GrayImage) {
         let person = i % 40 + 1;
         (person as i32, self.photo(person, 6 + (i / 40) % 5))
@@ -47,6 +49,7 @@ impl Orl {
 
 /// A deterministic variation of a face: a shift of up to 3 pixels, a gain of
 /// ±15 % and every other variant mirrored. Variant 0 is the photo itself.
+#[cfg(feature = "oracles")]
 fn augment(img: &GrayImage, variant: usize) -> GrayImage {
     if variant == 0 {
         return img.clone();

@@ -4,16 +4,18 @@
 //! - [`data`]: the ORL faces, augmented into large galleries, and 640 × 480
 //!   frames with one face;
 //! - [`recognition`]: LBPH training throughput, predict latency, memory,
-//!   against OpenCV's `LBPHFaceRecognizer`;
-//! - [`detection`]: our detection + normalisation against a plain
-//!   full-frame `detectMultiScale`;
+//!   against OpenCV's `LBPHFaceRecognizer` (with the `oracles` feature);
+//! - [`detection`]: our detection + normalisation against OpenCV's
+//!   `CascadeClassifier` with the same parameters (with `oracles`);
 //! - [`dlib`] (`--recogniser dlib`): the dlib recogniser's costs per face
 //!   and per sign-in, and its peak memory, against dlib's own way.
 
 mod data;
+#[cfg(feature = "oracles")]
 mod detection;
 #[cfg(target_os = "linux")]
 mod dlib;
+#[cfg(feature = "oracles")]
 mod recognition;
 
 use std::path::PathBuf;
@@ -84,6 +86,11 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<ExitCode> {
         args.recogniser
     );
     let (rows, peer) = match args.recogniser {
+        #[cfg(not(feature = "oracles"))]
+        Kind::Lbph => anyhow::bail!(
+            "bench --recogniser lbph measures ours beside OpenCV: build kubevision with --features oracles"
+        ),
+        #[cfg(feature = "oracles")]
         Kind::Lbph => {
             let mut rows = recognition::run(&orl, &args.sizes, args.probes, args.rounds)?;
             rows.extend(detection::run(&orl, args.frames)?);
@@ -167,6 +174,7 @@ fn median_ms(mut times: Vec<Duration>) -> f64 {
 }
 
 /// Resident memory of this process in bytes (Linux), for memory deltas.
+#[cfg(feature = "oracles")]
 fn resident_bytes() -> Option<u64> {
     let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
     let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;

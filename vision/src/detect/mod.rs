@@ -1,14 +1,29 @@
-//! Viola–Jones face detection with OpenCV's `CascadeClassifier`, and the
-//! normalised crop handed to the recogniser.
+//! Viola–Jones face detection, OpenCV's `CascadeClassifier::detectMultiScale`
+//! reproduced in Rust box for box, and the normalised crop handed to the
+//! recogniser.
+//!
+//! - [`cascade`] reads and checks OpenCV's cascade file;
+//! - [`resize`] is OpenCV's `resize` (`INTER_AREA`, `INTER_LINEAR_EXACT`)
+//!   and `equalizeHist`, bit for bit;
+//! - `integral`, `evaluate` and `multiscale` run the cascade over the scale
+//!   pyramid; `group` is `groupRectangles`.
+
+mod cascade;
+mod evaluate;
+mod group;
+mod integral;
+mod multiscale;
+mod resize;
 
 use std::path::{Path, PathBuf};
 
 use image::GrayImage;
-use opencv::core::{Mat, Rect, Size, Vector};
-use opencv::objdetect::CascadeClassifier;
-use opencv::prelude::*;
 
 use crate::{Error, FACE_HEIGHT, FACE_WIDTH};
+
+use cascade::Cascade;
+pub use cascade::CascadeProblem;
+pub use resize::{equalize_hist, resize_area, resize_linear_exact};
 
 /// The cascade KubeVision uses, as OpenCV ships it.
 pub const CASCADE_FILE: &str = "haarcascade_frontalface_default.xml";
@@ -88,27 +103,18 @@ impl Default for DetectorConfig {
     }
 }
 
-/// OpenCV's Viola–Jones detector. Not `Sync`: give each thread its own.
+/// The Viola–Jones detector over [`CASCADE_FILE`]'s cascade.
 pub struct FaceDetector {
-    cascade: CascadeClassifier,
+    cascade: Cascade,
     config: DetectorConfig,
 }
 
 impl FaceDetector {
     pub fn new(cascade_file: &Path, config: DetectorConfig) -> Result<Self, Error> {
-        let bad = |reason: String| Error::BadCascade {
-            path: cascade_file.to_owned(),
-            reason,
-        };
-        if !cascade_file.is_file() {
-            return Err(bad("no such file".into()));
-        }
-        // A malformed file either throws in OpenCV's XML parser or loads empty.
-        let cascade = CascadeClassifier::new(cascade_file).map_err(|e| bad(e.message))?;
-        if cascade.empty()? {
-            return Err(bad("OpenCV could not load it as a cascade".into()));
-        }
-        Ok(Self { cascade, config })
+        Ok(Self {
+            cascade: Cascade::load(cascade_file)?,
+            config,
+        })
     }
 
     /// The detector with [`find_cascade`]'s file and default tuning.
@@ -124,39 +130,23 @@ impl FaceDetector {
                 what: "the frame".into(),
             });
         }
-        let src = Mat::new_rows_cols_with_data(h as i32, w as i32, frame.as_raw())?;
         let scale = (self.config.max_detect_width as f64 / w as f64).min(1.0);
         let small = if scale < 1.0 {
-            let mut small = Mat::default();
-            let size = Size::new(
-                (w as f64 * scale).round() as i32,
-                (h as f64 * scale).round() as i32,
-            );
-            opencv::imgproc::resize(
-                &src,
-                &mut small,
-                size,
-                0.0,
-                0.0,
-                opencv::imgproc::INTER_AREA,
-            )?;
-            small
+            let sw = ((w as f64 * scale).round() as u32).max(1);
+            let sh = ((h as f64 * scale).round() as u32).max(1);
+            resize_area(frame, sw, sh)
         } else {
-            src.try_clone()?
+            frame.clone()
         };
-        let mut equalized = Mat::default();
-        opencv::imgproc::equalize_hist(&small, &mut equalized)?;
-        let min_side = (w.min(h) as f64 * scale * self.config.min_face_fraction).max(24.0) as i32;
-        let mut found = Vector::<Rect>::new();
-        self.cascade.detect_multi_scale(
+        let equalized = equalize_hist(&small);
+        let min_side = (w.min(h) as f64 * scale * self.config.min_face_fraction).max(24.0) as u32;
+        let found = multiscale::detect_multi_scale(
+            &self.cascade,
             &equalized,
-            &mut found,
             self.config.scale_factor,
             self.config.min_neighbors,
-            0,
-            Size::new(min_side, min_side),
-            Size::default(),
-        )?;
+            (min_side, min_side),
+        );
         let mut faces: Vec<FaceBox> = found
             .iter()
             .map(|r| {
@@ -175,13 +165,9 @@ impl FaceDetector {
     }
 }
 
-/// Cuts the face out with a margin, in the ORL photos' proportions, and
-/// scales it to [`FACE_WIDTH`] × [`FACE_HEIGHT`].
-///
-/// The cascade's box runs from the brows to the chin; the crop widens it by a
-/// fifth and extends it to the portrait shape, like the photos the
-/// recogniser's defaults were tuned on. Parts outside the frame are clamped.
-pub fn normalize(frame: &GrayImage, face: &FaceBox) -> Result<GrayImage, Error> {
+/// The region [`normalize`] cuts out: the face widened by a fifth and
+/// extended to the portrait shape, clamped to the frame.
+pub fn crop_region(frame: &GrayImage, face: &FaceBox) -> FaceBox {
     let (fw, fh) = (frame.width() as f64, frame.height() as f64);
     let crop_w = (face.width as f64 * 1.2).min(fw);
     let crop_h = (crop_w * FACE_HEIGHT as f64 / FACE_WIDTH as f64).min(fh);
@@ -189,30 +175,31 @@ pub fn normalize(frame: &GrayImage, face: &FaceBox) -> Result<GrayImage, Error> 
     let cy = face.y as f64 + face.height as f64 / 2.0;
     let x0 = (cx - crop_w / 2.0).clamp(0.0, fw - crop_w);
     let y0 = (cy - crop_h / 2.0).clamp(0.0, fh - crop_h);
-    let roi = Rect::new(
-        x0 as i32,
-        y0 as i32,
-        (crop_w as i32).max(1),
-        (crop_h as i32).max(1),
-    );
-    let src =
-        Mat::new_rows_cols_with_data(frame.height() as i32, frame.width() as i32, frame.as_raw())?;
-    let region = Mat::roi(&src, roi)?;
-    let mut out = Mat::default();
-    let size = Size::new(FACE_WIDTH as i32, FACE_HEIGHT as i32);
-    opencv::imgproc::resize(
-        &region,
-        &mut out,
-        size,
-        0.0,
-        0.0,
-        opencv::imgproc::INTER_AREA,
-    )?;
-    let data = out.data_bytes()?.to_vec();
-    Ok(
-        GrayImage::from_raw(FACE_WIDTH, FACE_HEIGHT, data)
-            .expect("resize gives the requested size"),
-    )
+    FaceBox {
+        x: x0 as u32,
+        y: y0 as u32,
+        width: (crop_w as u32).max(1),
+        height: (crop_h as u32).max(1),
+    }
+}
+
+/// Cuts the face out with a margin, in the ORL photos' proportions, and
+/// scales it to [`FACE_WIDTH`] × [`FACE_HEIGHT`] (OpenCV's `INTER_AREA`).
+///
+/// The cascade's box runs from the brows to the chin; the crop widens it by a
+/// fifth and extends it to the portrait shape, like the photos the
+/// recogniser's defaults were tuned on. Parts outside the frame are clamped.
+pub fn normalize(frame: &GrayImage, face: &FaceBox) -> Result<GrayImage, Error> {
+    if frame.width() == 0 || frame.height() == 0 {
+        return Err(Error::EmptyImage {
+            what: "the frame".into(),
+        });
+    }
+    let r = crop_region(frame, face);
+    let width = r.width.min(frame.width() - r.x);
+    let height = r.height.min(frame.height() - r.y);
+    let region = image::imageops::crop_imm(frame, r.x, r.y, width, height).to_image();
+    Ok(resize_area(&region, FACE_WIDTH, FACE_HEIGHT))
 }
 
 #[cfg(test)]
@@ -220,7 +207,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_cascade_opencv_cannot_load_is_named_bad_cascade() {
+    fn a_cascade_that_cannot_be_loaded_is_named_bad_cascade() {
         let dir = tempfile::tempdir().unwrap();
         let truncated = dir.path().join(CASCADE_FILE);
         std::fs::write(&truncated, "<opencv_storage>truncated").unwrap();

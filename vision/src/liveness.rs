@@ -336,7 +336,7 @@ mod tests {
             for p in &mut l.points {
                 p.x += dx;
             }
-            l.face.x += dx as i32;
+            l.face.x += dx as u32;
         };
         shift(&mut moved[2].landmarks, 30.0);
         assert!(step(&moved[1].landmarks, &moved[2].landmarks) > rule.max_step);

@@ -15,7 +15,7 @@ use crate::camera::{file_source, Camera, CameraStatus, DeviceSource, FrameSource
 use crate::cluster_worker::ClusterWorker;
 use crate::i18n::{Language, T};
 use crate::line_link::{self, CertificateList, LineLink, LineStatus};
-use crate::recognition::challenge::ChooseTurn;
+use crate::recognition::challenge::ChooseAsk;
 use crate::recognition::{self, Command, Event, GalleryFeed, Mode, Preview, Recogniser, Worker};
 use crate::screens::{self, Action, Nav, Screen};
 use crate::settings::Settings;
@@ -51,9 +51,9 @@ pub struct Config {
     /// The OPC UA address from the configuration file (`[opcua] listen`),
     /// over the settings' `line.listen`: plant IT's choice.
     pub opcua_listen: Option<String>,
-    /// Picks the head turn each sign-in asks for:
-    /// [`recognition::challenge::random_turn`], or a fixed one in tests.
-    pub choose_turn: ChooseTurn,
+    /// Picks the head turn each sign-in asks for, and when:
+    /// [`recognition::challenge::random_ask`], or a fixed one in tests.
+    pub choose_ask: ChooseAsk,
 }
 
 /// What the screens draw from: the sign-in state, the settings, the
@@ -111,8 +111,8 @@ struct Workers {
     certificates: Option<Receiver<CertificateList>>,
     /// The dlib model check under way for the settings screen.
     models: Option<Receiver<Result<(), String>>>,
-    /// Picks each sign-in's head turn.
-    choose_turn: ChooseTurn,
+    /// Picks each sign-in's head turn and its moment.
+    choose_ask: ChooseAsk,
     /// To wake the UI when a worker has news.
     ctx: egui::Context,
 }
@@ -192,7 +192,7 @@ impl Workers {
                 kind: settings.recogniser,
                 lbph: params,
                 head_turn: settings.head_turn_challenge,
-                choose_turn: self.choose_turn,
+                choose_ask: self.choose_ask,
             },
             recognition::StoreLinks {
                 gallery: Arc::clone(&self.gallery),
@@ -428,7 +428,7 @@ impl KioskApp {
             line,
             certificates: None,
             models: None,
-            choose_turn: config.choose_turn,
+            choose_ask: config.choose_ask,
             ctx: ctx.clone(),
         };
         workers.start_recognition(&settings);

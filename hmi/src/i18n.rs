@@ -329,6 +329,18 @@ pub fn challenge_hint(verdict: Verdict, lang: Language) -> Option<&'static str> 
         Verdict::Answered => return None,
         Verdict::WrongWay => ("Other way, please", "Bitte in die andere Richtung"),
         Verdict::TooLate => ("A little quicker, please", "Bitte etwas schneller"),
+        Verdict::TooEarly => (
+            "Look at the camera until the arrow shows",
+            "In die Kamera schauen, bis der Pfeil erscheint",
+        ),
+        Verdict::Jump => (
+            "Turn slowly, in one movement",
+            "Langsam und in einem Zug drehen",
+        ),
+        Verdict::OtherFace => (
+            "Face not recognised while turning",
+            "Gesicht beim Drehen nicht erkannt",
+        ),
         Verdict::NoTurn | Verdict::TooFewFrames => (
             "Turn your head as the arrow shows",
             "Kopf drehen, wie der Pfeil zeigt",

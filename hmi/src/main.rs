@@ -140,7 +140,7 @@ fn main() -> ExitCode {
         camera_fps: args.camera_fps,
         secrets_dir: args.secrets_dir,
         sync: kubevision_hmi::store_worker::SyncPolicy::default(),
-        choose_turn: kubevision_hmi::recognition::challenge::random_turn,
+        choose_ask: kubevision_hmi::recognition::challenge::random_ask,
     };
     let viewport = if args.windowed {
         egui::ViewportBuilder::default()

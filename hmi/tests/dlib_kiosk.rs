@@ -1,25 +1,33 @@
 //! The kiosk with the `dlib` recogniser and the head-turn challenge, end
-//! to end: the real app, ORL photos in sign-in-sized frames as the camera,
-//! every challenge fixed to one turn. The turning sequences are those of
-//! `vision/tests/liveness.rs`: s1's photos 1, 1, 2, 5 turn to the person's
-//! left. Needs dlib's model files (`scripts/setup-models`).
+//! to end: the real app, ORL photos in sign-in-sized frames as the camera
+//! (a folder of images), every challenge fixed to one turn and delay. s1's
+//! photo 1 faces the camera and photos 2 and 5 turn to the person's left
+//! (by their yaw cue, `vision/tests/liveness.rs`). A live turn is
+//! synthesised between photos 1 and 2 (`vision/tests/turn/mod.rs`): such a
+//! sequence is, by construction, what a video made for the challenge looks
+//! like. Needs dlib's model files (`scripts/setup-models`).
 
 mod support;
+#[path = "../../vision/tests/turn/mod.rs"]
+mod turn;
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use kubevision_hmi::auth::{AuthState, Notice};
+use kubevision_hmi::recognition::challenge::{Ask, ChooseAsk};
 use kubevision_hmi::recognition::enrollment_templates;
 use kubevision_hmi::store::{now_millis, AuditAction, NewOperator, Role, Store};
 use support::*;
 use tempfile::TempDir;
 use vision::detect::FaceDetector;
-use vision::embedding::Embedder;
+use vision::embedding::{Alignment, DlibFrame, Embedder, Landmarks};
 use vision::lbph::LbphParams;
 use vision::liveness::Turn;
 use vision::pipeline::FacePipeline;
 use vision::quality::QualityGate;
 use vision::recogniser::Kind;
+use vision::GrayImage;
 
 /// s1: the person whose photos 1, 1, 2, 5 turn to their left.
 const TURNER: u32 = 1;
@@ -74,19 +82,64 @@ fn dlib_store(root: &TempDir) -> PathBuf {
     data
 }
 
+/// Every challenge asks `turn`, its arrow half a second after the track
+/// starts (the kiosk's own ask is random in both).
+const LEFT: ChooseAsk = || Ask {
+    turn: Turn::Left,
+    after: Duration::from_millis(500),
+};
+const RIGHT: ChooseAsk = || Ask {
+    turn: Turn::Right,
+    after: Duration::from_millis(500),
+};
+
+/// dlib's landmarks of the face in `frame`, as the kiosk finds them.
+fn landmarks(frame: &GrayImage) -> Landmarks {
+    let embedder = Embedder::load().expect("dlib's models: run scripts/setup-models");
+    let mut pipeline = FacePipeline::new(
+        FaceDetector::from_default_locations().unwrap(),
+        QualityGate::default(),
+    );
+    let face = pipeline.process(frame).unwrap();
+    let dlib = DlibFrame::new(frame);
+    let b = embedder
+        .face_box(&dlib, Alignment::Cascade, Some(face.face))
+        .unwrap();
+    embedder.landmarks(&dlib, b).landmarks
+}
+
+/// A camera folder of these frames, in order, with a pixel of drift and
+/// sensor noise on each (written into the temp dir, never the repo).
+fn camera_of(root: &TempDir, name: &str, frames: &[GrayImage]) -> PathBuf {
+    let dir = root.path().join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    for (i, f) in frames.iter().enumerate() {
+        let (dx, dy) = [(0, 0), (1, 0), (1, 1), (0, 1)][i % 4];
+        turn::camera(f, dx, dy, 3, i as u64)
+            .save(dir.join(format!("{i:03}.pgm")))
+            .unwrap();
+    }
+    dir
+}
+
+/// s1 facing the camera for 1.5 s, then turning to their left from photo
+/// 1 to photo 2 in ten steps, then holding it: a live turn (synthesised;
+/// what a video of s1 turning looks like).
 fn turning(root: &TempDir) -> PathBuf {
-    frames_camera(
-        root,
-        "turning",
-        &[(TURNER, 1), (TURNER, 1), (TURNER, 2), (TURNER, 5)],
-    )
+    let (a, b) = (sign_in_frame(TURNER, 1), sign_in_frame(TURNER, 2));
+    let points = |l: Landmarks| l.points.map(|p| (p.x, p.y));
+    let (la, lb) = (points(landmarks(&a)), points(landmarks(&b)));
+    let mut frames = vec![a.clone(); 12];
+    frames.extend(turn::turn(&a, &la, &b, &lb, turn::ORL_IN_FRAME, 10));
+    frames.extend(vec![b; 4]);
+    camera_of(root, "turning", &frames)
 }
 
 #[test]
 fn a_head_turn_as_asked_then_the_pin_signs_in_with_dlib() {
     let root = tempfile::tempdir().unwrap();
     let data = dlib_store(&root);
-    let mut h = start_with(&data, &turning(&root), FPS, || Turn::Left);
+    let mut h = start_with(&data, &turning(&root), FPS, LEFT);
     wait(&mut h, "the PIN pad", awaiting_pin);
     assert_eq!(h.state().kiosk().settings.recogniser, Kind::Dlib);
     keys(&mut h, "1357");
@@ -100,7 +153,13 @@ fn a_head_turn_as_asked_then_the_pin_signs_in_with_dlib() {
         distance < Kind::Dlib.default_threshold(),
         "an L2 distance, under dlib's threshold: {distance}"
     );
-    assert!(audit(&data, AuditAction::SignInFailed).is_empty());
+    // The camera loops its folder and the worker starts wherever the
+    // camera is: an attempt that starts in the middle of the turn, or
+    // sees the jump from the last frame back to the first, is refused
+    // before the one that sees the whole turn. Only that, and only once.
+    let failed = audit(&data, AuditAction::SignInFailed);
+    assert!(failed.len() <= 1, "{failed:?}");
+    assert!(failed.iter().all(|f| f.detail == "liveness check failed"));
 }
 
 fn assert_refused_as_not_live(h: &mut egui_kittest::Harness<'_, kubevision_hmi::app::KioskApp>) {
@@ -120,7 +179,7 @@ fn a_still_photo_is_refused_as_not_live() {
     let root = tempfile::tempdir().unwrap();
     let data = dlib_store(&root);
     let still = frames_camera(&root, "still", &[(TURNER, 1); 6]);
-    let mut h = start_with(&data, &still, FPS, || Turn::Left);
+    let mut h = start_with(&data, &still, FPS, LEFT);
     assert_refused_as_not_live(&mut h);
     drop(h);
     let refused = audit(&data, AuditAction::SignInFailed);
@@ -132,12 +191,48 @@ fn a_still_photo_is_refused_as_not_live() {
 fn a_turn_the_wrong_way_is_refused() {
     let root = tempfile::tempdir().unwrap();
     let data = dlib_store(&root);
-    let mut h = start_with(&data, &turning(&root), FPS, || Turn::Right);
+    let mut h = start_with(&data, &turning(&root), FPS, RIGHT);
     assert_refused_as_not_live(&mut h);
     drop(h);
     let refused = audit(&data, AuditAction::SignInFailed);
     assert_eq!(refused[0].detail, "liveness check failed");
     assert!(audit(&data, AuditAction::SignIn).is_empty());
+}
+
+/// Issue 22's attack through the kiosk's camera: s1's frontal print until
+/// the arrow shows, then s1's own photos turned that way (2 and 5) held up
+/// in its place. Before the fix this passed the face step 7 of 7 times.
+#[test]
+fn the_victims_frontal_print_swapped_for_their_turned_prints_is_refused() {
+    let root = tempfile::tempdir().unwrap();
+    let data = dlib_store(&root);
+    let mut frames = vec![sign_in_frame(TURNER, 1); 6];
+    frames.extend([2, 2, 5, 5].map(|p| sign_in_frame(TURNER, p)));
+    let swap = camera_of(&root, "swap", &frames);
+    let mut h = start_with(&data, &swap, FPS, LEFT);
+    assert_refused_as_not_live(&mut h);
+    drop(h);
+    assert!(audit(&data, AuditAction::SignIn).is_empty());
+}
+
+/// The same with prints of the same photos mirrored (they turn the other
+/// way) and another person's prints turned the way asked (s23's photos 4,
+/// 6 and 9 turn to their right).
+#[test]
+fn mirrored_prints_and_another_persons_turned_prints_are_refused() {
+    let root = tempfile::tempdir().unwrap();
+    let data = dlib_store(&root);
+    let mut mirrored = vec![sign_in_frame(TURNER, 1); 6];
+    mirrored.extend([2, 2, 5, 5].map(|p| turn::mirror(&sign_in_frame(TURNER, p))));
+    let mut other = vec![sign_in_frame(TURNER, 1); 6];
+    other.extend([4, 6, 9, 9].map(|p| sign_in_frame(23, p)));
+    for (name, frames) in [("mirrored", mirrored), ("other", other)] {
+        let camera = camera_of(&root, name, &frames);
+        let mut h = start_with(&data, &camera, FPS, RIGHT);
+        assert_refused_as_not_live(&mut h);
+        drop(h);
+        assert!(audit(&data, AuditAction::SignIn).is_empty(), "{name}");
+    }
 }
 
 /// What the tests above rely on: the kiosk's pipeline takes every frame
@@ -146,7 +241,6 @@ fn a_turn_the_wrong_way_is_refused() {
 #[test]
 fn the_turning_sequence_starts_facing_the_camera_and_turns_left() {
     use kubevision_hmi::recognition::challenge::FACING;
-    use vision::embedding::{Alignment, DlibFrame};
     let embedder = Embedder::load().expect("dlib's models: run scripts/setup-models");
     let mut pipeline = FacePipeline::new(
         FaceDetector::from_default_locations().unwrap(),

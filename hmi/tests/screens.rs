@@ -53,7 +53,10 @@ fn start_sized(data: &Path, camera: &Path, size: egui::Vec2) -> Harness<'static,
         secrets_dir: None,
         sync: kubevision_hmi::store_worker::SyncPolicy::default(),
         opcua_listen: None,
-        choose_turn: || vision::liveness::Turn::Left,
+        choose_ask: || kubevision_hmi::recognition::challenge::Ask {
+            turn: vision::liveness::Turn::Left,
+            after: std::time::Duration::ZERO,
+        },
     };
     let h = Harness::builder()
         .with_size(size)

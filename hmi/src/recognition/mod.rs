@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub use backend::{extract, Backend, BackendError, Decision, LocalBackend, Probe, LOCAL};
-use challenge::{Challenge, ChooseTurn};
+use challenge::{Challenge, ChooseAsk};
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
 pub use fallback::{FallbackBackend, FALLBACK_DEADLINE};
 pub use gallery::{Enrolled, GalleryFeed};
@@ -72,8 +72,9 @@ pub struct Recogniser {
     /// lbph's parameters (its templates and probes).
     pub lbph: LbphParams,
     pub head_turn: bool,
-    /// Picks each attempt's turn: [`challenge::random_turn`] in the kiosk.
-    pub choose_turn: ChooseTurn,
+    /// Picks each attempt's turn and when its arrow appears:
+    /// [`challenge::random_ask`] in the kiosk.
+    pub choose_ask: ChooseAsk,
 }
 
 /// The latest frame as the UI should draw it.
@@ -219,6 +220,9 @@ struct State {
     burst: Vec<Probe>,
     /// The current attempt's head-turn challenge, while one is asked.
     challenge: Option<Challenge>,
+    /// The probe of every frame the challenge's track took (the burst's
+    /// first): each is checked on its own as the person the burst showed.
+    tracked: Vec<Probe>,
     /// The gallery generation the backend has.
     gallery_seen: u64,
     /// An enrollment's templates so far (every kind), and its frames.
@@ -258,6 +262,7 @@ impl Worker {
                         models: Models::Untried,
                         burst: Vec::new(),
                         challenge: None,
+                        tracked: Vec::new(),
                         gallery_seen: 0,
                         templates: Vec::new(),
                         enrolled_frames: 0,
@@ -319,7 +324,7 @@ impl Worker {
                             frame: frame.clone(),
                             face,
                             issue: issue.clone(),
-                            challenge: st.challenge.as_ref().map(Challenge::turn),
+                            challenge: st.challenge.as_ref().and_then(|c| c.shown(now)),
                         });
                         wake();
                         match result {
@@ -416,12 +421,13 @@ impl State {
         if !self.recogniser.head_turn || self.embedder().is_none() {
             return None;
         }
-        let turn = (self.recogniser.choose_turn)();
-        Some(Challenge::new(turn, ChallengeRule::default()))
+        let ask = (self.recogniser.choose_ask)();
+        Some(Challenge::new(ask, ChallengeRule::default()))
     }
 
     fn set_mode(&mut self, mode: Mode) {
         self.burst.clear();
+        self.tracked.clear();
         self.templates.clear();
         self.enrolled_frames = 0;
         self.challenge = match mode {
@@ -450,6 +456,38 @@ impl State {
             live: moving && answered,
             challenge: verdict,
         }
+    }
+
+    /// The challenge's verdict once the face that answered it is checked
+    /// (`vision::liveness::confirm`): an answer stands only when every
+    /// tracked frame, the turned ones too, is accepted on its own as
+    /// `personnel_no` by the backend that decided the burst, with the same
+    /// rule and threshold (one frame being the whole burst).
+    fn confirm(
+        &self,
+        backend: &mut dyn Backend,
+        personnel_no: Option<&str>,
+        verdict: Option<Verdict>,
+    ) -> Result<Option<Verdict>, BackendError> {
+        let (Some(Verdict::Answered), Some(personnel_no)) = (verdict, personnel_no) else {
+            return Ok(verdict);
+        };
+        let one_frame = BurstRule {
+            min_frames: 1,
+            ..self.rule
+        };
+        let verified = self
+            .tracked
+            .iter()
+            .map(|p| {
+                let d = backend.verify(std::slice::from_ref(p), personnel_no, &one_frame)?;
+                Ok(d.accepted.is_some())
+            })
+            .collect::<Result<Vec<bool>, BackendError>>()?;
+        Ok(Some(vision::liveness::confirm(
+            Verdict::Answered,
+            &verified,
+        )))
     }
 
     /// A frame with a usable face.
@@ -509,7 +547,10 @@ impl State {
         now: Instant,
         backend: &mut dyn Backend,
     ) -> Option<Event> {
-        let embed = self.recogniser.kind == Kind::Dlib && self.burst.len() < BURST;
+        // With a challenge every tracked frame is embedded: each is checked
+        // as the person, the turned ones too.
+        let embed = self.recogniser.kind == Kind::Dlib
+            && (self.burst.len() < BURST || self.challenge.is_some());
         let dlib = if embed || self.challenge.is_some() {
             match self.dlib_face(frame, face.face, embed) {
                 Some(Ok(f)) => Some(f),
@@ -525,16 +566,18 @@ impl State {
             Some(f) => (Some(f.landmarks), f.embedding),
             None => (None, None),
         };
+        let probe = Probe {
+            crop: face.crop,
+            embedding,
+        };
         if let (Some(challenge), Some(landmarks)) = (&mut self.challenge, landmarks) {
             if !challenge.observe(now, landmarks) {
                 return None; // the burst starts on a face looking at the camera
             }
+            self.tracked.push(probe.clone());
         }
         if self.burst.len() < BURST {
-            self.burst.push(Probe {
-                crop: face.crop,
-                embedding,
-            });
+            self.burst.push(probe);
         }
         if self.burst.len() < BURST {
             return None;
@@ -551,8 +594,14 @@ impl State {
         };
         let event = match self.mode.clone() {
             Mode::Verify { personnel_no, .. } => {
-                match backend.verify(&self.burst, &personnel_no, &self.rule) {
-                    Ok(d) => {
+                let decided = backend
+                    .verify(&self.burst, &personnel_no, &self.rule)
+                    .and_then(|d| {
+                        let verdict = self.confirm(backend, d.accepted.as_deref(), verdict)?;
+                        Ok((d, verdict))
+                    });
+                match decided {
+                    Ok((d, verdict)) => {
                         // One decision per request: the auth machine moves on.
                         self.mode = Mode::Watch;
                         Event::Verified {
@@ -568,9 +617,12 @@ impl State {
                 Ok(Decision {
                     accepted: Some(personnel_no),
                     distance,
-                }) => Event::Identified {
-                    personnel_no,
-                    face: self.evidence(distance, backend, moving, verdict),
+                }) => match self.confirm(backend, Some(&personnel_no), verdict) {
+                    Ok(verdict) => Event::Identified {
+                        face: self.evidence(distance, backend, moving, verdict),
+                        personnel_no,
+                    },
+                    Err(e) => Event::Failed(e.to_string()),
                 },
                 Ok(_) => Event::NotRecognised {
                     backend: backend.name(),
@@ -580,6 +632,7 @@ impl State {
             },
         };
         self.burst.clear();
+        self.tracked.clear();
         // The next attempt asks again (identification goes on; a
         // verification that failed to decide tries again).
         if self.challenge.is_some() {
@@ -604,6 +657,7 @@ impl State {
             // The person left or looked away: a burst is consecutive frames of one face.
             Mode::Identify | Mode::Verify { .. } if matches!(issue, Some(QualityIssue::NoFace)) => {
                 self.burst.clear();
+                self.tracked.clear();
                 if let Some(c) = &mut self.challenge {
                     c.restart();
                 }

@@ -17,6 +17,7 @@ use cpu_renderer::CpuRenderer;
 use kubevision_hmi::app::{Config, KioskApp};
 use kubevision_hmi::auth::AuthState;
 use kubevision_hmi::camera::{FolderSource, FrameSource};
+use kubevision_hmi::recognition::challenge::{Ask, ChooseAsk};
 use kubevision_hmi::recognition::{extract, Probe};
 use kubevision_hmi::screens::Screen;
 use kubevision_hmi::store::{
@@ -119,16 +120,19 @@ pub fn seed(data: &Path, person: u32, no: &str, role: Role, pin: &str, password:
 }
 
 pub fn start(data: &Path, camera: &Path) -> Harness<'static, KioskApp> {
-    start_with(data, camera, 40.0, || Turn::Left)
+    start_with(data, camera, 40.0, || Ask {
+        turn: Turn::Left,
+        after: Duration::ZERO,
+    })
 }
 
 /// A kiosk whose camera plays at `fps` and whose every challenge asks for
-/// the turn `choose_turn` gives.
+/// the turn, at the moment, that `choose_ask` gives.
 pub fn start_with(
     data: &Path,
     camera: &Path,
     fps: f64,
-    choose_turn: fn() -> Turn,
+    choose_ask: ChooseAsk,
 ) -> Harness<'static, KioskApp> {
     let config = Config {
         data_dir: data.to_owned(),
@@ -137,7 +141,7 @@ pub fn start_with(
         secrets_dir: None,
         sync: kubevision_hmi::store_worker::SyncPolicy::default(),
         opcua_listen: None,
-        choose_turn,
+        choose_ask,
     };
     Harness::builder()
         .with_size(egui::vec2(1280.0, 800.0))

@@ -400,6 +400,7 @@ async fn a_replica_is_not_ready_until_it_has_caught_up() {
             format!("--data-dir={}", dir.path().display()),
             format!("--store={url}"),
             CATCH_UP.into(),
+            "--allow-unauthenticated".into(),
         ])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())

@@ -276,16 +276,10 @@ impl FairWorkers {
             state
                 .seen
                 .retain(|_, at| now.saturating_duration_since(*at) < RECENT);
-            if state.free > 0 && state.waiting.is_empty() && pool.may_take(&state, &caller) {
-                state.free -= 1;
-                *state.held.entry(caller.clone()).or_default() += 1;
-                return Some(Worker {
-                    pool: Some(pool.clone()),
-                    caller,
-                });
-            }
+            // Queued, then handed out by the one rule (perhaps at once).
             let (tx, rx) = oneshot::channel();
             state.waiting.push_back((caller, tx));
+            pool.dispatch(&mut state);
             rx
         };
         waiter.await.ok()

@@ -35,9 +35,10 @@
 //! **Wolves.** The matcher holds the gallery recogniser's templates; a
 //! second matcher on the CPU holds the other recogniser's, so that an
 //! operator's templates of every kind are checked for wolves together
-//! ([`crate::wolf`]). Operators applied while the gallery held fewer than
-//! [`WATCH_UNTIL`] others are checked again each time the number of others
-//! has doubled, and a wolf found is quarantined.
+//! ([`crate::wolf`]). Operators applied while the gallery held no more
+//! others than the wolf limit (where no wolf can show) are checked again
+//! each time the number of others has doubled, until [`WATCH_UNTIL`], and a
+//! wolf found is quarantined.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -538,8 +539,10 @@ impl OperatorGallery {
                 self.dlib.update_label(*label, dlib, true)?;
                 // Checked (by whichever replica took the change) among the
                 // others there are now: watched while they are few.
+                // Among `limit` or fewer others the check could not tell a
+                // wolf: watched until the gallery has grown.
                 let mut watched = self.watched.lock().unwrap_or_else(|p| p.into_inner());
-                if others < WATCH_UNTIL {
+                if others <= self.wolf_rule.limit {
                     watched.insert(*label, others);
                 } else {
                     watched.remove(label);

@@ -25,10 +25,10 @@
 //! other operators cannot show a wolf (nobody is near more than all of
 //! them), so a wolf enrolled into a small gallery passed, and was never
 //! checked again (after 40 people enrolled it captured 27 of 40 bursts).
-//! The gallery re-checks every operator it saw checked among fewer than
-//! [`WATCH_UNTIL`] others each time the number of other operators has
-//! doubled since, and quarantines a wolf it finds (see
-//! [`crate::gallery::OperatorGallery::recheck_wolves`]).
+//! The gallery re-checks every operator it saw applied among `limit` or
+//! fewer others each time the number of other operators has doubled since,
+//! until [`WATCH_UNTIL`], and quarantines a wolf it finds (see
+//! [`crate::gallery`]).
 //!
 //! The threshold is, for the gallery's recogniser, the server's accept
 //! threshold but no looser than the recogniser's calibrated one, at which
@@ -48,8 +48,8 @@ use vision::Match;
 
 use crate::backend::{BackendError, MatchBackend};
 
-/// Operators checked among fewer other operators than this are checked
-/// again as the gallery grows.
+/// Operators first checked among too few others are checked again as the
+/// gallery grows, until it has this many others.
 pub const WATCH_UNTIL: usize = 64;
 
 /// How wolves are told from honest faces.

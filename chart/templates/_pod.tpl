@@ -95,6 +95,11 @@ spec:
               name: {{ include "kubevision.tokenSecretName" . }}
               key: {{ if .Values.auth.existingSecret }}{{ .Values.auth.existingSecretKey }}{{ else }}token{{ end }}
         {{- end }}
+        {{- if .Values.auth.allowUnauthenticated }}
+        # The trial opt-in: without credentials the service refuses to start.
+        - name: KUBEVISION_ALLOW_UNAUTHENTICATED
+          value: "true"
+        {{- end }}
         {{- with .Values.extraEnv }}
         {{- toYaml . | nindent 8 }}
         {{- end }}

@@ -89,6 +89,7 @@ static HARNESS: LazyLock<Harness> = LazyLock::new(|| {
         data_dir.as_os_str(),
         "--backend".as_ref(),
         "cpu".as_ref(),
+        "--allow-unauthenticated".as_ref(),
         "--max-image-pixels".as_ref(),
         "786432".as_ref(),
         "--max-request-pixels".as_ref(),
@@ -136,7 +137,6 @@ static HARNESS: LazyLock<Harness> = LazyLock::new(|| {
             metrics,
             token: None,
             threshold: config.threshold(),
-            max_wolf_matches: config.max_wolf_matches,
             lockout: config.lockout_policy(),
             burst: BurstRule {
                 min_frames: config.burst_min_frames,

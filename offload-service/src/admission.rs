@@ -15,14 +15,26 @@
 //!
 //! Work on the blocking pool learns through a [`Cancel`] flag when its call
 //! was dropped (deadline, client gone), and stops between frames.
+//!
+//! **Fair between callers.** The workers are handed out per caller
+//! identity ([`FairWorkers`]), not first come first served: one kiosk's
+//! flood of heavy requests raised another kiosk's Identify p50 from 4 ms to
+//! 340 ms (issue 22), because the other's request queued behind all of the
+//! flood. Now a freed worker goes to the waiting identity that holds the
+//! fewest, and while another identity has been seen within [`RECENT`], no
+//! identity holds more than all workers but one, so the next request of
+//! a quiet kiosk finds a worker free. A single caller alone still gets
+//! every worker. Anonymous callers (`--allow-unauthenticated`) are one
+//! identity.
 
+use std::collections::{HashMap, VecDeque};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 use tokio_stream::Stream;
 use tonic::metadata::MetadataMap;
@@ -54,7 +66,7 @@ pub struct Admission {
     capacity: usize,
     streams: Arc<Semaphore>,
     stream_capacity: usize,
-    workers: Arc<Semaphore>,
+    workers: Arc<FairWorkers>,
     /// The longest any call may run, whatever its client's deadline.
     stream_timeout: Duration,
     metrics: Arc<Metrics>,
@@ -114,7 +126,7 @@ impl Admission {
             capacity,
             streams: Arc::new(Semaphore::new(streams)),
             stream_capacity: streams,
-            workers: Arc::new(Semaphore::new(workers)),
+            workers: Arc::new(FairWorkers::new(workers)),
             stream_timeout,
             metrics,
         }
@@ -197,13 +209,10 @@ impl Ticket {
         let cancel = Cancel::default();
         let _raise_when_dropped = RaiseOnDrop(cancel.clone());
         let waiting = Waiting::new(&self.admission.metrics.queue_depth);
-        let worker = self
-            .admission
-            .workers
-            .clone()
-            .acquire_owned()
+        let caller = crate::identity::current().map_or_else(|| Arc::from("anonymous"), |c| c.name);
+        let worker = FairWorkers::acquire(&self.admission.workers, caller)
             .await
-            .map_err(|_| AdmissionError::Closed)?;
+            .ok_or(AdmissionError::Closed)?;
         drop(waiting);
         tokio::task::spawn_blocking(move || {
             let _worker = worker;
@@ -211,6 +220,128 @@ impl Ticket {
         })
         .await
         .map_err(|e| AdmissionError::WorkerFailed(e.to_string()))
+    }
+}
+
+/// How long after its last request an identity still counts as active, so
+/// that the others leave it a worker.
+pub const RECENT: Duration = Duration::from_secs(1);
+
+/// Worker permits handed out fairly between caller identities (see the
+/// module's documentation).
+pub struct FairWorkers {
+    workers: usize,
+    state: Mutex<FairState>,
+}
+
+#[derive(Default)]
+struct FairState {
+    free: usize,
+    /// Workers each identity holds now.
+    held: HashMap<Arc<str>, usize>,
+    /// When each identity last asked for a worker.
+    seen: HashMap<Arc<str>, Instant>,
+    waiting: VecDeque<(Arc<str>, oneshot::Sender<Worker>)>,
+}
+
+/// One worker, held by one identity; dropping it hands it on.
+pub struct Worker {
+    pool: Option<Arc<FairWorkers>>,
+    caller: Arc<str>,
+}
+
+impl FairWorkers {
+    pub fn new(workers: usize) -> Self {
+        let workers = workers.max(1);
+        Self {
+            workers,
+            state: Mutex::new(FairState {
+                free: workers,
+                ..FairState::default()
+            }),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, FairState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A worker for `caller`, once the rule allows one. None: the pool is
+    /// gone (shutting down).
+    pub async fn acquire(pool: &Arc<Self>, caller: Arc<str>) -> Option<Worker> {
+        let waiter = {
+            let mut state = pool.lock();
+            let now = Instant::now();
+            state.seen.insert(caller.clone(), now);
+            state
+                .seen
+                .retain(|_, at| now.saturating_duration_since(*at) < RECENT);
+            // Queued, then handed out by the one rule (perhaps at once).
+            let (tx, rx) = oneshot::channel();
+            state.waiting.push_back((caller, tx));
+            pool.dispatch(&mut state);
+            rx
+        };
+        waiter.await.ok()
+    }
+
+    /// Whether `caller` may hold one more worker: all of them when nobody
+    /// else was seen within RECENT, else all but one.
+    fn may_take(&self, state: &FairState, caller: &Arc<str>) -> bool {
+        let others = state.seen.keys().any(|c| c != caller)
+            || state.held.iter().any(|(c, &n)| c != caller && n > 0);
+        let cap = if others {
+            (self.workers - 1).max(1)
+        } else {
+            self.workers
+        };
+        state.held.get(caller).copied().unwrap_or(0) < cap
+    }
+
+    /// Gives free workers to waiters: the identity holding the fewest
+    /// first, then the one waiting longest.
+    fn dispatch(self: &Arc<Self>, state: &mut FairState) {
+        while state.free > 0 {
+            // Waiters whose calls were dropped go.
+            state.waiting.retain(|(_, tx)| !tx.is_closed());
+            let next = state
+                .waiting
+                .iter()
+                .enumerate()
+                .filter(|(_, (caller, _))| self.may_take(state, caller))
+                .min_by_key(|(at, (caller, _))| (state.held.get(caller).copied().unwrap_or(0), *at))
+                .map(|(at, _)| at);
+            let Some((caller, tx)) = next.and_then(|at| state.waiting.remove(at)) else {
+                return;
+            };
+            let worker = Worker {
+                pool: Some(self.clone()),
+                caller: caller.clone(),
+            };
+            match tx.send(worker) {
+                Ok(()) => {
+                    state.free -= 1;
+                    *state.held.entry(caller).or_default() += 1;
+                }
+                // Dropped meanwhile: the worker was never counted.
+                Err(mut worker) => worker.pool = None,
+            }
+        }
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        let Some(pool) = self.pool.take() else { return };
+        let mut state = pool.lock();
+        if let Some(held) = state.held.get_mut(&self.caller) {
+            *held -= 1;
+            if *held == 0 {
+                state.held.remove(&self.caller);
+            }
+        }
+        state.free += 1;
+        pool.dispatch(&mut state);
     }
 }
 
@@ -427,6 +558,53 @@ mod tests {
                 .await
                 .unwrap();
         assert_eq!(stopped, Ok(true), "the work saw the flag and stopped");
+    }
+
+    type Acquiring = Pin<Box<dyn std::future::Future<Output = Option<Worker>>>>;
+
+    fn acquire(pool: &Arc<FairWorkers>, who: &str) -> Acquiring {
+        let pool = pool.clone();
+        let who = Arc::from(who);
+        Box::pin(async move { FairWorkers::acquire(&pool, who).await })
+    }
+
+    fn poll(f: &mut Acquiring) -> Poll<Option<Worker>> {
+        f.as_mut()
+            .poll(&mut Context::from_waker(std::task::Waker::noop()))
+    }
+
+    fn ready(mut f: Acquiring) -> Worker {
+        match poll(&mut f) {
+            Poll::Ready(worker) => worker.expect("a worker"),
+            Poll::Pending => panic!("no worker"),
+        }
+    }
+
+    /// Issue 22: one identity's flood made another's Identify wait behind
+    /// all of it.
+    #[test]
+    fn workers_are_shared_fairly_between_identities() {
+        let pool = Arc::new(FairWorkers::new(2));
+        // Alone, "a" gets every worker.
+        let a1 = ready(acquire(&pool, "a"));
+        let a2 = ready(acquire(&pool, "a"));
+        let mut a3 = acquire(&pool, "a");
+        let mut b1 = acquire(&pool, "b");
+        assert!(poll(&mut a3).is_pending() && poll(&mut b1).is_pending());
+        // A freed worker goes to "b", which holds none, though "a" asked first.
+        drop(a1);
+        let b1 = ready(b1);
+        assert!(poll(&mut a3).is_pending());
+        drop(a2);
+        let a3 = ready(a3);
+        // While "b" is active, "a" holds at most all workers but one: the
+        // one freed is kept for "b".
+        drop(b1);
+        let mut a4 = acquire(&pool, "a");
+        assert!(poll(&mut a4).is_pending());
+        let b2 = ready(acquire(&pool, "b"));
+        drop((a3, b2));
+        assert!(poll(&mut a4).is_ready(), "a freed worker reaches a waiter");
     }
 
     #[tokio::test]

@@ -20,17 +20,27 @@ use crate::store::StoreLocation;
     about = "KubeVision offload service: face identification against the plant-wide gallery over gRPC"
 )]
 pub struct Config {
-    /// Address the gRPC server listens on.
-    #[arg(long, env = "KUBEVISION_LISTEN", default_value = "0.0.0.0:50051")]
+    /// Address the gRPC server listens on. Loopback unless told otherwise:
+    /// a pod (the chart) sets 0.0.0.0:50051.
+    #[arg(long, env = "KUBEVISION_LISTEN", default_value = "127.0.0.1:50051")]
     pub listen: SocketAddr,
 
-    /// Address of the plain-HTTP endpoint with /metrics, /healthz and /readyz.
+    /// Address of the plain-HTTP endpoint with /metrics, /healthz and
+    /// /readyz. Loopback unless told otherwise, as --listen.
     #[arg(
         long,
         env = "KUBEVISION_METRICS_LISTEN",
-        default_value = "0.0.0.0:9090"
+        default_value = "127.0.0.1:9090"
     )]
     pub metrics_listen: SocketAddr,
+
+    /// Start without any credentials (no --token, --token-file,
+    /// --identities or --tls-client-ca): anyone who reaches the port can
+    /// read and change the gallery. For a trial only; logged as a warning
+    /// at start. Without credentials and without it, the service refuses to
+    /// start.
+    #[arg(long, env = "KUBEVISION_ALLOW_UNAUTHENTICATED")]
+    pub allow_unauthenticated: bool,
 
     /// Directory holding the gallery database (a persistent volume).
     #[arg(
@@ -245,6 +255,9 @@ pub struct Config {
     pub lockout_max_secs: u32,
 }
 
+/// Why a service without credentials does not start.
+pub const NO_CREDENTIALS: &str = "no credentials: set --identities, --token-file (or --token) or --tls-client-ca, or --allow-unauthenticated (KUBEVISION_ALLOW_UNAUTHENTICATED=true) for a trial in which anyone who reaches the port can read and change the gallery";
+
 /// See [`Config::max_wolf_matches`].
 pub const DEFAULT_MAX_WOLF_MATCHES: usize = 3;
 
@@ -282,8 +295,20 @@ impl Config {
         Duration::from_secs_f64(self.identities_reload_secs)
     }
 
+    /// Whether callers must prove who they are: a token, identities or
+    /// client certificates.
+    pub fn has_credentials(&self) -> bool {
+        self.token.is_some()
+            || self.token_file.is_some()
+            || self.identities.is_some()
+            || self.tls_client_ca.is_some()
+    }
+
     /// Settings clap cannot check on its own.
     pub fn validate(&self) -> Result<(), String> {
+        if !self.has_credentials() && !self.allow_unauthenticated {
+            return Err(NO_CREDENTIALS.into());
+        }
         if !(self.identities_reload_secs.is_finite()
             && (0.0..=86_400.0).contains(&self.identities_reload_secs))
         {
@@ -382,10 +407,23 @@ mod tests {
     }
 
     #[test]
-    fn defaults_follow_the_chart_conventions() {
+    fn defaults_are_loopback_and_refuse_to_start_without_credentials() {
         let config = Config::try_parse_from(["kubevision-offload"]).unwrap();
-        assert_eq!(config.listen.to_string(), "0.0.0.0:50051");
-        assert_eq!(config.metrics_listen.to_string(), "0.0.0.0:9090");
+        assert_eq!(config.listen.to_string(), "127.0.0.1:50051");
+        assert_eq!(config.metrics_listen.to_string(), "127.0.0.1:9090");
+        assert_eq!(config.validate().unwrap_err(), NO_CREDENTIALS);
+        for credential in [
+            "--token=0123456789abcdef0123456789abcdef",
+            "--token-file=/run/token",
+            "--identities=/run/identities",
+        ] {
+            Config::try_parse_from(["kubevision-offload", credential])
+                .unwrap()
+                .validate()
+                .unwrap_or_else(|e| panic!("{credential}: {e}"));
+        }
+        let config =
+            Config::try_parse_from(["kubevision-offload", "--allow-unauthenticated"]).unwrap();
         assert_eq!(config.data_dir, PathBuf::from("/var/lib/kubevision"));
         assert_eq!(config.backend, BackendChoice::Auto);
         assert_eq!(config.store, StoreLocation::Sqlite);
@@ -400,9 +438,14 @@ mod tests {
     fn the_recogniser_sets_the_default_threshold_and_refuses_cuda_for_dlib() {
         let dlib = |args: &[&str]| {
             Config::try_parse_from(
-                ["kubevision-offload", "--recogniser", "dlib"]
-                    .iter()
-                    .chain(args),
+                [
+                    "kubevision-offload",
+                    "--recogniser",
+                    "dlib",
+                    "--allow-unauthenticated",
+                ]
+                .iter()
+                .chain(args),
             )
             .unwrap()
         };

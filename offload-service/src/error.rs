@@ -31,15 +31,10 @@ pub enum ServiceError {
     UnknownOperator(String),
     #[error("frame {index}: no usable face for enrollment: {reason}")]
     NoUsableFace { index: usize, reason: String },
-    /// A template within the accept threshold of too many enrolled people
+    /// Templates within the accept threshold of too many enrolled people
     /// (a "wolf": it would be the nearest match of their sign-ins).
-    #[error("{what} is closer than the accept threshold ({threshold:.2}) to {near} other enrolled operators, more than the {limit} an honest face is allowed (--max-wolf-matches): refused as a template that would match other people")]
-    Wolf {
-        what: String,
-        near: usize,
-        limit: usize,
-        threshold: f64,
-    },
+    #[error(transparent)]
+    Wolf(#[from] crate::wolf::Wolf),
     #[error("the client's gallery copy is at version {since}, ahead of this gallery's {current}: resync from version 0")]
     ClientAhead { since: u64, current: u64 },
     #[error("cannot make a template of the face: {0}")]
@@ -65,7 +60,7 @@ impl ServiceError {
             E::PermissionDenied { .. } => Code::PermissionDenied,
             E::InvalidArgument(_) | E::NoUsableFace { .. } => Code::InvalidArgument,
             E::UnknownOperator(_) => Code::NotFound,
-            E::ClientAhead { .. } | E::Wolf { .. } => Code::FailedPrecondition,
+            E::ClientAhead { .. } | E::Wolf(_) => Code::FailedPrecondition,
             E::Frame(FrameError::NoDetector { .. }) => Code::FailedPrecondition,
             E::Frame(FrameError::Detection { .. }) => Code::Internal,
             E::Frame(_) => Code::InvalidArgument,

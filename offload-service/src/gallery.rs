@@ -23,8 +23,24 @@
 //! recogniser only. Every stored template is still decoded and checked by
 //! its own kind on the way in, so a damaged one of either kind is reported
 //! with its operator, not carried along until a kiosk trips over it.
+//!
+//! **Quarantine.** An operator whose stored templates fail their checksum
+//! (the store's [`ChangeKind::Damaged`]) or do not decode is quarantined:
+//! taken out of the matcher, named in an error in the log, in the metric
+//! `kubevision_gallery_quarantined{operator_id}` and in GalleryStatus,
+//! while everyone else is served (one damaged row used to stop the whole
+//! service at start, issue 22). Enrolling them again, replacing their
+//! templates or removing them lifts it.
+//!
+//! **Wolves.** The matcher holds the gallery recogniser's templates; a
+//! second matcher on the CPU holds the other recogniser's, so that an
+//! operator's templates of every kind are checked for wolves together
+//! ([`crate::wolf`]). Operators applied while the gallery held no more
+//! others than the wolf limit (where no wolf can show) are checked again
+//! each time the number of others has doubled, until [`WATCH_UNTIL`], and a
+//! wolf found is quarantined.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock, Weak};
 use std::time::{Duration, SystemTime};
@@ -32,12 +48,17 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::watch;
 use vision::lbph::LbphParams;
 
-use crate::backend::{ActiveBackend, BackendError, MatchBackend};
+use vision::embedding::Embedding;
+use vision::lbph::Template;
+use vision::recogniser::Kind;
+
+use crate::backend::{ActiveBackend, BackendError, CpuBackend, EmbeddingBackend, MatchBackend};
 use crate::metrics::Metrics;
 use crate::recogniser::AnyTemplate;
 use crate::store::{
     Change, ChangeKind, Committed, GalleryStore, StoreError, StoreStatus, UpdateMode,
 };
+use crate::wolf::{self, Candidate, Wolf, WolfRule, WATCH_UNTIL};
 
 #[derive(Debug, thiserror::Error)]
 pub enum GalleryError {
@@ -61,11 +82,21 @@ pub enum GalleryError {
 struct Ids {
     by_label: HashMap<i32, Arc<str>>,
     by_operator: HashMap<Arc<str>, i32>,
+    /// Operators not served, each with why (see "Quarantine" above).
+    quarantined: BTreeMap<String, String>,
 }
 
 pub struct OperatorGallery {
     store: Arc<dyn GalleryStore>,
     backend: ActiveBackend,
+    /// Every operator's LBPH and dlib templates: one of them is `backend`,
+    /// the other a CPU matcher for the wolf check only.
+    lbph: Arc<dyn MatchBackend>,
+    dlib: Arc<dyn MatchBackend<Embedding>>,
+    wolf_rule: WolfRule,
+    /// Operators to check for wolves again as the gallery grows: label →
+    /// the number of other operators they were last checked among.
+    watched: Mutex<HashMap<i32, usize>>,
     params: LbphParams,
     ids: RwLock<Ids>,
     /// The version of the latest change applied to the matcher.
@@ -102,9 +133,26 @@ impl OperatorGallery {
         metrics: Arc<Metrics>,
     ) -> Self {
         metrics.backend.with_label_values(&[backend.name()]).set(1);
+        type Matchers = (
+            Arc<dyn MatchBackend>,
+            Arc<dyn MatchBackend<Embedding>>,
+            Kind,
+        );
+        let (lbph, dlib, gallery_kind): Matchers = match &backend {
+            ActiveBackend::Lbph(b) => (b.clone(), Arc::new(EmbeddingBackend::new()), Kind::Lbph),
+            ActiveBackend::Dlib(b) => (Arc::new(CpuBackend::new(params)), b.clone(), Kind::Dlib),
+        };
         Self {
             store,
             backend,
+            lbph,
+            dlib,
+            wolf_rule: WolfRule {
+                gallery_kind,
+                accept_threshold: gallery_kind.default_threshold(),
+                limit: crate::config::DEFAULT_MAX_WOLF_MATCHES,
+            },
+            watched: Mutex::default(),
             params,
             ids: RwLock::default(),
             version: AtomicU64::new(0),
@@ -113,6 +161,149 @@ impl OperatorGallery {
             store_head: AtomicU64::new(0),
             caught_up: watch::channel(false).0,
             metrics,
+        }
+    }
+
+    /// The wolf rule (default: the recogniser's calibrated threshold and
+    /// the default limit).
+    pub fn with_wolf_rule(mut self, rule: WolfRule) -> Self {
+        self.wolf_rule = rule;
+        self
+    }
+
+    /// Checks one operator's templates for a wolf (see [`crate::wolf`]):
+    /// `lbph` and `dlib`, named by `name`, and when `with_stored` (an
+    /// update that appends) the templates the store holds for them.
+    pub fn find_wolf(
+        &self,
+        operator_id: &str,
+        lbph: &[Template],
+        dlib: &[Embedding],
+        name: &dyn Fn(Kind, usize) -> String,
+        with_stored: bool,
+    ) -> Result<Option<Wolf>, GalleryError> {
+        let (mut all_lbph, mut all_dlib) = (lbph.to_vec(), dlib.to_vec());
+        if with_stored {
+            let stored = self.store.templates_of(operator_id)?.unwrap_or_default();
+            self.decode_into(operator_id, &stored, &mut all_lbph, &mut all_dlib)?;
+        }
+        let name = |kind: Kind, index: usize| {
+            let sent = match kind {
+                Kind::Lbph => lbph.len(),
+                Kind::Dlib => dlib.len(),
+            };
+            if index < sent {
+                name(kind, index)
+            } else {
+                format!("stored {kind} template {}", index - sent)
+            }
+        };
+        self.wolf_among(self.label_of(operator_id), &all_lbph, &all_dlib, &name)
+    }
+
+    fn wolf_among(
+        &self,
+        own: Option<i32>,
+        lbph: &[Template],
+        dlib: &[Embedding],
+        name: &dyn Fn(Kind, usize) -> String,
+    ) -> Result<Option<Wolf>, GalleryError> {
+        let candidate = Candidate {
+            lbph,
+            dlib,
+            name,
+            own,
+        };
+        Ok(wolf::check(
+            self.lbph.as_ref(),
+            self.dlib.as_ref(),
+            &candidate,
+            &self.wolf_rule,
+        )?)
+    }
+
+    /// Decodes stored templates by their own kind.
+    fn decode_into(
+        &self,
+        operator_id: &str,
+        templates: &[Vec<u8>],
+        lbph: &mut Vec<Template>,
+        dlib: &mut Vec<Embedding>,
+    ) -> Result<(), GalleryError> {
+        for (index, bytes) in templates.iter().enumerate() {
+            match AnyTemplate::decode(bytes, &self.params) {
+                Ok(AnyTemplate::Lbph(t)) => lbph.push(t),
+                Ok(AnyTemplate::Dlib(e)) => dlib.push(*e),
+                Err(source) => {
+                    return Err(GalleryError::CorruptTemplate {
+                        operator_id: operator_id.to_owned(),
+                        index,
+                        source,
+                    })
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks the watched operators again whose number of other operators
+    /// has doubled since their last check, and quarantines a wolf found.
+    /// Called at the end of every catch-up that applied a change.
+    fn recheck_wolves(&self) {
+        let others = self.ids().by_label.len().saturating_sub(1);
+        let limit = self.wolf_rule.limit;
+        if others <= limit {
+            return;
+        }
+        let due: Vec<i32> = {
+            let watched = self.watched.lock().unwrap_or_else(|p| p.into_inner());
+            watched
+                .iter()
+                .filter(|(_, &among)| others >= 2 * among.max(1))
+                .map(|(&label, _)| label)
+                .collect()
+        };
+        for label in due {
+            let Some(operator_id) = self.operator_of(label) else {
+                continue;
+            };
+            let found = self
+                .store
+                .templates_of(&operator_id)
+                .map_err(GalleryError::from)
+                .and_then(|stored| {
+                    let (mut lbph, mut dlib) = (Vec::new(), Vec::new());
+                    self.decode_into(
+                        &operator_id,
+                        &stored.unwrap_or_default(),
+                        &mut lbph,
+                        &mut dlib,
+                    )?;
+                    let name = |kind: Kind, index: usize| format!("{kind} template {index}");
+                    self.wolf_among(Some(label), &lbph, &dlib, &name)
+                });
+            let mut watched = self.watched.lock().unwrap_or_else(|p| p.into_inner());
+            match found {
+                Ok(None) if others >= WATCH_UNTIL => {
+                    watched.remove(&label);
+                }
+                Ok(None) => {
+                    watched.insert(label, others);
+                }
+                Ok(Some(wolf)) => {
+                    watched.remove(&label);
+                    drop(watched);
+                    let mut ids = self.ids.write().unwrap_or_else(|p| p.into_inner());
+                    let why = format!(
+                        "checked again as the gallery grew to {} operators: {wolf}",
+                        others + 1
+                    );
+                    self.quarantine(&mut ids, &operator_id, why);
+                }
+                Err(e) => {
+                    tracing::warn!(%operator_id, error = %e, "the wolf check of a watched operator failed; trying again at the next change");
+                }
+            }
         }
     }
 
@@ -161,6 +352,15 @@ impl OperatorGallery {
             },
             other => Ok(other?),
         }
+    }
+
+    /// The quarantined operators, each with why, in operator order.
+    pub fn quarantined(&self) -> Vec<(String, String)> {
+        let ids = self.ids();
+        ids.quarantined
+            .iter()
+            .map(|(id, why)| (id.clone(), why.clone()))
+            .collect()
     }
 
     pub fn label_of(&self, operator_id: &str) -> Option<i32> {
@@ -275,6 +475,9 @@ impl OperatorGallery {
         };
         // What was applied stays applied, even when the read broke off.
         self.version.store(applied, Ordering::Release);
+        if applied > since {
+            self.recheck_wolves();
+        }
         self.publish(newest_at, applied > since);
         if outcome.is_ok() && !self.is_caught_up() {
             self.caught_up.send_replace(true);
@@ -287,11 +490,19 @@ impl OperatorGallery {
         outcome
     }
 
-    /// Applies one change to the matcher and the id maps.
+    /// Applies one change to the matcher and the id maps. A damaged
+    /// operator is quarantined, not an error: the rest still applies.
     fn apply(&self, change: &Change) -> Result<(), GalleryError> {
         let operator_id = change.operator_id.as_str();
         let mut ids = self.ids.write().unwrap_or_else(|p| p.into_inner());
         match &change.kind {
+            ChangeKind::Damaged { index, .. } => {
+                let why = StoreError::Corrupt {
+                    operator_id: operator_id.to_owned(),
+                    index: *index,
+                };
+                self.quarantine(&mut ids, operator_id, why.to_string());
+            }
             ChangeKind::Upsert {
                 label, templates, ..
             } => {
@@ -304,37 +515,87 @@ impl OperatorGallery {
                         Ok(AnyTemplate::Lbph(t)) => lbph.push(t),
                         Ok(AnyTemplate::Dlib(e)) => dlib.push(*e),
                         Err(source) => {
-                            return Err(GalleryError::CorruptTemplate {
+                            let why = GalleryError::CorruptTemplate {
                                 operator_id: operator_id.to_owned(),
                                 index,
                                 source,
-                            })
+                            };
+                            self.quarantine(&mut ids, operator_id, why.to_string());
+                            return Ok(());
                         }
                     }
                 }
+                self.release(&mut ids, operator_id);
                 // Removed and enrolled again: the store gave them a new label.
-                if let Some(old) = ids.by_operator.get(operator_id).copied() {
+                let known = ids.by_operator.get(operator_id).copied();
+                let others = ids.by_label.len() - usize::from(known.is_some());
+                if let Some(old) = known {
                     if old != *label {
-                        self.backend.remove_label(old);
+                        self.remove_label(old);
                         ids.by_label.remove(&old);
                     }
                 }
-                match &self.backend {
-                    ActiveBackend::Lbph(b) => b.update_label(*label, lbph, true)?,
-                    ActiveBackend::Dlib(b) => b.update_label(*label, dlib, true)?,
+                self.lbph.update_label(*label, lbph, true)?;
+                self.dlib.update_label(*label, dlib, true)?;
+                // Checked (by whichever replica took the change) among the
+                // others there are now: watched while they are few.
+                // Among `limit` or fewer others the check could not tell a
+                // wolf: watched until the gallery has grown.
+                let mut watched = self.watched.lock().unwrap_or_else(|p| p.into_inner());
+                if others <= self.wolf_rule.limit {
+                    watched.insert(*label, others);
+                } else {
+                    watched.remove(label);
                 }
+                drop(watched);
                 let id: Arc<str> = operator_id.into();
                 ids.by_label.insert(*label, id.clone());
                 ids.by_operator.insert(id, *label);
             }
             ChangeKind::Removal => {
+                self.release(&mut ids, operator_id);
                 if let Some(label) = ids.by_operator.remove(operator_id) {
-                    self.backend.remove_label(label);
+                    self.remove_label(label);
                     ids.by_label.remove(&label);
                 }
             }
         }
         Ok(())
+    }
+
+    /// Removes `label` from both matchers and the watch list.
+    fn remove_label(&self, label: i32) {
+        self.lbph.remove_label(label);
+        self.dlib.remove_label(label);
+        self.watched
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&label);
+    }
+
+    /// Takes `operator_id` out of the matcher and records why.
+    fn quarantine(&self, ids: &mut Ids, operator_id: &str, why: String) {
+        if let Some(label) = ids.by_operator.remove(operator_id) {
+            self.remove_label(label);
+            ids.by_label.remove(&label);
+        }
+        tracing::error!(operator_id, %why, "operator quarantined: their stored templates are damaged; not serving them, serving everyone else");
+        self.metrics
+            .gallery_quarantined
+            .with_label_values(&[operator_id])
+            .set(1);
+        ids.quarantined.insert(operator_id.to_owned(), why);
+    }
+
+    /// Lifts a quarantine (the operator was enrolled again, replaced or removed).
+    fn release(&self, ids: &mut Ids, operator_id: &str) {
+        if ids.quarantined.remove(operator_id).is_some() {
+            tracing::info!(operator_id, "operator out of quarantine");
+            let _ = self
+                .metrics
+                .gallery_quarantined
+                .remove_label_values(&[operator_id]);
+        }
     }
 
     /// Keeps the matcher following the store until the gallery is dropped:

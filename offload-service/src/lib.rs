@@ -23,6 +23,7 @@ pub mod service;
 pub mod shutdown;
 pub mod store;
 pub mod tls;
+pub mod wolf;
 
 pub use config::Config;
 pub use server::{Server, ServerError};

@@ -38,6 +38,9 @@ pub struct Metrics {
     pub gallery_lag_seconds: Gauge,
     /// 1 while the follower holds a connection to the store (its change feed).
     pub store_connected: IntGauge,
+    /// 1 for each operator whose stored templates are damaged, by operator
+    /// id: not served, everyone else is.
+    pub gallery_quarantined: IntGaugeVec,
     /// Set while the service takes traffic (cleared at shutdown): /readyz.
     pub ready: AtomicBool,
 }
@@ -104,6 +107,14 @@ impl Metrics {
             "1 while the replica follows the store over a live connection",
         )
         .unwrap();
+        let gallery_quarantined = IntGaugeVec::new(
+            Opts::new(
+                "gallery_quarantined",
+                "Operators whose stored templates are damaged and are not served (value 1)",
+            ),
+            &["operator_id"],
+        )
+        .unwrap();
         for c in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(latency.clone()),
@@ -117,6 +128,7 @@ impl Metrics {
             Box::new(gallery_lag_versions.clone()),
             Box::new(gallery_lag_seconds.clone()),
             Box::new(store_connected.clone()),
+            Box::new(gallery_quarantined.clone()),
         ] {
             registry.register(c).expect("metric names are unique");
         }
@@ -134,6 +146,7 @@ impl Metrics {
             gallery_lag_versions,
             gallery_lag_seconds,
             store_connected,
+            gallery_quarantined,
             ready: AtomicBool::new(false),
         })
     }

@@ -31,6 +31,7 @@ use crate::store::{
     GalleryStore, PostgresSettings, PostgresStore, SqliteStore, StoreError, StoreLocation,
 };
 use crate::tls::{self, TlsError};
+use crate::wolf::WolfRule;
 
 /// The gRPC services whose health is reported by name (besides "").
 const SERVICES: &[&str] = &[
@@ -82,6 +83,12 @@ impl Server {
     /// Opens the store, loads the backend and binds both ports.
     pub async fn bind(config: Config) -> Result<Self, ServerError> {
         config.validate().map_err(ServerError::Config)?;
+        if !config.has_credentials() {
+            tracing::warn!(
+                grpc = %config.listen,
+                "--allow-unauthenticated: NO CREDENTIALS ARE CHECKED; anyone who reaches the port can read and change the gallery. For a trial only"
+            );
+        }
         let tls = tls::server_config(&config)?;
         let identities = Arc::new(Identities::from_config(&config).map_err(ServerError::Config)?);
         let metrics = Metrics::new();
@@ -93,12 +100,14 @@ impl Server {
             .map_err(|source| ServerError::Recogniser { kind, source })?;
         let backend = backend::create_for(kind, config.backend, params)?;
         let store = open_store(&config)?;
-        let gallery = Arc::new(OperatorGallery::with_backend(
-            store,
-            backend.clone(),
-            params,
-            metrics.clone(),
-        ));
+        let gallery = Arc::new(
+            OperatorGallery::with_backend(store, backend.clone(), params, metrics.clone())
+                .with_wolf_rule(WolfRule {
+                    gallery_kind: kind,
+                    accept_threshold: config.threshold(),
+                    limit: config.max_wolf_matches,
+                }),
+        );
         // The first catch-up, here: a store that cannot be read is a problem
         // to report at start, except one that is merely unreachable (the
         // follower keeps trying, and the replica is NOT_SERVING meanwhile).
@@ -139,7 +148,6 @@ impl Server {
             metrics,
             token: config.token.clone(),
             threshold,
-            max_wolf_matches: config.max_wolf_matches,
             lockout: config.lockout_policy(),
             burst: BurstRule {
                 min_frames: config.burst_min_frames,

@@ -4,9 +4,9 @@
 //! refuses a template closer than the accept threshold to more than
 //! `--max-wolf-matches` other operators; honest ORL faces never trip it.
 //!
-//! The service reads `--max-wolf-matches` process-wide (see
-//! `service::wolf`), so every server of this file runs in one test, one
-//! after the other.
+//! Issue 22: the check is per operator (every template of every kind
+//! together, stored ones included on an append) and kept up as the gallery
+//! grows; the tests below reproduce the three ways round it.
 
 mod common;
 
@@ -36,6 +36,7 @@ fn config(data_dir: &Path, extra: &[&str]) -> Config {
         "--listen=127.0.0.1:0".into(),
         "--metrics-listen=127.0.0.1:0".into(),
         "--backend=cpu".into(),
+        "--allow-unauthenticated".into(),
         format!("--data-dir={}", data_dir.display()),
     ];
     args.extend(extra.iter().map(|s| s.to_string()));
@@ -247,11 +248,11 @@ async fn a_crafted_median_template_is_refused_and_honest_faces_are_not() {
         assert_eq!(err.code(), Some(Code::FailedPrecondition), "{err}");
         let reason = err.to_string();
         assert!(
-            reason.contains("template 0 is closer than the accept threshold"),
+            reason.contains("template 0: within the accept threshold"),
             "{reason}"
         );
         assert!(
-            reason.contains("to 39 other enrolled operators"),
+            reason.contains("of 39 other enrolled operators"),
             "{reason}"
         );
         eprintln!("{id} refused: {reason}");
@@ -277,6 +278,195 @@ async fn a_crafted_median_template_is_refused_and_honest_faces_are_not() {
             operator_id: operator(1),
             frames: SIGN_IN.map(|photo| orl_raw(1, photo)).collect(),
             mode: Mode::Append.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    server.stop().await;
+}
+
+/// An ORL photo's LBPH template, made here as an attacker would.
+fn orl_template(person: u32, photo: u32) -> Template {
+    let path = orl_dir().join(format!("s{person}/{photo}.pgm"));
+    let image = vision::imageio::decode_gray(&std::fs::read(&path).unwrap()).unwrap();
+    Template::extract(&LbphParams::default(), &image).unwrap()
+}
+
+/// Issue 22: a wolf enrolled into a gallery of three or fewer passed (no
+/// template can be near more than all of them) and was never checked
+/// again; after 40 people enrolled it captured 27 of 40 bursts. The
+/// attacker crafts it from public photos of the staff (here: ORL's), before
+/// anyone is enrolled. Now the gallery checks it again as it grows and
+/// quarantines it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wolf_enrolled_into_a_small_gallery_is_caught_as_the_gallery_grows() {
+    let photos: Vec<Template> = (1..=PEOPLE)
+        .flat_map(|person| ENROLLED.map(move |photo| orl_template(person, photo)))
+        .collect();
+    let median = crafted(&photos, Center::Median);
+    let dir = tempfile::tempdir().unwrap();
+    let server = common::InProcess::start(config(dir.path(), &[])).await;
+    let client = server.client();
+    client
+        .enroll(enroll_wolf("median", &median))
+        .await
+        .expect("into an empty gallery the wolf is near nobody");
+    for person in 1..=PEOPLE {
+        enroll_honest(&client, person).await;
+    }
+    let status = client.gallery_status().await.unwrap();
+    let flagged: Vec<_> = status
+        .quarantined
+        .iter()
+        .map(|q| (q.operator_id.as_str(), q.reason.as_str()))
+        .collect();
+    eprintln!("quarantined: {flagged:?}");
+    assert_eq!(flagged.len(), 1, "{flagged:?}");
+    assert_eq!(flagged[0].0, "median");
+    assert!(
+        flagged[0].1.contains("checked again as the gallery grew"),
+        "{flagged:?}"
+    );
+    assert_eq!(bursts_won_by(&client, "median").await, 0);
+    server.stop().await;
+}
+
+/// Issue 22: one operator holding templates each near exactly one victim
+/// passed a check per template and captured 15 of 40 bursts. Here: three
+/// of each victim's sign-in photos (120 templates, each near its own
+/// person only). Now the operators near all of an operator's templates are
+/// counted together, also across appends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_operator_near_many_victims_one_template_each_is_refused() {
+    let sybil: Vec<Vec<u8>> = (1..=PEOPLE)
+        .flat_map(|person| (6..=8).map(move |photo| orl_template(person, photo).to_bytes()))
+        .collect();
+    let request = EnrollRequest {
+        operator_id: "sybil".into(),
+        templates: sybil.iter().cloned().map(Into::into).collect(),
+        ..Default::default()
+    };
+
+    // Without the check: the attack works.
+    let open_dir = tempfile::tempdir().unwrap();
+    let open =
+        common::InProcess::start(config(open_dir.path(), &["--max-wolf-matches=1000000"])).await;
+    let client = open.client();
+    for person in 1..=PEOPLE {
+        enroll_honest(&client, person).await;
+    }
+    client.enroll(request.clone()).await.unwrap();
+    let won = bursts_won_by(&client, "sybil").await;
+    eprintln!("without the check, one operator with 3 templates near each of {PEOPLE} people wins {won} of {PEOPLE} bursts");
+    assert!(won >= PEOPLE as usize / 4, "the attack is real: {won}");
+    open.stop().await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let server = common::InProcess::start(config(dir.path(), &[])).await;
+    let client = server.client();
+    for person in 1..=PEOPLE {
+        enroll_honest(&client, person).await;
+    }
+    let err = client.enroll(request).await.unwrap_err();
+    assert_eq!(err.code(), Some(Code::FailedPrecondition), "{err}");
+    let reason = err.to_string();
+    assert!(
+        reason.contains("templates together") && reason.contains("other enrolled operators"),
+        "{reason}"
+    );
+    eprintln!("refused: {reason}");
+
+    // One victim at a time: the append that takes the operator past the
+    // limit is refused (the stored templates count with the new one).
+    let sybil: Vec<Vec<u8>> = (1..=PEOPLE)
+        .map(|person| orl_template(person, 6).to_bytes())
+        .collect();
+    client
+        .enroll(EnrollRequest {
+            operator_id: "sybil".into(),
+            templates: vec![sybil[0].clone().into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut appended = 1;
+    let refusal = loop {
+        let answer = client
+            .update_operator(UpdateOperatorRequest {
+                operator_id: "sybil".into(),
+                templates: vec![sybil[appended].clone().into()],
+                mode: Mode::Append.into(),
+                ..Default::default()
+            })
+            .await;
+        match answer {
+            Ok(_) => appended += 1,
+            Err(e) => break e,
+        }
+        assert!(appended < sybil.len(), "every append was accepted");
+    };
+    assert_eq!(refusal.code(), Some(Code::FailedPrecondition), "{refusal}");
+    // Not every sign-in photo lies within the threshold of its own person,
+    // so more than the limit of templates may pass: the victims they are
+    // near may not.
+    eprintln!("one victim's photo per append: {appended} accepted, then: {refusal}");
+    assert!(bursts_won_by(&client, "sybil").await <= DEFAULT_LIMIT);
+    server.stop().await;
+}
+
+/// Issue 22: a template of the recogniser the gallery does not match with
+/// was not checked at all (a plant switching recogniser would then serve
+/// it). Here an LBPH gallery, victims with a dlib embedding each (made up:
+/// unit vectors, far apart), and an operator sending one harmless LBPH
+/// template and an embedding near each victim.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn templates_of_the_other_recogniser_are_checked_too() {
+    use vision::embedding::{template::DIMS, Embedding};
+    let embedding = |i: usize, by: f32| {
+        let mut v = [0.0f32; DIMS];
+        v[i] = 1.0;
+        v[i + 1] += by;
+        Embedding::new(&v).unwrap().to_bytes()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let server = common::InProcess::start(config(dir.path(), &[])).await;
+    let client = server.client();
+    const VICTIMS: u32 = 10;
+    for person in 1..=VICTIMS {
+        client
+            .enroll(EnrollRequest {
+                operator_id: operator(person),
+                templates: vec![
+                    orl_template(person, 1).to_bytes().into(),
+                    embedding(person as usize, 0.0).into(),
+                ],
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+    }
+    let mut templates = vec![orl_template(PEOPLE, 1).to_bytes().into()];
+    templates.extend((1..=VICTIMS).map(|person| embedding(person as usize, 0.01).into()));
+    let err = client
+        .enroll(EnrollRequest {
+            operator_id: "dlib-sybil".into(),
+            templates,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some(Code::FailedPrecondition), "{err}");
+    let reason = err.to_string();
+    assert!(reason.contains("templates together"), "{reason}");
+    eprintln!("refused: {reason}");
+    // A single embedding near one victim is an honest-looking template.
+    client
+        .enroll(EnrollRequest {
+            operator_id: "one-near".into(),
+            templates: vec![
+                orl_template(PEOPLE, 1).to_bytes().into(),
+                embedding(1, 0.01).into(),
+            ],
             ..Default::default()
         })
         .await

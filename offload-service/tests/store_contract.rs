@@ -39,6 +39,7 @@ fn changes(store: &dyn GalleryStore, since: u64) -> (u64, Vec<Seen>) {
             let templates = match c.kind {
                 ChangeKind::Upsert { templates, .. } => Some(templates),
                 ChangeKind::Removal => None,
+                ChangeKind::Damaged { .. } => panic!("{} is damaged", c.operator_id),
             };
             out.push((c.operator_id, c.version, templates));
             true
@@ -415,8 +416,31 @@ fn postgres_newer_schema_is_refused_by_name() {
 
 /// 200 flipped bytes in a stored template: reading it (a replica loading,
 /// a kiosk syncing) is an error naming the operator, never a template served.
+/// The damaged operator is reported as damaged, naming the template, and
+/// nothing of theirs is served; the rest of the gallery still reads.
 fn assert_corrupt(store: &dyn GalleryStore) {
-    let err = store.changes_since(0, &mut |_| true).unwrap_err();
+    let mut changes = Vec::new();
+    store
+        .changes_since(0, &mut |c| {
+            changes.push(c);
+            true
+        })
+        .expect("one damaged operator does not fail the read");
+    let kinds: Vec<(&str, &ChangeKind)> = changes
+        .iter()
+        .map(|c| (c.operator_id.as_str(), &c.kind))
+        .collect();
+    assert!(
+        matches!(
+            kinds.as_slice(),
+            [
+                ("A", ChangeKind::Damaged { index: 1, .. }),
+                ("B", ChangeKind::Upsert { .. })
+            ]
+        ),
+        "{kinds:?}"
+    );
+    let err = store.templates_of("A").unwrap_err();
     match &err {
         StoreError::Corrupt { operator_id, index } => {
             assert_eq!((operator_id.as_str(), *index), ("A", 1), "{err}")
@@ -424,6 +448,8 @@ fn assert_corrupt(store: &dyn GalleryStore) {
         other => panic!("expected a checksum failure, got {other}"),
     }
     assert!(err.to_string().contains("checksum"), "{err}");
+    assert_eq!(store.templates_of("B").unwrap(), Some(vec![vec![5; 300]]));
+    assert_eq!(store.templates_of("nobody").unwrap(), None);
 }
 
 #[test]
@@ -433,10 +459,12 @@ fn sqlite_damaged_templates_are_refused_by_their_checksum() {
     store
         .enroll("test", "A", &[vec![7; 300], vec![9; 300]], None)
         .unwrap();
+    store.enroll("test", "B", &[vec![5; 300]], None).unwrap();
     let db = rusqlite::Connection::open(dir.path().join("gallery.sqlite3")).unwrap();
     db.execute(
         "UPDATE templates SET data = CAST(zeroblob(200) || substr(data, 201) AS BLOB)
-         WHERE id = (SELECT max(id) FROM templates)",
+         WHERE id = (SELECT max(t.id) FROM templates t JOIN operators o USING (label)
+                     WHERE o.operator_id = 'A')",
         [],
     )
     .unwrap();
@@ -450,9 +478,11 @@ fn postgres_damaged_templates_are_refused_by_their_checksum() {
     store
         .enroll("test", "A", &[vec![7; 300], vec![9; 300]], None)
         .unwrap();
+    store.enroll("test", "B", &[vec![5; 300]], None).unwrap();
     server.psql(
         "UPDATE templates SET data = overlay(data placing decode(repeat('00', 200), 'hex') from 1)
-         WHERE id = (SELECT max(id) FROM templates)",
+         WHERE id = (SELECT max(t.id) FROM templates t JOIN operators o USING (label)
+                     WHERE o.operator_id = 'A')",
     );
     assert_corrupt(&store);
 }

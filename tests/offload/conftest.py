@@ -4,6 +4,7 @@ PostgreSQL server, and three service replicas sharing it."""
 
 import importlib
 import os
+import secrets
 import pwd
 import shutil
 import socket
@@ -56,6 +57,44 @@ def free_port():
         return s.getsockname()[1]
 
 
+# The service refuses to start without credentials: every test server gets
+# a bearer token (from a file, as a Secret would give it), and every channel
+# a test opens sends it.
+TOKEN = secrets.token_hex(32)
+
+
+def token_flag(tmp_path):
+    """--token-file naming a file (0600) with TOKEN."""
+    path = tmp_path / "token"
+    path.write_text(TOKEN + "\n")
+    path.chmod(0o600)
+    return f"--token-file={path}"
+
+
+class _Bearer(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor):
+    """Adds "authorization: Bearer TOKEN" to every call."""
+
+    def _with_token(self, details):
+        metadata = list(details.metadata or []) + [("authorization", f"Bearer {TOKEN}")]
+        return details._replace(metadata=metadata) if hasattr(details, "_replace") else _Details(details, metadata)
+
+    def intercept_unary_unary(self, continuation, details, request):
+        return continuation(self._with_token(details), request)
+
+    def intercept_unary_stream(self, continuation, details, request):
+        return continuation(self._with_token(details), request)
+
+
+class _Details(grpc.ClientCallDetails):
+    def __init__(self, details, metadata):
+        self.method = details.method
+        self.timeout = details.timeout
+        self.metadata = metadata
+        self.credentials = details.credentials
+        self.wait_for_ready = getattr(details, "wait_for_ready", None)
+        self.compression = getattr(details, "compression", None)
+
+
 class Server:
     def __init__(self, process, address, metrics):
         self.process = process
@@ -63,7 +102,8 @@ class Server:
         self.metrics = metrics
 
     def channel(self):
-        return grpc.insecure_channel(self.address)
+        """A channel whose calls carry the test token."""
+        return grpc.intercept_channel(grpc.insecure_channel(self.address), _Bearer())
 
 
 def run_server(tmp_path, *flags):
@@ -73,7 +113,7 @@ def run_server(tmp_path, *flags):
     port, metrics = free_port(), free_port()
     log = open(tmp_path / "server.log", "w")
     process = subprocess.Popen(
-        [str(BINARY), f"--listen=127.0.0.1:{port}", f"--metrics-listen=127.0.0.1:{metrics}", f"--data-dir={tmp_path / 'data'}", *flags],
+        [str(BINARY), f"--listen=127.0.0.1:{port}", f"--metrics-listen=127.0.0.1:{metrics}", f"--data-dir={tmp_path / 'data'}", token_flag(tmp_path), *flags],
         stdout=log,
         stderr=subprocess.STDOUT,
         env={**os.environ, "RUST_LOG": "info"},
@@ -330,6 +370,7 @@ def replicas(postgres, tmp_path_factory):
                         f"--metrics-listen=127.0.0.1:{metrics}",
                         f"--data-dir={tmp / 'data'}",
                         f"--store={postgres.url}",
+                        token_flag(tmp),
                     ],
                     stdout=out,
                     stderr=subprocess.STDOUT,

@@ -208,6 +208,13 @@ fn container(names: &Names, v: &ChartValues) -> Value {
             }}}),
         );
     }
+    if v.auth.allow_unauthenticated {
+        // The trial opt-in: without credentials the service refuses to start.
+        env.push(env_value(
+            "KUBEVISION_ALLOW_UNAUTHENTICATED",
+            "true".to_owned(),
+        ));
+    }
     env.extend(v.extra_env.iter().map(|e| json!(e)));
 
     // kubelet's gRPC probe speaks plain text only: with TLS, a TCP connect.

@@ -6,17 +6,16 @@ use kubevision_proto::v1::gallery_service_server::GalleryService;
 use kubevision_proto::v1::update_operator_request::Mode;
 use kubevision_proto::v1::{
     sync_event, EnrollRequest, Frame, GalleryChange, GalleryStatus, GetGalleryStatusRequest,
-    OperatorRemoval, OperatorUpsert, RemoveOperatorRequest, SyncComplete, SyncEvent,
-    SyncGalleryRequest, SyncHeader, UpdateOperatorRequest,
+    OperatorRemoval, OperatorUpsert, QuarantinedOperator, RemoveOperatorRequest, SyncComplete,
+    SyncEvent, SyncGalleryRequest, SyncHeader, UpdateOperatorRequest,
 };
 use prost::bytes::Bytes;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
-use super::{check_operator_id, invalid, profile, wolf, Core, Sighting, MAX_FRAMES, MAX_TEMPLATES};
+use super::{check_operator_id, invalid, profile, Core, Sighting, MAX_FRAMES, MAX_TEMPLATES};
 use crate::admission::{Bounded, Ticket};
-use crate::backend::ActiveBackend;
 use crate::error::ServiceError;
 use crate::gallery::{GalleryError, OperatorGallery};
 use crate::recogniser::AnyTemplate;
@@ -48,6 +47,7 @@ impl GalleryService for GalleryApi {
                         &req.operator_id,
                         req.frames,
                         req.templates,
+                        false,
                         false,
                     )
                     .await?;
@@ -85,6 +85,7 @@ impl GalleryService for GalleryApi {
                         req.frames,
                         req.templates,
                         profile.is_some(),
+                        mode == UpdateMode::Append,
                     )
                     .await?;
                     // A profile-only update never empties the templates.
@@ -141,6 +142,15 @@ impl GalleryService for GalleryApi {
                     template_format: Some(core.template_format()),
                     default_threshold: core.threshold,
                     accepts_camera_images: core.faces.detector_problem().is_none(),
+                    quarantined: core
+                        .gallery
+                        .quarantined()
+                        .into_iter()
+                        .map(|(operator_id, reason)| QuarantinedOperator {
+                            operator_id,
+                            reason,
+                        })
+                        .collect(),
                 })
             })
             .await
@@ -197,6 +207,12 @@ async fn sync(
         }
         let result = core.gallery.store().changes_since(since, &mut |c| {
             send(match c.kind {
+                // Nothing of a damaged operator is sent: the kiosk keeps
+                // what it has until they are enrolled again.
+                ChangeKind::Damaged { index, .. } => {
+                    tracing::warn!(operator_id = %c.operator_id, index, "sync: skipping an operator whose stored templates are damaged");
+                    return true;
+                }
                 ChangeKind::Upsert {
                     templates, profile, ..
                 } => sync_event::Event::Upsert(OperatorUpsert {
@@ -229,10 +245,11 @@ async fn sync(
 /// show a usable face) a template of every recogniser this replica can
 /// make (a probe template sent as a frame: itself), then the templates a
 /// kiosk made, each valid by its own kind and at least one of the
-/// gallery's recogniser. None of the gallery's kind may be a "wolf" near
-/// many other operators of the gallery (see [`wolf`]; `operator_id`'s own
-/// templates do not count). `may_be_empty`: an update that only replaces
-/// the profile.
+/// gallery's recogniser. Together, of every kind (and with the operator's
+/// stored ones when `with_stored`: an update that appends), they may not
+/// make a "wolf" near many other operators of the gallery (see
+/// [`crate::wolf`]; `operator_id`'s own templates do not count).
+/// `may_be_empty`: an update that only replaces the profile.
 async fn enrollment_templates(
     core: &Arc<Core>,
     ticket: &Ticket,
@@ -240,6 +257,7 @@ async fn enrollment_templates(
     frames: Vec<Frame>,
     templates: Vec<Bytes>,
     may_be_empty: bool,
+    with_stored: bool,
 ) -> Result<Vec<Vec<u8>>, ServiceError> {
     match (frames.len(), templates.len()) {
         (0, 0) if may_be_empty => return Ok(Vec::new()),
@@ -262,7 +280,6 @@ async fn enrollment_templates(
     }
     let core = core.clone();
     let operator_id = operator_id.to_owned();
-    let limit = core.max_wolf_matches;
     ticket
         .run_cancellable(move |cancel| {
             let kind = core.recogniser.kind();
@@ -295,31 +312,37 @@ async fn enrollment_templates(
                 )));
             }
             made.extend(sent);
-            // The limit is calibrated at the recogniser's calibrated
-            // threshold: a looser accept threshold (the tests' accept-all
-            // one) would make every face near everyone.
-            let threshold = core.threshold.min(kind.default_threshold());
-            let own = core.gallery.label_of(&operator_id);
-            let names: Vec<&str> = made
-                .iter()
-                .filter(|(t, _)| t.kind() == kind)
-                .map(|(_, name)| name.as_str())
-                .collect();
-            let what = |i: usize| names[i].to_owned();
-            let active = made.iter().filter(|(t, _)| t.kind() == kind);
-            match core.gallery.backend() {
-                ActiveBackend::Lbph(backend) => {
-                    let mine: Vec<_> = active
-                        .filter_map(|(t, _)| t.clone().into_lbph().ok())
-                        .collect();
-                    wolf::check(backend.as_ref(), &mine, &what, own, threshold, limit)?;
+            let (mut lbph, mut lbph_names) = (Vec::new(), Vec::new());
+            let (mut dlib, mut dlib_names) = (Vec::new(), Vec::new());
+            for (template, name) in &made {
+                match template {
+                    AnyTemplate::Lbph(t) => {
+                        lbph.push(t.clone());
+                        lbph_names.push(name.as_str());
+                    }
+                    AnyTemplate::Dlib(e) => {
+                        dlib.push((**e).clone());
+                        dlib_names.push(name.as_str());
+                    }
                 }
-                ActiveBackend::Dlib(backend) => {
-                    let mine: Vec<_> = active
-                        .filter_map(|(t, _)| t.clone().into_dlib().ok())
-                        .collect();
-                    wolf::check(backend.as_ref(), &mine, &what, own, threshold, limit)?;
+            }
+            // A frame gives a template of each kind: the name says which.
+            let name = |k: vision::recogniser::Kind, i: usize| match k {
+                vision::recogniser::Kind::Lbph => lbph_names[i].to_owned(),
+                vision::recogniser::Kind::Dlib => dlib_names[i].to_owned(),
+            };
+            let name = |k, i| {
+                if k == kind {
+                    name(k, i)
+                } else {
+                    format!("{} ({k})", name(k, i))
                 }
+            };
+            if let Some(wolf) =
+                core.gallery
+                    .find_wolf(&operator_id, &lbph, &dlib, &name, with_stored)?
+            {
+                return Err(wolf.into());
             }
             // Sent templates are stored as they came (their bytes were
             // checked by decoding); made ones encoded.

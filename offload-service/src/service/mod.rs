@@ -5,7 +5,6 @@ mod gallery;
 mod profile;
 mod recognition;
 mod sign_in;
-mod wolf;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -93,8 +92,6 @@ pub struct Core {
     /// The default accept threshold, in the recogniser's measure.
     pub threshold: f64,
     pub burst: BurstRule,
-    /// `--max-wolf-matches`: see [`wolf`].
-    pub max_wolf_matches: usize,
     /// `--lockout-*`: the plant-wide lockout rule (see [`sign_in`]).
     pub lockout: LockoutPolicy,
 }

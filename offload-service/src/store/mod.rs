@@ -16,8 +16,10 @@
 //!   reports, in version order, every operator changed after a version (with
 //!   all of their current templates) and every removal (a tombstone);
 //! - every template is stored with its SHA-256, checked whenever it is read
-//!   (a replica loading it, a kiosk syncing it): a damaged or edited row is
-//!   an error that names the operator, never a template served as good;
+//!   (a replica loading it, a kiosk syncing it): an operator with a damaged
+//!   or edited row is reported as [`ChangeKind::Damaged`], naming the
+//!   template, never served as good, and the rest of the gallery still
+//!   reads;
 //! - [`GalleryStore::watch`] opens a [`ChangeFeed`] that wakes its reader
 //!   when another writer commits (PostgreSQL's LISTEN/NOTIFY); the reader
 //!   still catches up by version periodically, so a lost notification never
@@ -141,6 +143,10 @@ pub enum ChangeKind {
     },
     /// The operator was removed (a tombstone).
     Removal,
+    /// The operator's stored templates do not match their checksums (from
+    /// template `index`): the database was damaged or edited. None of them
+    /// is reported; the replica quarantines the operator.
+    Damaged { label: i32, index: usize },
 }
 
 /// How new templates combine with an operator's existing ones.
@@ -228,6 +234,12 @@ pub trait GalleryStore: Send + Sync {
         since: u64,
         emit: &mut dyn FnMut(Change) -> bool,
     ) -> Result<StoreStatus, StoreError>;
+
+    /// An enrolled operator's current templates, each checked against its
+    /// checksum ([`StoreError::Corrupt`] when one fails); None when the
+    /// operator is not enrolled. For the wolf check of an operator as a
+    /// whole ([`crate::wolf`]).
+    fn templates_of(&self, operator_id: &str) -> Result<Option<Vec<Vec<u8>>>, StoreError>;
 
     /// Opens a feed that tells of changes committed by other writers.
     fn watch(&self) -> Result<Box<dyn ChangeFeed>, StoreError>;
@@ -325,21 +337,45 @@ fn checksum(template: &[u8]) -> Vec<u8> {
     sha2::Sha256::digest(template).to_vec()
 }
 
-/// Checks an operator's templates against their stored checksums.
-fn verify(
-    operator_id: &str,
-    templates: &[Vec<u8>],
+/// An operator's upsert, checked against their stored checksums:
+/// [`ChangeKind::Damaged`] naming the first template that fails.
+fn checked_upsert(
+    label: i32,
+    templates: Vec<Vec<u8>>,
     sums: &[Option<Vec<u8>>],
-) -> Result<(), StoreError> {
-    for (index, template) in templates.iter().enumerate() {
-        if sums.get(index).cloned().flatten() != Some(checksum(template)) {
-            return Err(StoreError::Corrupt {
-                operator_id: operator_id.to_owned(),
-                index,
-            });
-        }
+    profile: Option<Vec<u8>>,
+) -> ChangeKind {
+    let damaged = templates.iter().enumerate().position(|(index, template)| {
+        sums.get(index).cloned().flatten() != Some(checksum(template))
+    });
+    match damaged {
+        Some(index) => ChangeKind::Damaged { label, index },
+        None => ChangeKind::Upsert {
+            label,
+            templates,
+            profile,
+        },
     }
-    Ok(())
+}
+
+/// An operator's templates with their checksums, checked.
+fn checked_templates(
+    operator_id: &str,
+    rows: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+) -> Result<Vec<Vec<u8>>, StoreError> {
+    rows.into_iter()
+        .enumerate()
+        .map(|(index, (data, sum))| {
+            if sum == Some(checksum(&data)) {
+                Ok(data)
+            } else {
+                Err(StoreError::Corrupt {
+                    operator_id: operator_id.to_owned(),
+                    index,
+                })
+            }
+        })
+        .collect()
 }
 
 fn check_count(operator_id: &str, count: usize, limit: usize) -> Result<(), StoreError> {

@@ -51,8 +51,9 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 use kubevision_proto::lockout::LockoutPolicy;
 
 use super::{
-    check_count, checksum, count_sign_in, to_sql_version, verify, Change, ChangeFeed, ChangeKind,
-    Committed, GalleryStore, SignIn, Standing, StoreError, StoreStatus, UpdateMode,
+    check_count, checked_templates, checked_upsert, checksum, count_sign_in, to_sql_version,
+    Change, ChangeFeed, ChangeKind, Committed, GalleryStore, SignIn, Standing, StoreError,
+    StoreStatus, UpdateMode,
 };
 
 /// The channel every change is announced on; the payload is its version.
@@ -127,7 +128,8 @@ type Tls = MakeRustlsConnect;
 type Connection = PooledConnection<Manager>;
 
 pub struct PostgresStore {
-    pool: Pool<Manager>,
+    /// Always Some but while dropping (see the Drop impl).
+    pool: Option<Pool<Manager>>,
     /// For the change feed's own connection (LISTEN needs one that stays).
     config: Config,
     tls: Tls,
@@ -156,7 +158,7 @@ impl PostgresStore {
             .test_on_check_out(true)
             .build_unchecked(manager);
         Ok(Self {
-            pool,
+            pool: Some(pool),
             config,
             tls,
             migrated: AtomicBool::new(false),
@@ -168,6 +170,8 @@ impl PostgresStore {
     fn conn(&self) -> Result<Connection, StoreError> {
         let mut conn = self
             .pool
+            .as_ref()
+            .expect("the pool lives as long as the store")
             .get()
             .map_err(|e| StoreError::Unavailable(e.to_string()))?;
         if !self.migrated.load(Ordering::Acquire) {
@@ -211,6 +215,29 @@ impl PostgresStore {
     }
 }
 
+/// Each of the pool's clients runs a tokio runtime of its own, which
+/// panics when it is shut down on one of the service's async threads ("Cannot
+/// start a runtime from within a runtime", exit 101 at every SIGTERM of a
+/// replica, issue 22): the last owner of the store may well be one. So the
+/// pool is dropped on a thread of its own, and waited for, so that every
+/// connection is closed (a Terminate sent) before the process exits.
+impl Drop for PostgresStore {
+    fn drop(&mut self) {
+        let Some(pool) = self.pool.take() else { return };
+        let closing = std::thread::Builder::new()
+            .name("postgres-close".into())
+            .spawn(move || drop(pool));
+        match closing {
+            Ok(thread) => {
+                if thread.join().is_err() {
+                    tracing::warn!("closing the PostgreSQL connections failed");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot close the PostgreSQL connections"),
+        }
+    }
+}
+
 impl GalleryStore for PostgresStore {
     fn kind(&self) -> &'static str {
         "postgres"
@@ -218,6 +245,25 @@ impl GalleryStore for PostgresStore {
 
     fn status(&self) -> Result<StoreStatus, StoreError> {
         status_of(&mut *self.conn()?)
+    }
+
+    fn templates_of(&self, operator_id: &str) -> Result<Option<Vec<Vec<u8>>>, StoreError> {
+        let mut conn = self.conn()?;
+        let mut tx = conn.transaction().map_err(pg)?;
+        let Some(label) = label_of(&mut tx, operator_id)? else {
+            return Ok(None);
+        };
+        let rows = tx
+            .query(
+                "SELECT data, checksum FROM templates WHERE label = $1 ORDER BY id",
+                &[&label],
+            )
+            .map_err(pg)?
+            .into_iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
+        tx.commit().map_err(pg)?;
+        checked_templates(operator_id, rows).map(Some)
     }
 
     fn enroll(
@@ -370,12 +416,12 @@ impl GalleryStore for PostgresStore {
             } else {
                 let templates: Vec<Vec<u8>> = row.try_get(6).map_err(pg)?;
                 let sums: Vec<Option<Vec<u8>>> = row.try_get(7).map_err(pg)?;
-                verify(&operator_id, &templates, &sums)?;
-                ChangeKind::Upsert {
-                    label: row.try_get(2).map_err(pg)?,
+                checked_upsert(
+                    row.try_get(2).map_err(pg)?,
                     templates,
-                    profile: row.try_get(4).map_err(pg)?,
-                }
+                    &sums,
+                    row.try_get(4).map_err(pg)?,
+                )
             };
             let committed_ms: Option<i64> = row.try_get(5).map_err(pg)?;
             let change = Change {

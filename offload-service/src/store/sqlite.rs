@@ -27,8 +27,9 @@ use rusqlite_migration::{Migrations, M};
 use kubevision_proto::lockout::LockoutPolicy;
 
 use super::{
-    check_count, checksum, count_sign_in, to_sql_version, verify, Change, ChangeFeed, ChangeKind,
-    Committed, GalleryStore, SignIn, Standing, StoreError, StoreStatus, UpdateMode,
+    check_count, checked_templates, checked_upsert, checksum, count_sign_in, to_sql_version,
+    Change, ChangeFeed, ChangeKind, Committed, GalleryStore, SignIn, Standing, StoreError,
+    StoreStatus, UpdateMode,
 };
 
 /// The database file inside the data directory.
@@ -163,6 +164,7 @@ impl SqliteStore {
             path: path.clone(),
             source,
         };
+        make_private(&path)?;
         let mut conn = Connection::open(&path).map_err(open_err)?;
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(open_err)?;
@@ -245,6 +247,18 @@ impl GalleryStore for SqliteStore {
 
     fn status(&self) -> Result<StoreStatus, StoreError> {
         status_of(&self.writer())
+    }
+
+    fn templates_of(&self, operator_id: &str) -> Result<Option<Vec<Vec<u8>>>, StoreError> {
+        let conn = self.writer();
+        let Some(label) = label_of(&conn, operator_id)? else {
+            return Ok(None);
+        };
+        let rows = conn
+            .prepare("SELECT data, checksum FROM templates WHERE label = ?1 ORDER BY id")?
+            .query_map([label], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<Vec<_>, _>>()?;
+        checked_templates(operator_id, rows).map(Some)
     }
 
     fn enroll(
@@ -375,12 +389,7 @@ impl GalleryStore for SqliteStore {
                     .collect::<Result<Vec<_>, _>>()?
                     .into_iter()
                     .unzip();
-                verify(&operator_id, &data, &sums)?;
-                ChangeKind::Upsert {
-                    label,
-                    templates: data,
-                    profile: row.get(4)?,
-                }
+                checked_upsert(label, data, &sums, row.get(4)?)
             };
             let change = Change {
                 version: row.get::<_, i64>(0)? as u64,
@@ -463,6 +472,42 @@ impl GalleryStore for SqliteStore {
 struct Identity {
     gallery_id: String,
     version: u64,
+}
+
+/// Creates the database file 0600 if it is missing and makes it (and a
+/// write-ahead log and shared-memory file left from before) 0600 if it is
+/// not, whatever the umask (under umask 000 it was 0644, issue 22). SQLite
+/// gives the WAL and SHM files it creates the database file's mode.
+fn make_private(db: &Path) -> Result<(), StoreError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        let err = |path: &Path| {
+            let path = path.to_owned();
+            move |source| StoreError::StoreFile {
+                path,
+                action: "make it private (0600)",
+                source,
+            }
+        };
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(db)
+            .map_err(err(db))?;
+        for suffix in ["", "-wal", "-shm"] {
+            let file = PathBuf::from(format!("{}{suffix}", db.display()));
+            match std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound && !suffix.is_empty() => {}
+                other => other.map_err(err(&file))?,
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = db;
+    Ok(())
 }
 
 /// Creates the data directory (0700 on Unix); an existing one is kept as it

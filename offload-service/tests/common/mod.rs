@@ -58,7 +58,19 @@ pub fn operator(person: u32) -> String {
     format!("orl-{person:02}")
 }
 
-/// A config for loopback: free ports, the given data directory, extra flags.
+/// `--allow-unauthenticated` for a test server whose `flags` give no
+/// credentials (the service refuses to start without either); nothing
+/// when they do, so that the credentials are what is tested.
+pub fn open_unless_credentials<S: AsRef<str>>(flags: &[S]) -> Option<&'static str> {
+    let credential = ["--token", "--identities", "--tls-client-ca"];
+    let has = flags
+        .iter()
+        .any(|f| credential.iter().any(|c| f.as_ref().starts_with(c)));
+    (!has).then_some("--allow-unauthenticated")
+}
+
+/// A config for loopback: free ports, the given data directory, extra flags
+/// (anonymous callers allowed unless they give credentials).
 pub fn config(data_dir: &Path, extra: &[&str]) -> Config {
     let mut args = vec![
         "kubevision-offload".to_string(),
@@ -67,6 +79,7 @@ pub fn config(data_dir: &Path, extra: &[&str]) -> Config {
         format!("--data-dir={}", data_dir.display()),
         format!("--threshold={ACCEPT_ALL}"),
     ];
+    args.extend(open_unless_credentials(extra).map(str::to_owned));
     args.extend(extra.iter().map(|s| s.to_string()));
     Config::try_parse_from(args).expect("test flags parse")
 }

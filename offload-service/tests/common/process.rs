@@ -32,6 +32,7 @@ impl Process {
             ])
             .arg(format!("--data-dir={}", data_dir.display()))
             .arg(format!("--threshold={ACCEPT_ALL}"))
+            .args(super::open_unless_credentials(extra))
             .args(extra)
             .stdout(Stdio::null())
             .stderr(server_log())

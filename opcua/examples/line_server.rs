@@ -4,13 +4,14 @@
 //!
 //! ```text
 //! line_server --port 0 --pki-dir DIR [--host ADDR] [--advertised-host NAME]
-//!             [--allow-none] [--user NAME:PASSWORD]...
+//!             [--allow-none] [--user NAME:PASSWORD]... [--max-rejected N]
 //! stdout: READY port=<port> ns=<namespace index> url=<advertised endpoint URL>
-//! stdin:  sign_in [<access level>] | sign_out | rejected | trust <file name> | quit
+//! stdin:  sign_in [<access level>] | sign_out | rejected | trust <file name> | stats | quit
 //! stdout: PUBLISHED signed_in|signed_out
 //!         SIGN_OUT_REQUESTED user=<name>   per SignOut() call
 //!         REJECTED <file name> <thumbprint> ... REJECTED_END
 //!         TRUSTED <file name>  |  TRUST_FAILED <reason>
+//!         STATS verifications=<n> max_concurrent=<n>   password checks so far
 //!         STOPPED              (after quit, once the server is down)
 //! ```
 //!
@@ -22,6 +23,7 @@
 
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, SystemTime};
 
@@ -35,6 +37,10 @@ struct HashedUsers {
     users: Vec<(String, String)>,
     /// A hash of a random password, verified for unknown user names.
     decoy: String,
+    /// Password checks so far, running now, and the most at once.
+    verifications: AtomicUsize,
+    running: AtomicUsize,
+    max_concurrent: AtomicUsize,
 }
 
 fn hash(password: &str) -> String {
@@ -50,6 +56,17 @@ impl Credentials for HashedUsers {
     }
 
     fn verify(&self, user: &str, password: &str) -> bool {
+        self.verifications.fetch_add(1, Ordering::SeqCst);
+        let now = self.running.fetch_add(1, Ordering::SeqCst) + 1;
+        self.max_concurrent.fetch_max(now, Ordering::SeqCst);
+        let right = self.check(user, password);
+        self.running.fetch_sub(1, Ordering::SeqCst);
+        right
+    }
+}
+
+impl HashedUsers {
+    fn check(&self, user: &str, password: &str) -> bool {
         let (phc, known) = match self.users.iter().find(|(name, _)| name == user) {
             Some((_, phc)) => (phc.as_str(), true),
             None => (self.decoy.as_str(), false),
@@ -83,6 +100,10 @@ fn main() {
             "--host" => config.host = value(),
             "--advertised-host" => config.advertised_host = Some(value()),
             "--allow-none" => config.allow_security_none = true,
+            "--max-rejected" => {
+                config.max_rejected_certificates =
+                    value().parse().expect("--max-rejected takes a number")
+            }
             "--user" => {
                 let v = value();
                 let (name, password) = v.split_once(':').expect("--user takes NAME:PASSWORD");
@@ -92,7 +113,14 @@ fn main() {
         }
     }
     let decoy = hash(SaltString::generate(&mut OsRng).as_str());
-    config.credentials = Some(Arc::new(HashedUsers { users, decoy }));
+    let users = Arc::new(HashedUsers {
+        users,
+        decoy,
+        verifications: AtomicUsize::new(0),
+        running: AtomicUsize::new(0),
+        max_concurrent: AtomicUsize::new(0),
+    });
+    config.credentials = Some(users.clone());
     let pki_dir: PathBuf = config.pki_dir.clone();
     let server = match LineServer::start(config) {
         Ok(s) => s,
@@ -171,6 +199,11 @@ fn main() {
                 Ok(()) => say(&format!("TRUSTED {rest}")),
                 Err(e) => say(&format!("TRUST_FAILED {e}")),
             },
+            "stats" => say(&format!(
+                "STATS verifications={} max_concurrent={}",
+                users.verifications.load(Ordering::SeqCst),
+                users.max_concurrent.load(Ordering::SeqCst)
+            )),
             "quit" => break,
             _ => say(&format!("UNKNOWN {line}")),
         }

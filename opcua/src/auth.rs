@@ -17,9 +17,18 @@
 //! - `SignOut()` only for a named user (the stack's `is_user_executable`
 //!   hook), so an anonymous call gets `BadUserAccessDenied` before our method
 //!   runs;
-//! - nothing in the address space is writable by anyone.
+//! - nothing in the address space is writable by anyone;
+//! - password checks are bounded ([`Guesses`], issue 22 finding 4): one
+//!   verification at a time, so an Argon2 verification's memory is taken
+//!   once however many clients guess at once, a client that would wait
+//!   longer than [`VERIFY_WAIT`] is refused, and after [`FREE_FAILURES`]
+//!   wrong passwords in a row every attempt, the right password's too, is
+//!   refused unchecked for a backoff that doubles with each further failure
+//!   ([`FIRST_BACKOFF`] … [`MAX_BACKOFF`]). Every refusal is written to the
+//!   log with the user name and the reason (target `kubevision_opcua::audit`).
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use ::opcua::crypto::Thumbprint;
 use ::opcua::server::authenticator::{
@@ -52,8 +61,129 @@ pub(crate) fn user_name(token: &UserToken) -> Option<&str> {
     token.0.strip_prefix(USER_TOKEN_PREFIX)
 }
 
+/// Wrong passwords in a row that cost nothing but the verification.
+pub const FREE_FAILURES: u32 = 3;
+/// The lock after the first failure beyond [`FREE_FAILURES`]; each further
+/// failure doubles it.
+pub const FIRST_BACKOFF: Duration = Duration::from_secs(5);
+/// The longest lock.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(15 * 60);
+/// The longest an attempt waits for the verification under way.
+pub const VERIFY_WAIT: Duration = Duration::from_secs(2);
+
+/// Wrong passwords in a row and the lock they earned: a pure state machine
+/// over the time it is given. One for the server, not per user name or
+/// address: the server sees no address, and a guesser may try any name.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(crate) struct Lockout {
+    failures: u32,
+    locked_until: Option<Instant>,
+}
+
+impl Lockout {
+    /// `Err(left)` while locked.
+    pub(crate) fn check(&self, now: Instant) -> Result<(), Duration> {
+        match self.locked_until {
+            Some(until) if until > now => Err(until - now),
+            _ => Ok(()),
+        }
+    }
+
+    /// A verified attempt: a right password clears the count, a wrong one
+    /// beyond the free ones locks for the doubled backoff.
+    pub(crate) fn record(&mut self, right: bool, now: Instant) {
+        if right {
+            *self = Lockout::default();
+            return;
+        }
+        self.failures = self.failures.saturating_add(1);
+        if let Some(beyond) = self.failures.checked_sub(FREE_FAILURES + 1) {
+            let backoff = FIRST_BACKOFF
+                .checked_mul(1u32.checked_shl(beyond).unwrap_or(u32::MAX))
+                .map_or(MAX_BACKOFF, |b| b.min(MAX_BACKOFF));
+            self.locked_until = Some(now + backoff);
+        }
+    }
+}
+
+/// The server's password checks: one at a time, and the lockout.
+pub(crate) struct Guesses {
+    one_at_a_time: tokio::sync::Semaphore,
+    lockout: Mutex<Lockout>,
+}
+
+impl Default for Guesses {
+    fn default() -> Self {
+        Guesses {
+            one_at_a_time: tokio::sync::Semaphore::new(1),
+            lockout: Mutex::new(Lockout::default()),
+        }
+    }
+}
+
+impl Guesses {
+    fn lockout(&self) -> std::sync::MutexGuard<'_, Lockout> {
+        self.lockout.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether `password` is `user`'s, within the bounds above.
+    async fn verify(
+        &self,
+        credentials: Arc<dyn Credentials>,
+        user: &str,
+        password: &str,
+    ) -> Result<(), Error> {
+        let locked = |left: Duration| {
+            tracing::warn!(target: "kubevision_opcua::audit", user, locked_for_ms = left.as_millis() as u64,
+                "OPC UA: password attempt refused unchecked: too many wrong passwords");
+            Error::new(
+                StatusCode::BadUserAccessDenied,
+                "too many wrong passwords; try again later",
+            )
+        };
+        self.lockout().check(Instant::now()).map_err(locked)?;
+        let Ok(Ok(_slot)) = tokio::time::timeout(VERIFY_WAIT, self.one_at_a_time.acquire()).await
+        else {
+            tracing::warn!(target: "kubevision_opcua::audit", user,
+                "OPC UA: password attempt refused: another verification is under way");
+            return Err(Error::new(
+                StatusCode::BadTooManyOperations,
+                "another password check is under way",
+            ));
+        };
+        // The attempts that waited find the lock the ones before them earned.
+        self.lockout().check(Instant::now()).map_err(locked)?;
+        let (u, p) = (user.to_owned(), password.to_owned());
+        let verified = tokio::task::spawn_blocking(move || credentials.verify(&u, &p)).await;
+        let right = match verified {
+            Ok(right) => right,
+            Err(e) => {
+                tracing::error!(error = %e, "OPC UA: the credentials check failed");
+                return Err(Error::new(
+                    StatusCode::BadUserAccessDenied,
+                    "the credentials could not be checked",
+                ));
+            }
+        };
+        self.lockout().record(right, Instant::now());
+        if right {
+            tracing::info!(target: "kubevision_opcua::audit", user, "OPC UA: user signed in to the server");
+            Ok(())
+        } else {
+            // The same answer for an unknown user and a wrong password, so
+            // that a client cannot find out which user names exist.
+            tracing::warn!(target: "kubevision_opcua::audit", user, "OPC UA: wrong user name or password");
+            Err(Error::new(
+                StatusCode::BadUserAccessDenied,
+                "wrong user name or password",
+            ))
+        }
+    }
+}
+
 pub(crate) struct KioskAuth {
     pub(crate) credentials: Option<Arc<dyn Credentials>>,
+    pub(crate) guesses: Guesses,
 }
 
 impl KioskAuth {
@@ -96,32 +226,10 @@ impl AuthManager for KioskAuth {
                 "this server takes no user names",
             ));
         };
-        let user = username.to_owned();
-        let password = password.get().to_owned();
-        let verified =
-            tokio::task::spawn_blocking(move || credentials.verify(&user, &password)).await;
-        match verified {
-            Ok(true) => {
-                tracing::info!(user = username, "OPC UA: user signed in to the server");
-                Ok(UserToken(format!("{USER_TOKEN_PREFIX}{username}")))
-            }
-            // The same answer for an unknown user and a wrong password, so
-            // that a client cannot find out which user names exist.
-            Ok(false) => {
-                tracing::warn!(user = username, "OPC UA: wrong user name or password");
-                Err(Error::new(
-                    StatusCode::BadUserAccessDenied,
-                    "wrong user name or password",
-                ))
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "OPC UA: the credentials check failed");
-                Err(Error::new(
-                    StatusCode::BadUserAccessDenied,
-                    "the credentials could not be checked",
-                ))
-            }
-        }
+        self.guesses
+            .verify(credentials, username, password.get())
+            .await?;
+        Ok(UserToken(format!("{USER_TOKEN_PREFIX}{username}")))
     }
 
     async fn authenticate_x509_identity_token(
@@ -187,5 +295,28 @@ mod tests {
         assert_eq!(user_name(&UserToken(ANONYMOUS_USER_TOKEN_ID.into())), None);
         // A token not made here names nobody.
         assert_eq!(user_name(&UserToken("operator".into())), None);
+    }
+
+    #[test]
+    fn wrong_passwords_lock_with_a_doubling_backoff_and_a_right_one_clears() {
+        let t0 = Instant::now();
+        let mut l = Lockout::default();
+        for _ in 0..FREE_FAILURES {
+            l.record(false, t0);
+            assert_eq!(l.check(t0), Ok(()));
+        }
+        l.record(false, t0);
+        assert_eq!(l.check(t0), Err(FIRST_BACKOFF));
+        assert_eq!(l.check(t0 + FIRST_BACKOFF), Ok(()));
+        let t1 = t0 + FIRST_BACKOFF;
+        l.record(false, t1);
+        assert_eq!(l.check(t1), Err(FIRST_BACKOFF * 2));
+        // However many failures, never longer than the cap, never overflowing.
+        for _ in 0..100 {
+            l.record(false, t1);
+        }
+        assert_eq!(l.check(t1), Err(MAX_BACKOFF));
+        l.record(true, t1 + MAX_BACKOFF);
+        assert_eq!(l, Lockout::default());
     }
 }

@@ -21,6 +21,10 @@
 //! - [`Credentials`]: the kiosk's check of user names and passwords for
 //!   `SignOut()`; the server never holds a password. Anonymous clients read;
 //!   user names are only taken on SignAndEncrypt endpoints (`auth`).
+//! - [`gate`]: the door in front of the stack, on the public port: caps on
+//!   connections and certificate-less sessions, a reserve of sessions for
+//!   clients with a trusted certificate, deadlines for a Hello, a message
+//!   chunk and an unactivated session (issue 22).
 //! - [`pki`]: the rejected client certificates and trusting one, for an
 //!   administrator's screen; a trusted certificate counts from the client's
 //!   next connection, without a restart.
@@ -33,6 +37,7 @@
 
 mod auth;
 mod events;
+pub mod gate;
 mod node_manager;
 pub mod nodes;
 pub mod pki;

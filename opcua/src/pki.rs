@@ -14,8 +14,14 @@
 //! own display before trusting it: the subject, the application URI (the
 //! client's identity in OPC UA) and the SHA-1 thumbprint in hex, which is how
 //! OPC UA tools (UaExpert, TIA Portal's certificate manager) show it.
+//!
+//! The folder itself is kept private (`protect`: the folders 0700, the
+//! private key 0600, whatever the umask) and `rejected/` is kept to the
+//! newest certificates (`prune_rejected`), so that clients with ever new
+//! certificates cannot fill the disk (issue 22, finding 11).
 
 use std::path::{Component, Path};
+use std::time::SystemTime;
 
 use ::opcua::crypto::X509;
 
@@ -121,6 +127,96 @@ pub fn trust(pki_dir: &Path, file_name: &str) -> Result<(), Error> {
     })?;
     tracing::info!(file_name, "OPC UA: client certificate trusted");
     Ok(())
+}
+
+/// The PKI folders the stack uses.
+const FOLDERS: [&str; 4] = ["own", "private", "trusted", "rejected"];
+
+/// Makes `pki_dir` and its folders readable by the kiosk's user alone
+/// (0700), and the private key, if there is one yet, 0600; whatever the
+/// umask, and for folders that already exist too. Called before the stack
+/// writes its key (so the key is never in a folder others can read) and
+/// after. On other platforms the folder inherits the secrets folder's ACL.
+pub(crate) fn protect(pki_dir: &Path) -> Result<(), Error> {
+    let pki = |action, path: &Path| {
+        let path = path.to_owned();
+        move |source| Error::Pki {
+            action,
+            path,
+            source,
+        }
+    };
+    for dir in std::iter::once(pki_dir.to_owned()).chain(FOLDERS.iter().map(|f| pki_dir.join(f))) {
+        std::fs::create_dir_all(&dir).map_err(pki("create", &dir))?;
+        set_mode(&dir, 0o700).map_err(pki("restrict", &dir))?;
+    }
+    let key = pki_dir.join("private").join("private.pem");
+    if key.exists() {
+        set_mode(&key, 0o600).map_err(pki("restrict", &key))?;
+    }
+    Ok(())
+}
+
+#[cfg(unix)]
+fn set_mode(path: &Path, mode: u32) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+}
+
+#[cfg(not(unix))]
+fn set_mode(_path: &Path, _mode: u32) -> std::io::Result<()> {
+    Ok(())
+}
+
+/// Deletes all but the `keep` newest files in `pki_dir/rejected/` (by
+/// modification time; the stack writes a file per refused certificate).
+/// Returns how many were deleted.
+pub(crate) fn prune_rejected(pki_dir: &Path, keep: usize) -> Result<usize, Error> {
+    let dir = pki_dir.join("rejected");
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(source) => {
+            return Err(Error::Pki {
+                action: "list",
+                path: dir,
+                source,
+            })
+        }
+    };
+    let mut files: Vec<(SystemTime, std::path::PathBuf)> = entries
+        .filter_map(Result::ok)
+        .filter_map(|e| {
+            let meta = e.metadata().ok()?;
+            meta.is_file()
+                .then(|| (meta.modified().unwrap_or(SystemTime::UNIX_EPOCH), e.path()))
+        })
+        .collect();
+    if files.len() <= keep {
+        return Ok(0);
+    }
+    // Newest first; ties by name, so the order is stable.
+    files.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| b.1.cmp(&a.1)));
+    let mut deleted = 0;
+    for (_, path) in files.drain(keep..) {
+        match std::fs::remove_file(&path) {
+            Ok(()) => deleted += 1,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(source) => {
+                return Err(Error::Pki {
+                    action: "delete",
+                    path,
+                    source,
+                })
+            }
+        }
+    }
+    tracing::warn!(
+        deleted,
+        keep,
+        "OPC UA: deleted the oldest rejected client certificates"
+    );
+    Ok(deleted)
 }
 
 /// One normal path component and no separator of either platform: the name

@@ -30,8 +30,10 @@ use tokio::sync::mpsc as tokio_mpsc;
 
 use crate::auth::{Credentials, KioskAuth};
 use crate::events;
+use crate::gate;
 use crate::node_manager::{KioskNodeManager, KioskNodes, SessionTracker};
 use crate::nodes::{self, NAMESPACE_URI};
+use crate::pki;
 use crate::state::{Line, SessionState};
 
 /// The default OPC UA port (IANA-registered for opc.tcp).
@@ -99,7 +101,15 @@ pub struct Config {
     /// Trust every client certificate. Only for tests: it defeats the point of
     /// a trust folder.
     pub trust_all_client_certs: bool,
+    /// The most certificates kept in `rejected/` (the newest; checked every
+    /// [`PRUNE_INTERVAL`]). Default [`DEFAULT_MAX_REJECTED`].
+    pub max_rejected_certificates: usize,
 }
+
+/// How many refused client certificates `rejected/` keeps by default.
+pub const DEFAULT_MAX_REJECTED: usize = 64;
+/// How often `rejected/` is cut back to [`Config::max_rejected_certificates`].
+pub const PRUNE_INTERVAL: Duration = Duration::from_secs(1);
 
 impl std::fmt::Debug for Config {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -113,6 +123,7 @@ impl std::fmt::Debug for Config {
             .field("anonymous_read", &self.anonymous_read)
             .field("credentials", &self.credentials.as_ref().map(|_| ".."))
             .field("trust_all_client_certs", &self.trust_all_client_certs)
+            .field("max_rejected_certificates", &self.max_rejected_certificates)
             .finish()
     }
 }
@@ -130,6 +141,7 @@ impl Config {
             anonymous_read: true,
             credentials: None,
             trust_all_client_certs: false,
+            max_rejected_certificates: DEFAULT_MAX_REJECTED,
         }
     }
 
@@ -363,11 +375,17 @@ async fn serve(
             return;
         }
     };
+    // The key is written into folders no one else can read, and stays so.
+    if let Err(e) = pki::protect(&config.pki_dir) {
+        let _ = ready_tx.send(Err(e));
+        return;
+    }
     let host = config.endpoint_host();
     let endpoint_url = format!("opc.tcp://{host}:{}/", local_addr.port());
     let tracker = Arc::new(SessionTracker::default());
-    let builder = builder(&config, &host, local_addr.port(), sign_out_tx)
+    let mut builder = builder(&config, &host, local_addr.port(), sign_out_tx)
         .with_type_tree_getter(tracker.clone());
+    let max_frame = builder.limits_mut().receive_buffer_size;
     let (server, handle) = match builder.build() {
         Ok(pair) => pair,
         Err(e) => {
@@ -375,6 +393,10 @@ async fn serve(
             return;
         }
     };
+    if let Err(e) = pki::protect(&config.pki_dir) {
+        let _ = ready_tx.send(Err(e));
+        return;
+    }
     let (Some(manager), Some(ns)) = (
         handle.node_managers().get_of_type::<KioskNodeManager>(),
         handle.get_namespace_index(NAMESPACE_URI),
@@ -394,13 +416,39 @@ async fn serve(
     };
     tokio::spawn(publisher.run(commands));
 
+    // The stack listens on loopback only; clients reach it through the gate
+    // on the public port (gate.rs).
+    let inner = match tokio::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0)).await {
+        Ok(l) => l,
+        Err(source) => {
+            let _ = ready_tx.send(Err(Error::Bind {
+                addr: "127.0.0.1:0".into(),
+                source,
+            }));
+            return;
+        }
+    };
+    let inner_addr = match inner.local_addr() {
+        Ok(a) => a,
+        Err(source) => {
+            let _ = ready_tx.send(Err(Error::Bind {
+                addr: "127.0.0.1:0".into(),
+                source,
+            }));
+            return;
+        }
+    };
     let info = handle.info().clone();
-    let mut running = tokio::spawn(server.run_with(listener));
+    let mut running = tokio::spawn(server.run_with(inner));
     // Ready once the stack has set up its node managers (our types are then
     // in its type tree) and knows its port: clients may connect right away.
     while info.port.load(std::sync::atomic::Ordering::Relaxed) == 0 && !running.is_finished() {
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
+    // The stack matches endpoint URLs against the port it listens on; the
+    // clients' URLs name the public one.
+    info.port
+        .store(local_addr.port(), std::sync::atomic::Ordering::Relaxed);
     if running.is_finished() {
         let e = match (&mut running).await {
             Ok(Err(e)) => e,
@@ -417,7 +465,30 @@ async fn serve(
         server: handle.clone(),
     }));
     tracing::info!(%local_addr, %endpoint_url, "OPC UA server listening");
-    match running.await {
+    let gate = tokio::spawn(gate::serve(
+        listener,
+        inner_addr,
+        config.allow_security_none,
+        max_frame,
+    ));
+    let pki_dir = config.pki_dir.clone();
+    let keep = config.max_rejected_certificates;
+    let pruner = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(PRUNE_INTERVAL);
+        loop {
+            tick.tick().await;
+            let dir = pki_dir.clone();
+            match tokio::task::spawn_blocking(move || pki::prune_rejected(&dir, keep)).await {
+                Ok(Err(e)) => tracing::warn!(error = %e, "OPC UA: could not cut back rejected/"),
+                Ok(Ok(_)) | Err(_) => {}
+            }
+        }
+    });
+    let stopped = running.await;
+    // No new connections once the stack has stopped.
+    gate.abort();
+    pruner.abort();
+    match stopped {
         Ok(Ok(())) => {}
         Ok(Err(e)) => tracing::error!(error = %e, "OPC UA server stopped"),
         Err(e) => tracing::error!(error = %e, "OPC UA server failed"),
@@ -625,9 +696,14 @@ fn builder(
         .trust_client_certs(config.trust_all_client_certs)
         .discovery_urls(vec![format!("opc.tcp://{host}:{port}/")])
         .subscription_poll_interval_ms(SUBSCRIPTION_TICK_MS)
+        // Session limits, enforced with the gate's (gate.rs).
+        .max_sessions(gate::MAX_SESSIONS)
+        .max_session_timeout_ms(gate::SESSION_TIMEOUT.as_millis() as u64)
+        .hello_timeout(gate::HELLO_TIMEOUT.as_secs() as u32)
         .with_node_manager(our_nodes)
         .with_authenticator(Arc::new(KioskAuth {
             credentials: config.credentials.clone(),
+            guesses: Default::default(),
         }));
     let limits = &mut b.limits_mut().subscriptions;
     limits.min_publishing_interval_ms = MIN_PUBLISHING_INTERVAL_MS;

@@ -38,7 +38,7 @@ SESSION_VARS = ["SignedIn", "PersonnelNumber", "DisplayName", "Role", "AccessLev
 class LineServer:
     """The example process; its stdout lines arrive on a queue."""
 
-    def __init__(self, tmp_path, allow_none=True, args=()):
+    def __init__(self, tmp_path, allow_none=True, args=(), umask=-1):
         assert BINARY.exists(), f"{BINARY} is missing: run `cargo build -p kubevision-opcua --examples` first"
         self.pki = tmp_path / "pki"
         self.process = subprocess.Popen(
@@ -49,6 +49,7 @@ class LineServer:
             stdout=subprocess.PIPE,
             stderr=open(tmp_path / "server.log", "w"),
             text=True,
+            umask=umask,
         )
         self.lines = queue.Queue()
         threading.Thread(target=self._read, daemon=True).start()

@@ -44,8 +44,17 @@ fn measure() -> Vec<Photo> {
                 let matrix = DlibFrame::new(&frame);
                 let hog = hog_box(embedder, &matrix);
                 let cascade = cascade.detect(&frame).unwrap().into_iter().next();
+                // Where the cascade misses, the photo's own place in the
+                // frame (ORL photos are tight crops, centred by
+                // `as_camera_frame`) stands in for its box.
+                let photo_box = FaceBox {
+                    x: (frame.width() - 276) / 2,
+                    y: (frame.height() - 336) / 2 + 30,
+                    width: 276,
+                    height: 276,
+                };
                 let embedding = embedder
-                    .face_box(&matrix, Alignment::Cascade, cascade)
+                    .face_box(&matrix, Alignment::Cascade, cascade.or(Some(photo_box)))
                     .map(|b| {
                         embedder
                             .embed(&matrix, &embedder.landmarks(&matrix, b))

@@ -103,7 +103,7 @@ fn dlib_scores(n: usize, args: &EvaluateArgs) -> anyhow::Result<(Scores, usize)>
             let mut out = Vec::new();
             for ((label, path), result) in photos
                 .iter()
-                .zip(faces::embed_all(&paths, args.alignment.into())?)
+                .zip(faces::embed_all(&paths, args.alignment.try_into()?)?)
             {
                 match result {
                     Ok(e) => out.push((*label, e)),

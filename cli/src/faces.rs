@@ -79,15 +79,21 @@ pub enum AlignmentArg {
     /// The OpenCV cascade's box mapped to dlib's shape (the kiosk's way).
     #[default]
     Cascade,
-    /// dlib's own HOG detector.
+    /// dlib's own HOG detector (only in a build with the `oracles` feature,
+    /// on Linux: dlib itself is built in as the oracle).
     Hog,
 }
 
-impl From<AlignmentArg> for Alignment {
-    fn from(a: AlignmentArg) -> Self {
+impl TryFrom<AlignmentArg> for Alignment {
+    type Error = vision::Error;
+
+    fn try_from(a: AlignmentArg) -> Result<Self, vision::Error> {
         match a {
-            AlignmentArg::Cascade => Alignment::Cascade,
-            AlignmentArg::Hog => Alignment::Hog,
+            AlignmentArg::Cascade => Ok(Alignment::Cascade),
+            #[cfg(all(feature = "oracles", target_os = "linux"))]
+            AlignmentArg::Hog => Ok(Alignment::Hog),
+            #[cfg(not(all(feature = "oracles", target_os = "linux")))]
+            AlignmentArg::Hog => Err(vision::Error::NoHogDetector),
         }
     }
 }
@@ -130,6 +136,7 @@ fn embed(
             .map_err(|e| e.to_string())?
             .first()
             .copied(),
+        #[cfg(all(feature = "oracles", target_os = "linux"))]
         Alignment::Hog => None,
     };
     let face = embedder

@@ -73,10 +73,14 @@ pub enum Error {
         found: String,
         expected: &'static str,
     },
-    #[error("dlib cannot load {path}: {reason}")]
-    DlibModel { path: PathBuf, reason: String },
-    #[error("this build has no dlib recogniser (it was built without the `dlib` feature); choose the lbph recogniser")]
-    DlibUnavailable,
+    #[error("dlib model file {path} cannot be read")]
+    DlibModel {
+        path: PathBuf,
+        #[source]
+        source: crate::embedding::dlib::FormatError,
+    },
+    #[error("this build has no HOG face detector (dlib's, built in only as the oracle with the `oracles` feature on Linux); use --alignment cascade")]
+    NoHogDetector,
     #[error("a template of the {found} recogniser was given where the {expected} recogniser's are used; enrol again, or choose the {found} recogniser")]
     WrongKind {
         expected: crate::recogniser::Kind,

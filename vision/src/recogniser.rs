@@ -70,15 +70,6 @@ impl Kind {
             )),
         }
     }
-
-    /// Whether this build can make templates of this kind (`dlib` needs
-    /// the `dlib` feature, on Unix).
-    pub fn available(self) -> bool {
-        match self {
-            Kind::Lbph => true,
-            Kind::Dlib => cfg!(all(feature = "dlib", unix)),
-        }
-    }
 }
 
 impl fmt::Display for Kind {

@@ -13,7 +13,7 @@
 mod data;
 #[cfg(feature = "oracles")]
 mod detection;
-#[cfg(target_os = "linux")]
+#[cfg(all(feature = "oracles", target_os = "linux"))]
 mod dlib;
 #[cfg(feature = "oracles")]
 mod recognition;
@@ -75,7 +75,7 @@ impl Row {
 
 pub fn run(args: &BenchArgs) -> anyhow::Result<ExitCode> {
     let orl = data::Orl::load(&args.orl)?;
-    #[cfg(target_os = "linux")]
+    #[cfg(all(feature = "oracles", target_os = "linux"))]
     if args.memory_probe {
         return memory_probe(&orl);
     }
@@ -96,9 +96,11 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<ExitCode> {
             rows.extend(detection::run(&orl, args.frames)?);
             (rows, "OpenCV")
         }
-        #[cfg(not(target_os = "linux"))]
-        Kind::Dlib => anyhow::bail!("bench --recogniser dlib runs on Linux (dlib and /proc)"),
-        #[cfg(target_os = "linux")]
+        #[cfg(not(all(feature = "oracles", target_os = "linux")))]
+        Kind::Dlib => anyhow::bail!(
+            "bench --recogniser dlib compares against dlib itself: build with `--features oracles` (Linux)"
+        ),
+        #[cfg(all(feature = "oracles", target_os = "linux"))]
         Kind::Dlib => {
             let size = args.sizes.iter().copied().max().unwrap_or(50_000);
             let (rows, mut budgets) = dlib::run(&orl, args.frames, size)?;
@@ -128,7 +130,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-#[cfg(target_os = "linux")]
+#[cfg(all(feature = "oracles", target_os = "linux"))]
 /// Runs this program again with `--memory-probe`, so that the figure is a
 /// process that did only what the kiosk's recognition does.
 fn memory_of_probe(args: &BenchArgs) -> anyhow::Result<f64> {
@@ -149,7 +151,7 @@ fn memory_of_probe(args: &BenchArgs) -> anyhow::Result<f64> {
 }
 
 /// Loads the models and the cascade, decides a few bursts, prints VmHWM.
-#[cfg(target_os = "linux")]
+#[cfg(all(feature = "oracles", target_os = "linux"))]
 fn memory_probe(orl: &data::Orl) -> anyhow::Result<ExitCode> {
     dlib::run(orl, 20, 200)?;
     let mb = dlib::peak_resident_mb().context("no /proc/self/status")?;

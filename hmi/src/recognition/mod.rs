@@ -165,13 +165,10 @@ fn locate(embedder: &Embedder, frame: &DlibFrame, face: FaceBox) -> Located {
     embedder.landmarks(frame, dlib_box)
 }
 
-/// Whether this kiosk can run dlib (the build has it and both model
-/// files are there and intact), else why not, in words. Reads and hashes
-/// the model files: not for the UI thread.
+/// Whether this kiosk can run dlib (both model files are there and
+/// intact), else why not, in words. Reads and hashes the model files: not
+/// for the UI thread.
 pub fn dlib_models() -> Result<(), String> {
-    if !Kind::Dlib.available() {
-        return Err("this build has no dlib recogniser".into());
-    }
     for file in vision::embedding::models::ModelFile::ALL {
         vision::embedding::models::locate(file).map_err(|e| e.to_string())?;
     }

@@ -11,7 +11,11 @@ use crate::detect::FaceBox;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Alignment {
     /// dlib's HOG detector on the frame (what the landmark model was
-    /// trained with).
+    /// trained with). Only where dlib itself is built in as the oracle
+    /// (feature `dlib-oracle`, Linux): `kubevision evaluate/bench
+    /// --alignment hog` compares against it; the kiosk and the service use
+    /// [`Alignment::Cascade`].
+    #[cfg(all(feature = "dlib-oracle", target_os = "linux"))]
     Hog,
     /// The OpenCV cascade's box, mapped to dlib's box shape by
     /// [`cascade_to_dlib`].

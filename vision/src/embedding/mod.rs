@@ -4,27 +4,25 @@
 //! LBPH is what the prototype used and stays the default. It is weak at
 //! verification at a low false-accept rate; a 128-number embedding from a
 //! network trained on millions of faces is not (see the README's accuracy
-//! table). The price is a model file of 22 MB and about 50 ms a face.
+//! table). The price is a model file of 22 MB and about 15 ms a face.
 //!
 //! - [`models`]: the two model files, where they are looked for, and the
 //!   SHA-256 check before dlib reads them;
 //! - [`landmarks`]: dlib's five points and the head-turn cue read from them
 //!   (used by [`crate::liveness`]);
 //! - [`alignment`]: the face box the landmarks start from;
-//! - `encoder`: detection, landmarks and the embedding with dlib (feature
-//!   `dlib`, on by default; without it `Embedder::load` says the build has
-//!   no dlib, and the rest of the API stays, so callers need no `cfg`);
+//! - [`dlib`]: dlib's model format, landmark model, face chip and ResNet in
+//!   our own code;
+//! - `encoder`: landmarks and the embedding behind one type, [`Embedder`]
+//!   (and dlib's HOG detector where the C++ oracle is built in, feature
+//!   `dlib-oracle`);
 //! - [`photo`]: tight face crops (datasets, enrolment photos) framed the
 //!   way a kiosk camera sees a face;
 //! - [`template`]: an embedding and its 520-byte encoding;
 //! - [`gallery`]: exact nearest-neighbour and top-k search on all cores.
 
 pub mod alignment;
-// The encoder needs dlib; without it the same API says so at load. Only
-// Unix builds link Debian's (or the distribution's) dlib: the crate's
-// Windows build expects prebuilt libraries it does not ship.
-#[cfg_attr(all(feature = "dlib", unix), path = "encoder.rs")]
-#[cfg_attr(not(all(feature = "dlib", unix)), path = "unavailable.rs")]
+pub mod dlib;
 mod encoder;
 pub mod gallery;
 pub mod landmarks;

@@ -108,8 +108,8 @@ pub fn find_in(file: ModelFile, dirs: &[PathBuf]) -> Result<PathBuf, Error> {
 }
 
 /// Checks that `path` is a regular file of bounded size whose SHA-256 is
-/// `file`'s pinned one.
-pub fn verify(file: ModelFile, path: &Path) -> Result<(), Error> {
+/// `file`'s pinned one, and returns its bytes.
+pub fn verify(file: ModelFile, path: &Path) -> Result<Vec<u8>, Error> {
     let bytes = crate::files::read_limited(path, file.size_limit(), "a dlib model file")?;
     let hasher = Sha256::new_with_prefix(&bytes);
     let found: String = hasher
@@ -124,7 +124,7 @@ pub fn verify(file: ModelFile, path: &Path) -> Result<(), Error> {
             expected: file.sha256(),
         });
     }
-    Ok(())
+    Ok(bytes)
 }
 
 /// [`find`] then [`verify`]: the path of a usable copy of `file`.

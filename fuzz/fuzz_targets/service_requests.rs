@@ -138,6 +138,8 @@ static HARNESS: LazyLock<Harness> = LazyLock::new(|| {
             token: None,
             threshold: config.threshold(),
             lockout: config.lockout_policy(),
+            plant_pepper_id: config.plant_pepper_id,
+            reports: Default::default(),
             burst: BurstRule {
                 min_frames: config.burst_min_frames,
                 min_agreement: config.burst_min_agreement,

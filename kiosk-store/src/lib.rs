@@ -215,6 +215,9 @@ pub enum StoreError {
     InvalidText(#[from] kubevision_proto::text::TextError),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// A settings row without the kiosk's key (issue 22, finding 8).
+    #[error("setting {key} was changed without the kiosk's key (by SQL behind the kiosk's back, or by a copy of the database from another kiosk): refused")]
+    SettingNotKeyed { key: String },
     #[error("no store at {0}")]
     Missing(PathBuf),
     #[error("kiosk secrets: {0}")]
@@ -308,9 +311,14 @@ impl Store {
         conn.pragma_update(None, "foreign_keys", true)?;
         conn.pragma_update(None, "secure_delete", true)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        let before: usize =
+            conn.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))? as usize;
         schema::migrations().to_latest(&mut conn)?;
         let secrets = open_secrets(&conn, secrets_dir)?;
         key_the_chain(&mut conn, &secrets)?;
+        if before < schema::SETTINGS_KEYED_VERSION {
+            settings::key_stored(&mut conn, &secrets)?;
+        }
         Ok(Store {
             conn,
             lockout: LockoutPolicy::default(),
@@ -397,13 +405,10 @@ impl Store {
         secret::verify_nothing(s, &self.secrets);
     }
 
+    /// A stored setting's value; [`StoreError::SettingNotKeyed`] for a row
+    /// the kiosk did not write (changed by SQL, without the audit key).
     pub fn setting(&self, key: &str) -> Result<Option<String>, StoreError> {
-        Ok(self
-            .conn
-            .query_row("SELECT value FROM settings WHERE key = ?1", [key], |r| {
-                r.get(0)
-            })
-            .optional()?)
+        settings::read_keyed(&self.conn, &self.secrets, key)
     }
 
     pub fn put_setting(
@@ -415,8 +420,13 @@ impl Store {
     ) -> Result<(), StoreError> {
         let tx = write_transaction(&mut self.conn, &self.secrets)?;
         tx.execute(
-            "INSERT INTO settings (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-            [key, value],
+            "INSERT INTO settings (key, value, mac) VALUES (?1, ?2, ?3)
+             ON CONFLICT(key) DO UPDATE SET value = excluded.value, mac = excluded.mac",
+            rusqlite::params![
+                key,
+                value,
+                settings::mac(&self.secrets, key, value).as_slice()
+            ],
         )?;
         audit::append(
             &tx,

@@ -1,6 +1,6 @@
 //! Operators, their secrets and their face templates.
 
-use kubevision_proto::text::{check_text, TextKind};
+use kubevision_proto::text::{check_distinct, check_text, TextKind};
 use rusqlite::{params, Connection, OptionalExtension, Row, Transaction};
 
 use super::audit::{self, AuditAction, AuditEvent};
@@ -182,6 +182,13 @@ fn insert_operator(
     now: Millis,
 ) -> Result<OperatorId, StoreError> {
     let personnel_no = names.personnel_no.as_str();
+    // No number that could pass for one held already (Unicode TS #39).
+    let held = personnel_numbers(tx)?;
+    check_distinct(
+        "personnel number",
+        personnel_no,
+        held.iter().map(String::as_str),
+    )?;
     let inserted = tx.execute(
         "INSERT INTO operators (name, personnel_no, role, created_at) VALUES (?1, ?2, ?3, ?4)",
         params![names.name, personnel_no, new.role.as_str(), now],
@@ -205,6 +212,13 @@ fn insert_operator(
         .detail(format!("{personnel_no} ({})", new.role.as_str()));
     audit::append(tx, &event, now)?;
     Ok(id)
+}
+
+/// Every operator's personnel number, for [`check_distinct`].
+pub(super) fn personnel_numbers(conn: &Connection) -> Result<Vec<String>, StoreError> {
+    let mut stmt = conn.prepare("SELECT personnel_no FROM operators")?;
+    let rows = stmt.query_map([], |r| r.get(0))?;
+    Ok(rows.collect::<Result<_, _>>()?)
 }
 
 /// Every template with its operator, in a stable order.

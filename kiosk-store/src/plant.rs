@@ -9,7 +9,7 @@
 //! the cluster is out of reach.
 
 use kubevision_proto::profile::{check_profile, ProfileError};
-use kubevision_proto::text::{check_text, TextKind};
+use kubevision_proto::text::{check_distinct, check_text, TextKind};
 use kubevision_proto::v1::credential::Kind;
 use kubevision_proto::v1::operator_profile::Role as ProtoRole;
 use kubevision_proto::v1::{Credential, OperatorProfile};
@@ -414,7 +414,10 @@ impl PlantSync<'_> {
     ///   the kiosk must stay administrable;
     /// - administration is never granted from outside: a synced
     ///   administrator becomes maintenance here;
-    /// - credentials are taken only as affordable Argon2id hashes;
+    /// - credentials are taken only as affordable Argon2id hashes keyed
+    ///   with the plant pepper (this kiosk's, once registered);
+    /// - a new personnel number that could pass for one held here
+    ///   (the same confusable skeleton) is not taken;
     /// - a change is taken only if its personnel number and profile pass the
     ///   rules the service applies ([`kubevision_proto::text`],
     ///   [`kubevision_proto::profile`]): the service never sends others.
@@ -452,6 +455,15 @@ impl PlantSync<'_> {
                 continue;
             }
             let local = local_operator(&tx, personnel_no)?;
+            if local.is_none() && matches!(change, Incoming::Upsert { .. }) {
+                let held = super::operators::personnel_numbers(&tx)?;
+                if let Err(why) =
+                    check_distinct("operator_id", personnel_no, held.iter().map(String::as_str))
+                {
+                    tracing::warn!("not taking {personnel_no:?} from the plant gallery: {why}");
+                    continue;
+                }
+            }
             let event = match change {
                 Incoming::Upsert {
                     templates, profile, ..

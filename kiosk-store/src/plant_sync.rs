@@ -212,12 +212,23 @@ pub async fn sync_sign_ins(
 }
 
 /// Pushes the queued changes in order; a change refused for good is
-/// dropped from the queue with a warning.
+/// dropped from the queue with a warning, one beyond the kiosk's scope
+/// stays queued.
 async fn push_pending(store: &RefCell<Store>, client: &OffloadClient) -> Result<(), SyncError> {
     for pending in with(store, |s| s.pending())? {
         let outgoing = with(store, |s| s.outgoing(&pending.personnel_no))?;
         match push(client, &pending.personnel_no, pending.what, outgoing).await {
             Ok(()) => with(store, |s| s.pushed(pending.id))?,
+            // Beyond this kiosk's scope (a maintenance account, a new PIN
+            // of someone enrolled: those need `admin`, issue 22): kept
+            // queued for when the kiosk is given the scope, and the
+            // changes behind it still go.
+            Err(e) if e.code() == Some(Code::PermissionDenied) => {
+                tracing::warn!(
+                    "the plant gallery refused the change of {} to this kiosk's identity: {e}",
+                    pending.personnel_no
+                );
+            }
             Err(e) if e.should_fall_back() => return Err(e.into()),
             // Refused for good (say, templates of another format): retrying
             // cannot help, and the local operator is unaffected.

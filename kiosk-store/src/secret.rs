@@ -4,15 +4,21 @@
 //! public key id (the PHC `keyid` parameter), so that a copy of the
 //! database gives nothing to guess against without the pepper (2^256
 //! keys), and a hash whose pepper this kiosk lacks is told apart from a
-//! wrong PIN. Hashes from before the pepper (no `keyid`) still verify and
-//! are rehashed at their next successful check.
+//! wrong PIN.
+//!
+//! A hash without a `keyid` (one from before the pepper, or one written
+//! into the database by someone who can write the file) never verifies:
+//! it needs no secret to make, so accepting it would let SQL alone choose
+//! anyone's PIN (issue 22, finding 8). Nor does one dearer than the plant's
+//! rule allows ([`kubevision_proto::credential`], which also decides what
+//! the plant gallery may hand this kiosk).
 
 use argon2::password_hash::{
     rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString,
 };
 use argon2::{Algorithm, Argon2, KeyId, Params, ParamsBuilder, Version};
 
-use super::keys::{hex, Secrets};
+use super::keys::Secrets;
 use super::StoreError;
 
 /// Which secret an operator proves; also the `credentials.kind` column.
@@ -91,21 +97,20 @@ pub(super) enum Verified {
     YesStale,
 }
 
-/// A corrupt PHC string, or one keyed with a pepper this kiosk does not
-/// hold, counts as a mismatch: it must never let anyone in.
+/// A corrupt PHC string, one without a pepper, one dearer than the plant's
+/// rule allows, or one keyed with a pepper this kiosk does not hold, counts
+/// as a mismatch (logged with the reason): it must never let anyone in.
 pub(super) fn verify(secret: &str, phc: &str, secrets: &Secrets) -> Verified {
+    if let Err(why) = kubevision_proto::credential::check_keyed_phc(phc, None) {
+        tracing::warn!("a stored PIN or password hash is refused: {why}");
+        return Verified::No;
+    }
     let Ok(parsed) = PasswordHash::new(phc) else {
         return Verified::No;
     };
     let Ok(params) = Params::try_from(&parsed) else {
         return Verified::No;
     };
-    if params.keyid().is_empty() {
-        return match Argon2::default().verify_password(secret.as_bytes(), &parsed) {
-            Ok(()) => Verified::YesStale,
-            Err(_) => Verified::No,
-        };
-    }
     let Some(pepper) = secrets.pepper_by_id(params.keyid()) else {
         return Verified::No;
     };
@@ -132,22 +137,20 @@ pub(super) fn is_peppered(phc: &str) -> bool {
         .is_some_and(|p| !p.keyid().is_empty())
 }
 
-/// Checks a PHC string that came from elsewhere (the plant-wide gallery):
-/// Argon2id, parameters this kiosk can afford to verify, and no pepper but
-/// this kiosk's (a hash from before the pepper has none).
+/// Checks a PHC string that came from elsewhere (the plant-wide gallery)
+/// by the plant's rule, the offload service's own: Argon2id, a cost this
+/// kiosk can afford to verify, keyed with the plant pepper, which is this
+/// kiosk's pepper once registered.
 pub(super) fn check_phc(phc: &str, secrets: &Secrets) -> Result<(), String> {
-    // The plant's one rule for received hashes (shape, algorithm, bounded
-    // cost), shared with the offload service; then the pepper this kiosk holds.
-    let accepted = kubevision_proto::credential::check_phc(phc).map_err(|e| e.to_string())?;
-    if !accepted.keyid.is_empty() && secrets.pepper_by_id(&accepted.keyid).is_none() {
-        return Err(format!(
-            "keyed with the PIN pepper {}, this kiosk holds {}: give every kiosk of the plant the same {}",
-            hex(&accepted.keyid),
-            hex(&secrets.pepper_id()),
-            super::keys::PEPPER_FILE,
-        ));
+    use kubevision_proto::credential::{check_keyed_phc, PhcError};
+    match check_keyed_phc(phc, Some(&secrets.pepper_id())) {
+        Ok(_) => Ok(()),
+        Err(e @ PhcError::ForeignKey { .. }) => Err(format!(
+            "{e}; give every kiosk of the plant the same {}",
+            super::keys::PLANT_PEPPER_FILE,
+        )),
+        Err(e) => Err(e.to_string()),
     }
-    Ok(())
 }
 
 /// Spends the time of one verification on nothing, so that an unknown
@@ -205,12 +208,14 @@ mod tests {
             .is_err());
     }
 
+    /// Issue 22, finding 8: a hash without a pepper is made without any
+    /// secret, so it never verifies, right PIN or not.
     #[test]
-    fn hashes_from_before_the_pepper_verify_and_ask_for_a_rehash() {
+    fn hashes_without_a_pepper_never_verify() {
         let (_d, s) = secrets();
         let old = hash_unpeppered("4711");
         assert!(!is_peppered(&old));
-        assert_eq!(verify("4711", &old, &s), Verified::YesStale);
+        assert_eq!(verify("4711", &old, &s), Verified::No);
         assert_eq!(verify("4712", &old, &s), Verified::No);
     }
 
@@ -218,7 +223,9 @@ mod tests {
     fn received_hashes_must_be_affordable_argon2id_with_our_pepper() {
         let (_d, s) = secrets();
         assert_eq!(check_phc(&hash("4711", &s).unwrap(), &s), Ok(()));
-        assert_eq!(check_phc(&hash_unpeppered("4711"), &s), Ok(()));
+        assert!(check_phc(&hash_unpeppered("4711"), &s)
+            .unwrap_err()
+            .contains("keyid is missing"));
         let greedy = "$argon2id$v=19$m=4194304,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA";
         assert!(check_phc(greedy, &s).unwrap_err().contains("KiB"));
         let other = "$argon2i$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA";
@@ -226,7 +233,9 @@ mod tests {
         assert!(check_phc("4711", &s).is_err());
         let (_d2, elsewhere) = secrets();
         let foreign = hash("4711", &elsewhere).unwrap();
-        assert!(check_phc(&foreign, &s).unwrap_err().contains("pepper"));
+        let err = check_phc(&foreign, &s).unwrap_err();
+        assert!(err.contains("not the plant pepper's"), "{err}");
+        assert!(err.contains("plant-pepper.key"), "{err}");
     }
 
     #[test]

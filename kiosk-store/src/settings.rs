@@ -1,6 +1,15 @@
 //! Kiosk settings, kept in the store one key per field (JSON values), so
 //! that the audit log names which setting changed. Here, not in the kiosk,
 //! so that `kubevision doctor` checks the configuration the kiosk uses.
+//!
+//! Every row is keyed like the audit log: an HMAC of its key and value
+//! under the audit key, which lives outside the database ([`mac`]). The
+//! settings decide security (the head-turn check, the accept thresholds,
+//! the OPC UA link), so a row changed by SQL without the key (issue 22,
+//! finding 8) is refused on read: [`Settings::load`] keeps that field's
+//! default, which is the secure one, and logs a warning naming the field;
+//! `Store::setting` answers [`StoreError::SettingNotKeyed`]. Every change
+//! through the kiosk is audited (`settings_changed`, naming the field).
 
 mod line;
 mod policy;
@@ -11,7 +20,82 @@ use vision::recogniser::Kind;
 pub use line::{AccessLevels, LineSettings, LineSettingsError, SignOutAccount};
 pub use policy::{AuthPolicy, RolePolicy};
 
+use crate::keys::{hmac, mac_eq, Secrets};
 use crate::{Millis, Store, StoreError};
+
+/// A setting row's key: HMAC-SHA-256 of its key and value under the audit
+/// key (a purpose prefix keeps it apart from the audit chain's MACs).
+pub(crate) fn mac(secrets: &Secrets, key: &str, value: &str) -> [u8; 32] {
+    hmac(
+        secrets.audit_key().bytes(),
+        &[
+            b"kubevision setting: ",
+            key.as_bytes(),
+            &[0],
+            value.as_bytes(),
+        ],
+    )
+}
+
+/// A setting's value, if its row carries the right key.
+pub(crate) fn read_keyed(
+    conn: &rusqlite::Connection,
+    secrets: &Secrets,
+    key: &str,
+) -> Result<Option<String>, StoreError> {
+    use rusqlite::OptionalExtension;
+    let row: Option<(String, Option<Vec<u8>>)> = conn
+        .query_row(
+            "SELECT value, mac FROM settings WHERE key = ?1",
+            [key],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    match row {
+        None => Ok(None),
+        Some((value, Some(stored))) if mac_eq(&stored, &mac(secrets, key, &value)) => {
+            Ok(Some(value))
+        }
+        Some(_) => Err(StoreError::SettingNotKeyed {
+            key: key.to_owned(),
+        }),
+    }
+}
+
+/// Keys the rows stored before settings were keyed, once: by the start
+/// that migrates the store to the keyed schema; audited with their names.
+pub(crate) fn key_stored(
+    conn: &mut rusqlite::Connection,
+    secrets: &Secrets,
+) -> Result<(), StoreError> {
+    let rows: Vec<(String, String)> = {
+        let mut stmt =
+            conn.prepare("SELECT key, value FROM settings WHERE mac IS NULL ORDER BY key")?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        rows.collect::<Result<_, _>>()?
+    };
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let tx = crate::write_transaction(conn, secrets)?;
+    for (key, value) in &rows {
+        tx.execute(
+            "UPDATE settings SET mac = ?1 WHERE key = ?2",
+            rusqlite::params![mac(secrets, key, value).as_slice(), key],
+        )?;
+    }
+    let names: Vec<&str> = rows.iter().map(|(k, _)| k.as_str()).collect();
+    crate::audit::append(
+        &tx,
+        &crate::AuditEvent::new(crate::AuditAction::SettingsChanged).detail(format!(
+            "keyed the settings stored before: {}",
+            names.join(", ")
+        )),
+        crate::now_millis(),
+    )?;
+    tx.commit()?;
+    Ok(())
+}
 
 /// The kiosk's language (its texts are in the kiosk's `i18n`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -208,28 +292,25 @@ impl Settings {
     }
 
     /// Stored values over the defaults; a stored value that no longer
-    /// parses (an older version's, a hand edit) keeps its default.
+    /// parses (an older version's) or that the kiosk did not write (no
+    /// key: see the module) keeps its default, with a warning.
     pub fn load(store: &Store) -> Result<Settings, SettingsError> {
         Settings::from_stored(|key| store.setting(key))
     }
 
     /// As [`load`](Self::load), from a store file opened read-only and
-    /// left as it is (no migration): for `kubevision doctor`, which checks
-    /// the configuration the kiosk uses.
+    /// left as it is (no migration), its rows checked with the secrets
+    /// folder beside it: for `kubevision doctor`, which checks the
+    /// configuration the kiosk uses.
     pub fn read_only(db: &std::path::Path) -> Result<Settings, SettingsError> {
         let conn = rusqlite::Connection::open_with_flags(
             db,
             rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
         .map_err(StoreError::from)?;
-        Settings::from_stored(|key| {
-            use rusqlite::OptionalExtension;
-            Ok(conn
-                .query_row("SELECT value FROM settings WHERE key = ?1", [key], |r| {
-                    r.get(0)
-                })
-                .optional()?)
-        })
+        let dir = db.parent().unwrap_or(std::path::Path::new("."));
+        let secrets = Secrets::load(&Secrets::default_dir(dir))?;
+        Settings::from_stored(|key| read_keyed(&conn, &secrets, key))
     }
 
     fn from_stored(
@@ -238,8 +319,16 @@ impl Settings {
         let defaults = fields(&Settings::default())?;
         let mut map = defaults.clone();
         for key in defaults.keys() {
-            let Some(text) = stored(key)? else {
-                continue;
+            let text = match stored(key) {
+                Ok(Some(text)) => text,
+                Ok(None) => continue,
+                // The default is the secure value: the head-turn check on,
+                // the calibrated thresholds, the OPC UA link as shipped.
+                Err(refused @ StoreError::SettingNotKeyed { .. }) => {
+                    tracing::warn!("{refused}; using its default");
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
             };
             let mut candidate = map.clone();
             let usable = serde_json::from_str(&text).ok().and_then(|v| {
@@ -370,5 +459,101 @@ mod tests {
             },
             "good fields survive bad ones"
         );
+    }
+
+    /// Issue 22, finding 8: the settings were plain rows; switching the
+    /// head-turn check off or loosening a threshold took one UPDATE.
+    #[test]
+    fn a_setting_changed_by_sql_is_refused_and_its_secure_default_used() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open_in_dir(dir.path()).unwrap();
+        let mine = Settings {
+            enroll_frames: 20,
+            threshold: 60.0,
+            ..Settings::default()
+        };
+        mine.save(&mut store, Some("A-1"), 1).unwrap();
+        assert_eq!(Settings::load(&store).unwrap(), mine);
+        drop(store);
+        // Edit the SQLite file directly, as someone with write access
+        // to it but without the secrets folder would.
+        let conn = rusqlite::Connection::open(dir.path().join(crate::DB_FILE)).unwrap();
+        conn.execute(
+            "UPDATE settings SET value = 'false' WHERE key = 'head_turn_challenge'",
+            [],
+        )
+        .unwrap();
+        conn.execute(
+            "UPDATE settings SET value = '1000.0', mac = NULL WHERE key = 'threshold'",
+            [],
+        )
+        .unwrap();
+        conn.execute(
+            "UPDATE settings SET value = '9.0', mac = zeroblob(32) WHERE key = 'dlib_threshold'",
+            [],
+        )
+        .unwrap();
+        drop(conn);
+        let store = Store::open_in_dir(dir.path()).unwrap();
+        let err = store.setting("head_turn_challenge").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "setting head_turn_challenge was changed without the kiosk's key (by SQL behind the kiosk's back, or by a copy of the database from another kiosk): refused"
+        );
+        assert!(store.setting("threshold").is_err());
+        assert!(store.setting("dlib_threshold").is_err());
+        let loaded = Settings::load(&store).unwrap();
+        assert!(loaded.head_turn_challenge, "the secure default");
+        assert_eq!(loaded.threshold, Settings::default().threshold);
+        assert_eq!(loaded.dlib_threshold, Settings::default().dlib_threshold);
+        assert_eq!(loaded.enroll_frames, 20, "the untouched rows still count");
+        // `kubevision doctor` reads the same.
+        let doctor = Settings::read_only(&dir.path().join(crate::DB_FILE)).unwrap();
+        assert_eq!(doctor, loaded);
+    }
+
+    /// Rows stored before the settings were keyed are keyed by the start
+    /// that migrates the store, and that is audited.
+    #[test]
+    fn settings_from_before_the_key_are_keyed_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open_in_dir(dir.path()).unwrap();
+        store.put_setting("enroll_frames", "30", None, 1).unwrap();
+        drop(store);
+        let conn = rusqlite::Connection::open(dir.path().join(crate::DB_FILE)).unwrap();
+        // The schema as it was before: no key column.
+        conn.execute_batch("ALTER TABLE settings DROP COLUMN mac")
+            .unwrap();
+        conn.pragma_update(None, "user_version", 5).unwrap();
+        drop(conn);
+        let store = Store::open_in_dir(dir.path()).unwrap();
+        assert_eq!(
+            store.setting("enroll_frames").unwrap().as_deref(),
+            Some("30")
+        );
+        let keyed = store
+            .audit(&AuditFilter {
+                action: Some(AuditAction::SettingsChanged),
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(
+            keyed[0].detail,
+            "keyed the settings stored before: enroll_frames"
+        );
+        assert!(matches!(
+            store.verify_chain().unwrap(),
+            crate::ChainStatus::Intact { .. }
+        ));
+        // A later start does not key anything again.
+        drop(store);
+        let store = Store::open_in_dir(dir.path()).unwrap();
+        let again = store
+            .audit(&AuditFilter {
+                action: Some(AuditAction::SettingsChanged),
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(again.len(), keyed.len());
     }
 }

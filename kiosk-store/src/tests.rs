@@ -769,11 +769,11 @@ fn incoming_changes_follow_the_rules_and_are_audited() {
         .set_secret(a.id, SecretKind::Pin, "1111", None, T0)
         .unwrap(); // A-1 queued again
 
-    let phc = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA";
+    let phc = secret::hash("9753", store.secrets()).unwrap();
     let profile = |name: &str, role| Profile {
         name: name.into(),
         role,
-        credentials: vec![(SecretKind::Pin, phc.to_owned())],
+        credentials: vec![(SecretKind::Pin, phc.clone())],
     };
     let upsert = |no: &str, templates: Vec<Vec<u8>>, p: Option<Profile>| Incoming::Upsert {
         personnel_no: no.into(),
@@ -1282,52 +1282,100 @@ fn a_switch_over_that_did_not_commit_is_done_again() {
     assert_eq!(reopen_and_verify(&dir), ChainStatus::Intact { rows: 4 });
 }
 
+/// Issue 22, finding 8: an unkeyed PIN hash inserted by SQL signed in,
+/// without the secrets folder. Now a hash without a pepper never verifies
+/// (a store from before the pepper included: such operators are given a
+/// new PIN by an administrator), and one dearer than the plant's rule is
+/// not even tried.
 #[test]
-fn pins_from_before_the_pepper_still_sign_in_and_are_rehashed() {
-    let dir = tempfile::tempdir().unwrap();
-    legacy_store(&data(&dir));
-    let mut store = Store::open_in_dir(&data(&dir)).unwrap();
-    let id = OperatorId(1);
-    let phc = |dir: &TempDir| -> String {
-        raw(dir)
-            .query_row(
-                "SELECT phc FROM credentials WHERE operator_id = 1",
-                [],
-                |r| r.get(0),
+fn an_unkeyed_pin_hash_inserted_by_sql_does_not_sign_in() {
+    let (dir, mut store) = fresh();
+    let a = store.create_operator(&admin(), None, T0).unwrap();
+    let id = a.id;
+    let set_phc = |phc: &str| {
+        raw(&dir)
+            .execute(
+                "UPDATE credentials SET phc = ?1 WHERE operator_id = ?2 AND kind = 'pin'",
+                rusqlite::params![phc, id.0],
             )
             .unwrap()
     };
-    let before = phc(&dir);
-    assert!(!secret::is_peppered(&before));
-    assert!(matches!(
-        store.check_secret(id, SecretKind::Pin, "2468", T0).unwrap(),
-        SecretCheck::Rejected { .. }
-    ));
-    assert_eq!(phc(&dir), before, "a wrong PIN changes nothing");
+    // The attacker's own PIN, hashed without any secret, written by SQL.
+    let unkeyed = secret::hash_unpeppered("1357");
+    assert_eq!(set_phc(&unkeyed), 1);
+    assert_eq!(
+        store.check_secret(id, SecretKind::Pin, "1357", T0).unwrap(),
+        SecretCheck::Rejected { locked_until: None }
+    );
+    // The right PIN is not enough against a hash over the cost cap either
+    // (m=256 MiB, t=16 would stall the kiosk for seconds), keyed or not.
+    let keyed = secret::hash("1357", store.secrets()).unwrap();
+    let dear = keyed.replace("m=19456,t=2,p=1", "m=262144,t=16,p=8");
+    set_phc(&dear);
+    assert_eq!(
+        store.check_secret(id, SecretKind::Pin, "1357", T0).unwrap(),
+        SecretCheck::Rejected { locked_until: None }
+    );
+    // The kiosk's own keyed hash still signs in.
+    set_phc(&keyed);
     assert_eq!(
         store.check_secret(id, SecretKind::Pin, "1357", T0).unwrap(),
         SecretCheck::Accepted
     );
-    let after = phc(&dir);
-    assert!(secret::is_peppered(&after), "{after}");
-    assert_eq!(
-        secret::verify("1357", &after, store.secrets()),
-        secret::Verified::Yes
-    );
-    let last = &store.audit(&AuditFilter::default()).unwrap()[0];
-    assert_eq!(
-        (last.action.as_str(), last.detail.as_str()),
-        ("secret_changed", "pin of O-1: rehashed with the PIN pepper")
-    );
-    assert_eq!(
-        store.check_secret(id, SecretKind::Pin, "1357", T0).unwrap(),
-        SecretCheck::Accepted,
-        "the same PIN signs in against the new hash"
-    );
-    assert_eq!(
-        store.verify_chain().unwrap(),
-        ChainStatus::Intact { rows: 5 }
-    );
+}
+
+/// Issue 22, finding 3 at the kiosk: the plant sync delivered hashes
+/// without a key id (set by any `enrol` identity), and the kiosk used them.
+#[test]
+fn the_sync_refuses_hashes_without_the_plant_pepper() {
+    let (dir, store) = fresh();
+    let mut sync_db = sync_store(&dir);
+    let mut sync = sync_db.plant_sync();
+    let change = |phc: String| Incoming::Upsert {
+        personnel_no: "M-7".into(),
+        templates: vec![real_template(7)],
+        profile: Some(Profile {
+            name: "Max".into(),
+            role: Role::Maintenance,
+            credentials: vec![(SecretKind::Pin, phc)],
+        }),
+    };
+    let unkeyed = secret::hash_unpeppered("8642");
+    assert_eq!(sync.apply("g", 1, &[change(unkeyed)], T0).unwrap(), 0);
+    assert!(store.operator_by_personnel_no("M-7").unwrap().is_none());
+    let dear = secret::hash("8642", store.secrets())
+        .unwrap()
+        .replace("m=19456,t=2,p=1", "m=65536,t=6,p=1");
+    assert_eq!(sync.apply("g", 2, &[change(dear)], T0).unwrap(), 0);
+    let ours = secret::hash("8642", store.secrets()).unwrap();
+    assert_eq!(sync.apply("g", 3, &[change(ours)], T0).unwrap(), 1);
+}
+
+/// Issue 22, finding 12: a Cyrillic `Р-1042` was accepted beside a Latin
+/// `P-1042`, at the kiosk and from the plant.
+#[test]
+fn a_personnel_number_that_looks_like_a_held_one_is_refused() {
+    let (dir, mut store) = fresh();
+    store.create_operator(&worker("P-1042"), None, T0).unwrap();
+    let cyrillic = "\u{0420}-1042";
+    match store.create_operator(&worker(cyrillic), None, T0) {
+        Err(StoreError::InvalidText(e)) => assert_eq!(
+            e.to_string(),
+            "personnel number \"\u{0420}-1042\" could pass for the existing \"P-1042\" (the same confusable skeleton, Unicode TS #39); choose another"
+        ),
+        other => panic!("{other:?}"),
+    }
+    let mut sync_db = sync_store(&dir);
+    let mut sync = sync_db.plant_sync();
+    let change = |no: &str| Incoming::Upsert {
+        personnel_no: no.into(),
+        templates: vec![real_template(7)],
+        profile: None,
+    };
+    assert_eq!(sync.apply("g", 1, &[change(cyrillic)], T0).unwrap(), 0);
+    assert!(store.operator_by_personnel_no(cyrillic).unwrap().is_none());
+    assert_eq!(sync.apply("g", 2, &[change("P-1043")], T0).unwrap(), 1);
+    assert_eq!(store.operator_count().unwrap(), 2);
 }
 
 #[test]
@@ -1489,8 +1537,10 @@ fn the_sync_takes_only_what_the_plant_rules_allow() {
     let (dir, store) = fresh();
     let mut sync_db = sync_store(&dir);
     let mut sync = sync_db.plant_sync();
-    let phc = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA";
-    let pin = (SecretKind::Pin, phc.to_owned());
+    let pin = (
+        SecretKind::Pin,
+        secret::hash("9753", store.secrets()).unwrap(),
+    );
     let upsert = |no: &str, name: &str, credentials: Vec<(SecretKind, String)>| Incoming::Upsert {
         personnel_no: no.into(),
         templates: vec![real_template(5)],

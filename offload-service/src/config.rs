@@ -253,6 +253,18 @@ pub struct Config {
     /// The longest plant-wide delay, in seconds.
     #[arg(long, env = "KUBEVISION_LOCKOUT_MAX_SECS", default_value_t = 900)]
     pub lockout_max_secs: u32,
+
+    /// The plant PIN pepper's public key id (16 hex digits, as `kubevision
+    /// cluster register-kiosk` prints it): every PIN or password hash in a
+    /// profile must be keyed with it. Without it, hashes must still carry a
+    /// key id (none is refused), but whose is not checked.
+    #[arg(long, env = "KUBEVISION_PLANT_PEPPER_ID", value_parser = parse_pepper_id)]
+    pub plant_pepper_id: Option<[u8; kubevision_proto::credential::KEYID_BYTES]>,
+}
+
+fn parse_pepper_id(text: &str) -> Result<[u8; kubevision_proto::credential::KEYID_BYTES], String> {
+    kubevision_proto::credential::parse_keyid(text)
+        .ok_or_else(|| format!("{text:?} is not a key id: 16 hex digits are expected"))
 }
 
 /// Why a service without credentials does not start.

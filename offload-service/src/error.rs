@@ -23,6 +23,16 @@ pub enum ServiceError {
         method: String,
         scope: &'static str,
     },
+    /// Within the method's scope, but beyond what the scope may change
+    /// (`enrol` on an administrator, say): `what` says what was asked.
+    #[error("identity {identity:?} may not {what}: that needs the \"admin\" scope")]
+    BeyondScope { identity: String, what: String },
+    #[error("identity {identity:?} sent more than {limit} sign-in reports in {window_secs} s, more than a kiosk's sign-ins can make; retry later")]
+    TooManyReports {
+        identity: String,
+        limit: usize,
+        window_secs: u64,
+    },
     #[error("this replica is still loading the gallery from its store; try another replica or retry shortly")]
     NotReady,
     #[error("{0}")]
@@ -57,7 +67,8 @@ impl ServiceError {
         match self {
             E::Unauthenticated => Code::Unauthenticated,
             E::UnknownCaller(_) => Code::Unauthenticated,
-            E::PermissionDenied { .. } => Code::PermissionDenied,
+            E::PermissionDenied { .. } | E::BeyondScope { .. } => Code::PermissionDenied,
+            E::TooManyReports { .. } => Code::ResourceExhausted,
             E::InvalidArgument(_) | E::NoUsableFace { .. } => Code::InvalidArgument,
             E::UnknownOperator(_) => Code::NotFound,
             E::ClientAhead { .. } | E::Wolf(_) => Code::FailedPrecondition,

@@ -367,6 +367,11 @@ impl OperatorGallery {
         self.ids().by_operator.get(operator_id).copied()
     }
 
+    /// Every enrolled operator's id, in no order.
+    pub fn operator_ids(&self) -> Vec<Arc<str>> {
+        self.ids().by_operator.keys().cloned().collect()
+    }
+
     /// The operator behind a backend label (None if removed meanwhile).
     pub fn operator_of(&self, label: i32) -> Option<Arc<str>> {
         self.ids().by_label.get(&label).cloned()

@@ -26,7 +26,7 @@ use crate::gallery::{GalleryError, OperatorGallery};
 use crate::identity::Identities;
 use crate::metrics::{self, Metrics};
 use crate::recogniser::Recogniser;
-use crate::service::{Core, GalleryApi, RecognitionApi, SignInApi};
+use crate::service::{Core, GalleryApi, RecognitionApi, ReportBound, SignInApi};
 use crate::store::{
     GalleryStore, PostgresSettings, PostgresStore, SqliteStore, StoreError, StoreLocation,
 };
@@ -131,6 +131,9 @@ impl Server {
         if let Some(problem) = faces.detector_problem() {
             tracing::warn!(%problem, "no face detector: camera images will be refused, face crops still work");
         }
+        if config.plant_pepper_id.is_none() {
+            tracing::warn!("no --plant-pepper-id: PIN and password hashes must carry a key id, but one of another pepper than the plant's is not refused; set it to the id `kubevision cluster register-kiosk` prints");
+        }
         let workers = config.max_concurrency();
         let threshold = config.threshold();
         let core = Arc::new(Core {
@@ -149,6 +152,8 @@ impl Server {
             token: config.token.clone(),
             threshold,
             lockout: config.lockout_policy(),
+            plant_pepper_id: config.plant_pepper_id,
+            reports: ReportBound::default(),
             burst: BurstRule {
                 min_frames: config.burst_min_frames,
                 min_agreement: config.burst_min_agreement,

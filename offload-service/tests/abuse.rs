@@ -650,7 +650,8 @@ async fn confusable_ids_and_absurd_hashes_are_refused_over_rpc() {
             "{phc}: {status:?}"
         );
     }
-    let good = format!("$argon2id$v=19$m=19456,t=2,p=1{salt_hash}");
+    // Keyed with a pepper: a hash without a key id is refused too (issue 22).
+    let good = format!("$argon2id$v=19$m=19456,t=2,p=1,keyid=AQIDBAUGBwg{salt_hash}");
     gallery
         .enroll(enroll_as("orl-02", Some(profile(&good))))
         .await

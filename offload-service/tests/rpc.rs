@@ -377,7 +377,8 @@ async fn kiosks_enroll_from_templates_with_a_profile_that_sync_hands_on() {
             .to_bytes()
             .into()
     };
-    let phc = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA";
+    // Keyed with a pepper, as kiosks make them (issue 22).
+    let phc = "$argon2id$v=19$m=19456,t=2,p=1,keyid=AQIDBAUGBwg$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA";
     let profile = OperatorProfile {
         display_name: "Ada Weber".into(),
         role: Role::Maintenance as i32,

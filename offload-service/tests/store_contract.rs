@@ -181,14 +181,66 @@ fn sign_in_failures_are_counted_until_a_success(store: &dyn GalleryStore) {
         version,
         "counting sign-ins is not a gallery change"
     );
+    // A success reported during the lock does not lift it (issue 22,
+    // finding 5: one forged report cleared a plant-wide lock).
     let ok = store
         .record_sign_in("A", SignIn::Succeeded, &PLANT)
         .unwrap();
+    assert_eq!(ok.failures, 5);
+    assert!(ok.locked_for_ms > 3 * 60_000, "{ok:?}");
+    assert_eq!(store.lockouts().unwrap().len(), 1);
+    // B is not locked: a success clears B's count.
+    let ok = store
+        .record_sign_in("B", SignIn::Succeeded, &PLANT)
+        .unwrap();
     assert_eq!((ok.failures, ok.locked_for_ms), (0, 0));
-    assert!(store.lockouts().unwrap().is_empty());
     let err = store
         .record_sign_in("nobody", SignIn::Failed, &PLANT)
         .unwrap_err();
+    assert!(matches!(err, StoreError::UnknownOperator(_)), "{err}");
+}
+
+/// Issue 22, finding 5: a SUCCEEDED report cleared a lock at once; now it
+/// clears the count only once the lock has run out.
+fn a_success_clears_the_count_only_after_the_lock(store: &dyn GalleryStore) {
+    let brief = LockoutPolicy {
+        free_attempts: 0,
+        base_delay_ms: 400,
+        max_delay_ms: 400,
+    };
+    store.enroll("test", "A", &[vec![1]], None).unwrap();
+    let failed = store.record_sign_in("A", SignIn::Failed, &brief).unwrap();
+    assert_eq!(failed.failures, 1);
+    assert!(failed.locked_for_ms > 0, "{failed:?}");
+    let early = store
+        .record_sign_in("A", SignIn::Succeeded, &brief)
+        .unwrap();
+    assert_eq!(early.failures, 1, "the lock stands: {early:?}");
+    assert!(early.locked_for_ms > 0, "{early:?}");
+    assert_eq!(store.lockouts().unwrap().len(), 1);
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let later = store
+        .record_sign_in("A", SignIn::Succeeded, &brief)
+        .unwrap();
+    assert_eq!((later.failures, later.locked_for_ms), (0, 0));
+    let next = store.record_sign_in("A", SignIn::Failed, &brief).unwrap();
+    assert_eq!(next.failures, 1, "counted afresh after the success");
+}
+
+/// The stored profile, for the service's scope rule: as enrolled, as
+/// replaced, none, or NOT_FOUND.
+fn profiles_are_read_back(store: &dyn GalleryStore) {
+    store
+        .enroll("test", "A", &[vec![1]], Some(b"first"))
+        .unwrap();
+    store.enroll("test", "B", &[vec![2]], None).unwrap();
+    assert_eq!(store.profile("A").unwrap().as_deref(), Some(&b"first"[..]));
+    assert_eq!(store.profile("B").unwrap(), None);
+    store
+        .update("test", "A", &[], UpdateMode::Append, Some(b"second"))
+        .unwrap();
+    assert_eq!(store.profile("A").unwrap().as_deref(), Some(&b"second"[..]));
+    let err = store.profile("nobody").unwrap_err();
     assert!(matches!(err, StoreError::UnknownOperator(_)), "{err}");
 }
 
@@ -231,6 +283,8 @@ contract!(
     sync_reports_upserts_and_tombstones,
     every_change_is_logged_with_its_time,
     sign_in_failures_are_counted_until_a_success,
+    a_success_clears_the_count_only_after_the_lock,
+    profiles_are_read_back,
     a_removed_operator_takes_their_count_along
 );
 

@@ -54,6 +54,14 @@ pub enum TextError {
         c: char,
         plain: String,
     },
+    /// Ids only: the id's confusable skeleton (Unicode TS #39) is that of
+    /// another id already held ([`check_distinct`]).
+    #[error("{field} {id:?} could pass for the existing {existing:?} (the same confusable skeleton, Unicode TS #39); choose another")]
+    LooksLike {
+        field: String,
+        id: String,
+        existing: String,
+    },
     /// Ids only: letters of more than one script (full Unicode names).
     #[error("{field} mixes the scripts {}, so it could pass for another id; use one script", .scripts.join(", "))]
     MixedScripts {
@@ -76,6 +84,7 @@ impl TextError {
             | E::DoubleSpace { field }
             | E::Invisible { field, .. }
             | E::Compatibility { field, .. }
+            | E::LooksLike { field, .. }
             | E::MixedScripts { field, .. } => field,
         }
     }
@@ -206,6 +215,36 @@ fn code_point(c: char) -> String {
     format!("U+{:04X}", c as u32)
 }
 
+/// An id's confusable skeleton (Unicode TS #39, `skeleton(X)`): two ids
+/// with the same skeleton look alike (Cyrillic `Р-1042` and Latin
+/// `P-1042`, `l` and `1`).
+pub fn skeleton(id: &str) -> String {
+    unicode_security::skeleton(id).collect()
+}
+
+/// The second half of the rule for ids, for whoever holds the other ids
+/// (the service's gallery, the kiosk's store): `id` (as [`check_text`]
+/// returned it) is refused when its [`skeleton`] equals that of an id in
+/// `existing` other than itself.
+pub fn check_distinct<'a>(
+    field: &str,
+    id: &str,
+    existing: impl IntoIterator<Item = &'a str>,
+) -> Result<(), TextError> {
+    let mine = skeleton(id);
+    match existing
+        .into_iter()
+        .find(|other| *other != id && skeleton(other) == mine)
+    {
+        Some(other) => Err(TextError::LooksLike {
+            field: field.to_owned(),
+            id: id.to_owned(),
+            existing: other.to_owned(),
+        }),
+        None => Ok(()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -319,5 +358,27 @@ mod tests {
         assert!(check_text("name", " Ada", TextKind::Name).is_err());
         // Names are not held to one script.
         assert!(check_text("name", "Ada (Ада)", TextKind::Name).is_ok());
+    }
+
+    /// Finding 12 of issue 22: a Cyrillic `Р-1042` was accepted beside a
+    /// Latin `P-1042` (each is of one script, so the mixed-script rule
+    /// lets both through).
+    #[test]
+    fn an_id_that_looks_like_a_held_one_is_refused() {
+        let cyrillic = check_operator_id("\u{0420}-1042").unwrap();
+        let held = ["P-1042", "A-7"];
+        let err = check_distinct("operator_id", &cyrillic, held).unwrap_err();
+        assert_eq!(err.field(), "operator_id");
+        assert_eq!(
+            err.to_string(),
+            "operator_id \"\u{0420}-1042\" could pass for the existing \"P-1042\" (the same confusable skeleton, Unicode TS #39); choose another"
+        );
+        // Digits and letters that look alike, too.
+        assert!(check_distinct("operator_id", "P-l042", held).is_err());
+        // The id itself, and ids that merely differ, are not in the way.
+        assert!(check_distinct("operator_id", "P-1042", held).is_ok());
+        assert!(check_distinct("operator_id", "P-1043", held).is_ok());
+        assert!(check_distinct("operator_id", "p-1042", held).is_ok());
+        assert_eq!(skeleton("\u{0420}-1042"), skeleton("P-1042"));
     }
 }

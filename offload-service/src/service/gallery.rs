@@ -2,11 +2,13 @@
 
 use std::sync::Arc;
 
+use kubevision_proto::text::check_distinct;
 use kubevision_proto::v1::gallery_service_server::GalleryService;
 use kubevision_proto::v1::update_operator_request::Mode;
 use kubevision_proto::v1::{
     sync_event, EnrollRequest, Frame, GalleryChange, GalleryStatus, GetGalleryStatusRequest,
-    OperatorRemoval, OperatorUpsert, QuarantinedOperator, RemoveOperatorRequest, SyncComplete,
+    OperatorProfile, OperatorRemoval, OperatorUpsert, QuarantinedOperator, RemoveOperatorRequest,
+    SyncComplete,
     SyncEvent, SyncGalleryRequest, SyncHeader, UpdateOperatorRequest,
 };
 use prost::bytes::Bytes;
@@ -14,12 +16,36 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
+use super::enrol_scope::{self, Change};
 use super::{check_operator_id, invalid, profile, Core, Sighting, MAX_FRAMES, MAX_TEMPLATES};
 use crate::admission::{Bounded, Ticket};
 use crate::error::ServiceError;
 use crate::gallery::{GalleryError, OperatorGallery};
 use crate::recogniser::AnyTemplate;
 use crate::store::{ChangeKind, Committed, UpdateMode};
+
+/// The operator's stored profile, for [`enrol_scope`]: read only for a
+/// caller without `admin` (`Ok(None)` otherwise, unused); `Err(())` for a
+/// profile that cannot be decoded. An operator not enrolled is NOT_FOUND.
+async fn stored_profile(
+    core: &Arc<Core>,
+    ticket: &Ticket,
+    caller: Option<&crate::identity::Caller>,
+    operator_id: &str,
+) -> Result<Result<Option<OperatorProfile>, ()>, ServiceError> {
+    if caller.is_some_and(|c| c.may(crate::identity::Scope::Admin)) {
+        return Ok(Ok(None));
+    }
+    let (core, id) = (core.clone(), operator_id.to_owned());
+    let bytes = ticket
+        .run(move || core.gallery.store().profile(&id))
+        .await?
+        .map_err(GalleryError::from)?;
+    Ok(match bytes {
+        None => Ok(None),
+        Some(bytes) => profile::decode(&bytes).map(Some).ok_or(()),
+    })
+}
 
 /// Sync events buffered ahead of a slow client.
 const SYNC_BUFFER: usize = 4;
@@ -40,7 +66,24 @@ impl GalleryService for GalleryApi {
                 request,
                 |core, ticket, mut req: EnrollRequest| async move {
                     req.operator_id = check_operator_id(&req.operator_id)?;
-                    let profile = req.profile.as_ref().map(profile::encode).transpose()?;
+                    enrol_scope::check(
+                        crate::identity::current().as_ref(),
+                        &req.operator_id,
+                        Change::Enrol {
+                            profile: req.profile.as_ref(),
+                        },
+                    )?;
+                    // No id that could pass for one enrolled already.
+                    check_distinct(
+                        "operator_id",
+                        &req.operator_id,
+                        core.gallery.operator_ids().iter().map(|id| &**id),
+                    )?;
+                    let profile = req
+                        .profile
+                        .as_ref()
+                        .map(|p| profile::encode(p, core.pepper_id()))
+                        .transpose()?;
                     let templates = enrollment_templates(
                         &core,
                         &ticket,
@@ -77,7 +120,24 @@ impl GalleryService for GalleryApi {
                     if core.gallery.label_of(&req.operator_id).is_none() {
                         return Err(ServiceError::UnknownOperator(req.operator_id));
                     }
-                    let profile = req.profile.as_ref().map(profile::encode).transpose()?;
+                    let caller = crate::identity::current();
+                    let stored =
+                        stored_profile(&core, &ticket, caller.as_ref(), &req.operator_id).await?;
+                    enrol_scope::check(
+                        caller.as_ref(),
+                        &req.operator_id,
+                        Change::Update {
+                            mode,
+                            appends: !(req.frames.is_empty() && req.templates.is_empty()),
+                            profile: req.profile.as_ref(),
+                            stored: stored.as_ref().map(Option::as_ref).map_err(|_| ()),
+                        },
+                    )?;
+                    let profile = req
+                        .profile
+                        .as_ref()
+                        .map(|p| profile::encode(p, core.pepper_id()))
+                        .transpose()?;
                     let templates = enrollment_templates(
                         &core,
                         &ticket,
@@ -113,6 +173,16 @@ impl GalleryService for GalleryApi {
                 request,
                 |core, ticket, mut req: RemoveOperatorRequest| async move {
                     req.operator_id = check_operator_id(&req.operator_id)?;
+                    let caller = crate::identity::current();
+                    let stored =
+                        stored_profile(&core, &ticket, caller.as_ref(), &req.operator_id).await?;
+                    enrol_scope::check(
+                        caller.as_ref(),
+                        &req.operator_id,
+                        Change::Remove {
+                            stored: stored.as_ref().map(Option::as_ref).map_err(|_| ()),
+                        },
+                    )?;
                     commit(&ticket, core, req.operator_id, |gallery, actor, id| {
                         gallery.remove(actor, id)
                     })

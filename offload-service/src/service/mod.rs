@@ -1,6 +1,7 @@
 //! The RPC layer: request checks, admission, metrics and the mapping between
 //! protobuf messages and the gallery, frames and matcher underneath.
 
+mod enrol_scope;
 mod gallery;
 mod profile;
 mod recognition;
@@ -21,7 +22,7 @@ use vision::{FACE_HEIGHT, FACE_WIDTH};
 
 pub use gallery::GalleryApi;
 pub use recognition::RecognitionApi;
-pub use sign_in::SignInApi;
+pub use sign_in::{ReportBound, SignInApi};
 
 use crate::admission::{Admission, Bounded, Cancel, Ticket};
 use crate::auth::HeldBytes;
@@ -58,7 +59,7 @@ pub mod fuzzing {
 
     /// A profile checked and encoded for the store, as Enroll does.
     pub fn encode_profile(profile: &OperatorProfile) -> Result<Vec<u8>, ServiceError> {
-        super::profile::encode(profile)
+        super::profile::encode(profile, None)
     }
 
     /// A stored profile read back, as SyncGallery does.
@@ -73,8 +74,12 @@ pub const MAX_FRAMES: usize = 32;
 /// a template of each recogniser a frame, in one atomic change (an LBPH
 /// template is 16 KiB, a dlib one 520 bytes: well inside the message size).
 pub const MAX_TEMPLATES: usize = 128;
-/// Candidates one frame may report.
+/// Candidates one frame may report to a caller with the `admin` scope.
 pub const MAX_CANDIDATES: u32 = 100;
+/// Candidates one frame may report to any other caller: the burst rule
+/// decides on each frame's nearest operator, which is all a sign-in needs;
+/// more would list the personnel numbers near any face (issue 22, finding 5).
+pub const MAX_CANDIDATES_TO_KIOSKS: u32 = 1;
 /// Longest operator id or display name, in bytes.
 pub use kubevision_proto::text::MAX_TEXT_BYTES;
 
@@ -94,6 +99,11 @@ pub struct Core {
     pub burst: BurstRule,
     /// `--lockout-*`: the plant-wide lockout rule (see [`sign_in`]).
     pub lockout: LockoutPolicy,
+    /// `--plant-pepper-id`: the key id every received hash must carry
+    /// ([`kubevision_proto::credential::check_keyed_phc`]).
+    pub plant_pepper_id: Option<[u8; kubevision_proto::credential::KEYID_BYTES]>,
+    /// Sign-in reports counted per reporting identity (see [`sign_in`]).
+    pub reports: ReportBound,
 }
 
 /// A frame turned into a probe (a template of the gallery's recogniser),
@@ -284,6 +294,11 @@ impl Core {
             threshold,
             ..self.burst
         })
+    }
+
+    /// `--plant-pepper-id`, as the credential rule takes it.
+    fn pepper_id(&self) -> Option<&[u8]> {
+        self.plant_pepper_id.as_ref().map(|id| id.as_slice())
     }
 
     fn template_format(&self) -> TemplateFormat {

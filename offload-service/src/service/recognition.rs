@@ -11,9 +11,13 @@ use tonic::{Request, Response, Status};
 use vision::burst::{decide, BurstDecision};
 use vision::Match;
 
-use super::{check_frames, check_operator_id, explain, invalid, Core, Probe, MAX_CANDIDATES};
+use super::{
+    check_frames, check_operator_id, explain, invalid, Core, Probe, MAX_CANDIDATES,
+    MAX_CANDIDATES_TO_KIOSKS,
+};
 use crate::error::ServiceError;
 use crate::frames::Unusable;
+use crate::identity::Scope;
 use crate::recogniser::AnyTemplate;
 
 pub struct RecognitionApi(pub Arc<Core>);
@@ -43,7 +47,22 @@ async fn identify(
     check_frames(&req.frames)?;
     let k = match req.max_candidates {
         0 => 1,
-        n if n <= MAX_CANDIDATES => n as usize,
+        n if n <= MAX_CANDIDATES_TO_KIOSKS => n as usize,
+        n if n <= MAX_CANDIDATES => {
+            let caller = crate::identity::current();
+            match caller.filter(|c| c.may(Scope::Admin)) {
+                Some(_) => n as usize,
+                None => {
+                    return Err(ServiceError::BeyondScope {
+                        identity: crate::identity::current()
+                            .map_or_else(|| "unknown".to_owned(), |c| c.name.to_string()),
+                        what: format!(
+                            "ask for {n} candidates a frame; a sign-in needs {MAX_CANDIDATES_TO_KIOSKS} (more would list the personnel numbers near any face)"
+                        ),
+                    })
+                }
+            }
+        }
         n => {
             return Err(invalid(format!(
                 "max_candidates is {n}; at most {MAX_CANDIDATES} are allowed"

@@ -11,8 +11,21 @@
 //! Reports come from identities with the `identify` scope: the kiosks that
 //! sign people in. Reporting a failure for an operator who is not enrolled
 //! is NOT_FOUND and counts nothing, so the table holds enrolled people only.
+//!
+//! Bounds on what one reporter can do (issue 22, finding 5):
+//! * each identity may send at most [`REPORTS_PER_WINDOW`] reports in
+//!   [`REPORT_WINDOW`] ([`ReportBound`], per replica), about what one
+//!   kiosk's sign-ins make at the fastest (a burst and a PIN take seconds);
+//!   beyond that RESOURCE_EXHAUSTED, which a kiosk takes as "retry later"
+//!   and keeps its queue. Ten fake FAILED reports for each operator no
+//!   longer lock a whole plant out in a tenth of a second.
+//! * a SUCCEEDED report does not lift a lock before it runs out (the
+//!   store's rule): a kiosk that honours the plant's locks never signs a
+//!   locked operator in, so only a forged report could.
 
-use std::sync::Arc;
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use kubevision_proto::v1::sign_in_service_server::SignInService;
 use kubevision_proto::v1::{
@@ -21,10 +34,50 @@ use kubevision_proto::v1::{
 use tonic::{Request, Response, Status};
 
 use super::{check_operator_id, invalid, Core};
+use crate::error::ServiceError;
 use crate::gallery::GalleryError;
 use crate::store::{SignIn, Standing};
 
 pub struct SignInApi(pub Arc<Core>);
+
+/// Reports one identity may send in [`REPORT_WINDOW`].
+pub const REPORTS_PER_WINDOW: usize = 30;
+/// See [`REPORTS_PER_WINDOW`].
+pub const REPORT_WINDOW: Duration = Duration::from_secs(60);
+
+/// The sign-in reports each identity sent in the last [`REPORT_WINDOW`].
+#[derive(Default)]
+pub struct ReportBound(Mutex<HashMap<String, VecDeque<Instant>>>);
+
+impl ReportBound {
+    /// Counts one report from `identity` at `now`, or refuses it when the
+    /// identity has sent [`REPORTS_PER_WINDOW`] within the window.
+    pub fn admit(&self, identity: &str, now: Instant) -> Result<(), ServiceError> {
+        let mut sent = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        // Identities gone quiet are forgotten, so the map stays small.
+        sent.retain(|_, times| {
+            times
+                .back()
+                .is_some_and(|t| now.saturating_duration_since(*t) < REPORT_WINDOW)
+        });
+        let times = sent.entry(identity.to_owned()).or_default();
+        while times
+            .front()
+            .is_some_and(|t| now.saturating_duration_since(*t) >= REPORT_WINDOW)
+        {
+            times.pop_front();
+        }
+        if times.len() >= REPORTS_PER_WINDOW {
+            return Err(ServiceError::TooManyReports {
+                identity: identity.to_owned(),
+                limit: REPORTS_PER_WINDOW,
+                window_secs: REPORT_WINDOW.as_secs(),
+            });
+        }
+        times.push_back(now);
+        Ok(())
+    }
+}
 
 fn to_proto(s: Standing) -> SignInStanding {
     SignInStanding {
@@ -57,6 +110,10 @@ impl SignInService for SignInApi {
                     };
                     let actor = crate::identity::current()
                         .map_or_else(|| "unknown".to_owned(), |c| c.name.to_string());
+                    if let Err(refused) = core.reports.admit(&actor, Instant::now()) {
+                        tracing::warn!(identity = %actor, operator_id = %operator_id, "sign-in report over the identity's bound refused");
+                        return Err(refused);
+                    }
                     let standing = ticket
                         .run(move || {
                             core.gallery.store().record_sign_in(
@@ -97,5 +154,30 @@ impl SignInService for SignInApi {
                 })
             })
             .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_identity_has_its_own_bound_per_window() {
+        let bound = ReportBound::default();
+        let t0 = Instant::now();
+        for _ in 0..REPORTS_PER_WINDOW {
+            bound.admit("kiosk-a", t0).unwrap();
+        }
+        let err = bound.admit("kiosk-a", t0).unwrap_err();
+        assert_eq!(err.code(), tonic::Code::ResourceExhausted);
+        assert!(
+            err.to_string()
+                .contains("\"kiosk-a\" sent more than 30 sign-in reports in 60 s"),
+            "{err}"
+        );
+        // Another kiosk is not held back by the first.
+        bound.admit("kiosk-b", t0).unwrap();
+        // Once the window has passed, the first may report again.
+        bound.admit("kiosk-a", t0 + REPORT_WINDOW).unwrap();
     }
 }

@@ -175,14 +175,21 @@ pub struct Standing {
 
 /// The count after one more outcome: the lockout rule itself lives in
 /// [`kubevision_proto::lockout`], shared with the kiosks. Returns the new
-/// failure count and the end of the lock (`now` when there is none).
+/// failure count and the end of the lock (`now` when there is none). A
+/// success clears the count only once the lock has run out: a kiosk that
+/// honours the plant's locks cannot sign in a locked operator, so a success
+/// reported during a lock is not one to believe (issue 22, finding 5).
 fn count_sign_in(
     failures_before: u32,
+    locked_until_before_ms: i64,
     outcome: SignIn,
     policy: &LockoutPolicy,
     now_ms: i64,
 ) -> (u32, i64) {
     match outcome {
+        SignIn::Succeeded if locked_until_before_ms > now_ms => {
+            (failures_before, locked_until_before_ms)
+        }
         SignIn::Succeeded => (0, now_ms),
         SignIn::Failed => {
             let failures = failures_before.saturating_add(1);
@@ -244,10 +251,15 @@ pub trait GalleryStore: Send + Sync {
     /// Opens a feed that tells of changes committed by other writers.
     fn watch(&self) -> Result<Box<dyn ChangeFeed>, StoreError>;
 
+    /// An enrolled operator's stored profile (None: enrolled without one);
+    /// [`StoreError::UnknownOperator`] if not enrolled. The service reads
+    /// it to decide what a caller without `admin` may change.
+    fn profile(&self, operator_id: &str) -> Result<Option<Vec<u8>>, StoreError>;
+
     /// Counts one sign-in outcome of an enrolled operator across the plant,
     /// in one transaction by the store's clock (one clock for every
     /// replica): a failure adds one and may lock, a success clears the
-    /// count. Not a gallery change: the version does not move. The count
+    /// count once any lock has run out (never lifts one early). Not a gallery change: the version does not move. The count
     /// goes with the operator when they are removed.
     fn record_sign_in(
         &self,

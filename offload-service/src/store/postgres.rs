@@ -464,9 +464,20 @@ impl GalleryStore for PostgresStore {
         let now: i64 = tx.query_one(NOW_MS, &[]).map_err(pg)?.get(0);
         let (failures, until) = match outcome {
             SignIn::Succeeded => {
-                tx.execute("DELETE FROM sign_in_failures WHERE label = $1", &[&label])
-                    .map_err(pg)?;
-                count_sign_in(0, outcome, policy, now)
+                let (before, until_before) = tx
+                    .query_opt(
+                        "SELECT failures, locked_until_ms FROM sign_in_failures
+                         WHERE label = $1 FOR UPDATE",
+                        &[&label],
+                    )
+                    .map_err(pg)?
+                    .map_or((0, now), |r| (r.get::<_, i32>(0).max(0) as u32, r.get(1)));
+                let (failures, until) = count_sign_in(before, until_before, outcome, policy, now);
+                if failures == 0 {
+                    tx.execute("DELETE FROM sign_in_failures WHERE label = $1", &[&label])
+                        .map_err(pg)?;
+                }
+                (failures, until)
             }
             SignIn::Failed => {
                 let counted: i32 = tx
@@ -481,7 +492,7 @@ impl GalleryStore for PostgresStore {
                     .map_err(pg)?
                     .get(0);
                 let (failures, until) =
-                    count_sign_in(counted.max(1) as u32 - 1, outcome, policy, now);
+                    count_sign_in(counted.max(1) as u32 - 1, now, outcome, policy, now);
                 tx.execute(
                     "UPDATE sign_in_failures SET locked_until_ms = greatest(locked_until_ms, $2)
                      WHERE label = $1",
@@ -497,6 +508,17 @@ impl GalleryStore for PostgresStore {
             failures,
             locked_for_ms: (until - now).max(0) as u64,
         })
+    }
+
+    fn profile(&self, operator_id: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.conn()?
+            .query_opt(
+                "SELECT profile FROM operators WHERE operator_id = $1",
+                &[&operator_id],
+            )
+            .map_err(pg)?
+            .map(|r| r.get(0))
+            .ok_or_else(|| StoreError::UnknownOperator(operator_id.to_owned()))
     }
 
     fn lockouts(&self) -> Result<Vec<Standing>, StoreError> {

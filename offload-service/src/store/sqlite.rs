@@ -420,16 +420,16 @@ impl GalleryStore for SqliteStore {
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let label = label_of(&tx, operator_id)?
             .ok_or_else(|| StoreError::UnknownOperator(operator_id.to_owned()))?;
-        let before: u32 = tx
+        let now = now_ms();
+        let (before, until_before): (u32, i64) = tx
             .query_row(
-                "SELECT failures FROM sign_in_failures WHERE label = ?1",
+                "SELECT failures, locked_until_ms FROM sign_in_failures WHERE label = ?1",
                 [label],
-                |r| r.get(0),
+                |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .optional()?
-            .unwrap_or(0);
-        let now = now_ms();
-        let (failures, until) = count_sign_in(before, outcome, policy, now);
+            .unwrap_or((0, now));
+        let (failures, until) = count_sign_in(before, until_before, outcome, policy, now);
         if failures == 0 {
             tx.execute("DELETE FROM sign_in_failures WHERE label = ?1", [label])?;
         } else {
@@ -446,6 +446,17 @@ impl GalleryStore for SqliteStore {
             failures,
             locked_for_ms: (until - now).max(0) as u64,
         })
+    }
+
+    fn profile(&self, operator_id: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let conn = self.writer();
+        conn.query_row(
+            "SELECT profile FROM operators WHERE operator_id = ?1",
+            [operator_id],
+            |r| r.get(0),
+        )
+        .optional()?
+        .ok_or_else(|| StoreError::UnknownOperator(operator_id.to_owned()))
     }
 
     fn lockouts(&self) -> Result<Vec<Standing>, StoreError> {

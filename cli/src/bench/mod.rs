@@ -22,6 +22,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+#[cfg(all(feature = "oracles", target_os = "linux"))]
 use anyhow::Context;
 use clap::Args;
 use vision::recogniser::Kind;

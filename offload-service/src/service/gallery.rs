@@ -8,8 +8,7 @@ use kubevision_proto::v1::update_operator_request::Mode;
 use kubevision_proto::v1::{
     sync_event, EnrollRequest, Frame, GalleryChange, GalleryStatus, GetGalleryStatusRequest,
     OperatorProfile, OperatorRemoval, OperatorUpsert, QuarantinedOperator, RemoveOperatorRequest,
-    SyncComplete,
-    SyncEvent, SyncGalleryRequest, SyncHeader, UpdateOperatorRequest,
+    SyncComplete, SyncEvent, SyncGalleryRequest, SyncHeader, UpdateOperatorRequest,
 };
 use prost::bytes::Bytes;
 use tokio::sync::mpsc;

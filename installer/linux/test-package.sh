@@ -2,8 +2,9 @@
 # Package test, run by scripts/test after `cargo build --workspace --bins`:
 #  1. build the .deb from target/debug (build-deb.sh) and run lintian on it;
 #  2. install it with apt into a clean Debian 12 root (debootstrap minbase),
-#     check the user, the data directory, the unit, `kubevision --version`
-#     and `kubevision doctor` there;
+#     check the user, the data directory, the unit, `kubevision --version`,
+#     that neither the Depends nor ldd name OpenCV, dlib or a BLAS, and
+#     `kubevision doctor` there;
 #  3. upgrade to a version-bumped copy: the data and an edited conffile stay;
 #  4. purge: the data, the configuration and the user are gone.
 # The bare root and the downloaded packages are cached in .cache/installer/
@@ -103,6 +104,19 @@ in_root id -nG kubevision | grep -qw video || die "kubevision is not in group vi
 [ -L "$root/etc/systemd/system/graphical.target.wants/kubevision-kiosk.service" ] || die "kubevision-kiosk.service is not enabled"
 [ -x "$root/usr/bin/cage" ] || die "cage (Recommends) is not installed"
 [ -f "$root/lib/udev/rules.d/70-kubevision-camera.rules" ] || die "no udev rule"
+
+step "neither OpenCV nor dlib: the package's Depends, what apt installed, ldd"
+depends=$(dpkg-deb -f "$deb" Depends)
+echo "Depends: $depends"
+if grep -qiE 'opencv|dlib|blas|lapack' <<<"$depends"; then die "Depends names OpenCV, dlib or a BLAS: $depends"; fi
+if in_root dpkg-query -W -f '${Package}\n' | grep -iE 'opencv|dlib|blas|lapack'; then
+    die "installing the package brought OpenCV, dlib or a BLAS into the clean root"
+fi
+for bin in kubevision kubevision-hmi; do
+    in_root ldd "/usr/bin/$bin" >"$work/ldd.$bin" || die "ldd /usr/bin/$bin"
+    if grep -iE 'opencv|dlib|blas|lapack|not found' "$work/ldd.$bin"; then die "/usr/bin/$bin links OpenCV, dlib or a BLAS, or misses a library"; fi
+    echo "/usr/bin/$bin: $(wc -l <"$work/ldd.$bin") libraries, none of OpenCV, dlib or a BLAS"
+done
 
 step "kubevision doctor in the root"
 doctor

@@ -10,16 +10,20 @@
 //! - [`dlib`] (`--recogniser dlib`): the dlib recogniser's costs per face
 //!   and per sign-in, and its peak memory, against dlib's own way.
 
+// Every measure runs beside its peer, so without the peers (feature
+// `oracles`, Linux) there is nothing to measure: `run` says so.
+#[cfg(all(feature = "oracles", target_os = "linux"))]
 mod data;
-#[cfg(feature = "oracles")]
+#[cfg(all(feature = "oracles", target_os = "linux"))]
 mod detection;
 #[cfg(all(feature = "oracles", target_os = "linux"))]
 mod dlib;
-#[cfg(feature = "oracles")]
+#[cfg(all(feature = "oracles", target_os = "linux"))]
 mod recognition;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+#[cfg(all(feature = "oracles", target_os = "linux"))]
 use std::time::Duration;
 
 #[cfg(all(feature = "oracles", target_os = "linux"))]
@@ -55,6 +59,7 @@ pub struct BenchArgs {
 }
 
 /// One row of the final table.
+#[cfg(all(feature = "oracles", target_os = "linux"))]
 pub struct Row {
     measure: String,
     ours: f64,
@@ -63,6 +68,7 @@ pub struct Row {
     higher_is_better: bool,
 }
 
+#[cfg(all(feature = "oracles", target_os = "linux"))]
 impl Row {
     /// How many times better ours is.
     fn ratio(&self) -> f64 {
@@ -75,8 +81,22 @@ impl Row {
 }
 
 pub fn run(args: &BenchArgs) -> anyhow::Result<ExitCode> {
-    let orl = data::Orl::load(&args.orl)?;
     #[cfg(all(feature = "oracles", target_os = "linux"))]
+    return compare(args);
+    #[cfg(not(all(feature = "oracles", target_os = "linux")))]
+    anyhow::bail!(
+        "bench --recogniser {} measures ours beside {} itself: build kubevision with `--features oracles` (Linux)",
+        args.recogniser,
+        match args.recogniser {
+            Kind::Lbph => "OpenCV",
+            Kind::Dlib => "dlib",
+        }
+    )
+}
+
+#[cfg(all(feature = "oracles", target_os = "linux"))]
+fn compare(args: &BenchArgs) -> anyhow::Result<ExitCode> {
+    let orl = data::Orl::load(&args.orl)?;
     if args.memory_probe {
         return memory_probe(&orl);
     }
@@ -87,21 +107,11 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<ExitCode> {
         args.recogniser
     );
     let (rows, peer) = match args.recogniser {
-        #[cfg(not(feature = "oracles"))]
-        Kind::Lbph => anyhow::bail!(
-            "bench --recogniser lbph measures ours beside OpenCV: build kubevision with --features oracles"
-        ),
-        #[cfg(feature = "oracles")]
         Kind::Lbph => {
             let mut rows = recognition::run(&orl, &args.sizes, args.probes, args.rounds)?;
             rows.extend(detection::run(&orl, args.frames)?);
             (rows, "OpenCV")
         }
-        #[cfg(not(all(feature = "oracles", target_os = "linux")))]
-        Kind::Dlib => anyhow::bail!(
-            "bench --recogniser dlib compares against dlib itself: build with `--features oracles` (Linux)"
-        ),
-        #[cfg(all(feature = "oracles", target_os = "linux"))]
         Kind::Dlib => {
             let size = args.sizes.iter().copied().max().unwrap_or(50_000);
             let (rows, mut budgets) = dlib::run(&orl, args.frames, size)?;
@@ -160,6 +170,7 @@ fn memory_probe(orl: &data::Orl) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+#[cfg(all(feature = "oracles", target_os = "linux"))]
 fn fmt(v: f64) -> String {
     if v >= 100.0 {
         format!("{v:.0}")
@@ -171,13 +182,14 @@ fn fmt(v: f64) -> String {
 }
 
 /// The median of some timings, in milliseconds.
+#[cfg(all(feature = "oracles", target_os = "linux"))]
 fn median_ms(mut times: Vec<Duration>) -> f64 {
     times.sort();
     times[times.len() / 2].as_secs_f64() * 1e3
 }
 
 /// Resident memory of this process in bytes (Linux), for memory deltas.
-#[cfg(feature = "oracles")]
+#[cfg(all(feature = "oracles", target_os = "linux"))]
 fn resident_bytes() -> Option<u64> {
     let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
     let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;

@@ -101,10 +101,11 @@ fn dlib_scores(n: usize, args: &EvaluateArgs) -> anyhow::Result<(Scores, usize)>
         |photos: &[(i32, &Path)]| -> anyhow::Result<Vec<(i32, vision::embedding::Embedding)>> {
             let paths: Vec<&Path> = photos.iter().map(|(_, p)| *p).collect();
             let mut out = Vec::new();
-            for ((label, path), result) in photos
-                .iter()
-                .zip(faces::embed_all(&paths, args.alignment.try_into()?)?)
-            {
+            for ((label, path), result) in photos.iter().zip(faces::embed_all(
+                &paths,
+                args.alignment.try_into()?,
+                args.input.aligned,
+            )?) {
                 match result {
                     Ok(e) => out.push((*label, e)),
                     Err(reason) => {

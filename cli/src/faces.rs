@@ -4,7 +4,9 @@ use std::path::Path;
 
 use rayon::prelude::*;
 use vision::detect::{normalize, FaceBox, FaceDetector};
-use vision::embedding::{as_camera_frame, Alignment, DlibFrame, Embedder, Embedding};
+use vision::embedding::{
+    as_camera_frame, framed_crop_face, Alignment, DlibFrame, Embedder, Embedding,
+};
 use vision::lbph::{LbphParams, Template};
 use vision::{imageio, GrayImage};
 
@@ -102,9 +104,14 @@ impl TryFrom<AlignmentArg> for Alignment {
 /// models and cascade (neither is thread-safe). Every photo is first
 /// framed as a kiosk camera sees a face ([`as_camera_frame`]): dlib aligns
 /// by landmarks and needs the face in context, so `--aligned` crops too.
+///
+/// Where the cascade misses an `aligned` photo (a tight crop the face
+/// fills), the crop's own place in the frame stands in for its box
+/// ([`framed_crop_face`]).
 pub fn embed_all(
     paths: &[&Path],
     alignment: Alignment,
+    aligned: bool,
 ) -> anyhow::Result<Vec<Result<Embedding, String>>> {
     Embedder::load()?; // fail once, clearly, before the batch
     FaceDetector::from_default_locations()?;
@@ -117,7 +124,7 @@ pub fn embed_all(
                     FaceDetector::from_default_locations().expect("checked above"),
                 )
             },
-            |(embedder, cascade), path| embed(path, embedder, cascade, alignment),
+            |(embedder, cascade), path| embed(path, embedder, cascade, alignment, aligned),
         )
         .collect())
 }
@@ -127,15 +134,22 @@ fn embed(
     embedder: &Embedder,
     cascade: &mut FaceDetector,
     alignment: Alignment,
+    aligned: bool,
 ) -> Result<Embedding, String> {
-    let frame = as_camera_frame(&imageio::load_gray(path).map_err(|e| e.to_string())?);
+    let photo = imageio::load_gray(path).map_err(|e| e.to_string())?;
+    let frame = as_camera_frame(&photo);
     let dlib_frame = DlibFrame::new(&frame);
     let cascade_box = match alignment {
         Alignment::Cascade => cascade
             .detect(&frame)
             .map_err(|e| e.to_string())?
             .first()
-            .copied(),
+            .copied()
+            .or_else(|| {
+                aligned
+                    .then(|| framed_crop_face(photo.width(), photo.height()))
+                    .flatten()
+            }),
         #[cfg(all(feature = "oracles", target_os = "linux"))]
         Alignment::Hog => None,
     };

@@ -11,8 +11,8 @@ use std::time::Instant;
 use kubevision_vision::calibrate::{self, Scores};
 use kubevision_vision::detect::{FaceBox, FaceDetector};
 use kubevision_vision::embedding::{
-    Alignment, DlibFrame, Embedder, Embedding, EmbeddingGallery, CASCADE_DX, CASCADE_DY,
-    CASCADE_SCALE, DEFAULT_THRESHOLD,
+    framed_crop_face, Alignment, DlibFrame, Embedder, Embedding, EmbeddingGallery, CASCADE_DX,
+    CASCADE_DY, CASCADE_SCALE, DEFAULT_THRESHOLD,
 };
 use rayon::prelude::*;
 
@@ -47,12 +47,7 @@ fn measure() -> Vec<Photo> {
                 // Where the cascade misses, the photo's own place in the
                 // frame (ORL photos are tight crops, centred by
                 // `as_camera_frame`) stands in for its box.
-                let photo_box = FaceBox {
-                    x: (frame.width() - 276) / 2,
-                    y: (frame.height() - 336) / 2 + 30,
-                    width: 276,
-                    height: 276,
-                };
+                let photo_box = framed_crop_face(92, 112).unwrap();
                 let embedding = embedder
                     .face_box(&matrix, Alignment::Cascade, cascade.or(Some(photo_box)))
                     .map(|b| {

@@ -35,7 +35,7 @@ pub use encoder::{
 };
 pub use gallery::EmbeddingGallery;
 pub use landmarks::{Landmarks, Point};
-pub use photo::as_camera_frame;
+pub use photo::{as_camera_frame, framed_crop_face};
 pub use template::Embedding;
 
 /// The accept threshold on the L2 distance, calibrated on ORL for a

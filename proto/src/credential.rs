@@ -35,7 +35,7 @@ pub const MIN_LANES: u32 = 1;
 pub const MAX_LANES: u32 = 4;
 /// The work of one verification, memory (KiB) times passes: at most three
 /// times the kiosk's own hashes (19 MiB, 2 passes), about 100 ms on a line
-/// PC (docs/security.md gives the measured figures).
+/// PC (the kiosk's own hashes take about 33 ms a verification: docs/security.md).
 pub const MAX_WORK_KIB_PASSES: u64 = 3 * 19 * 1024 * 2;
 /// The length of a pepper's public id (`keyid`), in bytes.
 pub const KEYID_BYTES: usize = 8;

@@ -49,8 +49,24 @@ impl Tracker {
     /// them (the cascade's box, dlib's landmarks in it); `None` without a
     /// face.
     fn face(&mut self, frame: &GrayImage) -> Option<(Landmarks, Embedding)> {
+        self.face_or(frame, None)
+    }
+
+    /// [`Tracker::face`], with `fallback` standing in where the cascade
+    /// misses (an ORL photo's own place in its frame).
+    fn face_or(
+        &mut self,
+        frame: &GrayImage,
+        fallback: Option<kubevision_vision::detect::FaceBox>,
+    ) -> Option<(Landmarks, Embedding)> {
         let m = DlibFrame::new(frame);
-        let b = self.cascade.detect(frame).unwrap().into_iter().next();
+        let b = self
+            .cascade
+            .detect(frame)
+            .unwrap()
+            .into_iter()
+            .next()
+            .or(fallback);
         let b = self.embedder.face_box(&m, Alignment::Cascade, b)?;
         let located = self.embedder.landmarks(&m, b);
         let embedding = self.embedder.embed(&m, &located).unwrap();
@@ -201,7 +217,11 @@ impl Person {
             .collect();
         let (landmarks, embeddings): (Vec<Landmarks>, Vec<Embedding>) = frames
             .iter()
-            .map(|f| tracker.face(f).expect("a face in every ORL photo"))
+            .map(|f| {
+                tracker
+                    .face_or(f, kubevision_vision::embedding::framed_crop_face(92, 112))
+                    .expect("a face in every ORL photo")
+            })
             .unzip();
         let frontal = (1..=10)
             .min_by(|&a: &u32, &b: &u32| {

@@ -9,6 +9,8 @@
 //! stdin:  sign_in [<access level>] | sign_out | rejected | trust <file name> | stats | quit
 //! stdout: PUBLISHED signed_in|signed_out
 //!         SIGN_OUT_REQUESTED user=<name>   per SignOut() call
+//!         PASSWORD_REFUSED user=<name> reason=wrong_password|locked|busy unreported_before=<n>
+//!                              per refused password, as the kiosk audits it
 //!         REJECTED <file name> <thumbprint> ... REJECTED_END
 //!         TRUSTED <file name>  |  TRUST_FAILED <reason>
 //!         STATS verifications=<n> max_concurrent=<n>   password checks so far
@@ -152,6 +154,14 @@ fn main() {
                 .publish(&SessionState::signed_out())
                 .expect("server stopped");
             say("PUBLISHED signed_out");
+        }
+        while let Ok(r) = server.password_refusals().try_recv() {
+            say(&format!(
+                "PASSWORD_REFUSED user={} reason={} unreported_before={}",
+                r.user,
+                r.cause.as_str(),
+                r.unreported_before
+            ));
         }
         let line = match lines_rx.recv_timeout(Duration::from_millis(5)) {
             Ok(line) => line,

@@ -44,7 +44,7 @@ pub mod pki;
 pub mod server;
 pub mod state;
 
-pub use auth::Credentials;
+pub use auth::{Credentials, PasswordRefused, RefusalCause};
 /// The stack, re-exported for callers that need its types.
 pub use opcua;
 pub use pki::ClientCertificate;

@@ -7,7 +7,8 @@
 //! only queues the new state (the server thread writes it into the address
 //! space, raises the SignedIn/SignedOut events and notifies subscribers), and
 //! `SignOut()` calls come back on a plain channel that the UI polls once a
-//! frame ([`Handle::sign_out_requests`]).
+//! frame ([`Handle::sign_out_requests`]), and so do refused `SignOut()`
+//! passwords, for the kiosk's audit trail ([`Handle::password_refusals`]).
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -28,7 +29,7 @@ use ::opcua::server::{
 use ::opcua::types::{BuildInfo, DataValue, DateTime, MessageSecurityMode, NodeId};
 use tokio::sync::mpsc as tokio_mpsc;
 
-use crate::auth::{Credentials, KioskAuth};
+use crate::auth::{Credentials, Guesses, KioskAuth, PasswordRefused, Refusals};
 use crate::events;
 use crate::gate;
 use crate::node_manager::{KioskNodeManager, KioskNodes, SessionTracker};
@@ -226,6 +227,7 @@ impl LineServer {
     pub fn start(config: Config) -> Result<Handle, Error> {
         let (ready_tx, ready_rx) = mpsc::sync_channel(1);
         let (sign_out_tx, sign_out_rx) = mpsc::channel();
+        let (refusals, refusals_rx) = Refusals::new();
         let (command_tx, command_rx) = tokio_mpsc::unbounded_channel();
         let thread = std::thread::Builder::new()
             .name("opcua-server".into())
@@ -242,7 +244,7 @@ impl LineServer {
                         return;
                     }
                 };
-                runtime.block_on(serve(config, ready_tx, sign_out_tx, command_rx));
+                runtime.block_on(serve(config, ready_tx, sign_out_tx, refusals, command_rx));
             })
             .map_err(Error::Thread)?;
         match ready_rx.recv() {
@@ -253,6 +255,7 @@ impl LineServer {
                 server: ready.server,
                 commands: command_tx,
                 sign_out_rx,
+                refusals_rx,
                 thread: Some(thread),
             }),
             Ok(Err(e)) => {
@@ -292,6 +295,7 @@ pub struct Handle {
     server: ServerHandle,
     commands: tokio_mpsc::UnboundedSender<Command>,
     sign_out_rx: mpsc::Receiver<SignOutRequest>,
+    refusals_rx: mpsc::Receiver<PasswordRefused>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -328,6 +332,15 @@ impl Handle {
     pub fn sign_out_requests(&self) -> &mpsc::Receiver<SignOutRequest> {
         &self.sign_out_rx
     }
+
+    /// Refused `SignOut()` passwords (wrong, locked out, or another check
+    /// under way), to poll like [`sign_out_requests`](Self::sign_out_requests)
+    /// and write into the audit trail. Bounded: what the owner does not
+    /// collect in time is counted in the next one's
+    /// [`PasswordRefused::unreported_before`].
+    pub fn password_refusals(&self) -> &mpsc::Receiver<PasswordRefused> {
+        &self.refusals_rx
+    }
 }
 
 impl Drop for Handle {
@@ -352,6 +365,7 @@ async fn serve(
     config: Config,
     ready_tx: mpsc::SyncSender<Result<Ready, Error>>,
     sign_out_tx: mpsc::Sender<SignOutRequest>,
+    refusals: Refusals,
     commands: tokio_mpsc::UnboundedReceiver<Command>,
 ) {
     // An empty host listens everywhere too; an IPv6 literal may come in
@@ -383,7 +397,7 @@ async fn serve(
     let host = config.endpoint_host();
     let endpoint_url = format!("opc.tcp://{host}:{}/", local_addr.port());
     let tracker = Arc::new(SessionTracker::default());
-    let mut builder = builder(&config, &host, local_addr.port(), sign_out_tx)
+    let mut builder = builder(&config, &host, local_addr.port(), sign_out_tx, refusals)
         .with_type_tree_getter(tracker.clone());
     let max_frame = builder.limits_mut().receive_buffer_size;
     let (server, handle) = match builder.build() {
@@ -650,6 +664,7 @@ fn builder(
     host: &str,
     port: u16,
     sign_out_tx: mpsc::Sender<SignOutRequest>,
+    refusals: Refusals,
 ) -> ServerBuilder {
     let kiosk = if config.line.kiosk_name.is_empty() {
         "kiosk"
@@ -703,7 +718,7 @@ fn builder(
         .with_node_manager(our_nodes)
         .with_authenticator(Arc::new(KioskAuth {
             credentials: config.credentials.clone(),
-            guesses: Default::default(),
+            guesses: Guesses::new(refusals),
         }));
     let limits = &mut b.limits_mut().subscriptions;
     limits.min_publishing_interval_ms = MIN_PUBLISHING_INTERVAL_MS;

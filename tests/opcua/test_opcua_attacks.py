@@ -5,6 +5,8 @@ the kubevision-opcua example `line_server` (see test_opcua_line.py).
 
 - finding 2: CreateSession without a certificate and never activated, to
   fill the server's sessions and lock the line's trusted HMI out;
+- finding 4: a burst of concurrent wrong `SignOut()` passwords, to take the
+  kiosk's memory, and guessing on until the right one is accepted;
 - finding 11: the PKI folder's permissions, rejected/ growing without limit.
 
 The caps and deadlines asserted here are opcua/src/gate.rs's and
@@ -21,6 +23,9 @@ from asyncua.client.ua_client import UaClientState
 from asyncua.crypto.security_policies import SecurityPolicyBasic256Sha256
 
 from test_opcua_line import USER, PASSWORD, LineServer, client_with_certificate, run, secure_client, session_node
+
+# auth.rs
+FREE_FAILURES, FIRST_BACKOFF = 3, 5.0
 
 # gate.rs
 MAX_SESSIONS, RESERVED_SESSIONS = 20, 8
@@ -54,6 +59,172 @@ async def bare_session(server, source="127.0.0.1", activate=False):
     if activate:
         await uac.activate_session(ua.ActivateSessionParameters(UserIdentityToken=ua.AnonymousIdentityToken(PolicyId="anonymous")))
     return client
+
+
+def reset_peak(pid):
+    """Starts VmHWM again from the current resident set (Linux clear_refs 5)."""
+    with open(f"/proc/{pid}/clear_refs", "w") as f:
+        f.write("5")
+
+
+def memory_kib(pid):
+    """VmRSS and VmHWM (the peak resident set since reset_peak) of a process, in KiB."""
+    fields = dict(line.split(":", 1) for line in open(f"/proc/{pid}/status"))
+    return int(fields["VmRSS"].split()[0]), int(fields["VmHWM"].split()[0])
+
+
+async def sign_out_attempt(server, tmp_path, password):
+    """Activates a session as USER with `password` on a trusted SignAndEncrypt
+    channel, as a client that wants to call SignOut() must. Returns None when
+    the session was accepted, else the status code of the refusal."""
+    client = await secure_client(server, tmp_path, user=USER, password=password)
+    return await attempt(client)
+
+
+async def attempt(client):
+    """Connects `client` (activating its session) and disconnects again:
+    None when the session was accepted, else the refusal's status code."""
+    try:
+        await client.connect()
+    except ua.UaStatusCodeError as e:
+        # asyncua has closed the channel itself.
+        client.uaclient.disconnect_socket()
+        return e.code
+    await client.disconnect()
+    return None
+
+
+def from_address(client, source):
+    """Makes `client` connect from `source` (a 127.x address: another
+    machine, as far as the gate's per-address cap is concerned)."""
+    uac = client.uaclient
+
+    async def connect_socket(host, port):
+        uac._set_state(UaClientState.CONNECTING)
+        await asyncio.wait_for(
+            asyncio.get_running_loop().create_connection(uac._make_protocol, host, port, local_addr=(source, 0)),
+            uac._timeout,
+        )
+        uac._set_state(UaClientState.SOCKET_OPEN)
+
+    uac.connect_socket = connect_socket
+    return client
+
+
+def refusals(server, n):
+    """The next `n` PASSWORD_REFUSED lines of the server (the kiosk's audit
+    input), as (user, reason) pairs."""
+    out = []
+    for _ in range(n):
+        fields = dict(kv.split("=", 1) for kv in server.expect("PASSWORD_REFUSED").split()[1:])
+        assert fields["unreported_before"] == "0", fields
+        out.append((fields["user"], fields["reason"]))
+    return out
+
+
+def stats(server):
+    server.send("stats")
+    fields = dict(kv.split("=", 1) for kv in server.expect("STATS").split()[1:])
+    return int(fields["verifications"]), int(fields["max_concurrent"])
+
+
+# What one Argon2id verification of line_server's hashes takes (the argon2
+# crate's default, m = 19 456 KiB, as the kiosk's own 19 MiB), and the bounds
+# on the server's growth over the burst:
+# - at its peak, less than two verifications' memory: one at a time takes it
+#   once, the 16 channels and refused sessions little beside; 16 at once, as
+#   before the fix, would take 16 × 19 MiB = 304 MiB;
+# - once over, less than half of one: no verification's buffer may stay
+#   resident (before auth.rs handed freed memory back, each wrong password
+#   left its 19 MiB: 4 of them, +77 MiB, kept).
+ARGON2_KIB = 19_456
+PEAK_GROWTH_KIB = 2 * ARGON2_KIB
+KEPT_GROWTH_KIB = ARGON2_KIB // 2
+
+
+def test_concurrent_wrong_sign_out_passwords_take_bounded_memory_lock_and_are_audited(tmp_path):
+    """Finding 4: 16 concurrent wrong SignOut() passwords took the kiosk from
+    300 MiB to 2.5 GiB resident (1.5 GiB stayed), and 175 guesses in 32 s
+    were followed by the right password being accepted.
+
+    Now, over real SignAndEncrypt channels with a trusted certificate and a
+    user name: the server verifies one at a time (the example counts the
+    most verifications at once: 1), its resident memory grows by less than
+    PEAK_GROWTH_KIB at its peak and keeps less than KEPT_GROWTH_KIB; once more than FREE_FAILURES wrong
+    passwords came in a row, the rest are refused unchecked and so is the
+    right password, until FIRST_BACKOFF has passed; then the right one is
+    accepted, and FREE_FAILURES wrong ones in a row lock nothing. Every
+    refusal reaches the owner (the kiosk's audit trail) with the user name
+    and its reason."""
+    server = LineServer(tmp_path)
+    try:
+        pid = server.process.pid
+
+        async def attack():
+            # A right password first: the certificate trusted, the stack's
+            # and one verification's memory taken, the count cleared.
+            assert await sign_out_attempt(server, tmp_path, PASSWORD) is None
+            await asyncio.sleep(0.5)
+            reset_peak(pid)
+            rss_before, _ = memory_kib(pid)
+            verified_before, _ = stats(server)
+
+            # From 4 addresses, 4 each: the gate lets 8 connections in per address.
+            clients = [
+                from_address(await secure_client(server, tmp_path, user=USER, password=f"guess-{i}"), f"127.0.0.{2 + i % 4}")
+                for i in range(16)
+            ]
+
+            codes = await asyncio.gather(*(attempt(c) for c in clients))
+            burst_end = time.monotonic()
+            rss_after, hwm_after = memory_kib(pid)
+            # (line_server's lines in order: the refusals before the stats.)
+            reported = refusals(server, 16)
+            verified, max_concurrent = stats(server)
+            return rss_before, rss_after, hwm_after, codes, verified - verified_before, max_concurrent, reported, burst_end
+
+        rss_before, rss_after, hwm_after, codes, verified, max_concurrent, reported, burst_end = run(attack())
+        reasons = [r for _, r in reported]
+        print(
+            f"\nburst of 16: RSS {rss_before} KiB before, {rss_after} KiB after, peak {hwm_after} KiB "
+            f"(+{hwm_after - rss_before} KiB); {verified} verified, most at once {max_concurrent}; "
+            f"refused: {reasons.count('wrong_password')} wrong, {reasons.count('locked')} locked unchecked, "
+            f"{reasons.count('busy')} busy"
+        )
+        refused = {ua.StatusCodes.BadUserAccessDenied, ua.StatusCodes.BadTooManyOperations}
+        assert all(c in refused for c in codes), codes
+        assert max_concurrent == 1, f"{max_concurrent} verifications at once"
+        # The lock stops the checking: FREE_FAILURES + 1 verified at most.
+        assert verified <= FREE_FAILURES + 1, f"{verified} passwords verified"
+        assert reasons.count("wrong_password") == verified
+        assert reasons.count("locked") >= 16 - (FREE_FAILURES + 1) - reasons.count("busy")
+        assert reasons.count("locked") > 0
+        assert all(user == USER for user, _ in reported), reported
+        assert hwm_after - rss_before < PEAK_GROWTH_KIB, f"peak grew by {hwm_after - rss_before} KiB"
+        assert rss_after - rss_before < KEPT_GROWTH_KIB, f"resident grew by {rss_after - rss_before} KiB"
+
+        async def lockout():
+            # Locked: the right password too, refused without a check.
+            verified_before, _ = stats(server)
+            assert await sign_out_attempt(server, tmp_path, PASSWORD) == ua.StatusCodes.BadUserAccessDenied
+            assert refusals(server, 1) == [(USER, "locked")]
+            assert stats(server)[0] == verified_before, "a locked attempt was verified"
+            # After the backoff, the right one is accepted and may sign out.
+            await asyncio.sleep(max(0.0, burst_end + FIRST_BACKOFF + 0.5 - time.monotonic()))
+            client = await secure_client(server, tmp_path, user=USER, password=PASSWORD)
+            async with client:
+                session = client.get_node(ua.NodeId("KubeVision.Session", server.ns))
+                await session.call_method(ua.NodeId("KubeVision.Session.SignOut", server.ns))
+                assert server.expect("SIGN_OUT_REQUESTED") == f"SIGN_OUT_REQUESTED user={USER}"
+            # That cleared the count: FREE_FAILURES wrong ones lock nothing.
+            for i in range(FREE_FAILURES):
+                assert await sign_out_attempt(server, tmp_path, f"again-{i}") == ua.StatusCodes.BadUserAccessDenied
+            assert refusals(server, FREE_FAILURES) == [(USER, "wrong_password")] * FREE_FAILURES
+            assert await sign_out_attempt(server, tmp_path, PASSWORD) is None
+
+        run(lockout())
+    finally:
+        server.stop()
 
 
 def close_quietly(clients):

@@ -95,6 +95,11 @@ spec:
               name: {{ include "kubevision.tokenSecretName" . }}
               key: {{ if .Values.auth.existingSecret }}{{ .Values.auth.existingSecretKey }}{{ else }}token{{ end }}
         {{- end }}
+        {{- with .Values.auth.plantPepperId }}
+        # Only hashes keyed with the plant's pepper are accepted.
+        - name: KUBEVISION_PLANT_PEPPER_ID
+          value: {{ . | quote }}
+        {{- end }}
         {{- if .Values.auth.allowUnauthenticated }}
         # The trial opt-in: without credentials the service refuses to start.
         - name: KUBEVISION_ALLOW_UNAUTHENTICATED

@@ -175,6 +175,12 @@ impl DeployValues {
                  themselves with certificates from the kiosk CA over mutual TLS",
             );
         }
+        let id = &a.plant_pepper_id;
+        if !id.is_empty() && !(id.len() == 16 && id.bytes().all(|b| b.is_ascii_hexdigit())) {
+            return Err(Error::Values(format!(
+                "auth.plantPepperId {id:?} is not a key id: 16 hex digits (or empty) are expected"
+            )));
+        }
         if !a.has_credentials() && !v.tls.mtls && !a.allow_unauthenticated {
             return refuse(UNAUTHENTICATED_REFUSAL);
         }
@@ -395,6 +401,9 @@ pub struct Auth {
     pub existing_secret: String,
     pub existing_secret_key: String,
     pub allow_unauthenticated: bool,
+    /// The plant PIN pepper's key id (`KUBEVISION_PLANT_PEPPER_ID`): 16 hex
+    /// digits, or empty.
+    pub plant_pepper_id: String,
 }
 
 impl Auth {
@@ -609,6 +618,14 @@ mod tests {
                 "ingress-nginx",
             ),
             ("auth: {token: t, existingSecret: s}", "alternatives"),
+            (
+                "auth: {token: t, plantPepperId: \"0123\"}",
+                "auth.plantPepperId \"0123\" is not a key id",
+            ),
+            (
+                "auth: {token: t, plantPepperId: \"+123456789abcdef\"}",
+                "16 hex digits",
+            ),
             ("", "auth.allowUnauthenticated=true"),
             (
                 "auth: {identities: [{name: k, scopes: [identify, enroll], tokenSha256: x}]}",

@@ -254,6 +254,10 @@ def test_value_sets_cover_the_features():
                "auth.identities[0].tokenSha256=plain-token"], "/auth/identities/0/tokenSha256"),
     (["--set", "auth.identities[0].name=k,auth.identities[0].scopes[0]=identify"], "/auth/identities/0"),
     ([*template_args("gpu"), "--set", "ingress.enabled=true"], "ingress.enabled cannot be combined with tls.mtls"),
+    # A key id is 16 hex digits: not 4, not with a sign Rust's hex parser would take.
+    (["--set", f"auth.plantPepperId=0123,{TRIAL}"], "/auth/plantPepperId"),
+    (["--set-string", f"auth.plantPepperId=+123456789abcdef,{TRIAL}"], "/auth/plantPepperId"),
+    (["--set-string", f"auth.plantPepperId=0123456789abcdeg,{TRIAL}"], "/auth/plantPepperId"),
 ])
 def test_invalid_values_are_refused(args, error):
     proc = helm("template", RELEASE, str(CHART), *args)
@@ -575,6 +579,25 @@ def test_token_from_values():
     other = render(*template_args("gpu"), "--set", "auth.token=another-token")
     assert only(other, "StatefulSet")["spec"]["template"]["metadata"]["annotations"]["checksum/secrets"] != checksum
     assert env(docs)["RUST_LOG"] == {"name": "RUST_LOG", "value": "info"}
+
+
+PLANT_PEPPER_ID = "0123456789abcdef"  # tests/chart/values/postgres-cnpg.yaml
+
+
+def test_plant_pepper_id_reaches_the_service():
+    # Issue 22: without it the service refuses unkeyed hashes but cannot tell
+    # the plant's key id from another's; the chart passes it when given.
+    docs = rendered("postgres-cnpg")
+    assert env(docs)["KUBEVISION_PLANT_PEPPER_ID"] == {"name": "KUBEVISION_PLANT_PEPPER_ID", "value": PLANT_PEPPER_ID}
+    # Also for the SQLite StatefulSet, and an id that YAML would read as a
+    # number stays the string the service parses.
+    docs = render("--set-string", "auth.plantPepperId=0123456789012345", "--set", TRIAL)
+    assert workload(docs)["kind"] == "StatefulSet"
+    assert env(docs)["KUBEVISION_PLANT_PEPPER_ID"]["value"] == "0123456789012345"
+    # Empty by default: no variable, the service accepts any key id (and warns).
+    for value_set in VALUE_SETS:
+        if value_set != "postgres-cnpg":
+            assert "KUBEVISION_PLANT_PEPPER_ID" not in env(rendered(value_set)), value_set
 
 
 def test_token_from_an_existing_secret():

@@ -208,6 +208,13 @@ fn container(names: &Names, v: &ChartValues) -> Value {
             }}}),
         );
     }
+    if !v.auth.plant_pepper_id.is_empty() {
+        // Only hashes keyed with the plant's pepper are accepted.
+        env.push(env_value(
+            "KUBEVISION_PLANT_PEPPER_ID",
+            v.auth.plant_pepper_id.clone(),
+        ));
+    }
     if v.auth.allow_unauthenticated {
         // The trial opt-in: without credentials the service refuses to start.
         env.push(env_value(

@@ -739,6 +739,9 @@ impl KioskApp {
             let effects = self.kiosk.auth.sign_out_by_line(&request.user, now);
             self.workers.record(effects);
         }
+        let refused = self.workers.line.refused_passwords();
+        self.workers
+            .record(refused.into_iter().map(Effect::Audit).collect());
         // Whatever screen was open, a session that ended leaves it.
         if was_signed_in
             && self.kiosk.auth.session().is_none()

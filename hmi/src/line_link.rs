@@ -7,7 +7,9 @@
 //! its start (the first start makes a certificate) and its stop (which
 //! waits for subscribers to hear the sign-out): the UI thread only queues
 //! and polls. `SignOut()` calls come back from [`LineLink::poll`] for the
-//! app to carry out through the sign-in machine, like a tap on "Sign out".
+//! app to carry out through the sign-in machine, like a tap on "Sign out";
+//! refused `SignOut()` passwords from [`LineLink::refused_passwords`], as
+//! audit rows ([`refusal_audit`], issue 22 finding 4).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -15,11 +17,13 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use crossbeam_channel::{Receiver, Sender};
 use kubevision_opcua::pki::ClientCertificate;
-use kubevision_opcua::{Credentials, Handle, Line, LineServer, SessionState, SignOutRequest};
+use kubevision_opcua::{
+    Credentials, Handle, Line, LineServer, PasswordRefused, SessionState, SignOutRequest,
+};
 
 use crate::auth::Session;
 use crate::settings::{AccessLevels, AuthPolicy, LineSettings, Settings, SignOutAccount};
-use crate::store::Secrets;
+use crate::store::{AuditAction, AuditEvent, Secrets};
 
 /// Where the OPC UA server is, for the status bar and the line screen.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,6 +62,26 @@ pub fn session_state(
         factors: s.method.as_str().to_owned(),
         expires_at: Some(time(expires - expires.rem_euclid(1000))),
     }
+}
+
+/// The audit row for a `SignOut()` password the server refused: a failed
+/// sign-in to the line's account, naming the user name the client gave and
+/// why (wrong, refused unchecked while locked, another check under way). No
+/// actor: an OPC UA user name is no personnel number.
+pub fn refusal_audit(refused: &PasswordRefused) -> AuditEvent {
+    let mut detail = format!(
+        "OPC UA SignOut() password refused for {:?}: {}",
+        refused.user, refused.cause
+    );
+    if refused.unreported_before > 0 {
+        detail += &format!(
+            " ({} refusals before this one not recorded one by one: the queue was full)",
+            refused.unreported_before
+        );
+    }
+    AuditEvent::new(AuditAction::SignInFailed)
+        .method("opcua_password")
+        .detail(detail)
 }
 
 /// The kiosk's `SignOut()` account, as the server asks for it.
@@ -229,6 +253,20 @@ impl LineLink {
             .map(|s| s.sign_out_requests().try_iter().collect())
             .unwrap_or_default()
     }
+
+    /// The audit rows of the `SignOut()` passwords refused since the last
+    /// call.
+    pub fn refused_passwords(&self) -> Vec<AuditEvent> {
+        self.server
+            .as_ref()
+            .map(|s| {
+                s.password_refusals()
+                    .try_iter()
+                    .map(|r| refusal_audit(&r))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
 }
 
 fn stop_in_background(server: Option<Handle>) {
@@ -295,6 +333,46 @@ mod tests {
         assert_eq!(secs(s.expires_at).as_millis() as i64, expires - 999);
         let op = session_state(Some(&session(Role::Operator)), &policy, &levels);
         assert_eq!(op.access_level, levels.operator);
+    }
+
+    #[test]
+    fn a_refused_password_is_a_failed_sign_in_naming_the_user_and_the_cause() {
+        use kubevision_opcua::RefusalCause;
+        let row = |cause, unreported_before| {
+            refusal_audit(&PasswordRefused {
+                user: "plc\nforged".into(),
+                cause,
+                unreported_before,
+            })
+        };
+        let wrong = row(RefusalCause::WrongPassword, 0);
+        assert_eq!(wrong.action, Some(AuditAction::SignInFailed));
+        assert_eq!(wrong.actor, None);
+        // The client's user name quoted, so it cannot forge a line.
+        assert_eq!(
+            wrong.detail,
+            "OPC UA SignOut() password refused for \"plc\\nforged\": wrong user name or password"
+        );
+        let locked = row(
+            RefusalCause::Locked {
+                left: Duration::from_millis(4_200),
+            },
+            0,
+        );
+        assert!(
+            locked
+                .detail
+                .ends_with("locked after too many wrong passwords (5 s left), refused unchecked"),
+            "{}",
+            locked.detail
+        );
+        let busy = row(RefusalCause::Busy, 7);
+        assert!(
+            busy.detail
+                .contains("another password check was under way (7 refusals before"),
+            "{}",
+            busy.detail
+        );
     }
 
     #[test]

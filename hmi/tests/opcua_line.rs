@@ -3,7 +3,8 @@
 //! client, Python asyncua (tests/opcua/line_client.py), subscribes, sees a
 //! face + PIN sign-in as data changes and a SignedIn event, and calls
 //! `SignOut()`, which puts the kiosk back on the sign-in screen with an
-//! audit row. A second test trusts a refused client certificate with a tap
+//! audit row; a wrong `SignOut()` password is a failed sign-in in the
+//! kiosk's audit trail (issue 22, finding 4). A second test trusts a refused client certificate with a tap
 //! on the administrator's line screen, throws garbage at the port, and sees
 //! the line told "signed out" when the kiosk closes.
 
@@ -81,10 +82,14 @@ struct LineClient {
 
 impl LineClient {
     fn start(url: &str, dir: &Path) -> Self {
+        Self::start_with(url, dir, PASSWORD)
+    }
+
+    fn start_with(url: &str, dir: &Path, password: &str) -> Self {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/opcua/line_client.py");
         let mut child = Command::new(python())
             .arg(script)
-            .args(["--url", url, "--user", USER, "--password", PASSWORD])
+            .args(["--url", url, "--user", USER, "--password", password])
             .arg("--dir")
             .arg(dir)
             .stdin(Stdio::piped())
@@ -257,11 +262,36 @@ fn the_line_sees_a_face_and_pin_sign_in_and_signs_the_operator_out() {
     client.expect(&mut h, "DATA KubeVision.Session.AccessLevel 0");
     let event = client.expect(&mut h, "EVENT KubeVision.SignedOutEventType");
     assert!(event.contains("PersonnelNumber=w7"), "{event}");
+    drop(client);
+
+    // A guess at the line account's password, with the same trusted
+    // certificate: refused, and the refusal is in the keyed audit trail,
+    // not only in the log.
+    let mut guesser = LineClient::start_with(&url, &root.path().join("client"), "a-guess");
+    guesser.expect(&mut h, "CERT");
+    guesser.send("connect");
+    let refused = guesser.expect(&mut h, "REFUSED");
+    assert!(refused.contains("BadUserAccessDenied"), "{refused}");
+    for _ in 0..5 {
+        h.step();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    drop(guesser);
     drop(h);
     let rows = audit(&data, AuditAction::SignOut);
     assert_eq!(rows.len(), 1, "{rows:?}");
     assert_eq!(rows[0].actor.as_deref(), Some("w7"));
     assert!(rows[0].detail.contains(&format!("as {USER}")), "{rows:?}");
+    let failed = audit(&data, AuditAction::SignInFailed);
+    let guesses: Vec<_> = failed
+        .iter()
+        .filter(|r| r.detail.contains("OPC UA SignOut() password refused"))
+        .collect();
+    assert_eq!(guesses.len(), 1, "{failed:?}");
+    assert_eq!(
+        guesses[0].detail,
+        format!("OPC UA SignOut() password refused for {USER:?}: wrong user name or password")
+    );
 }
 
 #[test]

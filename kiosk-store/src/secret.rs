@@ -67,11 +67,29 @@ fn hashing(e: impl std::fmt::Display) -> StoreError {
 /// Argon2id v19 with OWASP's minimum memory/time parameters (as before the
 /// pepper), keyed with the pepper.
 pub(super) fn hash(secret: &str, secrets: &Secrets) -> Result<String, StoreError> {
+    hash_at(
+        secret,
+        secrets,
+        Params::DEFAULT_M_COST,
+        Params::DEFAULT_T_COST,
+        Params::DEFAULT_P_COST,
+    )
+}
+
+/// [`hash`] at other costs: memory in KiB, passes, lanes (the benchmark of
+/// the plant's cap measures what a kiosk pays for the dearest hash it takes).
+pub(super) fn hash_at(
+    secret: &str,
+    secrets: &Secrets,
+    m_cost: u32,
+    t_cost: u32,
+    p_cost: u32,
+) -> Result<String, StoreError> {
     let salt = SaltString::generate(&mut OsRng);
     let params = ParamsBuilder::new()
-        .m_cost(Params::DEFAULT_M_COST)
-        .t_cost(Params::DEFAULT_T_COST)
-        .p_cost(Params::DEFAULT_P_COST)
+        .m_cost(m_cost)
+        .t_cost(t_cost)
+        .p_cost(p_cost)
         .keyid(KeyId::new(&secrets.pepper_id()).map_err(hashing)?)
         .build()
         .map_err(hashing)?;

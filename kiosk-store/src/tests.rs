@@ -1661,7 +1661,7 @@ fn files_and_folders_are_the_owners_only() {
 /// The figure for docs/security-kiosk.md: what one offline guess costs at
 /// the kiosk's Argon2id parameters, and so how long a copy of the store
 /// takes to give up a PIN. Prints, asserts nothing about time:
-/// `cargo test -p kubevision-hmi --lib pin_recovery_cost -- --ignored --nocapture`
+/// `cargo test -p kubevision-kiosk-store --lib pin_recovery_cost -- --ignored --nocapture`
 #[test]
 #[ignore]
 fn pin_recovery_cost() {
@@ -1698,6 +1698,51 @@ fn pin_recovery_cost() {
     println!(
         "after: the hash is keyed with a 256-bit pepper outside the database: 2^256 x 10^4 guesses for a 4-digit PIN (infeasible)"
     );
+}
+
+/// The figure for docs/security.md (issue 22, finding 12): what the kiosk
+/// pays to verify the dearest hash the plant's rule accepts
+/// (`kubevision_proto::credential`: m ≤ 64 MiB, t ≤ 6, p ≤ 4,
+/// m × t ≤ MAX_WORK_KIB_PASSES), through the kiosk's own verification, beside
+/// its own parameters in the same run. Each corner of the cap is checked to
+/// be accepted, and one KiB more refused. Prints the times, asserts none:
+/// `cargo test -p kubevision-kiosk-store --lib argon2_cap_verification_cost -- --ignored --nocapture`
+#[test]
+#[ignore]
+fn argon2_cap_verification_cost() {
+    use kubevision_proto::credential::{
+        check_keyed_phc, MAX_LANES, MAX_MEMORY_KIB, MAX_PASSES, MAX_WORK_KIB_PASSES, MIN_PASSES,
+    };
+    let (_dir, store) = fresh();
+    let secrets = store.secrets();
+    let runs = 7;
+    let median_ms = |phc: &str| {
+        let mut ms: Vec<f64> = (0..runs)
+            .map(|_| {
+                let start = std::time::Instant::now();
+                assert_eq!(secret::verify("0815", phc, secrets), secret::Verified::Yes);
+                start.elapsed().as_secs_f64() * 1e3
+            })
+            .collect();
+        ms.sort_by(f64::total_cmp);
+        (ms[runs / 2], ms[runs - 1])
+    };
+    let own = secret::hash("0815", secrets).unwrap();
+    let (p50, max) = median_ms(&own);
+    println!("the kiosk's own (m=19456 KiB, t=2, p=1): median {p50:.1} ms, slowest {max:.1} ms of {runs}");
+    for t in MIN_PASSES..=MAX_PASSES {
+        let m = MAX_MEMORY_KIB.min((MAX_WORK_KIB_PASSES / u64::from(t)) as u32);
+        let phc = secret::hash_at("0815", secrets, m, t, MAX_LANES).unwrap();
+        check_keyed_phc(&phc, None).expect("a corner of the cap is accepted");
+        let beyond = secret::hash_at("0815", secrets, m + 1, t, MAX_LANES).unwrap();
+        assert!(
+            check_keyed_phc(&beyond, None).is_err(),
+            "m={} t={t} is over the cap",
+            m + 1
+        );
+        let (p50, max) = median_ms(&phc);
+        println!("at the cap (m={m} KiB, t={t}, p={MAX_LANES}): median {p50:.1} ms, slowest {max:.1} ms of {runs}");
+    }
 }
 
 #[test]

@@ -57,7 +57,7 @@ fuzz_target!(|data: &[u8]| {
     }
     if let Ok(Ok(face)) = READER.face(0, &frames[0]) {
         assert_eq!(
-            face.crop.dimensions(),
+            face.crop().dimensions(),
             (vision::FACE_WIDTH, vision::FACE_HEIGHT)
         );
     }

@@ -16,7 +16,6 @@ use std::time::Duration;
 
 use kubevision_hmi::auth::{AuthState, Notice};
 use kubevision_hmi::recognition::challenge::{Ask, ChooseAsk};
-use kubevision_hmi::recognition::enrollment_templates;
 use kubevision_hmi::store::{now_millis, AuditAction, NewOperator, Role, Store};
 use support::*;
 use tempfile::TempDir;
@@ -27,6 +26,7 @@ use vision::liveness::Turn;
 use vision::pipeline::FacePipeline;
 use vision::quality::QualityGate;
 use vision::recogniser::Kind;
+use vision::template::{templates_of_face, AnyTemplate};
 use vision::GrayImage;
 
 /// s1: the person whose photos 1, 1, 2, 5 turn to their left.
@@ -60,9 +60,8 @@ fn dlib_store(root: &TempDir) -> PathBuf {
     for photo in ENROLL {
         let frame = sign_in_frame(TURNER, photo);
         let face = pipeline.process(&frame).unwrap();
-        templates.extend(
-            enrollment_templates(&LbphParams::default(), Some(&embedder), &frame, &face).unwrap(),
-        );
+        let made = templates_of_face(&LbphParams::default(), Some(&embedder), &frame, &face);
+        templates.extend(made.unwrap().iter().map(AnyTemplate::to_bytes));
     }
     assert_eq!(
         templates.len(),

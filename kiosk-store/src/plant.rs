@@ -14,9 +14,8 @@ use kubevision_proto::v1::credential::Kind;
 use kubevision_proto::v1::operator_profile::Role as ProtoRole;
 use kubevision_proto::v1::{Credential, OperatorProfile};
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
-use vision::embedding::Embedding;
-use vision::lbph::{Layout, LbphParams, Template};
-use vision::recogniser::Kind as Recogniser;
+use vision::lbph::LbphParams;
+use vision::template::AnyTemplate;
 
 use super::audit::{self, AuditAction, AuditEvent};
 use super::keys::Secrets;
@@ -545,8 +544,11 @@ fn usable(
     if templates.is_empty() {
         return Err("no templates".into());
     }
+    // Templates this kiosk can match with, of either kind (its magic says
+    // which): lbph's made with OpenCV's default parameters (what the kiosk
+    // makes and matches with), dlib's of this build's model version.
     for (i, t) in templates.iter().enumerate() {
-        check_template(t).map_err(|e| format!("template {i}: {e}"))?;
+        AnyTemplate::decode(t, &LbphParams::default()).map_err(|e| format!("template {i}: {e}"))?;
     }
     let Some(profile) = profile else {
         return Ok(None);
@@ -560,20 +562,6 @@ fn usable(
         name,
         ..profile.clone()
     }))
-}
-
-/// A template this kiosk can match with, of either kind (its magic says
-/// which): lbph's made with OpenCV's default parameters (what the kiosk
-/// makes and matches with), dlib's of this build's model version.
-fn check_template(bytes: &[u8]) -> Result<(), vision::Error> {
-    match Recogniser::of_template(bytes) {
-        Some(Recogniser::Lbph) => {
-            let ours = Layout::of(&LbphParams::default());
-            ours.check(&Template::from_bytes(bytes)?.layout())
-        }
-        Some(Recogniser::Dlib) => Embedding::from_bytes(bytes).map(drop),
-        None => Recogniser::Lbph.check_template(bytes),
-    }
 }
 
 fn upsert(

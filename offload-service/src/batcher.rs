@@ -16,7 +16,7 @@ use vision::lbph::{Match, Template};
 
 use crate::backend::{ActiveBackend, MatchBackend};
 use crate::metrics::Metrics;
-use crate::recogniser::AnyTemplate;
+use vision::template::AnyTemplate;
 
 /// Backend calls allowed at once: one running, one being handed over.
 const BATCHES_IN_FLIGHT: usize = 2;

@@ -9,7 +9,7 @@ use std::sync::Mutex;
 
 use image::ImageDecoder;
 use kubevision_proto::v1::{frame::Content, Frame, RawFaceCrop};
-use vision::detect::{FaceBox, FaceDetector};
+use vision::detect::FaceDetector;
 use vision::pipeline::{FacePipeline, FrameError as PipelineError};
 use vision::quality::QualityGate;
 use vision::{GrayImage, FACE_HEIGHT, FACE_WIDTH};
@@ -76,17 +76,25 @@ pub enum Unusable {
 
 /// A face found in a frame.
 #[derive(Debug, Clone)]
-pub struct Face {
-    /// The normalised crop (the LBPH recogniser's input).
-    pub crop: GrayImage,
-    /// From a camera image: the whole frame and the detector's box in it
-    /// (the dlib recogniser aligns by landmarks on the whole frame).
-    pub camera: Option<(GrayImage, FaceBox)>,
+pub enum Face {
+    /// A normalised crop sent as such: the LBPH recogniser's input only.
+    Crop(GrayImage),
+    /// A face found in a camera image: the whole frame, and the detector's
+    /// box in it with the crop cut from it (the dlib recogniser aligns by
+    /// landmarks on the whole frame).
+    Camera {
+        frame: GrayImage,
+        face: vision::pipeline::Face,
+    },
 }
 
 impl Face {
-    fn crop(crop: GrayImage) -> Self {
-        Self { crop, camera: None }
+    /// The normalised crop (the LBPH recogniser's input).
+    pub fn crop(&self) -> &GrayImage {
+        match self {
+            Face::Crop(crop) => crop,
+            Face::Camera { face, .. } => &face.crop,
+        }
     }
 }
 
@@ -157,11 +165,11 @@ impl FaceReader {
         match &frame.content {
             None => Err(FrameError::Missing { index }),
             Some(Content::Template(_)) => Err(FrameError::NotAnImage { index }),
-            Some(Content::RawFaceCrop(raw)) => raw_crop(index, raw).map(|c| Ok(Face::crop(c))),
+            Some(Content::RawFaceCrop(raw)) => raw_crop(index, raw).map(|c| Ok(Face::Crop(c))),
             Some(Content::FaceCropImage(bytes)) => {
                 let crop = self.decode(index, bytes)?;
                 check_crop_size(index, crop.width(), crop.height())?;
-                Ok(Ok(Face::crop(crop)))
+                Ok(Ok(Face::Crop(crop)))
             }
             Some(Content::CameraImage(bytes)) => {
                 let pool = self
@@ -183,10 +191,7 @@ impl FaceReader {
                     .unwrap_or_else(|p| p.into_inner())
                     .push(pipeline);
                 match outcome {
-                    Ok(face) => Ok(Ok(Face {
-                        crop: face.crop,
-                        camera: Some((image, face.face)),
-                    })),
+                    Ok(face) => Ok(Ok(Face::Camera { frame: image, face })),
                     Err(PipelineError::Quality(vision::quality::QualityIssue::NoFace)) => {
                         Ok(Err(Unusable::NoFace))
                     }

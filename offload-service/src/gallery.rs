@@ -54,11 +54,11 @@ use vision::recogniser::Kind;
 
 use crate::backend::{ActiveBackend, BackendError, CpuBackend, EmbeddingBackend, MatchBackend};
 use crate::metrics::Metrics;
-use crate::recogniser::AnyTemplate;
 use crate::store::{
     Change, ChangeKind, Committed, GalleryStore, StoreError, StoreStatus, UpdateMode,
 };
 use crate::wolf::{self, Candidate, Wolf, WolfRule, WATCH_UNTIL};
+use vision::template::AnyTemplate;
 
 #[derive(Debug, thiserror::Error)]
 pub enum GalleryError {
@@ -513,22 +513,10 @@ impl OperatorGallery {
             } => {
                 // Every template checked by its own kind; the gallery's
                 // kind kept for the matcher.
-                let mut lbph = Vec::new();
-                let mut dlib = Vec::new();
-                for (index, bytes) in templates.iter().enumerate() {
-                    match AnyTemplate::decode(bytes, &self.params) {
-                        Ok(AnyTemplate::Lbph(t)) => lbph.push(t),
-                        Ok(AnyTemplate::Dlib(e)) => dlib.push(*e),
-                        Err(source) => {
-                            let why = GalleryError::CorruptTemplate {
-                                operator_id: operator_id.to_owned(),
-                                index,
-                                source,
-                            };
-                            self.quarantine(&mut ids, operator_id, why.to_string());
-                            return Ok(());
-                        }
-                    }
+                let (mut lbph, mut dlib) = (Vec::new(), Vec::new());
+                if let Err(why) = self.decode_into(operator_id, templates, &mut lbph, &mut dlib) {
+                    self.quarantine(&mut ids, operator_id, why.to_string());
+                    return Ok(());
                 }
                 self.release(&mut ids, operator_id);
                 // Removed and enrolled again: the store gave them a new label.

@@ -41,6 +41,16 @@ pub enum Error {
     ParamsMismatch { expected: String, found: String },
     #[error("malformed template: {0}")]
     BadTemplate(String),
+    /// Bytes that do not start with a template's magic (`KVT1`, `KVE1`).
+    #[error("malformed template: not a KubeVision template (no KVT1 or KVE1 header)")]
+    NotATemplate,
+    /// A dlib template was asked for where dlib's models are not loaded.
+    #[error("the dlib recogniser's models are not loaded")]
+    DlibNotLoaded,
+    /// A dlib template was asked for of a face crop: dlib aligns a face
+    /// by landmarks on the whole camera image, which a crop has lost.
+    #[error("the dlib recogniser needs whole camera images, not face crops")]
+    CropForDlib,
     #[error("the model has no templates: enroll at least one face first")]
     EmptyModel,
     #[error("{images} images but {labels} labels were given")]

@@ -14,11 +14,17 @@
 //! - [`embedding`] is the `dlib` recogniser beside it: dlib's ResNet face
 //!   embeddings, exact nearest-neighbour search, and the model files;
 //! - [`recogniser`] names the two kinds and tells a template's kind;
+//! - [`template`] decodes a template of either kind and makes every
+//!   template of a face (one place for the kiosk, its store and the
+//!   service);
+//! - [`gallery`] holds one recogniser's templates keyed by personnel number
+//!   and answers the searches a burst is decided with;
 //! - [`liveness`] asks a live person for what a photo cannot do;
 //! - [`burst`] turns the answers for a burst of frames into one decision;
 //! - [`calibrate`] derives FAR/FRR curves and the accept threshold;
 //! - [`video`] reads and writes Motion-JPEG AVI files as grey frames (a
 //!   camera for demos and tests);
+//! - [`synthetic`] makes deterministic crops and embeddings for tests;
 //! - [`files`] reads files from outside with bounds (regular files only, up
 //!   to a size limit) and writes model files atomically and privately.
 
@@ -28,12 +34,15 @@ pub mod detect;
 pub mod embedding;
 mod error;
 pub mod files;
+pub mod gallery;
 pub mod imageio;
 pub mod lbph;
 pub mod liveness;
 pub mod pipeline;
 pub mod quality;
 pub mod recogniser;
+pub mod synthetic;
+pub mod template;
 pub mod video;
 
 pub use error::Error;

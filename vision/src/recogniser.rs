@@ -65,9 +65,7 @@ impl Kind {
                 expected: self,
                 found,
             }),
-            None => Err(Error::BadTemplate(
-                "not a KubeVision template (no KVT1 or KVE1 header)".into(),
-            )),
+            None => Err(Error::NotATemplate),
         }
     }
 }
@@ -114,6 +112,9 @@ mod tests {
         Kind::Dlib.check_template(&dlib).unwrap();
         let e = Kind::Lbph.check_template(&dlib).unwrap_err().to_string();
         assert!(e.contains("dlib") && e.contains("lbph"), "{e}");
-        assert!(Kind::Lbph.check_template(b"xx").is_err());
+        assert!(matches!(
+            Kind::Lbph.check_template(b"xx"),
+            Err(Error::NotATemplate)
+        ));
     }
 }

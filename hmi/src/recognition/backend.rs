@@ -11,10 +11,12 @@ use std::time::Duration;
 
 use kubevision_offload_client::ClientError;
 use vision::burst::{decide, BurstDecision, BurstRule};
-use vision::embedding::{Embedding, EmbeddingGallery};
-use vision::lbph::{Gallery, LbphParams, Template};
+use vision::embedding::Embedding;
+use vision::gallery::Gallery;
+use vision::lbph::LbphParams;
 use vision::recogniser::Kind;
-use vision::{GrayImage, Match};
+use vision::template::AnyTemplate;
+use vision::GrayImage;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BackendError {
@@ -104,37 +106,11 @@ pub trait Backend: Send {
     ) -> Result<Decision, BackendError>;
 }
 
-/// The enrolled templates of the active recogniser, searchable.
-enum Matcher {
-    Lbph(Gallery),
-    Dlib(EmbeddingGallery),
-}
-
+/// Matches in process, with the gallery of the active recogniser
+/// ([`vision::gallery`], as the service's decisions are made of).
 pub struct LocalBackend {
     params: LbphParams,
-    kind: Kind,
-    matcher: Matcher,
-    /// The gallery's labels are indexes into this.
-    personnel_nos: Vec<String>,
-}
-
-impl Matcher {
-    fn new(kind: Kind, params: LbphParams) -> Matcher {
-        match kind {
-            Kind::Lbph => Matcher::Lbph(Gallery::new(params)),
-            Kind::Dlib => Matcher::Dlib(EmbeddingGallery::new()),
-        }
-    }
-
-    fn add(&mut self, label: i32, bytes: &[u8]) -> Result<(), vision::Error> {
-        match self {
-            Matcher::Lbph(g) => g.add(label, Template::from_bytes(bytes)?),
-            Matcher::Dlib(g) => {
-                g.add(label, Embedding::from_bytes(bytes)?);
-                Ok(())
-            }
-        }
-    }
+    gallery: Gallery,
 }
 
 impl LocalBackend {
@@ -142,51 +118,17 @@ impl LocalBackend {
     /// of every kind the store holds.
     pub fn new(kind: Kind, params: LbphParams) -> Self {
         LocalBackend {
-            matcher: Matcher::new(kind, params),
+            gallery: Gallery::new(kind, params),
             params,
-            kind,
-            personnel_nos: Vec::new(),
         }
     }
 
-    fn label_of(&self, personnel_no: &str) -> Option<i32> {
-        self.personnel_nos
-            .iter()
-            .position(|p| p == personnel_no)
-            .map(|i| i as i32)
-    }
-
-    /// The nearest enrolled person to `probe`, however far.
-    fn nearest(&self, probe: &Probe) -> Result<Option<Match>, BackendError> {
-        Ok(match &self.matcher {
-            Matcher::Lbph(g) => {
-                let t = Template::extract(&self.params, &probe.crop)?;
-                g.search(&t, 1, f64::INFINITY)?.into_iter().next()
-            }
-            Matcher::Dlib(g) => g
-                .search(probe.embedding()?, 1, f64::INFINITY)
-                .into_iter()
-                .next(),
-        })
-    }
-
-    /// How near `probe` comes to the person labelled `label`.
-    fn nearest_of(&self, probe: &Probe, label: i32) -> Result<Option<Match>, BackendError> {
-        Ok(match &self.matcher {
-            Matcher::Lbph(g) => {
-                let t = Template::extract(&self.params, &probe.crop)?;
-                g.labels()
-                    .iter()
-                    .zip(g.all_distances(&t)?)
-                    .filter(|(l, _)| **l == label)
-                    .map(|(_, d)| d)
-                    .min_by(f64::total_cmp)
-                    .map(|distance| Match { label, distance })
-            }
-            Matcher::Dlib(g) => g
-                .search(probe.embedding()?, g.len(), f64::INFINITY)
-                .into_iter()
-                .find(|m| m.label == label),
+    /// The probe's template of the gallery's kind: lbph's from the crop,
+    /// dlib's the embedding the worker made.
+    fn template(&self, probe: &Probe) -> Result<AnyTemplate, BackendError> {
+        Ok(match self.gallery.kind() {
+            Kind::Lbph => AnyTemplate::of_crop(&self.params, &probe.crop)?,
+            Kind::Dlib => AnyTemplate::Dlib(Box::new(probe.embedding()?.clone())),
         })
     }
 
@@ -195,7 +137,7 @@ impl LocalBackend {
             BurstDecision::Accepted {
                 label, distance, ..
             } => Decision {
-                accepted: self.personnel_nos.get(label as usize).cloned(),
+                accepted: self.gallery.personnel_no(label).map(str::to_owned),
                 distance,
             },
             BurstDecision::NotRecognised { distance, .. } => Decision {
@@ -209,11 +151,6 @@ impl LocalBackend {
     }
 }
 
-/// Templates for an enrollment, as the store keeps them.
-pub fn extract(params: &LbphParams, crop: &GrayImage) -> Result<Vec<u8>, BackendError> {
-    Ok(Template::extract(params, crop)?.to_bytes())
-}
-
 pub const LOCAL: &str = "local";
 
 impl Backend for LocalBackend {
@@ -224,37 +161,24 @@ impl Backend for LocalBackend {
     /// Keeps the templates of the active recogniser (by their magic) and
     /// leaves the others: the store holds every kind.
     fn set_gallery(&mut self, entries: &[(String, Vec<u8>)]) -> Result<(), BackendError> {
-        let mut matcher = Matcher::new(self.kind, self.params);
-        let mut personnel_nos: Vec<String> = Vec::new();
+        let mut gallery = Gallery::new(self.gallery.kind(), self.params);
         for (personnel_no, bytes) in entries {
-            let bad = |source| BackendError::BadTemplate {
-                personnel_no: personnel_no.clone(),
-                source,
-            };
-            match Kind::of_template(bytes) {
-                Some(kind) if kind == self.kind => {}
-                Some(_) => continue,
-                None => return Err(bad(self.kind.check_template(bytes).unwrap_err())),
-            }
-            let label = match personnel_nos.iter().position(|p| p == personnel_no) {
-                Some(i) => i,
-                None => {
-                    personnel_nos.push(personnel_no.clone());
-                    personnel_nos.len() - 1
+            gallery.add_encoded(personnel_no, bytes).map_err(|source| {
+                BackendError::BadTemplate {
+                    personnel_no: personnel_no.clone(),
+                    source,
                 }
-            };
-            matcher.add(label as i32, bytes).map_err(bad)?;
+            })?;
         }
-        self.matcher = matcher;
-        self.personnel_nos = personnel_nos;
+        self.gallery = gallery;
         Ok(())
     }
 
     fn identify(&mut self, burst: &[Probe], rule: &BurstRule) -> Result<Decision, BackendError> {
         let nearest = burst
             .iter()
-            .map(|p| self.nearest(p))
-            .collect::<Result<Vec<_>, _>>()?;
+            .map(|p| Ok(self.gallery.nearest(&self.template(p)?)?))
+            .collect::<Result<Vec<_>, BackendError>>()?;
         Ok(self.decision(decide(rule, &nearest)))
     }
 
@@ -264,13 +188,13 @@ impl Backend for LocalBackend {
         personnel_no: &str,
         rule: &BurstRule,
     ) -> Result<Decision, BackendError> {
-        let Some(label) = self.label_of(personnel_no) else {
+        let Some(label) = self.gallery.label_of(personnel_no) else {
             return Ok(Decision::nobody());
         };
         let distances = burst
             .iter()
-            .map(|p| self.nearest_of(p, label))
-            .collect::<Result<Vec<_>, _>>()?;
+            .map(|p| Ok(self.gallery.nearest_of(&self.template(p)?, label)?))
+            .collect::<Result<Vec<_>, BackendError>>()?;
         Ok(self.decision(decide(rule, &distances)))
     }
 }
@@ -279,18 +203,7 @@ impl Backend for LocalBackend {
 mod tests {
     use super::*;
 
-    fn crop(seed: u32) -> GrayImage {
-        GrayImage::from_fn(92, 112, |x, y| {
-            image::Luma([((x * (3 + seed) + y * 7 + seed * 31) % 251) as u8])
-        })
-    }
-
-    fn embedding(seed: u32) -> Embedding {
-        let values: Vec<f32> = (0..128)
-            .map(|i| if i as u32 % 8 == seed { 0.3 } else { 0.01 })
-            .collect();
-        Embedding::new(&values).unwrap()
-    }
+    use vision::synthetic::{embedding, face_crop as crop};
 
     fn probe(seed: u32) -> Probe {
         Probe {
@@ -301,7 +214,11 @@ mod tests {
 
     /// Both kinds of templates for two people, as the store holds them.
     fn gallery() -> Vec<(String, Vec<u8>)> {
-        let lbph = |s| extract(&LbphParams::default(), &crop(s)).unwrap();
+        let lbph = |s| {
+            AnyTemplate::of_crop(&LbphParams::default(), &crop(s))
+                .unwrap()
+                .to_bytes()
+        };
         vec![
             ("W-1".into(), lbph(1)),
             ("W-1".into(), embedding(1).to_bytes()),

@@ -22,7 +22,7 @@ mod offload;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-pub use backend::{extract, Backend, BackendError, Decision, LocalBackend, Probe, LOCAL};
+pub use backend::{Backend, BackendError, Decision, LocalBackend, Probe, LOCAL};
 use challenge::{Challenge, ChooseAsk};
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
 pub use fallback::{FallbackBackend, FALLBACK_DEADLINE};
@@ -30,12 +30,13 @@ pub use gallery::{Enrolled, GalleryFeed};
 pub use offload::{OffloadBackend, OFFLOAD};
 use vision::burst::BurstRule;
 use vision::detect::FaceBox;
-use vision::embedding::{Alignment, DlibFrame, Embedder, Embedding, Landmarks, Located};
+use vision::embedding::{DlibFrame, Embedder, Embedding, Landmarks};
 use vision::lbph::LbphParams;
 use vision::liveness::{ChallengeRule, Turn, Verdict};
 use vision::pipeline::{Face, FacePipeline, FrameError};
 use vision::quality::QualityIssue;
 use vision::recogniser::Kind;
+use vision::template::{locate, templates_of_face, AnyTemplate};
 use vision::GrayImage;
 
 use crate::auth::FaceEvidence;
@@ -136,33 +137,6 @@ pub fn create_backend(
         )?),
         _ => Box::new(LocalBackend::new(kind, params)),
     })
-}
-
-/// One enrollment frame's templates, one of every kind the kiosk can
-/// make: lbph's from the crop and, with dlib's models (`embedder`), dlib's
-/// from the frame and the cascade's box.
-pub fn enrollment_templates(
-    params: &LbphParams,
-    embedder: Option<&Embedder>,
-    frame: &GrayImage,
-    face: &Face,
-) -> Result<Vec<Vec<u8>>, BackendError> {
-    let mut templates = vec![extract(params, &face.crop)?];
-    if let Some(embedder) = embedder {
-        let frame = DlibFrame::new(frame);
-        let located = locate(embedder, &frame, face.face);
-        templates.push(embedder.embed(&frame, &located)?.to_bytes());
-    }
-    Ok(templates)
-}
-
-/// The frame in dlib's form and the face's landmarks in it, from the
-/// cascade's box (the kiosk runs the cascade on every frame anyway).
-fn locate(embedder: &Embedder, frame: &DlibFrame, face: FaceBox) -> Located {
-    let dlib_box = embedder
-        .face_box(frame, Alignment::Cascade, Some(face))
-        .unwrap_or(face);
-    embedder.landmarks(frame, dlib_box)
 }
 
 /// Whether this kiosk can run dlib (both model files are there and
@@ -516,9 +490,9 @@ impl State {
             return None;
         }
         self.load_models();
-        match enrollment_templates(&self.recogniser.lbph, self.models(), frame, &face) {
-            Ok(t) => self.templates.extend(t),
-            Err(e) => return Some(Event::Failed(e.to_string())),
+        match templates_of_face(&self.recogniser.lbph, self.models(), frame, &face) {
+            Ok(t) => self.templates.extend(t.iter().map(AnyTemplate::to_bytes)),
+            Err(e) => return Some(Event::Failed(BackendError::from(e).to_string())),
         }
         self.enrolled_frames += 1;
         if self.enrolled_frames == target {

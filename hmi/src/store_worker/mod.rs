@@ -554,13 +554,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open_in_dir(dir.path()).unwrap();
         let worker = StoreWorker::start(store, GalleryFeed::new(), SyncPolicy::default(), || {});
-        let template = crate::recognition::extract(
+        let template = vision::template::AnyTemplate::of_crop(
             &vision::lbph::LbphParams::default(),
             &vision::GrayImage::from_fn(92, 112, |x, y| {
                 image::Luma([((x * 7 + y * 3) % 251) as u8])
             }),
         )
-        .unwrap();
+        .unwrap()
+        .to_bytes();
 
         worker.capture_sink()(vec![template.clone()]);
         worker.send(Command::DiscardCapture);

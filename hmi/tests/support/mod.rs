@@ -18,7 +18,7 @@ use kubevision_hmi::app::{Config, KioskApp};
 use kubevision_hmi::auth::AuthState;
 use kubevision_hmi::camera::{FolderSource, FrameSource};
 use kubevision_hmi::recognition::challenge::{Ask, ChooseAsk};
-use kubevision_hmi::recognition::{extract, Probe};
+use kubevision_hmi::recognition::Probe;
 use kubevision_hmi::screens::Screen;
 use kubevision_hmi::store::{
     now_millis, AuditAction, AuditFilter, AuditRecord, NewOperator, Operator, Role, Store,
@@ -29,6 +29,7 @@ use vision::lbph::LbphParams;
 use vision::liveness::Turn;
 use vision::pipeline::FacePipeline;
 use vision::quality::QualityGate;
+use vision::template::AnyTemplate;
 use vision::GrayImage;
 
 /// Below every nearest-impostor distance of the persons used here.
@@ -101,7 +102,11 @@ pub fn probes(person: u32, range: std::ops::RangeInclusive<u32>) -> Vec<Probe> {
 pub fn templates(person: u32) -> Vec<Vec<u8>> {
     crops(person, 1..=5)
         .iter()
-        .map(|crop| extract(&LbphParams::default(), crop).unwrap())
+        .map(|crop| {
+            AnyTemplate::of_crop(&LbphParams::default(), crop)
+                .unwrap()
+                .to_bytes()
+        })
         .collect()
 }
 

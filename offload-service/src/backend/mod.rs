@@ -17,12 +17,12 @@ use vision::lbph::Layout;
 use vision::lbph::{LbphParams, Match, Template};
 use vision::recogniser::Kind;
 
-use crate::recogniser::AnyTemplate;
 pub use cpu::CpuBackend;
 #[cfg(feature = "cuda")]
 pub use cuda::{CudaBackend, CudaOptions};
 pub use embedding::EmbeddingBackend;
 pub use fallback::FallbackBackend;
+use vision::template::AnyTemplate;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BackendError {

@@ -20,8 +20,8 @@ use super::{check_operator_id, invalid, profile, Core, Sighting, MAX_FRAMES, MAX
 use crate::admission::{Bounded, Ticket};
 use crate::error::ServiceError;
 use crate::gallery::{GalleryError, OperatorGallery};
-use crate::recogniser::AnyTemplate;
 use crate::store::{ChangeKind, Committed, UpdateMode};
+use vision::template::AnyTemplate;
 
 /// The operator's stored profile, for [`enrol_scope`]: read only for a
 /// caller without `admin` (`Ok(None)` otherwise, unused); `Err(())` for a

@@ -33,7 +33,8 @@ use crate::frames::{Face, FaceReader, FrameError, Unusable};
 use crate::gallery::OperatorGallery;
 use crate::identity::Caller;
 use crate::metrics::Metrics;
-use crate::recogniser::{AnyTemplate, Recogniser};
+use crate::recogniser::Recogniser;
+use vision::template::AnyTemplate;
 
 /// The request checks the handlers apply, for the fuzz targets under
 /// `fuzz/` (not an API: no stability is promised).

@@ -18,7 +18,7 @@ use super::{
 use crate::error::ServiceError;
 use crate::frames::Unusable;
 use crate::identity::Scope;
-use crate::recogniser::AnyTemplate;
+use vision::template::AnyTemplate;
 
 pub struct RecognitionApi(pub Arc<Core>);
 

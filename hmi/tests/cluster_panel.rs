@@ -2,7 +2,7 @@
 //! against cluster/tests' in-test Kubernetes API server (included from
 //! there, so both crates test against the same fake).
 
-mod support;
+use crate::support;
 
 #[path = "../../cluster/tests/cluster/fake_api.rs"]
 #[allow(dead_code)] // the cluster crate's tests use the rest
@@ -11,13 +11,13 @@ mod fake_api;
 #[allow(dead_code)]
 mod fixtures;
 
+use crate::support::*;
 use eframe::egui;
 use fake_api::FakeApi;
 use kubevision_hmi::cluster_worker::{NAMESPACE, RELEASE};
 use kubevision_hmi::screens::{self, Nav, Screen};
 use kubevision_hmi::settings::Settings;
 use kubevision_hmi::store::Store;
-use support::*;
 
 fn cluster_idle(app: &kubevision_hmi::app::KioskApp) -> bool {
     matches!(app.screen(), Screen::Cluster(c) if !c.busy())

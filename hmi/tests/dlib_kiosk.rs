@@ -7,17 +7,17 @@
 //! sequence is, by construction, what a video made for the challenge looks
 //! like. Needs dlib's model files (`scripts/setup-models`).
 
-mod support;
+use crate::support;
 #[path = "../../vision/tests/turn/mod.rs"]
 mod turn;
 
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::support::*;
 use kubevision_hmi::auth::{AuthState, Notice};
 use kubevision_hmi::recognition::challenge::{Ask, ChooseAsk};
 use kubevision_hmi::store::{now_millis, AuditAction, NewOperator, Role, Store};
-use support::*;
 use tempfile::TempDir;
 use vision::detect::FaceDetector;
 use vision::embedding::{Alignment, DlibFrame, Embedder, Landmarks};

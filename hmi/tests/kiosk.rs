@@ -1,11 +1,11 @@
 //! The real application driven through egui_kittest, with ORL photos
 //! played as the camera and a real store in a temporary directory.
 
-mod support;
+use crate::support;
 
+use crate::support::*;
 use kubevision_hmi::auth::{AuthState, Notice};
 use kubevision_hmi::store::{now_millis, AuditAction, Role, Store, Subject};
-use support::*;
 use vision::recogniser::Kind;
 
 #[test]

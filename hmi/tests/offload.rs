@@ -7,7 +7,7 @@
 //! reach this kiosk with their name, role and PIN, and sign in here with
 //! the cluster down.
 
-mod support;
+use crate::support;
 
 use std::cell::RefCell;
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
@@ -16,6 +16,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::support::*;
 use egui_kittest::Harness;
 use kubevision_hmi::app::KioskApp;
 use kubevision_hmi::auth::AuthState;
@@ -31,7 +32,6 @@ use kubevision_hmi::store::{
 };
 use kubevision_hmi::store_worker::{self, plant_sync, PlantStatus, StoreWorker, SyncPolicy};
 use kubevision_offload_client::{ClientConfig, OffloadClient};
-use support::*;
 use tempfile::TempDir;
 use vision::burst::BurstRule;
 use vision::lbph::LbphParams;

@@ -8,7 +8,7 @@
 //! on the administrator's line screen, throws garbage at the port, and sees
 //! the line told "signed out" when the kiosk closes.
 
-mod support;
+use crate::support;
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -16,13 +16,13 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use crate::support::*;
 use egui_kittest::Harness;
 use kubevision_hmi::app::KioskApp;
 use kubevision_hmi::line_link::LineStatus;
 use kubevision_hmi::screens::Screen;
 use kubevision_hmi::settings::LineSettings;
 use kubevision_hmi::store::{AuditAction, Store};
-use support::*;
 
 const USER: &str = "line-hmi";
 const PASSWORD: &str = "line-7-signout";

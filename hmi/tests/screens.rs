@@ -16,10 +16,12 @@
 //! The camera shows fixed photos, and the status bar a fixed clock and
 //! station name, so the snapshots are the same every run.
 
-mod support;
+use crate::support;
 
 use std::path::Path;
 
+use crate::support::cpu_renderer::CpuRenderer;
+use crate::support::*;
 use eframe::egui::{self, accesskit::Role, Rect};
 use egui_kittest::kittest::NodeT;
 use egui_kittest::{Harness, SnapshotResults};
@@ -30,8 +32,6 @@ use kubevision_hmi::screens::Screen;
 use kubevision_hmi::store::now_millis;
 use kubevision_hmi::theme::MIN_TARGET;
 use kubevision_hmi::widgets::status_bar;
-use support::cpu_renderer::CpuRenderer;
-use support::*;
 
 /// Widgets a finger can tap.
 const TARGETS: [Role; 7] = [

@@ -2,15 +2,15 @@
 //! with OpenCV's `VideoWriter` from ORL photos plays, loops and signs in the
 //! person whose photos it holds.
 
-mod support;
+use crate::support;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use crate::support::*;
 use kubevision_hmi::camera::{
     file_source, Camera, CameraError, CameraStatus, FrameSource, VideoSource,
 };
-use support::*;
 use vision::imageio::load_gray;
 
 /// An MJPG AVI at 25 frames a second of the given ORL photos (92 × 112 crops).

@@ -291,7 +291,12 @@ pub(crate) fn create_private_dir(dir: &Path) -> std::io::Result<()> {
             .mode(0o700)
             .create(dir)
     }
-    #[cfg(not(unix))]
+    #[cfg(windows)]
+    {
+        std::fs::create_dir_all(dir)?;
+        crate::windows_acl::restrict_to_owner(dir)
+    }
+    #[cfg(not(any(unix, windows)))]
     {
         std::fs::create_dir_all(dir)
     }
@@ -312,7 +317,14 @@ pub(crate) fn tighten(path: &Path, mode: u32) {
             }
         }
     }
-    #[cfg(not(unix))]
+    #[cfg(windows)]
+    {
+        let _ = mode;
+        if let Err(e) = crate::windows_acl::restrict_to_owner(path) {
+            tracing::warn!("cannot restrict {} to its owner: {e}", path.display());
+        }
+    }
+    #[cfg(not(any(unix, windows)))]
     let _ = (path, mode);
 }
 

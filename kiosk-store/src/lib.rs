@@ -28,6 +28,8 @@
 //! - `secret`: PIN and password rules and their peppered Argon2id hashes.
 //! - `settings`: the kiosk's settings, one audited key each, and how they
 //!   reach the offload service.
+//! - `windows_acl` (Windows): the secrets folder and the database closed
+//!   to other local users, as `0700`/`0600` close them on Unix.
 //! - `tests`: the store's tests, on real SQLite files.
 //!
 //! This file holds what ties them together: [`Store`], [`StoreError`],
@@ -45,6 +47,8 @@ mod secret;
 pub mod settings;
 #[cfg(test)]
 mod tests;
+#[cfg(windows)]
+mod windows_acl;
 
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};

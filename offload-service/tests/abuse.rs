@@ -7,13 +7,13 @@
 //! Also over RPC: confusable operator ids and absurd Argon2 parameters
 //! are refused with INVALID_ARGUMENT naming the problem.
 
-mod common;
+use crate::common;
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::raw::Raw;
-use common::*;
+use crate::common::raw::Raw;
+use crate::common::*;
 use kubevision_offload_client::proto::gallery_service_client::GalleryServiceClient;
 use kubevision_offload_client::proto::recognition_service_client::RecognitionServiceClient;
 use kubevision_offload_client::proto::{

@@ -8,7 +8,7 @@
 //!   the whole service at start;
 //! - the SQLite store's files are 0600 whatever the umask.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -16,9 +16,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::postgres::PgServer;
-use common::process::free_port;
-use common::*;
+use crate::common::postgres::PgServer;
+use crate::common::process::free_port;
+use crate::common::*;
 use kubevision_offload_client::proto::{EnrollRequest, IdentifyRequest};
 use kubevision_offload_client::{ClientConfig, OffloadClient};
 

@@ -4,13 +4,13 @@
 //! `--allow-unauthenticated` is given (then it warns), and it listens on
 //! loopback unless told otherwise.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::process::free_port;
+use crate::common::process::free_port;
 
 fn binary() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_kubevision-offload"));

@@ -5,12 +5,12 @@
 //! synced, and a clear start-up error without the model files. Needs
 //! dlib's model files (`scripts/setup-models`).
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 
+use crate::common::*;
 use clap::Parser;
-use common::*;
 use kubevision_offload::{Config, Server};
 use kubevision_offload_client::proto::{
     frame::Content, sync_event::Event, EnrollRequest, Frame, IdentifyRequest, VerifyRequest,

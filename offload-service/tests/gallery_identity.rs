@@ -2,13 +2,13 @@
 //! known gallery_id is refused (SQLite, at open) or not applied (a replica
 //! following PostgreSQL), unless an operator chooses a new gallery.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::postgres::PgServer;
+use crate::common::postgres::PgServer;
 use kubevision_offload::backend::CpuBackend;
 use kubevision_offload::gallery::{GalleryError, OperatorGallery};
 use kubevision_offload::metrics::Metrics;

@@ -1,9 +1,9 @@
 //! Hostile and absurd requests get the documented status code with a message
 //! a person can act on, and the server keeps serving after every one of them.
 
-mod common;
+use crate::common;
 
-use common::*;
+use crate::common::*;
 use kubevision_offload_client::proto::{
     frame::Content, EnrollRequest, Frame, IdentifyRequest, RawFaceCrop, UpdateOperatorRequest,
     VerifyRequest,

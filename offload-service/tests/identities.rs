@@ -3,14 +3,14 @@
 //! identity its scopes; a call outside them is PERMISSION_DENIED, unknown
 //! credentials UNAUTHENTICATED, both decided before the body is read.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::raw::Raw;
-use common::*;
+use crate::common::raw::Raw;
+use crate::common::*;
 use kubevision_offload::identity::token_sha256_hex;
 use kubevision_offload_client::proto::{EnrollRequest, IdentifyRequest};
 use kubevision_offload_client::{ClientConfig, OffloadClient, TlsSettings};

@@ -8,12 +8,12 @@
 //! together, stored ones included on an append) and kept up as the gallery
 //! grows; the tests below reproduce the three ways round it.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 
+use crate::common::{operator, orl_dir, orl_raw};
 use clap::Parser;
-use common::{operator, orl_dir, orl_raw};
 use kubevision_offload::Config;
 use kubevision_offload_client::proto::{
     sync_event, update_operator_request::Mode, EnrollRequest, IdentifyRequest,

@@ -2,9 +2,9 @@
 //! data across a fast restart and a down period, runs beside a second one,
 //! leaves nothing behind, and serves TLS when asked.
 
-mod common;
+use crate::common;
 
-use common::postgres::PgServer;
+use crate::common::postgres::PgServer;
 
 #[test]
 fn a_cluster_keeps_its_data_across_a_fast_restart_and_a_down_period() {

@@ -2,13 +2,13 @@
 //! enrollments loses no acknowledged enrollment, and SIGTERM drains the
 //! requests in flight before exiting cleanly.
 
-mod common;
+use crate::common;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::process::Process;
-use common::*;
+use crate::common::process::Process;
+use crate::common::*;
 use kubevision_offload_client::proto::{sync_event::Event, EnrollRequest, IdentifyRequest};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

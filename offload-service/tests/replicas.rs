@@ -1,15 +1,15 @@
 //! Several replicas of the service, each its own process, sharing one
 //! PostgreSQL database started by the test: they are one gallery.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::postgres::PgServer;
-use common::process::Process;
-use common::*;
+use crate::common::postgres::PgServer;
+use crate::common::process::Process;
+use crate::common::*;
 use kubevision_offload_client::proto::update_operator_request::Mode;
 use kubevision_offload_client::proto::{
     sync_event::Event, EnrollRequest, IdentifyRequest, UpdateOperatorRequest,

@@ -3,9 +3,9 @@
 //! faces, verification, updates, removal, incremental sync, health,
 //! reflection (v1 and v1alpha) and metrics.
 
-mod common;
+use crate::common;
 
-use common::*;
+use crate::common::*;
 use kubevision_offload_client::proto::{
     sync_event::Event, update_operator_request::Mode, EnrollRequest, IdentifyRequest,
     UpdateOperatorRequest, VerifyRequest,

@@ -11,11 +11,11 @@
 //! * finding 12: a Cyrillic `Р-1042` beside a Latin `P-1042`, a foreign
 //!   `keyid`, and a hash that takes 10 s to verify.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 
-use common::*;
+use crate::common::*;
 use kubevision_offload::identity::token_sha256_hex;
 use kubevision_offload_client::proto::credential::Kind;
 use kubevision_offload_client::proto::operator_profile::Role;

@@ -3,12 +3,12 @@
 //! (`initdb` + `pg_ctl`). What only PostgreSQL has — several writers, a
 //! change feed, migrations under a lock, outages — is tested on it alone.
 
-mod common;
+use crate::common;
 
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
-use common::postgres::PgServer;
+use crate::common::postgres::PgServer;
 use kubevision_offload::store::{
     postgres::PostgresSettings, ChangeKind, GalleryStore, PostgresStore, SignIn, SqliteStore,
     StoreError, UpdateMode,

@@ -1,9 +1,9 @@
 //! TLS with client certificates and a bearer token: the right credentials
 //! get in; a missing client certificate, a wrong token and plaintext do not.
 
-mod common;
+use crate::common;
 
-use common::*;
+use crate::common::*;
 use kubevision_offload_client::{ClientConfig, OffloadClient, TlsSettings};
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, ExtendedKeyUsagePurpose, IsCa, KeyPair,

@@ -19,8 +19,11 @@ use crate::Error;
 pub const MODELS_DIR_ENV: &str = "KUBEVISION_MODELS_DIR";
 
 /// What installs the files, for error messages.
-pub const INSTALL_HINT: &str =
-    "install them with scripts/setup-models (the kubevision package ships them in /usr/share/kubevision/models)";
+pub const INSTALL_HINT: &str = if cfg!(windows) {
+    "the KubeVision MSI installs them in models next to the programs; reinstall it, or set KUBEVISION_MODELS_DIR"
+} else {
+    "install them with scripts/setup-models (the kubevision package ships them in /usr/share/kubevision/models)"
+};
 
 /// A model file the `dlib` recogniser needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -52,14 +52,18 @@ fn form(fields: &[(T, FieldKind)]) -> Form {
     form
 }
 
-/// The host name, a good default for the kiosk's identity ("kiosk" if none).
+/// The host name (the OS's, on Linux and Windows alike), lower-cased: a good
+/// default for the kiosk's identity ("kiosk" if none).
 fn default_kiosk_name() -> String {
-    std::fs::read_to_string("/etc/hostname")
-        .ok()
-        .or_else(|| std::env::var("COMPUTERNAME").ok())
-        .map(|h| h.trim().to_lowercase())
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "kiosk".into())
+    let host = gethostname::gethostname()
+        .to_string_lossy()
+        .trim()
+        .to_lowercase();
+    if host.is_empty() {
+        "kiosk".into()
+    } else {
+        host
+    }
 }
 
 impl Default for ClusterView {

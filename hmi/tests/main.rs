@@ -1,0 +1,16 @@
+//! The kiosk's integration tests, in one test binary: each file once linked
+//! the whole kiosk (egui, the store, the pipeline, OPC UA, the offload
+//! client) on its own, which cost minutes of every cold CI run. Run one
+//! file's tests with `cargo test -p kubevision-hmi --test integration screens::`.
+
+mod support;
+
+mod cli;
+mod cluster_panel;
+mod dlib_kiosk;
+mod kiosk;
+mod offload;
+mod opcua_line;
+mod orl_camera;
+mod screens;
+mod video_camera;

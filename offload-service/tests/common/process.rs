@@ -44,8 +44,14 @@ impl Process {
             metrics: format!("127.0.0.1:{metrics}").parse().unwrap(),
         };
         let deadline = Instant::now() + Duration::from_secs(20);
-        while process.client().gallery_status().await.is_err() {
-            assert!(Instant::now() < deadline, "the server did not come up");
+        // Any answer of the server's own means it is up: a refusal of this
+        // anonymous call too, where it was started with credentials (the
+        // fairness bench's `--identities`). Only "not listening yet" waits.
+        while let Err(e) = process.client().gallery_status().await {
+            if matches!(e.code(), Some(code) if code != tonic::Code::Unavailable) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "the server did not come up: {e}");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         process

@@ -151,7 +151,7 @@ mod tests {
             "{text}"
         );
         assert!(text.contains(&dir.path().display().to_string()), "{text}");
-        assert!(text.contains("scripts/setup-models"), "{text}");
+        assert!(text.contains(INSTALL_HINT), "{text}");
     }
 
     #[test]
@@ -163,6 +163,6 @@ mod tests {
         assert_eq!(found, path);
         let e = verify(ModelFile::Landmarks, &path).unwrap_err();
         assert!(matches!(e, Error::ModelChecksum { .. }), "{e}");
-        assert!(e.to_string().contains("scripts/setup-models"), "{e}");
+        assert!(e.to_string().contains(INSTALL_HINT), "{e}");
     }
 }

@@ -21,7 +21,7 @@ use multiversion::multiversion;
 use super::template::{opencv_scale, Layout, TemplateRef};
 
 /// Summary groups a cell, padded to whole 16-lane vectors.
-fn padded_groups(layout: Layout) -> usize {
+pub(super) fn padded_groups(layout: Layout) -> usize {
     let p = layout.neighbors as usize;
     let groups = (p * (p - 1) + 3).min(layout.bins());
     groups.div_ceil(16) * 16
@@ -33,7 +33,7 @@ pub fn summary_len(layout: Layout) -> usize {
 }
 
 /// The group of each LBP code: uniform codes numbered in order, the rest last.
-fn groups(layout: Layout) -> Vec<usize> {
+pub(super) fn groups(layout: Layout) -> Vec<usize> {
     let p = layout.neighbors;
     if (p * (p - 1) + 3) as usize >= layout.bins() {
         return (0..layout.bins()).collect(); // few bins: no merging needed
@@ -157,16 +157,21 @@ fn chi_square_opencv(a: TemplateRef<'_>, b: TemplateRef<'_>) -> f64 {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::lbph::{LbphParams, Template};
     use image::GrayImage;
 
-    fn face(seed: u32, w: u32, h: u32) -> Template {
-        let img = GrayImage::from_fn(w, h, |x, y| {
+    /// A textured image, distinct for each seed.
+    pub(crate) fn face_image(seed: u32, w: u32, h: u32) -> GrayImage {
+        GrayImage::from_fn(w, h, |x, y| {
             image::Luma([((x * 13 + seed) ^ (y * 7 + seed * x)) as u8])
-        });
-        Template::extract(&LbphParams::default(), &img).unwrap()
+        })
+    }
+
+    /// [`face_image`]'s template with the default parameters.
+    pub(crate) fn face(seed: u32, w: u32, h: u32) -> Template {
+        Template::extract(&LbphParams::default(), &face_image(seed, w, h)).unwrap()
     }
 
     #[test]

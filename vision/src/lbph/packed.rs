@@ -35,8 +35,6 @@ pub struct Packing {
     slot: Vec<usize>,
     /// Summary bytes a cell.
     width: usize,
-    /// The slot that merges the non-uniform codes, if the layout merges any.
-    merged: Option<usize>,
     /// Each code's index among the non-uniform codes (`usize::MAX` for a
     /// uniform code).
     rest_index: Vec<usize>,
@@ -100,7 +98,6 @@ impl Packing {
             layout,
             slot,
             width,
-            merged,
             rest_index,
             rest_bytes,
             mask,
@@ -281,7 +278,8 @@ mod tests {
     #[test]
     fn eight_neighbours_pack_into_eleven_kib() {
         let p = Packing::new(Layout::of(&LbphParams::default()));
-        assert_eq!(p.merged, Some(58));
+        let merged: Vec<usize> = (0..p.width).filter(|&s| p.mask[s] == 0.0).collect();
+        assert_eq!(merged, [58], "the non-uniform codes' slot");
         assert_eq!(p.rest_bytes, 112, "198 codes in 7 chunks of 32");
         assert_eq!(p.summary_len() + p.rest_len(), 11 * 1024);
     }

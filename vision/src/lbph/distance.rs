@@ -18,7 +18,7 @@
 
 use multiversion::multiversion;
 
-use super::template::{opencv_scale, Layout, TemplateRef};
+use super::template::{opencv_scale, Layout, Template, TemplateRef};
 
 /// Summary groups a cell, padded to whole 16-lane vectors.
 pub(super) fn padded_groups(layout: Layout) -> usize {
@@ -81,15 +81,29 @@ pub fn lower_bound(
     chi_square_counts(a, b, padded_groups(layout), cell_pixels, give_up_above)
 }
 
+/// What [`chi_square`] compares: a borrowed template, or an owned one (as
+/// [`super::Gallery::template`] unpacks it).
+pub trait Counts {
+    fn counts(&self) -> TemplateRef<'_>;
+}
+
+impl Counts for TemplateRef<'_> {
+    fn counts(&self) -> TemplateRef<'_> {
+        *self
+    }
+}
+
+impl Counts for Template {
+    fn counts(&self) -> TemplateRef<'_> {
+        self.as_ref()
+    }
+}
+
 /// Chi-square distance between two templates of one layout, as OpenCV's
 /// LBPH computes it. Returns `f64::INFINITY` as soon as the partial sum
 /// exceeds `give_up_above` (every term is non-negative, so it can only grow).
-pub fn chi_square(
-    layout: Layout,
-    a: TemplateRef<'_>,
-    b: TemplateRef<'_>,
-    give_up_above: f64,
-) -> f64 {
+pub fn chi_square(layout: Layout, a: impl Counts, b: impl Counts, give_up_above: f64) -> f64 {
+    let (a, b) = (a.counts(), b.counts());
     if a.cell_pixels == b.cell_pixels
         && a.overflow.is_empty()
         && b.overflow.is_empty()

@@ -2,18 +2,10 @@
 //! against cluster/tests' in-test Kubernetes API server (included from
 //! there, so both crates test against the same fake).
 
-use crate::support;
-
-#[path = "../../cluster/tests/cluster/fake_api.rs"]
-#[allow(dead_code)] // the cluster crate's tests use the rest
-mod fake_api;
-#[path = "../../cluster/tests/cluster/fixtures.rs"]
-#[allow(dead_code)]
-mod fixtures;
-
+use crate::fake_api::FakeApi;
+use crate::fixtures;
 use crate::support::*;
 use eframe::egui;
-use fake_api::FakeApi;
 use kubevision_hmi::cluster_worker::{NAMESPACE, RELEASE};
 use kubevision_hmi::screens::{self, Nav, Screen};
 use kubevision_hmi::settings::Settings;

@@ -7,7 +7,6 @@
 //! sequence is, by construction, what a video made for the challenge looks
 //! like. Needs dlib's model files (`scripts/setup-models`).
 
-use crate::support;
 #[path = "../../vision/tests/turn/mod.rs"]
 mod turn;
 

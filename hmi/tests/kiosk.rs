@@ -1,8 +1,6 @@
 //! The real application driven through egui_kittest, with ORL photos
 //! played as the camera and a real store in a temporary directory.
 
-use crate::support;
-
 use crate::support::*;
 use kubevision_hmi::auth::{AuthState, Notice};
 use kubevision_hmi::store::{now_millis, AuditAction, Role, Store, Subject};

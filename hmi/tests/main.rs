@@ -5,6 +5,15 @@
 
 mod support;
 
+// cluster/tests' in-test Kubernetes API server, which the cluster panel's
+// tests drive (at the crate root, where its fixtures look for it).
+#[path = "../../cluster/tests/cluster/fake_api.rs"]
+#[allow(dead_code)] // the cluster crate's tests use the rest
+mod fake_api;
+#[path = "../../cluster/tests/cluster/fixtures.rs"]
+#[allow(dead_code)]
+mod fixtures;
+
 mod cli;
 mod cluster_panel;
 mod dlib_kiosk;

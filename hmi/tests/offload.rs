@@ -7,8 +7,6 @@
 //! reach this kiosk with their name, role and PIN, and sign in here with
 //! the cluster down.
 
-use crate::support;
-
 use std::cell::RefCell;
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};

@@ -8,8 +8,6 @@
 //! on the administrator's line screen, throws garbage at the port, and sees
 //! the line told "signed out" when the kiosk closes.
 
-use crate::support;
-
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};

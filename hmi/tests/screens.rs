@@ -16,8 +16,6 @@
 //! The camera shows fixed photos, and the status bar a fixed clock and
 //! station name, so the snapshots are the same every run.
 
-use crate::support;
-
 use std::path::Path;
 
 use crate::support::cpu_renderer::CpuRenderer;

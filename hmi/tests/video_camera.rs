@@ -1,8 +1,6 @@
 //! A video file as the kiosk's camera (`--camera clip.avi`): a clip made
-//! with OpenCV's `VideoWriter` from ORL photos plays, loops and signs in the
+//! with our Motion-JPEG AVI writer (vision::video) from ORL photos plays, loops and signs in the
 //! person whose photos it holds.
-
-use crate::support;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};

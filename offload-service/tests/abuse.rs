@@ -7,8 +7,6 @@
 //! Also over RPC: confusable operator ids and absurd Argon2 parameters
 //! are refused with INVALID_ARGUMENT naming the problem.
 
-use crate::common;
-
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 

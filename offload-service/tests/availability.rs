@@ -8,8 +8,6 @@
 //!   the whole service at start;
 //! - the SQLite store's files are 0600 whatever the umask.
 
-use crate::common;
-
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

@@ -4,8 +4,6 @@
 //! `--allow-unauthenticated` is given (then it warns), and it listens on
 //! loopback unless told otherwise.
 
-use crate::common;
-
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};

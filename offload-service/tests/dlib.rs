@@ -5,8 +5,6 @@
 //! synced, and a clear start-up error without the model files. Needs
 //! dlib's model files (`scripts/setup-models`).
 
-use crate::common;
-
 use std::process::Command;
 
 use crate::common::*;

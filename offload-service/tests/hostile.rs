@@ -1,8 +1,6 @@
 //! Hostile and absurd requests get the documented status code with a message
 //! a person can act on, and the server keeps serving after every one of them.
 
-use crate::common;
-
 use crate::common::*;
 use kubevision_offload_client::proto::{
     frame::Content, EnrollRequest, Frame, IdentifyRequest, RawFaceCrop, UpdateOperatorRequest,

@@ -2,8 +2,6 @@
 //! data across a fast restart and a down period, runs beside a second one,
 //! leaves nothing behind, and serves TLS when asked.
 
-use crate::common;
-
 use crate::common::postgres::PgServer;
 
 #[test]

@@ -2,8 +2,6 @@
 //! enrollments loses no acknowledged enrollment, and SIGTERM drains the
 //! requests in flight before exiting cleanly.
 
-use crate::common;
-
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 

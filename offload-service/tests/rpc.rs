@@ -3,8 +3,6 @@
 //! faces, verification, updates, removal, incremental sync, health,
 //! reflection (v1 and v1alpha) and metrics.
 
-use crate::common;
-
 use crate::common::*;
 use kubevision_offload_client::proto::{
     sync_event::Event, update_operator_request::Mode, EnrollRequest, IdentifyRequest,

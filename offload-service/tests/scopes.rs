@@ -11,8 +11,6 @@
 //! * finding 12: a Cyrillic `Р-1042` beside a Latin `P-1042`, a foreign
 //!   `keyid`, and a hash that takes 10 s to verify.
 
-use crate::common;
-
 use std::path::Path;
 
 use crate::common::*;

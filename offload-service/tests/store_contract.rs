@@ -3,8 +3,6 @@
 //! (`initdb` + `pg_ctl`). What only PostgreSQL has — several writers, a
 //! change feed, migrations under a lock, outages — is tested on it alone.
 
-use crate::common;
-
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 

@@ -1,8 +1,6 @@
 //! TLS with client certificates and a bearer token: the right credentials
 //! get in; a missing client certificate, a wrong token and plaintext do not.
 
-use crate::common;
-
 use crate::common::*;
 use kubevision_offload_client::{ClientConfig, OffloadClient, TlsSettings};
 use rcgen::{

@@ -30,8 +30,9 @@ pd="$WINEPREFIX/drive_c/ProgramData/KubeVision"
 product_codes() { wine uninstaller --list 2>/dev/null | tr -d '\r' | sed -n 's/^\({[0-9A-F-]*}\)|||KubeVision$/\1/p'; }
 msiexec() { # msiexec ARGS... LOG: runs it, keeps the log, fails with its tail
   local log=${*: -1}
-  wine msiexec "${@:1:$#-1}" /qn /l*v "$(winepath -w "$log")" ||
-    { tail -n 40 "$log" >&2; die "msiexec ${*:1:2} exited $?"; }
+  local status=0
+  wine msiexec "${@:1:$#-1}" /qn /l*v "$(winepath -w "$log")" || status=$?
+  [ "$status" = 0 ] || { tail -n 40 "$log" >&2; die "msiexec ${*:1:2} exited $status"; }
 }
 show_log() { # the lines that say what happened
   grep -a -E 'Product: |Action ended [0-9:]+: (RemoveExistingProducts|InstallFiles|RunDoctor|InstallFinalize)|RunDoctor|MainEngineThread is returning' "$1" | sed 's/^/    /' || true

@@ -189,6 +189,11 @@ async fn register(
     if creds.pepper_created {
         println!("created the plant PIN pepper (the first kiosk of this release)");
     }
+    if let Some(id) = kubevision_kiosk_store::plant_pepper_id(&creds.plant_pepper) {
+        println!(
+            "plant PIN pepper key id: {id} (give it to the service: the chart's auth.plantPepperId, or KUBEVISION_PLANT_PEPPER_ID)"
+        );
+    }
     for path in written {
         println!("wrote {}", path.display());
     }

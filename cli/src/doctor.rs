@@ -28,29 +28,15 @@ use kubevision_offload_client::{ClientConfig, OffloadClient};
 use rusqlite::{Connection, OpenFlags};
 use serde::{Deserialize, Serialize};
 
-/// The installed configuration (`installer/linux/kubevision.toml`).
-pub const DEFAULT_CONFIG: &str = if cfg!(windows) {
-    r"C:\ProgramData\KubeVision\kubevision.toml"
-} else {
-    "/etc/kubevision/kubevision.toml"
-};
-
-/// The kiosk's data directory as the installers set it up.
-const DEFAULT_DATA_DIR: &str = if cfg!(windows) {
-    r"C:\ProgramData\KubeVision\data"
-} else {
-    "/var/lib/kubevision"
-};
-
 /// Longest wait for the cluster's API server (kube-rs's own timeouts are minutes).
 const CLUSTER_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Args)]
 pub struct DoctorArgs {
     /// Configuration file; a missing file means defaults.
-    #[arg(long, default_value = DEFAULT_CONFIG)]
+    #[arg(long, default_value_os_t = kubevision_kiosk_store::install::config_file())]
     config: PathBuf,
-    /// The kiosk's data directory [default: the config's data_dir, else /var/lib/kubevision].
+    /// The kiosk's data directory [default: the config's data_dir, else the installers' (/var/lib/kubevision; on Windows, %ProgramData%\KubeVision\data)].
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
     /// Offload service to call, e.g. http://offload.plant:50051 [default: the config's offload.endpoint].
@@ -159,7 +145,7 @@ pub fn run(args: &DoctorArgs) -> anyhow::Result<ExitCode> {
         .data_dir
         .clone()
         .or(config.data_dir)
-        .unwrap_or_else(|| DEFAULT_DATA_DIR.into());
+        .unwrap_or_else(kubevision_kiosk_store::install::data_dir);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -41,16 +41,9 @@ struct Args {
     /// The installation's configuration file (shared with `kubevision
     /// doctor`); a missing file means defaults. Its `[opcua] listen` fixes
     /// the OPC UA server's address over the kiosk's settings.
-    #[arg(long, value_name = "FILE", default_value = DEFAULT_CONFIG)]
+    #[arg(long, value_name = "FILE", default_value_os_t = kubevision_hmi::store::install::config_file())]
     config: PathBuf,
 }
-
-/// The installed configuration (`installer/linux/kubevision.toml`).
-const DEFAULT_CONFIG: &str = if cfg!(windows) {
-    r"C:\ProgramData\KubeVision\kubevision.toml"
-} else {
-    "/etc/kubevision/kubevision.toml"
-};
 
 /// What the kiosk reads of the configuration file; the rest is the
 /// doctor's, which checks the whole file.

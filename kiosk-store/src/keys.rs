@@ -256,6 +256,17 @@ fn retired_peppers(dir: &Path) -> Result<Vec<Key>, StoreError> {
     Ok(keys)
 }
 
+/// The key id (16 hex digits) that hashes keyed with the plant PIN pepper
+/// carry, from the pepper as registration writes it (64 hex digits and a
+/// newline): what the offload service's `--plant-pepper-id` (the chart's
+/// `auth.plantPepperId`) must be. None: not such a pepper.
+pub fn plant_pepper_id(pepper: &str) -> Option<String> {
+    let bytes: [u8; 32] = unhex(pepper.strip_suffix('\n').unwrap_or(pepper))?
+        .try_into()
+        .ok()?;
+    Some(hex(&Key(bytes).id("pepper")))
+}
+
 fn read_key(path: &Path) -> Result<Key, StoreError> {
     let text = std::fs::read_to_string(path).map_err(|e| secrets_io(path, e))?;
     let bytes = unhex(text.trim())
@@ -272,7 +283,8 @@ pub(super) fn hex(bytes: &[u8]) -> String {
 }
 
 pub(super) fn unhex(s: &str) -> Option<Vec<u8>> {
-    if !s.len().is_multiple_of(2) || !s.is_ascii() {
+    // Digits only: `from_str_radix` alone would read `+f` as `0f`.
+    if !s.len().is_multiple_of(2) || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
     }
     (0..s.len())

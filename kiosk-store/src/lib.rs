@@ -11,6 +11,7 @@
 //! doctor` both open the store, and the CLI does not link egui, eframe or
 //! the camera stack for it.
 //!
+//! - `install`: where an installation keeps its configuration and data.
 //! - `audit`: the append-only audit log, HMAC-chained and anchored, so that
 //!   edits, insertions and cut-off rows show (`verify_chain`).
 //! - `keys`: the secrets kept outside the database file (audit key, PIN
@@ -37,6 +38,7 @@
 //! with the chain.
 
 mod audit;
+pub mod install;
 mod keys;
 mod lockout;
 mod operators;
@@ -59,7 +61,8 @@ pub use audit::{
     write_csv, AuditAction, AuditEvent, AuditFilter, AuditRecord, BreakReason, ChainStatus,
 };
 pub use keys::{
-    Secrets, ANCHOR_FILE, AUDIT_KEY_FILE, PEPPER_FILE, PLANT_PEPPER_FILE, SECRETS_SUBDIR,
+    plant_pepper_id, Secrets, ANCHOR_FILE, AUDIT_KEY_FILE, PEPPER_FILE, PLANT_PEPPER_FILE,
+    SECRETS_SUBDIR,
 };
 pub use lockout::{LockoutPolicy, Subject};
 pub use operators::{NewOperator, Operator, OperatorId, Role, SecretCheck};

@@ -1888,6 +1888,19 @@ fn a_registered_kiosk_adopts_the_plant_pepper_and_its_pins_still_work() {
     let retired = secrets_dir.join(format!("pin-pepper.retired-{}.key", keys::hex(&own_id)));
     assert!(retired.exists(), "the kiosk's own pepper is kept");
     assert_ne!(store.secrets().pepper_id(), own_id);
+    assert_eq!(
+        crate::plant_pepper_id(&format!("{plant}\n")),
+        Some(keys::hex(&store.secrets().pepper_id())),
+        "the key id register-kiosk prints for the service is the one the kiosk's hashes carry"
+    );
+    for bad in [
+        String::new(),
+        "5a".repeat(31),
+        format!("+a{}", "5a".repeat(31)),
+        "zz".repeat(32),
+    ] {
+        assert_eq!(crate::plant_pepper_id(&bad), None, "{bad:?}");
+    }
 
     let phc = |dir: &TempDir| -> String {
         raw(dir)

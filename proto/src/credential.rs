@@ -300,9 +300,10 @@ pub fn hex(bytes: &[u8]) -> String {
 }
 
 /// Reads a key id written in hex ([`KEYID_BYTES`] bytes, 16 digits).
+/// Exactly the digits: no sign, no spaces, so that one id has one spelling
+/// (`u8::from_str_radix` alone would read `+f` as `0f`).
 pub fn parse_keyid(text: &str) -> Option<[u8; KEYID_BYTES]> {
-    let text = text.trim();
-    if text.len() != 2 * KEYID_BYTES || !text.is_ascii() {
+    if text.len() != 2 * KEYID_BYTES || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
     }
     let mut id = [0u8; KEYID_BYTES];
@@ -438,6 +439,10 @@ mod tests {
             "010203040506070809",
             "zz02030405060708",
             "é102030405060708",
+            "+1+2030405060708",
+            " 0102030405060708",
+            "0102030405060708\n",
+            "01020304 5060708",
         ] {
             assert_eq!(parse_keyid(bad), None, "{bad}");
         }

@@ -18,10 +18,10 @@
 
 use multiversion::multiversion;
 
-use super::template::{opencv_scale, Layout, TemplateRef};
+use super::template::{opencv_scale, Layout, Template, TemplateRef};
 
 /// Summary groups a cell, padded to whole 16-lane vectors.
-fn padded_groups(layout: Layout) -> usize {
+pub(super) fn padded_groups(layout: Layout) -> usize {
     let p = layout.neighbors as usize;
     let groups = (p * (p - 1) + 3).min(layout.bins());
     groups.div_ceil(16) * 16
@@ -33,7 +33,7 @@ pub fn summary_len(layout: Layout) -> usize {
 }
 
 /// The group of each LBP code: uniform codes numbered in order, the rest last.
-fn groups(layout: Layout) -> Vec<usize> {
+pub(super) fn groups(layout: Layout) -> Vec<usize> {
     let p = layout.neighbors;
     if (p * (p - 1) + 3) as usize >= layout.bins() {
         return (0..layout.bins()).collect(); // few bins: no merging needed
@@ -81,15 +81,29 @@ pub fn lower_bound(
     chi_square_counts(a, b, padded_groups(layout), cell_pixels, give_up_above)
 }
 
+/// What [`chi_square`] compares: a borrowed template, or an owned one (as
+/// [`super::Gallery::template`] unpacks it).
+pub trait Counts {
+    fn counts(&self) -> TemplateRef<'_>;
+}
+
+impl Counts for TemplateRef<'_> {
+    fn counts(&self) -> TemplateRef<'_> {
+        *self
+    }
+}
+
+impl Counts for Template {
+    fn counts(&self) -> TemplateRef<'_> {
+        self.as_ref()
+    }
+}
+
 /// Chi-square distance between two templates of one layout, as OpenCV's
 /// LBPH computes it. Returns `f64::INFINITY` as soon as the partial sum
 /// exceeds `give_up_above` (every term is non-negative, so it can only grow).
-pub fn chi_square(
-    layout: Layout,
-    a: TemplateRef<'_>,
-    b: TemplateRef<'_>,
-    give_up_above: f64,
-) -> f64 {
+pub fn chi_square(layout: Layout, a: impl Counts, b: impl Counts, give_up_above: f64) -> f64 {
+    let (a, b) = (a.counts(), b.counts());
     if a.cell_pixels == b.cell_pixels
         && a.overflow.is_empty()
         && b.overflow.is_empty()
@@ -157,16 +171,21 @@ fn chi_square_opencv(a: TemplateRef<'_>, b: TemplateRef<'_>) -> f64 {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::lbph::{LbphParams, Template};
     use image::GrayImage;
 
-    fn face(seed: u32, w: u32, h: u32) -> Template {
-        let img = GrayImage::from_fn(w, h, |x, y| {
+    /// A textured image, distinct for each seed.
+    pub(crate) fn face_image(seed: u32, w: u32, h: u32) -> GrayImage {
+        GrayImage::from_fn(w, h, |x, y| {
             image::Luma([((x * 13 + seed) ^ (y * 7 + seed * x)) as u8])
-        });
-        Template::extract(&LbphParams::default(), &img).unwrap()
+        })
+    }
+
+    /// [`face_image`]'s template with the default parameters.
+    pub(crate) fn face(seed: u32, w: u32, h: u32) -> Template {
+        Template::extract(&LbphParams::default(), &face_image(seed, w, h)).unwrap()
     }
 
     #[test]

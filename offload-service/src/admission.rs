@@ -25,7 +25,8 @@
 //! identity holds more than all workers but one, so the next request of
 //! a quiet kiosk finds a worker free. A single caller alone still gets
 //! every worker. Anonymous callers (`--allow-unauthenticated`) are one
-//! identity.
+//! identity. The searches that follow are shared by the same rule
+//! ([`crate::batcher`]).
 
 use std::collections::{HashMap, VecDeque};
 use std::pin::Pin;
@@ -285,12 +286,25 @@ impl FairWorkers {
         waiter.await.ok()
     }
 
+    /// Whether no identity but `caller` holds a worker or was seen within
+    /// RECENT.
+    pub fn alone(&self, caller: &Arc<str>) -> bool {
+        !Self::others(&self.lock(), caller)
+    }
+
+    fn others(state: &FairState, caller: &Arc<str>) -> bool {
+        let now = Instant::now();
+        state
+            .seen
+            .iter()
+            .any(|(c, &at)| c != caller && now.saturating_duration_since(at) < RECENT)
+            || state.held.iter().any(|(c, &n)| c != caller && n > 0)
+    }
+
     /// Whether `caller` may hold one more worker: all of them when nobody
     /// else was seen within RECENT, else all but one.
     fn may_take(&self, state: &FairState, caller: &Arc<str>) -> bool {
-        let others = state.seen.keys().any(|c| c != caller)
-            || state.held.iter().any(|(c, &n)| c != caller && n > 0);
-        let cap = if others {
+        let cap = if Self::others(state, caller) {
             (self.workers - 1).max(1)
         } else {
             self.workers

@@ -61,6 +61,8 @@ pub enum ServerError {
         kind: vision::recogniser::Kind,
         source: vision::Error,
     },
+    #[error("the matcher cannot start")]
+    Batcher(#[from] crate::batcher::BatchError),
     #[error(transparent)]
     Tls(#[from] TlsError),
     #[error("gRPC server: {0}")]
@@ -146,7 +148,7 @@ impl Server {
                 config.max_batch,
                 workers + config.max_queue,
                 metrics.clone(),
-            ),
+            )?,
             admission: Admission::from_config(&config, metrics.clone()),
             metrics,
             token: config.token.clone(),

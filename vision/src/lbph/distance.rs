@@ -124,32 +124,44 @@ pub fn chi_square(layout: Layout, a: impl Counts, b: impl Counts, give_up_above:
 /// Same-size templates: integer counts, one byte a bin.
 #[multiversion(targets("x86_64+avx512f+avx512bw", "x86_64+avx2+fma", "aarch64+neon"))]
 fn chi_square_counts(a: &[u8], b: &[u8], bins: usize, cell_pixels: u32, give_up_above: f64) -> f64 {
-    const LANES: usize = 16;
     let factor = 2.0 / cell_pixels as f64;
     let limit = give_up_above / factor;
     let mut total = 0.0f64;
     for (ca, cb) in a.chunks_exact(bins).zip(b.chunks_exact(bins)) {
-        let mut acc = [0.0f32; LANES];
-        for (xa, xb) in ca.chunks_exact(LANES).zip(cb.chunks_exact(LANES)) {
-            for l in 0..LANES {
-                let (x, y) = (xa[l] as f32, xb[l] as f32);
-                let d = x - y;
-                // Both zero: 0/1 = 0, as OpenCV's "skip when a+b is 0".
-                acc[l] += d * d / (x + y).max(1.0);
-            }
-        }
-        // Fewer bins than lanes (neighbours < 4): no chunk above; do them singly.
-        let tail = ca.len() - ca.len() % LANES;
-        for (&x, &y) in ca[tail..].iter().zip(&cb[tail..]) {
-            let (x, y) = (x as f32, y as f32);
-            acc[0] += (x - y) * (x - y) / (x + y).max(1.0);
-        }
-        total += acc.iter().map(|&v| v as f64).sum::<f64>();
+        total += cell_sum(ca, cb);
         if total > limit {
             return f64::INFINITY;
         }
     }
     total * factor
+}
+
+/// Lanes of [`cell_sum`]'s accumulator.
+pub(super) const LANES: usize = 16;
+
+/// One cell's `Σ (ca−cb)² / (ca+cb)` over integer counts. Bin `i` goes to
+/// f32 lane `i % 16`, the bins in order, and the lanes are summed in f64.
+/// Float addition is not associative, so this order *is* the distance:
+/// every same-size distance (the dense one here, the packed gallery's) adds
+/// its cells through this one function and so agrees to the last bit.
+#[inline(always)]
+pub(super) fn cell_sum(ca: &[u8], cb: &[u8]) -> f64 {
+    let mut acc = [0.0f32; LANES];
+    for (xa, xb) in ca.chunks_exact(LANES).zip(cb.chunks_exact(LANES)) {
+        for l in 0..LANES {
+            let (x, y) = (xa[l] as f32, xb[l] as f32);
+            let d = x - y;
+            // Both zero: 0/1 = 0, as OpenCV's "skip when a+b is 0".
+            acc[l] += d * d / (x + y).max(1.0);
+        }
+    }
+    // Fewer bins than lanes (neighbours < 4): no chunk above; do them singly.
+    let tail = ca.len() - ca.len() % LANES;
+    for (&x, &y) in ca[tail..].iter().zip(&cb[tail..]) {
+        let (x, y) = (x as f32, y as f32);
+        acc[0] += (x - y) * (x - y) / (x + y).max(1.0);
+    }
+    acc.iter().map(|&v| v as f64).sum::<f64>()
 }
 
 /// OpenCV's `compareHist(h1, h2, HISTCMP_CHISQR_ALT)` on the float

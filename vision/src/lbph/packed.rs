@@ -17,15 +17,16 @@
 
 use multiversion::multiversion;
 
-use super::distance::{groups, padded_groups};
+use super::distance::{cell_sum, groups, padded_groups, LANES};
 use super::template::{Layout, Template, TemplateRef};
 
 /// The largest count a nibble holds; it also marks a count in the overflow.
 const NIBBLE_MAX: u32 = 15;
 /// The largest count a summary byte holds exactly.
 const BYTE_MAX: u32 = 255;
-/// Lanes of the distance's vectors.
-const LANES: usize = 16;
+/// The most bins a cell may have for [`Packing::distance`] to unpack it on
+/// the stack (8 neighbours); larger layouts unpack whole templates.
+const STACK_BINS: usize = 256;
 
 /// Where each LBP code of a layout lives in a packed template.
 #[derive(Debug, Clone)]
@@ -40,9 +41,10 @@ pub struct Packing {
     rest_index: Vec<usize>,
     /// Nibble bytes a cell: the non-uniform codes rounded up to 32, halved.
     rest_bytes: usize,
-    /// 1 for a summary slot of one code, 0 for the merged slot: what the
-    /// full distance takes from the summary.
-    mask: Vec<f32>,
+    /// The codes kept exactly in the summary, with their slots.
+    uniform: Vec<(usize, usize)>,
+    /// The code of each non-uniform index (the inverse of `rest_index`).
+    rest_code: Vec<usize>,
 }
 
 /// A template as the gallery keeps it, borrowed.
@@ -55,12 +57,11 @@ pub struct Packed<'a> {
     pub overflow: &'a [(u32, u32)],
 }
 
-/// A probe laid out for [`Packing::distance`]: its summary, and its
-/// non-uniform counts a byte each, in the nibbles' order.
+/// A probe as [`Packing::distance`] takes it: the template, and its summary
+/// for the lower bound.
 pub struct Probe<'a> {
     template: TemplateRef<'a>,
     pub summary: Vec<u8>,
-    rest: Vec<u8>,
 }
 
 impl Probe<'_> {
@@ -91,16 +92,24 @@ impl Packing {
             })
             .collect();
         let rest_bytes = next.div_ceil(2 * LANES) * LANES;
-        let mask = (0..width)
-            .map(|s| if Some(s) == merged { 0.0 } else { 1.0 })
+        let uniform = (0..slot.len())
+            .filter(|&code| rest_index[code] == usize::MAX)
+            .map(|code| (code, slot[code]))
             .collect();
+        let mut rest_code = vec![0; next];
+        for (code, &r) in rest_index.iter().enumerate() {
+            if r != usize::MAX {
+                rest_code[r] = code;
+            }
+        }
         Self {
             layout,
             slot,
             width,
             rest_index,
             rest_bytes,
-            mask,
+            uniform,
+            rest_code,
         }
     }
 
@@ -174,39 +183,43 @@ impl Packing {
         Template::from_exact_counts(self.layout, p.cell_pixels, &counts)
     }
 
-    /// A probe's layout for [`Packing::distance`].
+    /// A probe for [`Packing::distance`].
     pub fn probe<'a>(&self, t: TemplateRef<'a>) -> Probe<'a> {
-        let bins = self.layout.bins();
-        let mut rest = vec![0u8; 2 * self.rest_len()];
-        for (bin, &c) in t.counts.iter().enumerate() {
-            let r = self.rest_index[bin % bins];
-            if r != usize::MAX {
-                rest[bin / bins * 2 * self.rest_bytes + r] = c;
-            }
-        }
         Probe {
             template: t,
             summary: super::distance::summary(self.layout, t),
-            rest,
+        }
+    }
+
+    /// One cell of a packed template without overflow, its counts a byte
+    /// each in code order, into `out` (the cell's bins long).
+    fn unpack_cell(&self, t: Packed<'_>, cell: usize, out: &mut [u8]) {
+        let summary = &t.summary[cell * self.width..][..self.width];
+        for &(code, slot) in &self.uniform {
+            out[code] = summary[slot];
+        }
+        let rest = &t.rest[cell * self.rest_bytes..][..self.rest_bytes];
+        for (chunk, codes) in self.rest_code.chunks(2 * LANES).enumerate() {
+            let bytes = &rest[chunk * LANES..][..LANES];
+            for (q, &code) in codes.iter().enumerate() {
+                out[code] = (bytes[q % LANES] >> (4 * (q / LANES))) & 15;
+            }
         }
     }
 
     /// The chi-square distance of OpenCV's LBPH between a probe and a packed
-    /// template, or `f64::INFINITY` once it exceeds `give_up_above`.
+    /// template, or `f64::INFINITY` once it exceeds `give_up_above`: the
+    /// dense distance's answer to the last bit, since each cell is unpacked
+    /// and summed by the same [`cell_sum`] in the same order.
     pub fn distance(&self, probe: &Probe<'_>, t: Packed<'_>, give_up_above: f64) -> f64 {
         let n = t.cell_pixels;
         if n == probe.template.cell_pixels
             && n > 0
             && t.overflow.is_empty()
             && probe.template.overflow.is_empty()
+            && self.layout.bins() <= STACK_BINS
         {
-            chi_square_packed(
-                [&probe.summary, t.summary],
-                [&probe.rest, t.rest],
-                &self.mask,
-                n,
-                give_up_above,
-            )
+            chi_square_packed(self, probe.template.counts, t, give_up_above)
         } else {
             let exact = self.unpack(t);
             super::distance::chi_square(self.layout, exact.as_ref(), probe.template, give_up_above)
@@ -214,46 +227,18 @@ impl Packing {
     }
 }
 
-/// [`super::distance::chi_square`]'s integer path on the packed form: per
-/// cell, the summary's single-code slots, then the nibbles against the
-/// probe's bytes.
+/// [`super::distance::chi_square`]'s integer path on the packed form: each
+/// cell unpacked on the stack, then summed as the dense distance sums it.
 #[multiversion(targets("x86_64+avx512f+avx512bw", "x86_64+avx2+fma", "aarch64+neon"))]
-fn chi_square_packed(
-    [ps, ts]: [&[u8]; 2],
-    [pr, tr]: [&[u8]; 2],
-    mask: &[f32],
-    cell_pixels: u32,
-    give_up_above: f64,
-) -> f64 {
-    let factor = 2.0 / cell_pixels as f64;
+fn chi_square_packed(packing: &Packing, probe: &[u8], t: Packed<'_>, give_up_above: f64) -> f64 {
+    let bins = packing.layout.bins();
+    let factor = 2.0 / t.cell_pixels as f64;
     let limit = give_up_above / factor;
-    let width = mask.len();
-    let rest_bytes = tr.len() / (ts.len() / width);
+    let mut cell = [0u8; STACK_BINS];
     let mut total = 0.0f64;
-    let term = |x: f32, y: f32| (x - y) * (x - y) / (x + y).max(1.0);
-    let cells = ps.chunks_exact(width).zip(ts.chunks_exact(width)).zip(
-        pr.chunks_exact(2 * rest_bytes)
-            .zip(tr.chunks_exact(rest_bytes)),
-    );
-    for ((sa, sb), (ra, rb)) in cells {
-        let mut acc = [0.0f32; LANES];
-        for ((xa, xb), m) in sa
-            .chunks_exact(LANES)
-            .zip(sb.chunks_exact(LANES))
-            .zip(mask.chunks_exact(LANES))
-        {
-            for l in 0..LANES {
-                // Both zero: 0/1 = 0, as OpenCV's "skip when a+b is 0".
-                acc[l] += term(xa[l] as f32, xb[l] as f32) * m[l];
-            }
-        }
-        for (xa, xb) in ra.chunks_exact(2 * LANES).zip(rb.chunks_exact(LANES)) {
-            for l in 0..LANES {
-                acc[l] += term(xa[l] as f32, (xb[l] & 15) as f32);
-                acc[l] += term(xa[LANES + l] as f32, (xb[l] >> 4) as f32);
-            }
-        }
-        total += acc.iter().map(|&v| v as f64).sum::<f64>();
+    for (i, counts) in probe.chunks_exact(bins).enumerate() {
+        packing.unpack_cell(t, i, &mut cell[..bins]);
+        total += cell_sum(counts, &cell[..bins]);
         if total > limit {
             return f64::INFINITY;
         }
@@ -278,8 +263,8 @@ mod tests {
     #[test]
     fn eight_neighbours_pack_into_eleven_kib() {
         let p = Packing::new(Layout::of(&LbphParams::default()));
-        let merged: Vec<usize> = (0..p.width).filter(|&s| p.mask[s] == 0.0).collect();
-        assert_eq!(merged, [58], "the non-uniform codes' slot");
+        assert_eq!(p.uniform.len(), 58, "the uniform codes, each its own slot");
+        assert_eq!(p.rest_code.len(), 198, "the non-uniform codes");
         assert_eq!(p.rest_bytes, 112, "198 codes in 7 chunks of 32");
         assert_eq!(p.summary_len() + p.rest_len(), 11 * 1024);
     }
@@ -308,6 +293,49 @@ mod tests {
                     overflow: &o,
                 });
                 assert_eq!(back, t, "{neighbors} neighbours");
+            }
+        }
+    }
+
+    /// Bit for bit the dense distance for every layout the parameters
+    /// allow (fewer bins than lanes, merged and unmerged summaries), on
+    /// many pairs: the packed gallery must not move a distance by its last
+    /// bit, or a search near a threshold answers differently from OpenCV.
+    #[test]
+    fn packed_distance_is_the_dense_one_to_the_last_bit() {
+        for neighbors in [2, 4, 8] {
+            let params = LbphParams {
+                neighbors,
+                ..LbphParams::default()
+            };
+            let layout = Layout::of(&params);
+            let p = Packing::new(layout);
+            let image = |seed: u32| {
+                GrayImage::from_fn(92, 112, |x, y| {
+                    image::Luma([((x * 13 + seed) ^ (y * 7 + seed * x) ^ (x * y / 5)) as u8])
+                })
+            };
+            let templates: Vec<Template> = (0..16)
+                .map(|seed| Template::extract(&params, &image(seed)).unwrap())
+                .collect();
+            for a in &templates {
+                let probe = p.probe(a.as_ref());
+                for b in &templates {
+                    let (s, r, o) = packed(&p, b);
+                    let t = Packed {
+                        cell_pixels: b.cell_pixels(),
+                        summary: &s,
+                        rest: &r,
+                        overflow: &o,
+                    };
+                    let dense = chi_square(layout, a.as_ref(), b.as_ref(), f64::INFINITY);
+                    let d = p.distance(&probe, t, f64::INFINITY);
+                    assert_eq!(
+                        d.to_bits(),
+                        dense.to_bits(),
+                        "{neighbors} neighbours: {d} against {dense}"
+                    );
+                }
             }
         }
     }
@@ -346,7 +374,7 @@ mod tests {
             let probe = p.probe(a.as_ref());
             let dense = chi_square(layout, b.as_ref(), a.as_ref(), f64::INFINITY);
             let d = p.distance(&probe, t, f64::INFINITY);
-            assert!((d - dense).abs() <= 1e-6 * dense, "{d} against {dense}");
+            assert_eq!(d.to_bits(), dense.to_bits(), "{d} against {dense}");
             assert_eq!(p.distance(&probe, t, d * 1.0001), d);
             if o.is_empty() {
                 assert_eq!(p.distance(&probe, t, d * 0.5), f64::INFINITY);

@@ -21,7 +21,7 @@ fuzz_target!(|data: &[u8]| {
         return;
     }
     let first = gallery.template(0);
-    let scale = 1.0 / first.cell_pixels as f64;
+    let scale = 1.0 / first.cell_pixels() as f64;
     let values: Vec<f32> = first
         .exact_counts()
         .iter()

@@ -18,10 +18,10 @@
 
 use multiversion::multiversion;
 
-use super::template::{opencv_scale, Layout, TemplateRef};
+use super::template::{opencv_scale, Layout, Template, TemplateRef};
 
 /// Summary groups a cell, padded to whole 16-lane vectors.
-fn padded_groups(layout: Layout) -> usize {
+pub(super) fn padded_groups(layout: Layout) -> usize {
     let p = layout.neighbors as usize;
     let groups = (p * (p - 1) + 3).min(layout.bins());
     groups.div_ceil(16) * 16
@@ -33,7 +33,7 @@ pub fn summary_len(layout: Layout) -> usize {
 }
 
 /// The group of each LBP code: uniform codes numbered in order, the rest last.
-fn groups(layout: Layout) -> Vec<usize> {
+pub(super) fn groups(layout: Layout) -> Vec<usize> {
     let p = layout.neighbors;
     if (p * (p - 1) + 3) as usize >= layout.bins() {
         return (0..layout.bins()).collect(); // few bins: no merging needed
@@ -81,15 +81,29 @@ pub fn lower_bound(
     chi_square_counts(a, b, padded_groups(layout), cell_pixels, give_up_above)
 }
 
+/// What [`chi_square`] compares: a borrowed template, or an owned one (as
+/// [`super::Gallery::template`] unpacks it).
+pub trait Counts {
+    fn counts(&self) -> TemplateRef<'_>;
+}
+
+impl Counts for TemplateRef<'_> {
+    fn counts(&self) -> TemplateRef<'_> {
+        *self
+    }
+}
+
+impl Counts for Template {
+    fn counts(&self) -> TemplateRef<'_> {
+        self.as_ref()
+    }
+}
+
 /// Chi-square distance between two templates of one layout, as OpenCV's
 /// LBPH computes it. Returns `f64::INFINITY` as soon as the partial sum
 /// exceeds `give_up_above` (every term is non-negative, so it can only grow).
-pub fn chi_square(
-    layout: Layout,
-    a: TemplateRef<'_>,
-    b: TemplateRef<'_>,
-    give_up_above: f64,
-) -> f64 {
+pub fn chi_square(layout: Layout, a: impl Counts, b: impl Counts, give_up_above: f64) -> f64 {
+    let (a, b) = (a.counts(), b.counts());
     if a.cell_pixels == b.cell_pixels
         && a.overflow.is_empty()
         && b.overflow.is_empty()
@@ -110,32 +124,44 @@ pub fn chi_square(
 /// Same-size templates: integer counts, one byte a bin.
 #[multiversion(targets("x86_64+avx512f+avx512bw", "x86_64+avx2+fma", "aarch64+neon"))]
 fn chi_square_counts(a: &[u8], b: &[u8], bins: usize, cell_pixels: u32, give_up_above: f64) -> f64 {
-    const LANES: usize = 16;
     let factor = 2.0 / cell_pixels as f64;
     let limit = give_up_above / factor;
     let mut total = 0.0f64;
     for (ca, cb) in a.chunks_exact(bins).zip(b.chunks_exact(bins)) {
-        let mut acc = [0.0f32; LANES];
-        for (xa, xb) in ca.chunks_exact(LANES).zip(cb.chunks_exact(LANES)) {
-            for l in 0..LANES {
-                let (x, y) = (xa[l] as f32, xb[l] as f32);
-                let d = x - y;
-                // Both zero: 0/1 = 0, as OpenCV's "skip when a+b is 0".
-                acc[l] += d * d / (x + y).max(1.0);
-            }
-        }
-        // Fewer bins than lanes (neighbours < 4): no chunk above; do them singly.
-        let tail = ca.len() - ca.len() % LANES;
-        for (&x, &y) in ca[tail..].iter().zip(&cb[tail..]) {
-            let (x, y) = (x as f32, y as f32);
-            acc[0] += (x - y) * (x - y) / (x + y).max(1.0);
-        }
-        total += acc.iter().map(|&v| v as f64).sum::<f64>();
+        total += cell_sum(ca, cb);
         if total > limit {
             return f64::INFINITY;
         }
     }
     total * factor
+}
+
+/// Lanes of [`cell_sum`]'s accumulator.
+pub(super) const LANES: usize = 16;
+
+/// One cell's `Σ (ca−cb)² / (ca+cb)` over integer counts. Bin `i` goes to
+/// f32 lane `i % 16`, the bins in order, and the lanes are summed in f64.
+/// Float addition is not associative, so this order *is* the distance:
+/// every same-size distance (the dense one here, the packed gallery's) adds
+/// its cells through this one function and so agrees to the last bit.
+#[inline(always)]
+pub(super) fn cell_sum(ca: &[u8], cb: &[u8]) -> f64 {
+    let mut acc = [0.0f32; LANES];
+    for (xa, xb) in ca.chunks_exact(LANES).zip(cb.chunks_exact(LANES)) {
+        for l in 0..LANES {
+            let (x, y) = (xa[l] as f32, xb[l] as f32);
+            let d = x - y;
+            // Both zero: 0/1 = 0, as OpenCV's "skip when a+b is 0".
+            acc[l] += d * d / (x + y).max(1.0);
+        }
+    }
+    // Fewer bins than lanes (neighbours < 4): no chunk above; do them singly.
+    let tail = ca.len() - ca.len() % LANES;
+    for (&x, &y) in ca[tail..].iter().zip(&cb[tail..]) {
+        let (x, y) = (x as f32, y as f32);
+        acc[0] += (x - y) * (x - y) / (x + y).max(1.0);
+    }
+    acc.iter().map(|&v| v as f64).sum::<f64>()
 }
 
 /// OpenCV's `compareHist(h1, h2, HISTCMP_CHISQR_ALT)` on the float
@@ -157,16 +183,21 @@ fn chi_square_opencv(a: TemplateRef<'_>, b: TemplateRef<'_>) -> f64 {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::lbph::{LbphParams, Template};
     use image::GrayImage;
 
-    fn face(seed: u32, w: u32, h: u32) -> Template {
-        let img = GrayImage::from_fn(w, h, |x, y| {
+    /// A textured image, distinct for each seed.
+    pub(crate) fn face_image(seed: u32, w: u32, h: u32) -> GrayImage {
+        GrayImage::from_fn(w, h, |x, y| {
             image::Luma([((x * 13 + seed) ^ (y * 7 + seed * x)) as u8])
-        });
-        Template::extract(&LbphParams::default(), &img).unwrap()
+        })
+    }
+
+    /// [`face_image`]'s template with the default parameters.
+    pub(crate) fn face(seed: u32, w: u32, h: u32) -> Template {
+        Template::extract(&LbphParams::default(), &face_image(seed, w, h)).unwrap()
     }
 
     #[test]

@@ -1,12 +1,16 @@
 //! The enrolled templates and the nearest-neighbour search over them.
 //!
-//! Templates are stored side by side (one flat byte array), with a 4 KiB
-//! summary each for the lower bound of [`super::distance`]. A search is exact
-//! branch and bound on every core: the best answers so far give a distance to
-//! beat, shared by all threads; a template is bounded from its summary and
-//! scored in full only when the bound can still beat that distance, and both
-//! computations give up as soon as their partial sums pass it. The answer is
-//! the one a full scan gives, ties going to the earlier template as in OpenCV.
+//! Templates are packed side by side ([`super::packed`]): each one's 4 KiB
+//! summary in one flat array, for the lower bound of [`super::distance`],
+//! and its non-uniform bins, half a byte each, in another; the few counts
+//! that do not fit share one overflow list. No allocation is a template's
+//! own, so the gallery costs its arrays and nothing else. A search is exact
+//! branch and bound on every core: the best answers so far give a distance
+//! to beat, shared by all threads; a template is bounded from its summary
+//! and scored in full only when the bound can still beat that distance, and
+//! both computations give up as soon as their partial sums pass it. The
+//! answer is the one a full scan gives, ties going to the earlier template
+//! as in OpenCV.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -14,8 +18,9 @@ use std::sync::Mutex;
 
 use rayon::prelude::*;
 
-use super::distance::{chi_square, lower_bound, summary, summary_len};
-use super::template::{Layout, TemplateRef};
+use super::distance::lower_bound;
+use super::packed::{Packed, Packing};
+use super::template::Layout;
 use super::{LbphParams, Template};
 use crate::Error;
 
@@ -29,21 +34,27 @@ pub use crate::Match;
 #[derive(Debug, Clone)]
 pub struct Gallery {
     layout: Layout,
+    packing: Packing,
     labels: Vec<i32>,
     cell_pixels: Vec<u32>,
-    counts: Vec<u8>,
     summaries: Vec<u8>,
-    overflow: Vec<Box<[(u32, u32)]>>,
+    rest: Vec<u8>,
+    /// Template `i`'s overflow is `overflow[overflow_at[i]..overflow_at[i + 1]]`.
+    overflow_at: Vec<u32>,
+    overflow: Vec<(u32, u32)>,
 }
 
 impl Gallery {
     pub fn new(params: LbphParams) -> Self {
+        let layout = Layout::of(&params);
         Self {
-            layout: Layout::of(&params),
+            layout,
+            packing: Packing::new(layout),
             labels: Vec::new(),
             cell_pixels: Vec::new(),
-            counts: Vec::new(),
             summaries: Vec::new(),
+            rest: Vec::new(),
+            overflow_at: vec![0],
             overflow: Vec::new(),
         }
     }
@@ -67,25 +78,38 @@ impl Gallery {
 
     /// Makes room for `additional` more templates without reallocating.
     pub fn reserve(&mut self, additional: usize) {
-        self.counts
-            .reserve_exact(additional * self.layout.histogram_len());
         self.summaries
-            .reserve_exact(additional * summary_len(self.layout));
+            .reserve_exact(additional * self.packing.summary_len());
+        self.rest
+            .reserve_exact(additional * self.packing.rest_len());
         self.labels.reserve_exact(additional);
         self.cell_pixels.reserve_exact(additional);
-        self.overflow.reserve_exact(additional);
+        self.overflow_at.reserve_exact(additional);
     }
 
     /// Adds one template; it must have this gallery's layout.
     pub fn add(&mut self, label: i32, template: Template) -> Result<(), Error> {
         self.layout.check(&template.layout())?;
         let t = template.as_ref();
-        self.summaries.extend(summary(self.layout, t));
-        self.counts.extend_from_slice(t.counts);
+        self.packing
+            .pack(t, &mut self.summaries, &mut self.rest, &mut self.overflow);
+        self.overflow_at.push(self.overflow.len() as u32);
         self.cell_pixels.push(t.cell_pixels);
-        self.overflow.push(t.overflow.into());
         self.labels.push(label);
         Ok(())
+    }
+
+    /// Keeps the first `len` templates (a failed update undoes its additions).
+    pub fn truncate(&mut self, len: usize) {
+        if len >= self.len() {
+            return;
+        }
+        self.summaries.truncate(len * self.packing.summary_len());
+        self.rest.truncate(len * self.packing.rest_len());
+        self.overflow.truncate(self.overflow_at[len] as usize);
+        self.overflow_at.truncate(len + 1);
+        self.cell_pixels.truncate(len);
+        self.labels.truncate(len);
     }
 
     /// Removes every template of `label`; returns how many there were.
@@ -95,42 +119,46 @@ impl Gallery {
         if removed == 0 {
             return 0;
         }
-        let (len, slen) = (self.layout.histogram_len(), summary_len(self.layout));
-        let mut i = 0;
-        self.counts.retain(|_| {
-            i += 1;
-            keep[(i - 1) / len]
-        });
-        i = 0;
-        self.summaries.retain(|_| {
-            i += 1;
-            keep[(i - 1) / slen]
-        });
-        let mut it = keep.iter();
-        self.overflow.retain(|_| *it.next().unwrap());
-        let mut it = keep.iter();
-        self.cell_pixels.retain(|_| *it.next().unwrap());
-        self.labels.retain(|&l| l != label);
+        retain_chunks(&mut self.summaries, self.packing.summary_len(), &keep);
+        retain_chunks(&mut self.rest, self.packing.rest_len(), &keep);
+        let (mut overflow, mut at) = (Vec::new(), vec![0]);
+        for (i, _) in keep.iter().enumerate().filter(|(_, k)| **k) {
+            overflow.extend_from_slice(self.overflow_of(i));
+            at.push(overflow.len() as u32);
+        }
+        (self.overflow, self.overflow_at) = (overflow, at);
+        retain_chunks(&mut self.cell_pixels, 1, &keep);
+        retain_chunks(&mut self.labels, 1, &keep);
         removed
     }
 
-    /// The `index`-th template.
-    pub fn template(&self, index: usize) -> TemplateRef<'_> {
-        let len = self.layout.histogram_len();
-        TemplateRef {
+    fn overflow_of(&self, index: usize) -> &[(u32, u32)] {
+        &self.overflow[self.overflow_at[index] as usize..self.overflow_at[index + 1] as usize]
+    }
+
+    fn packed(&self, index: usize) -> Packed<'_> {
+        let (slen, rlen) = (self.packing.summary_len(), self.packing.rest_len());
+        Packed {
             cell_pixels: self.cell_pixels[index],
-            counts: &self.counts[index * len..(index + 1) * len],
-            overflow: &self.overflow[index],
+            summary: &self.summaries[index * slen..(index + 1) * slen],
+            rest: &self.rest[index * rlen..(index + 1) * rlen],
+            overflow: self.overflow_of(index),
         }
     }
 
-    /// Bytes the gallery holds a template: histogram, summary and bookkeeping.
+    /// The `index`-th template, exact.
+    pub fn template(&self, index: usize) -> Template {
+        self.packing.unpack(self.packed(index))
+    }
+
+    /// Bytes the gallery holds a template: summary, nibbles and bookkeeping
+    /// (and 8 bytes for each count in the overflow).
     pub fn bytes_per_template(&self) -> usize {
-        self.layout.histogram_len()
-            + summary_len(self.layout)
+        self.packing.summary_len()
+            + self.packing.rest_len()
             + std::mem::size_of::<i32>()
             + std::mem::size_of::<u32>()
-            + std::mem::size_of::<Box<[(u32, u32)]>>()
+            + std::mem::size_of::<u32>()
     }
 
     /// The `k` nearest distinct labels to `probe` with a distance below
@@ -140,9 +168,7 @@ impl Gallery {
         if k == 0 || self.is_empty() {
             return Ok(Vec::new());
         }
-        let probe_ref = probe.as_ref();
-        let probe_summary = summary(self.layout, probe_ref);
-        let slen = summary_len(self.layout);
+        let probe = self.packing.probe(probe.as_ref());
         let best = Mutex::new(Best::new(k, threshold));
         // The distance to beat, readable without the lock (positive floats
         // order like their bit patterns).
@@ -152,20 +178,15 @@ impl Gallery {
             .with_min_len(32)
             .for_each(|i| {
                 let beat = f64::from_bits(limit.load(Ordering::Relaxed)) * (1.0 + SLACK);
-                let n = self.cell_pixels[i];
-                if n == probe_ref.cell_pixels && n > 0 {
-                    let bound = lower_bound(
-                        self.layout,
-                        &probe_summary,
-                        &self.summaries[i * slen..(i + 1) * slen],
-                        n,
-                        beat,
-                    );
+                let t = self.packed(i);
+                let n = t.cell_pixels;
+                if n == probe.cell_pixels() && n > 0 {
+                    let bound = lower_bound(self.layout, &probe.summary, t.summary, n, beat);
                     if bound * (1.0 - SLACK) > beat {
                         return;
                     }
                 }
-                let d = self.distance(probe_ref, i, beat);
+                let d = self.packing.distance(&probe, t, beat);
                 if d.is_finite() {
                     let mut best = best.lock().expect("no panics while held");
                     best.offer(i, self.labels[i], d);
@@ -195,15 +216,21 @@ impl Gallery {
     /// OpenCV's `StandardCollector` sees). For calibration and tests.
     pub fn all_distances(&self, probe: &Template) -> Result<Vec<f64>, Error> {
         self.layout.check(&probe.layout())?;
+        let probe = self.packing.probe(probe.as_ref());
         Ok((0..self.len())
             .into_par_iter()
-            .map(|i| self.distance(probe.as_ref(), i, f64::INFINITY))
+            .map(|i| self.packing.distance(&probe, self.packed(i), f64::INFINITY))
             .collect())
     }
+}
 
-    fn distance(&self, probe: TemplateRef<'_>, index: usize, give_up_above: f64) -> f64 {
-        chi_square(self.layout, self.template(index), probe, give_up_above)
-    }
+/// Keeps the chunks of `len` items whose `keep` is true.
+fn retain_chunks<T: Copy>(v: &mut Vec<T>, len: usize, keep: &[bool]) {
+    let mut i = 0;
+    v.retain(|_| {
+        i += 1;
+        keep[(i - 1) / len]
+    });
 }
 
 /// The best distance per label seen so far, and the `k`-th best as the limit.

@@ -200,7 +200,7 @@ fn write_yaml(model: &Lbph, out: &mut dyn Write) -> std::io::Result<()> {
         let scale = super::template::opencv_scale;
         for i in 0..gallery.len() {
             let t = gallery.template(i);
-            let s = scale(t.cell_pixels);
+            let s = scale(t.cell_pixels());
             let values: Vec<f64> = t
                 .exact_counts()
                 .iter()

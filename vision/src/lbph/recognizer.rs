@@ -68,16 +68,19 @@ impl Lbph {
 
     /// Replaces the model with templates of `images` (OpenCV's `train`).
     pub fn train(&mut self, images: &[GrayImage], labels: &[i32]) -> Result<(), Error> {
-        let templates = self.extract_all(images, labels)?;
-        self.gallery = Gallery::new(self.params);
-        self.add_all(templates, labels)
+        let mut gallery = Gallery::new(self.params);
+        self.extend(&mut gallery, images, labels)?;
+        self.gallery = gallery;
+        Ok(())
     }
 
     /// Adds templates of `images` to the model (OpenCV's `update`): no
     /// retraining, the existing templates stay as they are.
     pub fn update(&mut self, images: &[GrayImage], labels: &[i32]) -> Result<(), Error> {
-        let templates = self.extract_all(images, labels)?;
-        self.add_all(templates, labels)
+        let mut gallery = std::mem::replace(&mut self.gallery, Gallery::new(self.params));
+        let result = self.extend(&mut gallery, images, labels);
+        self.gallery = gallery;
+        result
     }
 
     /// Makes room for `additional` more templates without reallocating.
@@ -90,25 +93,42 @@ impl Lbph {
         self.gallery.add(label, template)
     }
 
-    fn extract_all(&self, images: &[GrayImage], labels: &[i32]) -> Result<Vec<Template>, Error> {
+    /// Adds templates of `images` to `gallery`, a few at a time so that
+    /// only those few are ever held unpacked; a bad image removes what was
+    /// added, leaving the gallery unchanged.
+    fn extend(
+        &self,
+        gallery: &mut Gallery,
+        images: &[GrayImage],
+        labels: &[i32],
+    ) -> Result<(), Error> {
+        /// Templates extracted at a time: enough for every core.
+        const BATCH: usize = 64;
         if images.len() != labels.len() {
             return Err(Error::LabelCountMismatch {
                 images: images.len(),
                 labels: labels.len(),
             });
         }
-        // Every image is extracted before any is added: a bad one leaves the model unchanged.
-        images
-            .par_iter()
-            .map(|img| Template::extract(&self.params, img))
-            .collect()
-    }
-
-    fn add_all(&mut self, templates: Vec<Template>, labels: &[i32]) -> Result<(), Error> {
-        for (t, &label) in templates.into_iter().zip(labels) {
-            self.gallery.add(label, t)?;
+        let before = gallery.len();
+        let result =
+            images
+                .chunks(BATCH)
+                .zip(labels.chunks(BATCH))
+                .try_for_each(|(images, labels)| {
+                    let templates: Vec<Template> = images
+                        .par_iter()
+                        .map(|img| Template::extract(&self.params, img))
+                        .collect::<Result<_, _>>()?;
+                    templates
+                        .into_iter()
+                        .zip(labels)
+                        .try_for_each(|(t, &label)| gallery.add(label, t))
+                });
+        if result.is_err() {
+            gallery.truncate(before);
         }
-        Ok(())
+        result
     }
 
     /// Removes every template of one person, and their name.
@@ -161,5 +181,41 @@ impl Lbph {
     /// in the same folder, flushed to disk, then renamed over `path`.
     pub fn save(&self, path: &Path) -> Result<(), Error> {
         opencv_file::write(self, path)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lbph::distance::tests::face_image;
+
+    fn face(seed: u32) -> GrayImage {
+        face_image(seed, 92, 112)
+    }
+
+    /// Images are extracted a batch at a time; a bad one in a later batch
+    /// still leaves the model as it was, for `update` and for `train`.
+    #[test]
+    fn a_bad_image_after_the_first_batch_changes_nothing() {
+        let mut model = Lbph::new(LbphParams::default()).unwrap();
+        model.train(&[face(1), face(2)], &[1, 2]).unwrap();
+        let before = model.gallery().template(1);
+        let mut images: Vec<GrayImage> = (10..210).map(face).collect();
+        images[150] = GrayImage::new(4, 4);
+        let labels: Vec<i32> = (10..210).collect();
+        for train in [false, true] {
+            let result = if train {
+                model.train(&images, &labels)
+            } else {
+                model.update(&images, &labels)
+            };
+            assert!(matches!(result, Err(Error::ImageTooSmall { .. })));
+            assert_eq!(model.gallery().labels(), &[1, 2]);
+            assert_eq!(model.gallery().template(1), before);
+        }
+        images[150] = face(160);
+        model.update(&images, &labels).unwrap();
+        assert_eq!(model.gallery().len(), 202);
+        assert_eq!(model.predict(&face(160)).unwrap().label, Some(160));
     }
 }

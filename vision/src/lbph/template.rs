@@ -191,7 +191,7 @@ impl Template {
         Self::from_exact_counts(layout, (cell_w * cell_h) as u32, &counts)
     }
 
-    fn from_exact_counts(layout: Layout, cell_pixels: u32, counts: &[u32]) -> Self {
+    pub(crate) fn from_exact_counts(layout: Layout, cell_pixels: u32, counts: &[u32]) -> Self {
         let compact = counts.iter().map(|&c| c.min(255) as u8).collect();
         let overflow = counts
             .iter()
@@ -222,6 +222,11 @@ impl Template {
             counts: &self.counts,
             overflow: &self.overflow,
         }
+    }
+
+    /// The exact pixel counts, overflow restored.
+    pub fn exact_counts(&self) -> Vec<u32> {
+        self.as_ref().exact_counts()
     }
 
     /// Bytes this template occupies in memory (its histogram and overflow).

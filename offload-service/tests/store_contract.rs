@@ -225,6 +225,35 @@ fn a_success_clears_the_count_only_after_the_lock(store: &dyn GalleryStore) {
     assert_eq!(next.failures, 1, "counted afresh after the success");
 }
 
+/// A failure counted under a shorter policy (a plant that shortened its
+/// delays, or a replica started with other flags) keeps the lock that
+/// stands: both stores keep the later end. SQLite used to overwrite it with
+/// the shorter one, PostgreSQL kept it (issue 24).
+fn a_failure_never_shortens_a_standing_lock(store: &dyn GalleryStore) {
+    let long = LockoutPolicy {
+        free_attempts: 0,
+        base_delay_ms: 3_600_000,
+        max_delay_ms: 3_600_000,
+    };
+    let short = LockoutPolicy {
+        free_attempts: 0,
+        base_delay_ms: 1_000,
+        max_delay_ms: 1_000,
+    };
+    store.enroll("test", "A", &[vec![1]], None).unwrap();
+    let first = store.record_sign_in("A", SignIn::Failed, &long).unwrap();
+    assert!(first.locked_for_ms > 3_500_000, "{first:?}");
+    let second = store.record_sign_in("A", SignIn::Failed, &short).unwrap();
+    assert_eq!(second.failures, 2);
+    assert!(
+        second.locked_for_ms > 3_500_000,
+        "the hour's lock stands: {second:?}"
+    );
+    let standing = store.lockouts().unwrap();
+    assert_eq!(standing.len(), 1);
+    assert!(standing[0].locked_for_ms > 3_500_000, "{standing:?}");
+}
+
 /// The stored profile, for the service's scope rule: as enrolled, as
 /// replaced, none, or NOT_FOUND.
 fn profiles_are_read_back(store: &dyn GalleryStore) {
@@ -282,6 +311,7 @@ contract!(
     every_change_is_logged_with_its_time,
     sign_in_failures_are_counted_until_a_success,
     a_success_clears_the_count_only_after_the_lock,
+    a_failure_never_shortens_a_standing_lock,
     profiles_are_read_back,
     a_removed_operator_takes_their_count_along
 );

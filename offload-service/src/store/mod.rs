@@ -191,11 +191,15 @@ fn count_sign_in(
             (failures_before, locked_until_before_ms)
         }
         SignIn::Succeeded => (0, now_ms),
+        // A failure never shortens a lock that stands (the policy may have
+        // been shortened since it was set, or another replica set it).
         SignIn::Failed => {
             let failures = failures_before.saturating_add(1);
             (
                 failures,
-                now_ms.saturating_add(policy.delay_after(failures)),
+                now_ms
+                    .saturating_add(policy.delay_after(failures))
+                    .max(locked_until_before_ms),
             )
         }
     }

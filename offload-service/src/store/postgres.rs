@@ -480,19 +480,26 @@ impl GalleryStore for PostgresStore {
                 (failures, until)
             }
             SignIn::Failed => {
-                let counted: i32 = tx
+                // Counted in one statement, so that replicas reporting at
+                // once lose no failure; the lock that stood comes back with it.
+                let row = tx
                     .query_one(
                         "INSERT INTO sign_in_failures (label, failures, locked_until_ms)
                          VALUES ($1, 1, 0)
                          ON CONFLICT (label) DO UPDATE
                          SET failures = sign_in_failures.failures + 1
-                         RETURNING failures",
+                         RETURNING failures, locked_until_ms",
                         &[&label],
                     )
-                    .map_err(pg)?
-                    .get(0);
-                let (failures, until) =
-                    count_sign_in(counted.max(1) as u32 - 1, now, outcome, policy, now);
+                    .map_err(pg)?;
+                let (counted, until_before): (i32, i64) = (row.get(0), row.get(1));
+                let (failures, until) = count_sign_in(
+                    counted.max(1) as u32 - 1,
+                    until_before,
+                    outcome,
+                    policy,
+                    now,
+                );
                 tx.execute(
                     "UPDATE sign_in_failures SET locked_until_ms = greatest(locked_until_ms, $2)
                      WHERE label = $1",

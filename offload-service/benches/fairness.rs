@@ -79,6 +79,7 @@ async fn main() {
                     max_candidates: 1,
                     threshold: None,
                     min_usable_frames: 1,
+                    min_agreement: None,
                 };
                 while !stop.load(Ordering::Relaxed) {
                     if a.identify(heavy.clone()).await.is_ok() {
@@ -129,6 +130,7 @@ async fn sample(client: &OffloadClient) -> (f64, f64) {
             max_candidates: 1,
             threshold: None,
             min_usable_frames: 1,
+            min_agreement: None,
         };
         let started = Instant::now();
         client.identify(request).await.unwrap();

@@ -87,6 +87,7 @@ async fn main() {
                     max_candidates: 1,
                     threshold: None,
                     min_usable_frames: 1,
+                    min_agreement: None,
                 })
                 .await
                 .unwrap();
@@ -169,6 +170,7 @@ async fn throughput(endpoints: &[String], resolver: Option<Arc<dyn Resolver>>) -
                             max_candidates: 1,
                             threshold: None,
                             min_usable_frames: 1,
+                            min_agreement: None,
                         })
                         .await
                         .unwrap();

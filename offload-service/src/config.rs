@@ -340,7 +340,7 @@ impl Config {
                 "the CUDA backend matches lbph templates only; run dlib on --backend cpu".into(),
             );
         }
-        if !(self.burst_min_agreement > 0.0 && self.burst_min_agreement <= 1.0) {
+        if !vision::burst::BurstRule::agreement_in_range(self.burst_min_agreement) {
             return Err(format!(
                 "--burst-min-agreement must be in (0, 1], not {}",
                 self.burst_min_agreement

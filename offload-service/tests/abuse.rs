@@ -167,6 +167,7 @@ async fn normal_identify(channel: &Channel) -> Duration {
                 frames: vec![orl_raw(1, 2)],
                 max_candidates: 1,
                 min_usable_frames: 1,
+                min_agreement: None,
                 threshold: None,
             },
             Some(TOKEN),

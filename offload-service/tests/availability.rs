@@ -124,6 +124,7 @@ fn burst(person: u32) -> IdentifyRequest {
         max_candidates: 1,
         threshold: None,
         min_usable_frames: 1,
+        min_agreement: None,
     }
 }
 

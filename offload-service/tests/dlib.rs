@@ -37,6 +37,7 @@ fn identify(frames: Vec<Frame>, min_usable_frames: u32) -> IdentifyRequest {
         max_candidates: 2,
         threshold: None,
         min_usable_frames,
+        min_agreement: None,
     }
 }
 

@@ -21,6 +21,7 @@ fn burst(frames: Vec<Frame>) -> IdentifyRequest {
         max_candidates: 1,
         threshold: None,
         min_usable_frames: 0,
+        min_agreement: None,
     }
 }
 
@@ -42,6 +43,7 @@ async fn still_serving(client: &OffloadClient) {
     let answer = client
         .identify(IdentifyRequest {
             min_usable_frames: 1,
+            min_agreement: None,
             ..burst(vec![orl_raw(1, 2)])
         })
         .await
@@ -188,6 +190,33 @@ async fn bad_frames_and_fields_are_refused_and_the_server_stays_up() {
             Code::InvalidArgument,
             "min_usable_frames",
         ),
+        (
+            "no agreement",
+            IdentifyRequest {
+                min_agreement: Some(0.0),
+                ..burst(vec![orl_raw(1, 2)])
+            },
+            Code::InvalidArgument,
+            "min_agreement",
+        ),
+        (
+            "more than every frame agreeing",
+            IdentifyRequest {
+                min_agreement: Some(1.5),
+                ..burst(vec![orl_raw(1, 2)])
+            },
+            Code::InvalidArgument,
+            "min_agreement",
+        ),
+        (
+            "agreement not a number",
+            IdentifyRequest {
+                min_agreement: Some(f64::NAN),
+                ..burst(vec![orl_raw(1, 2)])
+            },
+            Code::InvalidArgument,
+            "min_agreement",
+        ),
     ];
     for (name, request, code, words) in cases {
         let result = client.identify(request).await;
@@ -257,6 +286,7 @@ async fn bad_frames_and_fields_are_refused_and_the_server_stays_up() {
         frames: vec![orl_raw(2, 1)],
         threshold: None,
         min_usable_frames: 0,
+        min_agreement: None,
     };
     refused(client.verify(verify).await, Code::NotFound, "not enrolled");
     let too_many = UpdateOperatorRequest {

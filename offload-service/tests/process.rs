@@ -98,6 +98,7 @@ async fn sigterm_drains_in_flight_requests_then_exits_cleanly() {
         max_candidates: 1,
         threshold: None,
         min_usable_frames: 1,
+        min_agreement: None,
     };
     let calls: Vec<_> = (0..8)
         .map(|_| {

@@ -49,6 +49,7 @@ fn probe(person: u32) -> IdentifyRequest {
         max_candidates: 1,
         threshold: None,
         min_usable_frames: 1,
+        min_agreement: None,
     }
 }
 

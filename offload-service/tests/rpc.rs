@@ -38,6 +38,7 @@ fn identify(
         max_candidates: 3,
         threshold: None,
         min_usable_frames,
+        min_agreement: None,
     }
 }
 
@@ -96,6 +97,7 @@ async fn orl_faces_are_identified_and_verified() {
         frames: (6..=8).map(|photo| orl_raw(who, photo)).collect(),
         threshold,
         min_usable_frames: 0,
+        min_agreement: None,
     };
     let yes = client.verify(verify(7, operator(7), None)).await.unwrap();
     assert!(
@@ -118,6 +120,89 @@ async fn orl_faces_are_identified_and_verified() {
     // A claim of someone else is farther than the truth.
     let other = client.verify(verify(7, operator(8), None)).await.unwrap();
     assert!(other.distance > yes.distance, "{other:?} vs {yes:?}");
+    server.stop().await;
+}
+
+/// Issue 24: the request carries the kiosk's whole burst rule, and the
+/// service follows each field. A burst of three frames of person 3 and two
+/// of person 4: accepted for person 3 at the default agreement (3 of 5 ≥
+/// 0.6), a disagreement at 0.8, too few frames when all five must be
+/// usable and one is blank, not recognised under a tiny threshold.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_service_follows_each_field_of_the_requests_burst_rule() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = InProcess::start(config(dir.path(), &[])).await;
+    let client = server.client();
+    enroll_orl(&client, 1..=6).await;
+    let frames: Vec<_> = [(3, 6), (3, 7), (3, 8), (4, 6), (4, 7)]
+        .into_iter()
+        .map(|(person, photo)| orl_raw(person, photo))
+        .collect();
+    let burst = |min_usable_frames, threshold, min_agreement| IdentifyRequest {
+        frames: frames.clone(),
+        max_candidates: 1,
+        threshold,
+        min_usable_frames,
+        min_agreement,
+    };
+    // Each frame on its own, to know the votes the rule will count.
+    let mut votes = std::collections::HashMap::<String, u32>::new();
+    for frame in &frames {
+        let one = client
+            .identify(identify(vec![frame.clone()], 1))
+            .await
+            .unwrap();
+        *votes
+            .entry(one.frames[0].candidates[0].operator_id.clone())
+            .or_default() += 1;
+    }
+    assert_eq!(
+        (votes.get(&operator(3)), votes.get(&operator(4))),
+        (Some(&3), Some(&2)),
+        "the frames' nearest operators: {votes:?}"
+    );
+
+    let default = client.identify(burst(5, None, None)).await.unwrap();
+    assert!(
+        default.identified && default.operator_id == operator(3),
+        "{default:?}"
+    );
+    let agreed = client.identify(burst(5, None, Some(0.6))).await.unwrap();
+    assert!(agreed.identified && agreed.votes == 3, "{agreed:?}");
+    let stricter = client.identify(burst(5, None, Some(0.8))).await.unwrap();
+    assert!(
+        !stricter.identified && stricter.reason.contains("agree"),
+        "{stricter:?}"
+    );
+    let strict = client
+        .identify(burst(5, Some(1e-9), Some(0.6)))
+        .await
+        .unwrap();
+    assert!(
+        !strict.identified && strict.reason.contains("threshold"),
+        "{strict:?}"
+    );
+    // A camera image without a face in place of the last frame: four
+    // usable frames, where the request asks for five.
+    let mut png = Vec::new();
+    image::GrayImage::from_pixel(640, 480, image::Luma([128]))
+        .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+        .unwrap();
+    let mut blank = burst(5, None, Some(0.6));
+    blank.frames[4] = kubevision_offload_client::proto::Frame {
+        content: Some(kubevision_offload_client::proto::frame::Content::CameraImage(png.into())),
+    };
+    let too_few = client.identify(blank.clone()).await.unwrap();
+    assert!(
+        !too_few.identified && too_few.reason.contains("5 are needed"),
+        "{too_few:?}"
+    );
+    blank.min_usable_frames = 4;
+    let enough = client.identify(blank).await.unwrap();
+    assert!(
+        enough.identified && enough.operator_id == operator(3),
+        "{enough:?}"
+    );
     server.stop().await;
 }
 

@@ -18,6 +18,14 @@ pub struct BurstRule {
     pub threshold: f64,
 }
 
+impl BurstRule {
+    /// Whether `share` can be a rule's `min_agreement`: more than nothing,
+    /// at most every frame.
+    pub fn agreement_in_range(share: f64) -> bool {
+        share > 0.0 && share <= 1.0
+    }
+}
+
 impl Default for BurstRule {
     fn default() -> Self {
         Self {

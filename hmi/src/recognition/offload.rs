@@ -92,9 +92,9 @@ impl OffloadBackend {
     }
 }
 
-/// The kiosk's rule as the request carries it: the service decides with
-/// the kiosk's threshold and frame count (and its own agreement share,
-/// which the proto does not carry: 0.6 by default on both sides).
+/// The kiosk's frame count as the request carries it (the request carries
+/// the whole rule: threshold, frames and agreement share, so that the
+/// service decides as the kiosk's local path would).
 fn min_usable(rule: &BurstRule, burst: &[Probe]) -> u32 {
     rule.min_frames.clamp(1, burst.len().max(1)) as u32
 }
@@ -115,6 +115,7 @@ impl Backend for OffloadBackend {
             max_candidates: 1,
             threshold: Some(rule.threshold),
             min_usable_frames: min_usable(rule, burst),
+            min_agreement: Some(rule.min_agreement),
         };
         let answer = self.call(self.client.identify(request))?;
         Ok(if answer.identified {
@@ -138,6 +139,7 @@ impl Backend for OffloadBackend {
             frames: self.frames(burst)?,
             threshold: Some(rule.threshold),
             min_usable_frames: min_usable(rule, burst),
+            min_agreement: Some(rule.min_agreement),
         };
         match self.call(self.client.verify(request)) {
             Ok(answer) => Ok(Decision {

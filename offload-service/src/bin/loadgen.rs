@@ -100,6 +100,7 @@ async fn main() -> anyhow::Result<()> {
                         max_candidates: 1,
                         threshold: None,
                         min_usable_frames: 1,
+                        min_agreement: None,
                     };
                     let sent = Instant::now();
                     let result = client.identify(request).await;

@@ -265,13 +265,24 @@ impl Core {
             .collect()
     }
 
-    /// The burst rule for a request: its threshold and frame count, or the server's.
+    /// The burst rule for a request: its threshold, frame count and
+    /// agreement share, each the server's where the request has none.
     fn burst_rule(
         &self,
         threshold: Option<f64>,
         min_usable_frames: u32,
+        min_agreement: Option<f64>,
         frames: usize,
     ) -> Result<BurstRule, ServiceError> {
+        let min_agreement = match min_agreement {
+            None => self.burst.min_agreement,
+            Some(share) if BurstRule::agreement_in_range(share) => share,
+            Some(share) => {
+                return Err(invalid(format!(
+                    "min_agreement must be more than 0 and at most 1, not {share}"
+                )))
+            }
+        };
         let threshold = match threshold {
             None => self.threshold,
             Some(t) if t.is_finite() && t > 0.0 => t,
@@ -292,8 +303,8 @@ impl Core {
         };
         Ok(BurstRule {
             min_frames,
+            min_agreement,
             threshold,
-            ..self.burst
         })
     }
 

@@ -69,7 +69,12 @@ async fn identify(
             )))
         }
     };
-    let rule = core.burst_rule(req.threshold, req.min_usable_frames, req.frames.len())?;
+    let rule = core.burst_rule(
+        req.threshold,
+        req.min_usable_frames,
+        req.min_agreement,
+        req.frames.len(),
+    )?;
     let gallery_version = core.gallery.version();
     let frames = req.frames;
     let probes = ticket
@@ -148,7 +153,12 @@ async fn verify(
 ) -> Result<VerifyResponse, ServiceError> {
     req.operator_id = check_operator_id(&req.operator_id)?;
     check_frames(&req.frames)?;
-    let rule = core.burst_rule(req.threshold, req.min_usable_frames, req.frames.len())?;
+    let rule = core.burst_rule(
+        req.threshold,
+        req.min_usable_frames,
+        req.min_agreement,
+        req.frames.len(),
+    )?;
     let label = core
         .gallery
         .label_of(&req.operator_id)

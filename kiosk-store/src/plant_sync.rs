@@ -28,6 +28,9 @@ pub enum SyncError {
     Offload(#[from] ClientError),
     #[error("kiosk store: {0}")]
     Store(#[from] StoreError),
+    /// The sync's own async runtime did not start (threads, file handles).
+    #[error("the plant sync cannot start its runtime")]
+    Runtime(#[source] std::io::Error),
 }
 
 impl SyncError {
@@ -334,7 +337,7 @@ pub fn sync_now(
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| SyncError::Offload(ClientError::Config(format!("tokio runtime: {e}"))))?;
+        .map_err(SyncError::Runtime)?;
     let client = {
         let _inside = runtime.enter();
         OffloadClient::new(config)?

@@ -39,6 +39,21 @@ pub use self::postgres::{PostgresSettings, PostgresStore};
 pub use self::sqlite::SqliteStore;
 
 /// Every way a store operation can fail.
+/// Why the store of record could not be reached.
+#[derive(Debug, thiserror::Error)]
+pub enum Unreachable {
+    /// The server is down, restarting, refusing connections, or it dropped
+    /// ours (its code or the driver's causes in words).
+    #[error("{}", postgres::describe(.0))]
+    Postgres(#[source] ::postgres::Error),
+    /// No connection came from the pool within its timeout.
+    #[error("no connection: {0}")]
+    Pool(#[source] r2d2::Error),
+    /// The connection that listens for other writers' commits was closed.
+    #[error("the notification connection was closed")]
+    NotificationsClosed,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("cannot create the data directory {path}: {source}")]
@@ -61,10 +76,13 @@ pub enum StoreError {
     /// The store cannot be reached (the database is down or restarting):
     /// nothing was changed, and the same request may succeed later.
     #[error("the gallery database is unavailable: {0}")]
-    Unavailable(String),
+    Unavailable(#[source] Unreachable),
     /// The store answered, but not as it should (a constraint, a bad row).
-    #[error("gallery database: {0}")]
-    Database(String),
+    #[error("gallery database: {}", postgres::describe(.0))]
+    Database(#[source] ::postgres::Error),
+    /// The database's schema is newer than this release knows.
+    #[error("the database's schema is at version {found}, newer than this service knows ({known}): run the newer release, or restore a matching backup")]
+    NewerSchema { found: i32, known: usize },
     /// The store's settings cannot work (a bad connection string, CA file).
     #[error("gallery store settings: {0}")]
     Config(String),

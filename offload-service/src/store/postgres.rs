@@ -53,7 +53,7 @@ use kubevision_proto::lockout::LockoutPolicy;
 use super::{
     check_count, checked_templates, checked_upsert, checksum, count_sign_in, to_sql_version,
     Change, ChangeFeed, ChangeKind, Committed, GalleryStore, SignIn, Standing, StoreError,
-    StoreStatus, UpdateMode,
+    StoreStatus, Unreachable, UpdateMode,
 };
 
 /// The channel every change is announced on; the payload is its version.
@@ -173,7 +173,7 @@ impl PostgresStore {
             .as_ref()
             .expect("the pool lives as long as the store")
             .get()
-            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+            .map_err(|e| StoreError::Unavailable(Unreachable::Pool(e)))?;
         if !self.migrated.load(Ordering::Acquire) {
             migrate(&mut conn)?;
             self.migrated.store(true, Ordering::Release);
@@ -611,9 +611,7 @@ impl ChangeFeed for Listener {
             // The iterator ends at once on a closed connection: say so, or
             // the caller would spin.
             if self.client.is_closed() {
-                return Err(StoreError::Unavailable(
-                    "the notification connection was closed".into(),
-                ));
+                return Err(StoreError::Unavailable(Unreachable::NotificationsClosed));
             }
             return Ok(None);
         };
@@ -648,11 +646,10 @@ fn migrate(conn: &mut Client) -> Result<(), StoreError> {
         .map_err(pg)?
         .get(0);
     if applied as usize > MIGRATIONS.len() {
-        return Err(StoreError::Database(format!(
-            "the database's schema is at version {applied}, newer than this service knows \
-             ({}): run the newer release, or restore a matching backup",
-            MIGRATIONS.len()
-        )));
+        return Err(StoreError::NewerSchema {
+            found: applied,
+            known: MIGRATIONS.len(),
+        });
     }
     for (step, sql) in MIGRATIONS.iter().enumerate().skip(applied as usize) {
         tx.batch_execute(sql).map_err(pg)?;
@@ -725,17 +722,16 @@ fn pg(e: postgres::Error) -> StoreError {
                     || c == "53300" // too many connections
             }
         };
-    let text = describe(&e);
     if unavailable {
-        StoreError::Unavailable(text)
+        StoreError::Unavailable(Unreachable::Postgres(e))
     } else {
-        StoreError::Database(text)
+        StoreError::Database(e)
     }
 }
 
 /// The Display of a server error is only "db error", and of a TLS failure
 /// only "error performing TLS handshake": their sources say what.
-fn describe(e: &postgres::Error) -> String {
+pub(super) fn describe(e: &postgres::Error) -> String {
     match e.as_db_error() {
         Some(db) => format!("{}: {}", db.code().code(), db.message()),
         None => {

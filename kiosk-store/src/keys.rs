@@ -233,8 +233,11 @@ impl Secrets {
     }
 }
 
-fn secrets_io(path: &Path, e: std::io::Error) -> StoreError {
-    StoreError::Secrets(format!("{}: {e}", path.display()))
+fn secrets_io(path: &Path, source: std::io::Error) -> StoreError {
+    StoreError::SecretsIo {
+        path: path.to_owned(),
+        source,
+    }
 }
 
 /// The retired peppers in `dir`, each `pin-pepper.retired-<id>.key`.

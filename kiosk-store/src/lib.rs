@@ -201,7 +201,7 @@ pub enum StoreError {
         source: std::io::Error,
     },
     #[error("hashing a secret failed: {0}")]
-    Hashing(String),
+    Hashing(#[source] HashingError),
     #[error("personnel number {0} is already taken")]
     DuplicatePersonnelNumber(String),
     #[error("no operator with id {0}")]
@@ -229,6 +229,22 @@ pub enum StoreError {
     Missing(PathBuf),
     #[error("kiosk secrets: {0}")]
     Secrets(String),
+    /// A file of the secrets folder could not be read or written.
+    #[error("kiosk secrets: {}: {source}", path.display())]
+    SecretsIo {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Why Argon2 could not hash a secret (parameters it refused, or the hash).
+#[derive(Debug, thiserror::Error)]
+pub enum HashingError {
+    #[error(transparent)]
+    Parameters(#[from] argon2::Error),
+    #[error(transparent)]
+    Hash(#[from] password_hash::Error),
 }
 
 pub struct Store {

@@ -60,8 +60,8 @@ pub fn validate(kind: SecretKind, secret: &str) -> Result<(), StoreError> {
     }
 }
 
-fn hashing(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Hashing(e.to_string())
+fn hashing(e: impl Into<crate::HashingError>) -> StoreError {
+    StoreError::Hashing(e.into())
 }
 
 /// Argon2id v19 with OWASP's minimum memory/time parameters (as before the

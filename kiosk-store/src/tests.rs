@@ -2030,3 +2030,27 @@ fn templates_of_both_recognisers_are_kept_pushed_and_taken() {
     assert!(store.operator_by_personnel_no("D-4").unwrap().is_none());
     assert!(store.operator_by_personnel_no("E-5").unwrap().is_none());
 }
+
+/// A secrets file that cannot be read is an error naming the file, with
+/// the operating system's error as its source (issue 24: not a string).
+#[test]
+fn an_unreadable_secret_is_a_typed_error_naming_its_file() {
+    let (dir, store) = fresh();
+    drop(store);
+    let key = dir
+        .path()
+        .join("data")
+        .join(SECRETS_SUBDIR)
+        .join(AUDIT_KEY_FILE);
+    std::fs::remove_file(&key).unwrap();
+    std::fs::create_dir(&key).unwrap();
+    let Some(err) = Store::open_in_dir(&dir.path().join("data")).err() else {
+        panic!("a folder where the audit key should be was accepted");
+    };
+    match &err {
+        StoreError::SecretsIo { path, .. } => assert_eq!(path, &key),
+        other => panic!("{other}"),
+    }
+    assert!(std::error::Error::source(&err).is_some());
+    assert!(err.to_string().contains(AUDIT_KEY_FILE), "{err}");
+}

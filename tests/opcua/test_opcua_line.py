@@ -7,7 +7,9 @@ subscriber when the kiosk closes, and garbage on the socket.
 
 The server is the kubevision-opcua example `line_server` (built by
 scripts/test with `cargo build -p kubevision-opcua --examples`), which plays
-the kiosk's part through stdin/stdout."""
+the kiosk's part through stdin/stdout. With KUBEVISION_LINE_SERVER_EXE set
+to its Windows build, the same tests run against it under Wine (scripts/test's
+phase "windows: OPC UA server under Wine")."""
 
 import asyncio
 import contextlib
@@ -30,6 +32,19 @@ from line_events import session_event_filter
 
 REPO = Path(__file__).resolve().parents[2]
 BINARY = Path(os.environ.get("CARGO_TARGET_DIR", REPO / "target")) / "debug" / "examples" / "line_server"
+# The Windows build of the same server (x86_64-pc-windows-gnu), run under
+# Wine: scripts/test's Windows phase sets it, so that these tests talk to the
+# kiosk's OPC UA server as it runs on a Windows line PC.
+WINDOWS_EXE = os.environ.get("KUBEVISION_LINE_SERVER_EXE")
+
+
+def server_command():
+    if WINDOWS_EXE:
+        exe = Path(WINDOWS_EXE).resolve()
+        assert exe.exists(), f"{exe} is missing: cargo build --target x86_64-pc-windows-gnu -p kubevision-opcua --example line_server"
+        return [str(REPO / "scripts" / "wine-run"), str(exe)]
+    assert BINARY.exists(), f"{BINARY} is missing: run `cargo build -p kubevision-opcua --examples` first"
+    return [str(BINARY)]
 NAMESPACE = "urn:kubevision:line"
 USER, PASSWORD = "operator", "s3cret-line"
 SESSION_VARS = ["SignedIn", "PersonnelNumber", "DisplayName", "Role", "AccessLevel", "SignedInAt", "Factors", "ExpiresAt"]
@@ -39,10 +54,9 @@ class LineServer:
     """The example process; its stdout lines arrive on a queue."""
 
     def __init__(self, tmp_path, allow_none=True, args=(), umask=-1):
-        assert BINARY.exists(), f"{BINARY} is missing: run `cargo build -p kubevision-opcua --examples` first"
         self.pki = tmp_path / "pki"
         self.process = subprocess.Popen(
-            [str(BINARY), "--port", "0", "--pki-dir", str(self.pki), "--user", f"{USER}:{PASSWORD}"]
+            server_command() + ["--port", "0", "--pki-dir", str(self.pki), "--user", f"{USER}:{PASSWORD}"]
             + (["--allow-none"] if allow_none else [])
             + list(args),
             stdin=subprocess.PIPE,

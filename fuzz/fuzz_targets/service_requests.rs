@@ -132,7 +132,8 @@ static HARNESS: LazyLock<Harness> = LazyLock::new(|| {
                 config.max_batch,
                 workers + config.max_queue,
                 metrics.clone(),
-            ),
+            )
+            .expect("the matcher's threads"),
             admission: Admission::from_config(&config, metrics.clone()),
             metrics,
             token: None,

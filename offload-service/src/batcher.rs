@@ -385,9 +385,7 @@ mod tests {
             Metrics::new(),
         )
         .unwrap();
-        let face =
-            vision::GrayImage::from_fn(92, 112, |x, y| image::Luma([(x * 7 + y * 13) as u8]));
-        let probe = Template::extract(&LbphParams::default(), &face).unwrap();
+        let probe = probe();
         let calls: Vec<_> = (1..=16)
             .map(|k| {
                 let (batcher, probes) = (batcher.clone(), vec![probe.clone(); 2]);
@@ -408,6 +406,13 @@ mod tests {
             batches.len() < 16,
             "16 concurrent requests were coalesced: {batches:?}"
         );
+    }
+
+    /// A textured face crop's template.
+    fn probe() -> Template {
+        let face =
+            vision::GrayImage::from_fn(92, 112, |x, y| image::Luma([(x * 7 + y * 13) as u8]));
+        Template::extract(&LbphParams::default(), &face).unwrap()
     }
 
     fn caller(name: &str, token: &str) -> crate::identity::Caller {
@@ -439,9 +444,7 @@ mod tests {
             Metrics::new(),
         )
         .unwrap();
-        let face =
-            vision::GrayImage::from_fn(92, 112, |x, y| image::Luma([(x * 7 + y * 13) as u8]));
-        let probe = Template::extract(&LbphParams::default(), &face).unwrap();
+        let probe = probe();
         let flooder = caller("kiosk-a", "token a");
         let flood: Vec<_> = (0..16)
             .map(|_| {

@@ -17,7 +17,7 @@
 
 use multiversion::multiversion;
 
-use super::distance::{cell_sum, groups, padded_groups, LANES};
+use super::distance::{cell_sum, groups, padded_groups, sum_cells, LANES};
 use super::template::{Layout, Template, TemplateRef};
 
 /// The largest count a nibble holds; it also marks a count in the overflow.
@@ -232,18 +232,12 @@ impl Packing {
 #[multiversion(targets("x86_64+avx512f+avx512bw", "x86_64+avx2+fma", "aarch64+neon"))]
 fn chi_square_packed(packing: &Packing, probe: &[u8], t: Packed<'_>, give_up_above: f64) -> f64 {
     let bins = packing.layout.bins();
-    let factor = 2.0 / t.cell_pixels as f64;
-    let limit = give_up_above / factor;
     let mut cell = [0u8; STACK_BINS];
-    let mut total = 0.0f64;
-    for (i, counts) in probe.chunks_exact(bins).enumerate() {
+    let cells = probe.chunks_exact(bins).enumerate().map(|(i, counts)| {
         packing.unpack_cell(t, i, &mut cell[..bins]);
-        total += cell_sum(counts, &cell[..bins]);
-        if total > limit {
-            return f64::INFINITY;
-        }
-    }
-    total * factor
+        cell_sum(counts, &cell[..bins])
+    });
+    sum_cells(cells, t.cell_pixels, give_up_above)
 }
 
 #[cfg(test)]
